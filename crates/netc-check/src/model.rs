@@ -1,0 +1,322 @@
+//! The checked network: every name resolved, every argument typed and in range, every shape
+//! known. This is what the checker hands to lowering; nothing downstream re-validates it.
+
+use netc_syntax::Span;
+use std::fmt;
+
+/// A per-example tensor shape. The batch dimension is not part of it.
+pub type Shape = Vec<usize>;
+
+/// A checked network, ready to lower.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Net {
+    pub name: String,
+    /// Net parameters after defaults and `--set` overrides, in declaration order.
+    pub params: Vec<(String, ParamValue)>,
+    pub input: Input,
+    /// Layers in source order, which is a topological order: a layer reads only earlier nodes.
+    pub layers: Vec<Layer>,
+    pub loss: Loss,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Input {
+    pub name: String,
+    pub shape: Shape,
+    pub span: Span,
+}
+
+/// Where a layer reads from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Node {
+    Input,
+    Layer(usize),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layer {
+    /// The user's name, or an automatic one (`conv1`, `relu2`, ...); unique within the net.
+    pub name: String,
+    pub op: Op,
+    pub inputs: Vec<Node>,
+    pub out_shape: Shape,
+    /// Multipliers of the global learning rate and weight decay for this layer's parameters.
+    pub lr_mult: f64,
+    pub wd_mult: f64,
+    pub span: Span,
+}
+
+/// The final softmax cross-entropy loss.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loss {
+    pub classes: usize,
+    pub input: Node,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// 2-D convolution over `[C, H, W]`, weight `[out, C, kh, kw]`.
+    Conv { out: usize, kernel: [usize; 2], stride: usize, pad: usize, bias: bool },
+    Pool { kind: PoolKind, kernel: [usize; 2], stride: usize, pad: usize },
+    /// Fully connected; a spatial input is flattened first. Weight `[out, in]`.
+    Dense { out: usize, bias: bool },
+    Flatten,
+    Dropout { p: f64 },
+    Activation(Activation),
+    /// `mixlu(negfrac)`: a fraction of the units are NegLUs, the rest ReLUs.
+    MixLU { negfrac: f64, mask: Mask },
+    /// `mix(relu=.., neglu=.., ...)`: a per-unit mix of activations whose fractions sum to 1.
+    Mix { parts: Vec<(Activation, f64)>, mask: Mask },
+    /// Groups of `pieces` consecutive channels; a max unit outputs the largest, a min unit the
+    /// smallest. `minfrac` of the `units` are min units.
+    MinMaxout { units: usize, pieces: usize, minfrac: f64 },
+    /// Learned activation `y = a⁺ ⊛ relu(x) + a⁻ ⊛ neglu(x)` with depthwise `k×k` filters.
+    ConvAct { k: usize },
+    /// Elementwise sum of two or more equal shapes.
+    Add,
+    /// Concatenation along the channel (first) axis.
+    Concat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    Max,
+    Avg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    Relu,
+    /// `min(0, x)`
+    NegLU,
+    /// `-ln(1 + e^-x)`
+    SoftNegLU,
+    Sigmoid,
+    Tanh,
+    LeakyRelu { alpha: f64 },
+}
+
+/// How the units of a mixed layer are assigned their activation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Mask {
+    pub mode: MaskMode,
+    pub per: MaskPer,
+    pub grad: MaskGrad,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskMode {
+    /// Chosen once from the seed; the same in training and evaluation.
+    Fixed,
+    /// A fresh random choice over the whole batch tensor at every training step.
+    Resample,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskPer {
+    /// One choice per channel (per unit for flat tensors).
+    Channel,
+    /// One choice per element of the example tensor.
+    Position,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskGrad {
+    /// The true derivative of each unit's activation.
+    Exact,
+    /// The ReLU derivative for every unit, as the thesis's reference code did.
+    Relu,
+}
+
+/// A resolved net parameter value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParamValue {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+    Ident(String),
+}
+
+/// A learned tensor of a layer, such as `conv1.weight`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub shape: Shape,
+    /// Whether weight decay applies by default (the thesis recipe decays weights and biases).
+    pub kind: ParamKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    Weight,
+    Bias,
+    /// ConvAct's activation filters.
+    ActivationFilter,
+}
+
+impl Net {
+    pub fn shape_of(&self, node: Node) -> &Shape {
+        match node {
+            Node::Input => &self.input.shape,
+            Node::Layer(i) => &self.layers[i].out_shape,
+        }
+    }
+
+    pub fn in_shape(&self, layer: &Layer) -> &Shape {
+        self.shape_of(layer.inputs[0])
+    }
+
+    /// Parameters of every layer, in order, named `LAYER.PARAM`.
+    pub fn parameters(&self) -> Vec<(String, ParamSpec)> {
+        self.layers
+            .iter()
+            .flat_map(|l| {
+                l.parameters(self.in_shape(l))
+                    .into_iter()
+                    .map(move |p| (format!("{}.{}", l.name, p.name), p))
+            })
+            .collect()
+    }
+}
+
+impl Layer {
+    /// The learned tensors of this layer given its input shape.
+    pub fn parameters(&self, in_shape: &[usize]) -> Vec<ParamSpec> {
+        let spec = |name, shape: &[usize], kind| ParamSpec { name, shape: shape.to_vec(), kind };
+        match &self.op {
+            Op::Conv { out, kernel: [kh, kw], bias, .. } => {
+                let mut ps = vec![spec("weight", &[*out, in_shape[0], *kh, *kw], ParamKind::Weight)];
+                if *bias {
+                    ps.push(spec("bias", &[*out], ParamKind::Bias));
+                }
+                ps
+            }
+            Op::Dense { out, bias } => {
+                let features = in_shape.iter().product();
+                let mut ps = vec![spec("weight", &[*out, features], ParamKind::Weight)];
+                if *bias {
+                    ps.push(spec("bias", &[*out], ParamKind::Bias));
+                }
+                ps
+            }
+            Op::ConvAct { k } => {
+                let channels = in_shape[0];
+                vec![
+                    spec("pos", &[channels, *k, *k], ParamKind::ActivationFilter),
+                    spec("neg", &[channels, *k, *k], ParamKind::ActivationFilter),
+                ]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Multiply-accumulates of the forward pass for one example.
+    pub fn macs(&self, in_shape: &[usize]) -> u64 {
+        let out: u64 = self.out_shape.iter().map(|&d| d as u64).product();
+        match &self.op {
+            Op::Conv { kernel: [kh, kw], .. } => out * (in_shape[0] * kh * kw) as u64,
+            Op::Dense { .. } => out * in_shape.iter().map(|&d| d as u64).product::<u64>(),
+            Op::ConvAct { k } => 2 * out * (k * k) as u64,
+            _ => 0,
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Activation::Relu => f.write_str("relu"),
+            Activation::NegLU => f.write_str("neglu"),
+            Activation::SoftNegLU => f.write_str("softneglu"),
+            Activation::Sigmoid => f.write_str("sigmoid"),
+            Activation::Tanh => f.write_str("tanh"),
+            Activation::LeakyRelu { alpha } => write!(f, "leaky_relu(alpha={alpha})"),
+        }
+    }
+}
+
+impl fmt::Display for Mask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match self.mode {
+            MaskMode::Fixed => "fixed",
+            MaskMode::Resample => "resample",
+        };
+        write!(f, "mask={mode}")?;
+        if self.per == MaskPer::Position {
+            f.write_str(", per=position")?;
+        }
+        if self.grad == MaskGrad::Relu {
+            f.write_str(", grad=relu")?;
+        }
+        Ok(())
+    }
+}
+
+/// The op as the user would write it, for summaries and IR comments.
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kernel = |[h, w]: [usize; 2]| if h == w { h.to_string() } else { format!("[{h}, {w}]") };
+        match self {
+            Op::Conv { out, kernel: k, stride, pad, bias } => {
+                write!(f, "conv({out}, k={}", kernel(*k))?;
+                if *stride != 1 {
+                    write!(f, ", stride={stride}")?;
+                }
+                if *pad != 0 {
+                    write!(f, ", pad={pad}")?;
+                }
+                if !bias {
+                    f.write_str(", bias=false")?;
+                }
+                f.write_str(")")
+            }
+            Op::Pool { kind, kernel: k, stride, pad } => {
+                let name = if *kind == PoolKind::Max { "maxpool" } else { "avgpool" };
+                write!(f, "{name}({}, stride={stride}", kernel(*k))?;
+                if *pad != 0 {
+                    write!(f, ", pad={pad}")?;
+                }
+                f.write_str(")")
+            }
+            Op::Dense { out, bias } => {
+                write!(f, "dense({out}")?;
+                if !bias {
+                    f.write_str(", bias=false")?;
+                }
+                f.write_str(")")
+            }
+            Op::Flatten => f.write_str("flatten"),
+            Op::Dropout { p } => write!(f, "dropout(p={p})"),
+            Op::Activation(a) => write!(f, "{a}"),
+            Op::MixLU { negfrac, mask } => write!(f, "mixlu(negfrac={negfrac}, {mask})"),
+            Op::Mix { parts, mask } => {
+                f.write_str("mix(")?;
+                for (a, frac) in parts {
+                    write!(f, "{a}={frac}, ")?;
+                }
+                write!(f, "{mask})")
+            }
+            Op::MinMaxout { units, pieces, minfrac } => {
+                write!(f, "minmaxout(units={units}, pieces={pieces}, minfrac={minfrac})")
+            }
+            Op::ConvAct { k } => write!(f, "convact(k={k})"),
+            Op::Add => f.write_str("add"),
+            Op::Concat => f.write_str("concat"),
+        }
+    }
+}
+
+impl fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamValue::Int(v) => write!(f, "{v}"),
+            ParamValue::Float(v) => write!(f, "{v}"),
+            ParamValue::Bool(v) => write!(f, "{v}"),
+            ParamValue::Str(v) => write!(f, "{v:?}"),
+            ParamValue::Ident(v) => f.write_str(v),
+        }
+    }
+}

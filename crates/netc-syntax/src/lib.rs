@@ -1,0 +1,15 @@
+//! Front end of netc: parses `.net` source text into a typed [`ast`] whose nodes keep their
+//! source spans, and renders diagnostics against that source.
+//!
+//! ```
+//! let file = netc_syntax::parse("net tiny { input x: [4]\n dense(2)\n loss softmax_xent(classes=2) }").unwrap();
+//! assert_eq!(file.nets[0].name.name, "tiny");
+//! ```
+
+pub mod ast;
+mod diagnostics;
+mod parser;
+
+pub use ast::Span;
+pub use diagnostics::{did_you_mean, render, Diagnostic, Label, Severity};
+pub use parser::{parse, parse_value};
