@@ -20,8 +20,18 @@ pub struct TrainConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Optimizer {
     /// `m = momentum·m − weight_decay·w − g; w = w + lr·m`
-    Sgd { lr: f64, momentum: f64, weight_decay: f64 },
-    Adam { lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64 },
+    Sgd {
+        lr: f64,
+        momentum: f64,
+        weight_decay: f64,
+    },
+    Adam {
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+    },
 }
 
 /// Weight initialisation; biases start at zero.
@@ -45,10 +55,18 @@ pub enum Preprocess {
     None,
 }
 
+/// The thesis's SGD: learning rate, momentum, weight decay.
+pub(crate) const SGD_DEFAULTS: (f64, f64, f64) = (0.001, 0.9, 0.0005);
+
 impl Default for TrainConfig {
     fn default() -> Self {
+        let (lr, momentum, weight_decay) = SGD_DEFAULTS;
         TrainConfig {
-            optimizer: Optimizer::Sgd { lr: 0.001, momentum: 0.9, weight_decay: 0.0005 },
+            optimizer: Optimizer::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+            },
             lr_schedule: Vec::new(),
             batch: 100,
             epochs: 20,
@@ -78,7 +96,9 @@ impl TrainConfig {
                 return lr;
             }
         }
-        self.lr_schedule.last().map_or(self.optimizer.lr(), |&(lr, _)| lr)
+        self.lr_schedule
+            .last()
+            .map_or(self.optimizer.lr(), |&(lr, _)| lr)
     }
 }
 

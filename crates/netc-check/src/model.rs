@@ -58,22 +58,50 @@ pub struct Loss {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// 2-D convolution over `[C, H, W]`, weight `[out, C, kh, kw]`.
-    Conv { out: usize, kernel: [usize; 2], stride: usize, pad: usize, bias: bool },
-    Pool { kind: PoolKind, kernel: [usize; 2], stride: usize, pad: usize },
+    Conv {
+        out: usize,
+        kernel: [usize; 2],
+        stride: usize,
+        pad: usize,
+        bias: bool,
+    },
+    Pool {
+        kind: PoolKind,
+        kernel: [usize; 2],
+        stride: usize,
+        pad: usize,
+    },
     /// Fully connected; a spatial input is flattened first. Weight `[out, in]`.
-    Dense { out: usize, bias: bool },
+    Dense {
+        out: usize,
+        bias: bool,
+    },
     Flatten,
-    Dropout { p: f64 },
+    Dropout {
+        p: f64,
+    },
     Activation(Activation),
     /// `mixlu(negfrac)`: a fraction of the units are NegLUs, the rest ReLUs.
-    MixLU { negfrac: f64, mask: Mask },
+    MixLU {
+        negfrac: f64,
+        mask: Mask,
+    },
     /// `mix(relu=.., neglu=.., ...)`: a per-unit mix of activations whose fractions sum to 1.
-    Mix { parts: Vec<(Activation, f64)>, mask: Mask },
+    Mix {
+        parts: Vec<(Activation, f64)>,
+        mask: Mask,
+    },
     /// Groups of `pieces` consecutive channels; a max unit outputs the largest, a min unit the
     /// smallest. `minfrac` of the `units` are min units.
-    MinMaxout { units: usize, pieces: usize, minfrac: f64 },
+    MinMaxout {
+        units: usize,
+        pieces: usize,
+        minfrac: f64,
+    },
     /// Learned activation `y = a⁺ ⊛ relu(x) + a⁻ ⊛ neglu(x)` with depthwise `k×k` filters.
-    ConvAct { k: usize },
+    ConvAct {
+        k: usize,
+    },
     /// Elementwise sum of two or more equal shapes.
     Add,
     /// Concatenation along the channel (first) axis.
@@ -95,7 +123,9 @@ pub enum Activation {
     SoftNegLU,
     Sigmoid,
     Tanh,
-    LeakyRelu { alpha: f64 },
+    LeakyRelu {
+        alpha: f64,
+    },
 }
 
 /// How the units of a mixed layer are assigned their activation.
@@ -185,10 +215,23 @@ impl Net {
 impl Layer {
     /// The learned tensors of this layer given its input shape.
     pub fn parameters(&self, in_shape: &[usize]) -> Vec<ParamSpec> {
-        let spec = |name, shape: &[usize], kind| ParamSpec { name, shape: shape.to_vec(), kind };
+        let spec = |name, shape: &[usize], kind| ParamSpec {
+            name,
+            shape: shape.to_vec(),
+            kind,
+        };
         match &self.op {
-            Op::Conv { out, kernel: [kh, kw], bias, .. } => {
-                let mut ps = vec![spec("weight", &[*out, in_shape[0], *kh, *kw], ParamKind::Weight)];
+            Op::Conv {
+                out,
+                kernel: [kh, kw],
+                bias,
+                ..
+            } => {
+                let mut ps = vec![spec(
+                    "weight",
+                    &[*out, in_shape[0], *kh, *kw],
+                    ParamKind::Weight,
+                )];
                 if *bias {
                     ps.push(spec("bias", &[*out], ParamKind::Bias));
                 }
@@ -217,7 +260,9 @@ impl Layer {
     pub fn macs(&self, in_shape: &[usize]) -> u64 {
         let out: u64 = self.out_shape.iter().map(|&d| d as u64).product();
         match &self.op {
-            Op::Conv { kernel: [kh, kw], .. } => out * (in_shape[0] * kh * kw) as u64,
+            Op::Conv {
+                kernel: [kh, kw], ..
+            } => out * (in_shape[0] * kh * kw) as u64,
             Op::Dense { .. } => out * in_shape.iter().map(|&d| d as u64).product::<u64>(),
             Op::ConvAct { k } => 2 * out * (k * k) as u64,
             _ => 0,
@@ -258,9 +303,21 @@ impl fmt::Display for Mask {
 /// The op as the user would write it, for summaries and IR comments.
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kernel = |[h, w]: [usize; 2]| if h == w { h.to_string() } else { format!("[{h}, {w}]") };
+        let kernel = |[h, w]: [usize; 2]| {
+            if h == w {
+                h.to_string()
+            } else {
+                format!("[{h}, {w}]")
+            }
+        };
         match self {
-            Op::Conv { out, kernel: k, stride, pad, bias } => {
+            Op::Conv {
+                out,
+                kernel: k,
+                stride,
+                pad,
+                bias,
+            } => {
                 write!(f, "conv({out}, k={}", kernel(*k))?;
                 if *stride != 1 {
                     write!(f, ", stride={stride}")?;
@@ -273,8 +330,17 @@ impl fmt::Display for Op {
                 }
                 f.write_str(")")
             }
-            Op::Pool { kind, kernel: k, stride, pad } => {
-                let name = if *kind == PoolKind::Max { "maxpool" } else { "avgpool" };
+            Op::Pool {
+                kind,
+                kernel: k,
+                stride,
+                pad,
+            } => {
+                let name = if *kind == PoolKind::Max {
+                    "maxpool"
+                } else {
+                    "avgpool"
+                };
                 write!(f, "{name}({}, stride={stride}", kernel(*k))?;
                 if *pad != 0 {
                     write!(f, ", pad={pad}")?;
@@ -299,8 +365,15 @@ impl fmt::Display for Op {
                 }
                 write!(f, "{mask})")
             }
-            Op::MinMaxout { units, pieces, minfrac } => {
-                write!(f, "minmaxout(units={units}, pieces={pieces}, minfrac={minfrac})")
+            Op::MinMaxout {
+                units,
+                pieces,
+                minfrac,
+            } => {
+                write!(
+                    f,
+                    "minmaxout(units={units}, pieces={pieces}, minfrac={minfrac})"
+                )
             }
             Op::ConvAct { k } => write!(f, "convact(k={k})"),
             Op::Add => f.write_str("add"),

@@ -1,0 +1,485 @@
+//! Checking one `net` block: statement order, names, arguments and shapes.
+
+use crate::args::{layer_ref, match_args, Scope};
+use crate::errors;
+use crate::model::*;
+use crate::ops::{self, shape_text, OpError};
+use netc_syntax::ast::{self, Ident, Stmt, Value, ValueKind};
+use netc_syntax::{Diagnostic, Span};
+use std::collections::HashMap;
+
+/// A node while checking: its shape is `None` once an error upstream made it unknown, so one
+/// mistake is reported once and not again by every layer after it.
+/// A layer's checked parts, before it gets its name.
+struct Built {
+    op: Op,
+    inputs: Vec<Node>,
+    shape: Option<Shape>,
+    lr_mult: f64,
+    wd_mult: f64,
+}
+
+struct Seen {
+    node: Node,
+    shape: Option<Shape>,
+    span: Span,
+}
+
+pub fn check_net(
+    decl: &ast::NetDecl,
+    params: &HashMap<String, Value>,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Net> {
+    let before = errors.len();
+    let scope = Scope {
+        params,
+        used: Default::default(),
+    };
+    let mut names: HashMap<String, Seen> = HashMap::new();
+    let mut input: Option<Input> = None;
+    let mut layers: Vec<Layer> = Vec::new();
+    let mut loss: Option<Loss> = None;
+    // The node the next layer reads by default, and its shape.
+    let mut current: Option<(Node, Option<Shape>)> = None;
+
+    let explicit: Vec<&str> = decl
+        .body
+        .iter()
+        .filter_map(|s| match s {
+            Stmt::Layer(l) => l.name.as_ref().map(|n| n.name.as_str()),
+            Stmt::Input(i) => Some(i.name.name.as_str()),
+        })
+        .collect();
+    let mut counters: HashMap<&str, usize> = HashMap::new();
+
+    for stmt in &decl.body {
+        if let Some(l) = &loss {
+            let span = match stmt {
+                Stmt::Input(i) => i.span,
+                Stmt::Layer(l) => l.span,
+            };
+            errors.push(errors::misplaced(
+                span,
+                "statement after the loss",
+                Some((l.span, "the loss")),
+                "the loss must be the last statement of a net",
+            ));
+            continue;
+        }
+        match stmt {
+            Stmt::Input(decl_input) => {
+                if let Some(first) = &input {
+                    errors.push(errors::misplaced(
+                        decl_input.span,
+                        "a net has one input",
+                        Some((first.span, "first input")),
+                        "join several inputs by concatenating them into one",
+                    ));
+                    continue;
+                }
+                if !layers.is_empty() {
+                    errors.push(errors::misplaced(
+                        decl_input.span,
+                        "the input must come before the layers",
+                        None,
+                        "move the input declaration to the top of the net",
+                    ));
+                }
+                let shape = input_shape(&scope.resolve(&decl_input.shape));
+                if shape.is_none() {
+                    errors.push(errors::bad_shape_decl(&decl_input.shape));
+                }
+                declare(
+                    &mut names,
+                    &decl_input.name,
+                    Node::Input,
+                    shape.clone(),
+                    errors,
+                );
+                current = Some((Node::Input, shape.clone()));
+                input = Some(Input {
+                    name: decl_input.name.name.clone(),
+                    shape: shape.unwrap_or_default(),
+                    span: decl_input.span,
+                });
+            }
+            Stmt::Layer(stmt) if stmt.is_loss => {
+                let Some(classes) = check_loss(stmt, &scope, errors) else {
+                    continue;
+                };
+                let (node, shape) = match source(stmt, &names, &current, errors) {
+                    Some(found) => found,
+                    None => continue,
+                };
+                if let Some(shape) = shape {
+                    if shape != [classes] && shape != [classes, 1, 1] {
+                        errors.push(errors::shape_mismatch(
+                            format!("the loss expects {classes} class scores, but receives {}", shape_text(&shape)),
+                            vec![(stmt.call.span, format!("classes={classes}")), (node_span(node, &names), format!("gives {}", shape_text(&shape)))],
+                            vec![format!("help: end the net with a layer of {classes} outputs, e.g. `conv({classes}, k=1)` or `dense({classes})`")],
+                        ));
+                    }
+                }
+                loss = Some(Loss {
+                    classes,
+                    input: node,
+                    span: stmt.span,
+                });
+            }
+            Stmt::Layer(stmt) => {
+                if input.is_none() && current.is_none() {
+                    errors.push(errors::misplaced(
+                        stmt.span,
+                        "a layer before the input declaration",
+                        None,
+                        "declare the input first, e.g. `input image: [1, 28, 28]`",
+                    ));
+                    // Keep going so later statements are still checked for their own mistakes.
+                    current = Some((Node::Input, None));
+                }
+                let op_name = stmt.call.op.name.as_str();
+                let layer_name = match &stmt.name {
+                    Some(n) => n.name.clone(),
+                    None => auto_name(op_name, &explicit, &mut counters),
+                };
+                let checked = match op_name {
+                    "add" | "concat" => check_join(stmt, &names, errors),
+                    _ => check_layer(stmt, &layer_name, &scope, &names, &current, errors),
+                };
+                let index = layers.len();
+                let Some(Built {
+                    op,
+                    inputs,
+                    shape,
+                    lr_mult,
+                    wd_mult,
+                }) = checked
+                else {
+                    // Unknown output: later layers still get their own checks, without shapes.
+                    current = Some((Node::Layer(index), None));
+                    if let Some(name) = &stmt.name {
+                        declare(&mut names, name, Node::Layer(index), None, errors);
+                    }
+                    layers.push(placeholder(layer_name, stmt.span));
+                    continue;
+                };
+                if let Some(name) = &stmt.name {
+                    declare(&mut names, name, Node::Layer(index), shape.clone(), errors);
+                }
+                current = Some((Node::Layer(index), shape.clone()));
+                layers.push(Layer {
+                    name: layer_name,
+                    op,
+                    inputs,
+                    out_shape: shape.unwrap_or_default(),
+                    lr_mult,
+                    wd_mult,
+                    span: stmt.span,
+                });
+            }
+        }
+    }
+    if input.is_none() {
+        errors.push(errors::no_input(&decl.name));
+    }
+    if loss.is_none() {
+        errors.push(errors::no_loss(&decl.name));
+    }
+    let used = scope.used.into_inner();
+    for p in &decl.params {
+        if !used.contains(&p.name.name) {
+            errors.push(errors::unused_param(&p.name));
+        }
+    }
+    let failed = errors[before..]
+        .iter()
+        .any(|d| d.severity == netc_syntax::Severity::Error);
+    match (input, loss) {
+        (Some(input), Some(loss)) if !failed => Some(Net {
+            name: decl.name.name.clone(),
+            params: decl
+                .params
+                .iter()
+                .filter_map(|p| {
+                    params
+                        .get(&p.name.name)
+                        .map(|v| (p.name.name.clone(), param_value(v)))
+                })
+                .collect(),
+            input,
+            layers,
+            loss,
+            span: decl.span,
+        }),
+        _ => None,
+    }
+}
+
+fn placeholder(name: String, span: Span) -> Layer {
+    Layer {
+        name,
+        op: Op::Flatten,
+        inputs: vec![],
+        out_shape: vec![],
+        lr_mult: 1.0,
+        wd_mult: 1.0,
+        span,
+    }
+}
+
+fn node_span(node: Node, names: &HashMap<String, Seen>) -> Span {
+    names
+        .values()
+        .find(|s| s.node == node)
+        .map_or(Span::default(), |s| s.span)
+}
+
+fn declare(
+    names: &mut HashMap<String, Seen>,
+    name: &Ident,
+    node: Node,
+    shape: Option<Shape>,
+    errors: &mut Vec<Diagnostic>,
+) {
+    if let Some(first) = names.get(&name.name) {
+        errors.push(errors::duplicate_name("name", name, first.span));
+        return;
+    }
+    names.insert(
+        name.name.clone(),
+        Seen {
+            node,
+            shape,
+            span: name.span,
+        },
+    );
+}
+
+/// `conv1`, `conv2`, ... skipping names the user gave explicitly.
+fn auto_name<'a>(op: &'a str, explicit: &[&str], counters: &mut HashMap<&'a str, usize>) -> String {
+    let counter = counters.entry(op).or_insert(0);
+    loop {
+        *counter += 1;
+        let name = format!("{op}{counter}");
+        if !explicit.contains(&name.as_str()) {
+            return name;
+        }
+    }
+}
+
+fn input_shape(value: &Value) -> Option<Shape> {
+    match &value.kind {
+        ValueKind::List(items) if !items.is_empty() && items.len() <= 3 => items
+            .iter()
+            .map(|i| match i.kind {
+                ValueKind::Int(v) if v >= 1 && v <= 1 << 24 => Some(v as usize),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+fn param_value(value: &Value) -> ParamValue {
+    match &value.kind {
+        ValueKind::Int(v) => ParamValue::Int(*v),
+        ValueKind::Float(v) => ParamValue::Float(*v),
+        ValueKind::Bool(v) => ParamValue::Bool(*v),
+        ValueKind::Str(v) => ParamValue::Str(v.clone()),
+        other => ParamValue::Ident(other.to_string()),
+    }
+}
+
+/// The node a layer reads: its `from`, or the previous statement.
+fn source(
+    stmt: &ast::LayerStmt,
+    names: &HashMap<String, Seen>,
+    current: &Option<(Node, Option<Shape>)>,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<(Node, Option<Shape>)> {
+    match &stmt.from {
+        Some(from) => lookup(from, names, errors),
+        None => current.clone(),
+    }
+}
+
+fn lookup(
+    name: &Ident,
+    names: &HashMap<String, Seen>,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<(Node, Option<Shape>)> {
+    match names.get(&name.name) {
+        Some(seen) => Some((seen.node, seen.shape.clone())),
+        None => {
+            let known: Vec<&str> = names.keys().map(String::as_str).collect();
+            errors.push(errors::undefined_name(name, &known, None));
+            None
+        }
+    }
+}
+
+fn check_layer(
+    stmt: &ast::LayerStmt,
+    layer_name: &str,
+    scope: &Scope,
+    names: &HashMap<String, Seen>,
+    current: &Option<(Node, Option<Shape>)>,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Built> {
+    let op_name = stmt.call.op.name.as_str();
+    if ops::LOSS_OPS.contains(&op_name) {
+        errors.push(errors::loss_as_layer(&stmt.call.op));
+        return None;
+    }
+    let Some(signature) = ops::signature(op_name) else {
+        errors.push(errors::unknown_op(&stmt.call.op, "layer", ops::LAYER_OPS));
+        return None;
+    };
+    let args = match_args(&stmt.call, op_name, &signature, scope, errors);
+    let src = source(stmt, names, current, errors);
+    let mut op = match ops::build(op_name, &args) {
+        Ok(op) => op,
+        Err(e) => {
+            errors.push(op_error(e, &args, stmt));
+            return None;
+        }
+    };
+    let (node, shape) = src?;
+    let shape = match shape {
+        Some(input) => match ops::out_shape(&mut op, layer_name, &input) {
+            Ok(out) => Some(out),
+            Err(e) => {
+                errors.push(op_error(e, &args, stmt));
+                None
+            }
+        },
+        None => None,
+    };
+    Some(Built {
+        op,
+        inputs: vec![node],
+        shape,
+        lr_mult: args.f64_or("lr_mult", 1.0),
+        wd_mult: args.f64_or("wd_mult", 1.0),
+    })
+}
+
+fn op_error(e: OpError, args: &crate::args::Args, stmt: &ast::LayerStmt) -> Diagnostic {
+    let span = match e.at {
+        Some(arg) if args.has(arg) => args.span_of(arg),
+        _ => stmt.call.span,
+    };
+    errors::shape(e.message, span, e.label, e.notes)
+}
+
+/// `add(a, b, ...)` and `concat(a, b, ...)`.
+fn check_join(
+    stmt: &ast::LayerStmt,
+    names: &HashMap<String, Seen>,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Built> {
+    let built = |op, inputs, shape| {
+        Some(Built {
+            op,
+            inputs,
+            shape,
+            lr_mult: 1.0,
+            wd_mult: 1.0,
+        })
+    };
+    let op = &stmt.call.op;
+    if let Some(from) = &stmt.from {
+        errors.push(errors::from_with_join(from, op));
+    }
+    let args = stmt.call.args();
+    if args.len() < 2 {
+        errors.push(errors::needs_refs(op, stmt.call.span));
+        return None;
+    }
+    let mut inputs = Vec::new();
+    let mut shapes: Vec<(Span, Option<Shape>)> = Vec::new();
+    let mut ok = true;
+    for arg in args {
+        if let Some(key) = &arg.key {
+            errors.push(errors::keyword_in_join(key, op));
+            ok = false;
+            continue;
+        }
+        let Some(name) = layer_ref(&arg.value) else {
+            errors.push(errors::ref_expected(&arg.value));
+            ok = false;
+            continue;
+        };
+        match lookup(&name, names, errors) {
+            Some((node, shape)) => {
+                inputs.push(node);
+                shapes.push((arg.span, shape));
+            }
+            None => ok = false,
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let known: Vec<(Span, Shape)> = shapes
+        .iter()
+        .filter_map(|(s, sh)| sh.clone().map(|sh| (*s, sh)))
+        .collect();
+    if known.len() < shapes.len() {
+        return built(
+            if op.name == "add" {
+                Op::Add
+            } else {
+                Op::Concat
+            },
+            inputs,
+            None,
+        );
+    }
+    let first = &known[0].1;
+    if op.name == "add" {
+        if let Some((span, other)) = known.iter().find(|(_, s)| s != first) {
+            errors.push(errors::shape_mismatch(
+                format!("cannot add {} and {}: `add` needs equal shapes", shape_text(first), shape_text(other)),
+                vec![(*span, format!("this is {}", shape_text(other))), (known[0].0, format!("this is {}", shape_text(first)))],
+                vec!["help: make both branches give the same shape, e.g. a 1×1 conv to match channels".into()],
+            ));
+            return None;
+        }
+        return built(Op::Add, inputs, Some(first.clone()));
+    }
+    let rest_differs = |s: &Shape| s.len() != first.len() || s[1..] != first[1..];
+    if let Some((span, other)) = known.iter().find(|(_, s)| rest_differs(s)) {
+        errors.push(errors::shape_mismatch(
+            format!(
+                "cannot concatenate {} and {}: all but the channel dimension must agree",
+                shape_text(first),
+                shape_text(other)
+            ),
+            vec![
+                (*span, format!("this is {}", shape_text(other))),
+                (known[0].0, format!("this is {}", shape_text(first))),
+            ],
+            vec!["note: `concat` joins along the first (channel) dimension".into()],
+        ));
+        return None;
+    }
+    let mut out = first.clone();
+    out[0] = known.iter().map(|(_, s)| s[0]).sum();
+    built(Op::Concat, inputs, Some(out))
+}
+
+fn check_loss(stmt: &ast::LayerStmt, scope: &Scope, errors: &mut Vec<Diagnostic>) -> Option<usize> {
+    let op = &stmt.call.op;
+    if !ops::LOSS_OPS.contains(&op.name.as_str()) {
+        if ops::signature(&op.name).is_some() {
+            errors.push(errors::not_a_loss(op));
+        } else {
+            errors.push(errors::unknown_op(op, "loss", ops::LOSS_OPS));
+        }
+        return None;
+    }
+    let signature = ops::signature(&op.name).unwrap_or_default();
+    let args = match_args(&stmt.call, &op.name, &signature, scope, errors);
+    args.has("classes").then(|| args.usize_or("classes", 1))
+}

@@ -1,0 +1,161 @@
+//! Checking the `train { }` block into a [`TrainConfig`].
+
+use crate::args::{match_args, opt, req, Scope, Ty};
+use crate::config::*;
+use crate::errors;
+use netc_syntax::ast::{TrainBlock, Value, ValueKind};
+use netc_syntax::{Diagnostic, Span};
+use std::collections::HashMap;
+
+const SETTINGS: &[&str] = &[
+    "optimizer",
+    "lr_schedule",
+    "batch",
+    "epochs",
+    "init",
+    "preprocess",
+    "seed",
+    "data",
+];
+
+pub fn check_train(block: &TrainBlock, errors: &mut Vec<Diagnostic>) -> TrainConfig {
+    let mut config = TrainConfig::default();
+    let mut seen: HashMap<&str, Span> = HashMap::new();
+    let no_params = HashMap::new();
+    let scope = Scope {
+        params: &no_params,
+        used: Default::default(),
+    };
+    for setting in &block.settings {
+        let key = setting.key.name.as_str();
+        let Some(&known) = SETTINGS.iter().find(|&&k| k == key) else {
+            errors.push(errors::unknown_setting(&setting.key, SETTINGS));
+            continue;
+        };
+        if let Some(&first) = seen.get(known) {
+            errors.push(errors::duplicate_argument(known, first, setting.span));
+            continue;
+        }
+        seen.insert(known, setting.span);
+        let value = &setting.value;
+        let bad = |expected: &str| errors::bad_setting(key, value, expected);
+        match known {
+            "optimizer" => match optimizer(value, &scope, errors) {
+                Some(opt) => config.optimizer = opt,
+                None => errors.push(bad("sgd(lr=.., momentum=.., weight_decay=..) or adam(lr=.., beta1=.., beta2=.., eps=.., weight_decay=..)")),
+            },
+            "lr_schedule" => match schedule(value) {
+                Some(s) => config.lr_schedule = s,
+                None => errors.push(bad("a list of [learning rate, epochs] pairs, e.g. [[0.05, 15], [0.005, 10]]")),
+            },
+            "batch" | "epochs" | "seed" => match value.kind {
+                ValueKind::Int(v) if v >= 1 || (known == "seed" && v >= 0) => match known {
+                    "batch" => config.batch = v as usize,
+                    "epochs" => config.epochs = v as usize,
+                    _ => config.seed = v as u64,
+                },
+                _ => errors.push(bad(if known == "seed" { "a non-negative integer" } else { "a positive integer" })),
+            },
+            "init" => match init(value, &scope, errors) {
+                Some(i) => config.init = i,
+                None => errors.push(bad("normal(std=..), xavier or he")),
+            },
+            "preprocess" => match &value.kind {
+                ValueKind::Ident(w) if w == "mean_image" => config.preprocess = Preprocess::MeanImage,
+                ValueKind::Ident(w) if w == "scale" => config.preprocess = Preprocess::Scale,
+                ValueKind::Ident(w) if w == "none" => config.preprocess = Preprocess::None,
+                _ => errors.push(bad("mean_image, scale or none")),
+            },
+            _ => match &value.kind {
+                ValueKind::Ident(s) | ValueKind::Str(s) => config.data = Some(s.clone()),
+                _ => errors.push(bad("a data set name or a folder in quotes")),
+            },
+        }
+    }
+    config
+}
+
+/// `None` when the value is not a call of a known optimizer; argument problems of a known one
+/// are reported in place.
+fn optimizer(value: &Value, scope: &Scope, errors: &mut Vec<Diagnostic>) -> Option<Optimizer> {
+    let call = match &value.kind {
+        ValueKind::Call(call) => call,
+        _ => return None,
+    };
+    match call.op.name.as_str() {
+        "sgd" => {
+            let sig = [
+                opt("lr", Ty::PositiveNumber),
+                opt("momentum", Ty::Probability),
+                opt("weight_decay", Ty::NonNegative),
+            ];
+            let args = match_args(call, "sgd", &sig, scope, errors);
+            let (lr, momentum, weight_decay) = SGD_DEFAULTS;
+            Some(Optimizer::Sgd {
+                lr: args.f64_or("lr", lr),
+                momentum: args.f64_or("momentum", momentum),
+                weight_decay: args.f64_or("weight_decay", weight_decay),
+            })
+        }
+        "adam" => {
+            let sig = [
+                opt("lr", Ty::PositiveNumber),
+                opt("beta1", Ty::Probability),
+                opt("beta2", Ty::Probability),
+                opt("eps", Ty::PositiveNumber),
+                opt("weight_decay", Ty::NonNegative),
+            ];
+            let args = match_args(call, "adam", &sig, scope, errors);
+            Some(Optimizer::Adam {
+                lr: args.f64_or("lr", 0.001),
+                beta1: args.f64_or("beta1", 0.9),
+                beta2: args.f64_or("beta2", 0.999),
+                eps: args.f64_or("eps", 1e-8),
+                weight_decay: args.f64_or("weight_decay", 0.0),
+            })
+        }
+        _ => None,
+    }
+}
+
+fn init(value: &Value, scope: &Scope, errors: &mut Vec<Diagnostic>) -> Option<Init> {
+    match &value.kind {
+        ValueKind::Ident(w) if w == "xavier" => Some(Init::Xavier),
+        ValueKind::Ident(w) if w == "he" => Some(Init::He),
+        ValueKind::Call(call) if call.op.name == "normal" => {
+            let args = match_args(
+                call,
+                "normal",
+                &[req("std", Ty::PositiveNumber)],
+                scope,
+                errors,
+            );
+            Some(Init::Normal {
+                std: args.f64_or("std", 0.01),
+            })
+        }
+        _ => None,
+    }
+}
+
+fn schedule(value: &Value) -> Option<Vec<(f64, usize)>> {
+    let ValueKind::List(steps) = &value.kind else {
+        return None;
+    };
+    steps
+        .iter()
+        .map(|step| match &step.kind {
+            ValueKind::List(pair) => match (&pair.first()?.kind, &pair.get(1)?.kind, pair.len()) {
+                (ValueKind::Float(lr), ValueKind::Int(n), 2) if *lr > 0.0 && *n >= 1 => {
+                    Some((*lr, *n as usize))
+                }
+                (ValueKind::Int(lr), ValueKind::Int(n), 2) if *lr > 0 && *n >= 1 => {
+                    Some((*lr as f64, *n as usize))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .filter(|s| !s.is_empty())
+}

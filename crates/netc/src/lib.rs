@@ -1,0 +1,177 @@
+//! netc as a library: the compiler pipeline behind the `netc` command, for programs that embed it.
+//!
+//! ```
+//! let source = netc::Source::new("mlp.net", "
+//!     net mlp(width = 500) {
+//!         input x: [784]
+//!         dense(width)
+//!         relu
+//!         dense(10)
+//!         loss softmax_xent(classes=10)
+//!     }");
+//! let checked = netc::check(&source, &[("width".into(), "64".into())]).unwrap();
+//! let net = checked.net(None).unwrap();
+//! assert_eq!(net.layers[0].out_shape, vec![64]);
+//! print!("{}", netc::check::summary(net));
+//! ```
+
+pub use netc_check as check;
+pub use netc_syntax as syntax;
+
+use netc_syntax::{ast, Diagnostic};
+use std::fmt;
+use std::path::Path;
+
+/// A `.net` source text and the name diagnostics show for it.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+impl Source {
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Source {
+        Source {
+            name: name.into(),
+            text: text.into(),
+        }
+    }
+
+    /// Reads a file; a missing or unreadable file, or one that is not UTF-8, is an [`Error::Io`].
+    pub fn read(path: &Path) -> Result<Source, Error> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            Error::Io(format!(
+                "{} is not UTF-8 text (invalid byte at offset {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
+        Ok(Source::new(path.display().to_string(), text))
+    }
+}
+
+/// Why compilation stopped.
+#[derive(Debug)]
+pub enum Error {
+    /// Mistakes in the source file, as diagnostics against it.
+    Source {
+        source: Source,
+        diagnostics: Vec<Diagnostic>,
+    },
+    /// Mistakes in how netc was called (`--set` of an unknown parameter, `--net` of an unknown net).
+    Usage {
+        source: Option<Source>,
+        diagnostics: Vec<Diagnostic>,
+    },
+    /// A file could not be read or written.
+    Io(String),
+}
+
+impl Error {
+    /// The error as the terminal shows it, with or without colour.
+    pub fn render(&self, color: bool) -> String {
+        match self {
+            Error::Source {
+                source,
+                diagnostics,
+            } => netc_syntax::render(diagnostics, &source.name, &source.text, color),
+            Error::Usage {
+                source,
+                diagnostics,
+            } => {
+                let (name, text) = source.as_ref().map_or(("<command line>", ""), |s| {
+                    (s.name.as_str(), s.text.as_str())
+                });
+                netc_syntax::render(diagnostics, name, text, color)
+            }
+            Error::Io(message) => format!("error: {message}\n"),
+        }
+    }
+
+    fn usage(source: &Source, message: String) -> Error {
+        Error::Usage {
+            source: Some(source.clone()),
+            diagnostics: vec![Diagnostic::error().with_message(message)],
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(false))
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Parses `name=value` overrides as the command line gives them.
+pub fn parse_overrides(set: &[(String, String)]) -> Result<Vec<(String, ast::Value)>, Error> {
+    set.iter()
+        .map(|(name, text)| {
+            netc_syntax::parse_value(text).map(|v| (name.clone(), v)).map_err(|_| Error::Usage {
+                source: None,
+                diagnostics: vec![Diagnostic::error()
+                    .with_message(format!("--set {name}={text}: `{text}` is not a value"))
+                    .with_notes(vec!["help: write a number, `true`/`false`, a name, a \"string\" or a [list]".into()])],
+            })
+        })
+        .collect()
+}
+
+/// Parses and checks a source with `--set` style overrides (`("negfrac", "0.07")`).
+pub fn check(source: &Source, set: &[(String, String)]) -> Result<netc_check::Checked, Error> {
+    let file = netc_syntax::parse(&source.text).map_err(|diagnostics| Error::Source {
+        source: source.clone(),
+        diagnostics,
+    })?;
+    let set = parse_overrides(set)?;
+    let usage = netc_check::check_overrides(&file, &set);
+    if !usage.is_empty() {
+        return Err(Error::Usage {
+            source: Some(source.clone()),
+            diagnostics: usage,
+        });
+    }
+    netc_check::check(&file, &set).map_err(|diagnostics| Error::Source {
+        source: source.clone(),
+        diagnostics,
+    })
+}
+
+/// One checked net of a source, with the file's training configuration.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub source: Source,
+    pub checked: netc_check::Checked,
+    index: usize,
+}
+
+impl Model {
+    pub fn net(&self) -> &netc_check::Net {
+        &self.checked.nets[self.index]
+    }
+
+    pub fn train(&self) -> &netc_check::TrainConfig {
+        &self.checked.train
+    }
+}
+
+/// Checks a source and picks one net from it: the one called `net`, or the file's only one.
+pub fn model(source: &Source, set: &[(String, String)], net: Option<&str>) -> Result<Model, Error> {
+    let checked = check(source, set)?;
+    let index = match checked.net(net) {
+        Ok(chosen) => checked
+            .nets
+            .iter()
+            .position(|n| std::ptr::eq(n, chosen))
+            .unwrap_or(0),
+        Err(message) => return Err(Error::usage(source, message)),
+    };
+    Ok(Model {
+        source: source.clone(),
+        checked,
+        index,
+    })
+}
