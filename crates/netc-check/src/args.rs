@@ -39,14 +39,9 @@ impl Ty {
             Ty::PositiveNumber => "a positive number".into(),
             Ty::Bool => "`true` or `false`".into(),
             Ty::Kernel => "a positive integer or a list [height, width]".into(),
-            Ty::Word(words) => format!(
-                "one of {}",
-                words
-                    .iter()
-                    .map(|w| format!("`{w}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            Ty::Word(words) => {
+                format!("one of {}", words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", "))
+            }
         }
     }
 }
@@ -63,31 +58,16 @@ pub struct Param {
 }
 
 pub const fn req(name: &'static str, ty: Ty) -> Param {
-    Param {
-        name,
-        ty,
-        required: true,
-        positional: true,
-    }
+    Param { name, ty, required: true, positional: true }
 }
 
 pub const fn opt(name: &'static str, ty: Ty) -> Param {
-    Param {
-        name,
-        ty,
-        required: false,
-        positional: false,
-    }
+    Param { name, ty, required: false, positional: false }
 }
 
 /// `opt` that may also be given by position.
 pub const fn opt_pos(name: &'static str, ty: Ty) -> Param {
-    Param {
-        name,
-        ty,
-        required: false,
-        positional: true,
-    }
+    Param { name, ty, required: false, positional: true }
 }
 
 /// A typed argument value.
@@ -171,10 +151,7 @@ impl Scope<'_> {
         if let ValueKind::Ident(name) = &value.kind {
             if let Some(bound) = self.params.get(name) {
                 self.used.borrow_mut().push(name.clone());
-                return Value {
-                    kind: bound.kind.clone(),
-                    span: value.span,
-                };
+                return Value { kind: bound.kind.clone(), span: value.span };
             }
         }
         value.clone()
@@ -183,17 +160,8 @@ impl Scope<'_> {
 
 /// Matches `call`'s arguments against `signature` and types them. Every problem is pushed to
 /// `errors`; the arguments that were fine are still returned so checking can go on.
-pub fn match_args(
-    call: &Call,
-    what: &str,
-    signature: &[Param],
-    scope: &Scope,
-    errors: &mut Vec<Diagnostic>,
-) -> Args {
-    let mut args = Args {
-        values: HashMap::new(),
-        span: call.span,
-    };
+pub fn match_args(call: &Call, what: &str, signature: &[Param], scope: &Scope, errors: &mut Vec<Diagnostic>) -> Args {
+    let mut args = Args { values: HashMap::new(), span: call.span };
     let mut given: HashMap<&'static str, Span> = HashMap::new();
     let mut positional = signature.iter().filter(|p| p.positional);
     let mut keyword_seen = false;
@@ -231,19 +199,12 @@ pub fn match_args(
             Ok(lit) => {
                 args.values.insert(param.name, (lit, arg.value.span));
             }
-            Err(problem) => errors.push(errors::bad_value(
-                param.name,
-                param.ty.describe(),
-                &value,
-                &arg.value,
-                problem,
-            )),
+            Err(problem) => {
+                errors.push(errors::bad_value(param.name, param.ty.describe(), &value, &arg.value, problem))
+            }
         }
     }
-    let missing: Vec<&Param> = signature
-        .iter()
-        .filter(|p| p.required && !given.contains_key(p.name))
-        .collect();
+    let missing: Vec<&Param> = signature.iter().filter(|p| p.required && !given.contains_key(p.name)).collect();
     if !missing.is_empty() {
         errors.push(errors::missing_arguments(call, what, &missing, signature));
     }
@@ -276,18 +237,10 @@ fn typed(value: &Value, ty: Ty) -> Result<Lit, Problem> {
     match ty {
         Ty::Positive => int.map_or(Err(Problem::WrongKind), |v| in_range(v >= 1, Lit::Int(v))),
         Ty::Count => int.map_or(Err(Problem::WrongKind), |v| in_range(v >= 0, Lit::Int(v))),
-        Ty::Fraction => number.map_or(Err(Problem::WrongKind), |v| {
-            in_range((0.0..=1.0).contains(&v), Lit::Float(v))
-        }),
-        Ty::Probability => number.map_or(Err(Problem::WrongKind), |v| {
-            in_range((0.0..1.0).contains(&v), Lit::Float(v))
-        }),
-        Ty::NonNegative => number.map_or(Err(Problem::WrongKind), |v| {
-            in_range(v >= 0.0, Lit::Float(v))
-        }),
-        Ty::PositiveNumber => number.map_or(Err(Problem::WrongKind), |v| {
-            in_range(v > 0.0, Lit::Float(v))
-        }),
+        Ty::Fraction => number.map_or(Err(Problem::WrongKind), |v| in_range((0.0..=1.0).contains(&v), Lit::Float(v))),
+        Ty::Probability => number.map_or(Err(Problem::WrongKind), |v| in_range((0.0..1.0).contains(&v), Lit::Float(v))),
+        Ty::NonNegative => number.map_or(Err(Problem::WrongKind), |v| in_range(v >= 0.0, Lit::Float(v))),
+        Ty::PositiveNumber => number.map_or(Err(Problem::WrongKind), |v| in_range(v > 0.0, Lit::Float(v))),
         Ty::Bool => match value.kind {
             ValueKind::Bool(b) => Ok(Lit::Bool(b)),
             _ => Err(Problem::WrongKind),
@@ -310,9 +263,7 @@ fn typed(value: &Value, ty: Ty) -> Result<Lit, Problem> {
             _ => Err(Problem::WrongKind),
         },
         Ty::Word(words) => match &value.kind {
-            ValueKind::Ident(w) | ValueKind::Str(w) if words.contains(&w.as_str()) => {
-                Ok(Lit::Word(w.clone()))
-            }
+            ValueKind::Ident(w) | ValueKind::Str(w) if words.contains(&w.as_str()) => Ok(Lit::Word(w.clone())),
             ValueKind::Ident(_) | ValueKind::Str(_) => Err(Problem::OutOfRange),
             _ => Err(Problem::WrongKind),
         },
@@ -322,10 +273,7 @@ fn typed(value: &Value, ty: Ty) -> Result<Lit, Problem> {
 /// A reference to a layer or the input, as `add`, `concat` and `from` take.
 pub fn layer_ref(value: &Value) -> Option<Ident> {
     match &value.kind {
-        ValueKind::Ident(name) => Some(Ident {
-            name: name.clone(),
-            span: value.span,
-        }),
+        ValueKind::Ident(name) => Some(Ident { name: name.clone(), span: value.span }),
         _ => None,
     }
 }

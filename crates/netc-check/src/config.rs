@@ -62,11 +62,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         let (lr, momentum, weight_decay) = SGD_DEFAULTS;
         TrainConfig {
-            optimizer: Optimizer::Sgd {
-                lr,
-                momentum,
-                weight_decay,
-            },
+            optimizer: Optimizer::Sgd { lr, momentum, weight_decay },
             lr_schedule: Vec::new(),
             batch: 100,
             epochs: 20,
@@ -96,9 +92,7 @@ impl TrainConfig {
                 return lr;
             }
         }
-        self.lr_schedule
-            .last()
-            .map_or(self.optimizer.lr(), |&(lr, _)| lr)
+        self.lr_schedule.last().map_or(self.optimizer.lr(), |&(lr, _)| lr)
     }
 }
 
@@ -108,10 +102,7 @@ mod tests {
 
     #[test]
     fn schedule_steps_and_holds_its_last_rate() {
-        let config = TrainConfig {
-            lr_schedule: vec![(0.05, 15), (0.005, 10), (0.0005, 5)],
-            ..TrainConfig::default()
-        };
+        let config = TrainConfig { lr_schedule: vec![(0.05, 15), (0.005, 10), (0.0005, 5)], ..TrainConfig::default() };
         assert_eq!(config.lr_at(0), 0.05);
         assert_eq!(config.lr_at(14), 0.05);
         assert_eq!(config.lr_at(15), 0.005);

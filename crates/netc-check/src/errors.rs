@@ -19,16 +19,8 @@ fn secondary(span: Span, message: impl std::fmt::Display) -> Label<()> {
 }
 
 fn signature_text(what: &str, signature: &[Param]) -> String {
-    let args: Vec<String> = signature
-        .iter()
-        .map(|p| {
-            if p.required {
-                p.name.to_string()
-            } else {
-                format!("{}=..", p.name)
-            }
-        })
-        .collect();
+    let args: Vec<String> =
+        signature.iter().map(|p| if p.required { p.name.to_string() } else { format!("{}=..", p.name) }).collect();
     format!("{what}({})", args.join(", "))
 }
 
@@ -38,10 +30,7 @@ pub fn unknown_op(op: &Ident, kind: &str, known: &[&str]) -> Diagnostic {
     if let Some(best) = did_you_mean(&op.name, known.iter().copied()) {
         d = d.with_notes(vec![format!("help: did you mean `{best}`?")]);
     } else {
-        d = d.with_notes(vec![format!(
-            "note: the known {kind}s are {}",
-            known.join(", ")
-        )]);
+        d = d.with_notes(vec![format!("note: the known {kind}s are {}", known.join(", "))]);
     }
     d
 }
@@ -52,45 +41,23 @@ pub fn unknown_argument(key: &Ident, what: &str, signature: &[Param]) -> Diagnos
     if let Some(best) = did_you_mean(&key.name, names) {
         notes.push(format!("help: did you mean `{best}`?"));
     }
-    notes.push(format!(
-        "note: `{what}` takes {}",
-        signature_text(what, signature)
-    ));
+    notes.push(format!("note: `{what}` takes {}", signature_text(what, signature)));
     error("E0101", format!("`{what}` has no argument `{}`", key.name))
         .with_labels(vec![primary(key.span, "unknown argument")])
         .with_notes(notes)
 }
 
 pub fn duplicate_argument(name: &str, first: Span, again: Span) -> Diagnostic {
-    error("E0102", format!("argument `{name}` is given twice")).with_labels(vec![
-        primary(again, "given again here"),
-        secondary(first, "first given here"),
-    ])
+    error("E0102", format!("argument `{name}` is given twice"))
+        .with_labels(vec![primary(again, "given again here"), secondary(first, "first given here")])
 }
 
-pub fn missing_arguments(
-    call: &Call,
-    what: &str,
-    missing: &[&Param],
-    signature: &[Param],
-) -> Diagnostic {
+pub fn missing_arguments(call: &Call, what: &str, missing: &[&Param], signature: &[Param]) -> Diagnostic {
     let names: Vec<String> = missing.iter().map(|p| format!("`{}`", p.name)).collect();
     let plural = if missing.len() > 1 { "s" } else { "" };
-    error(
-        "E0103",
-        format!(
-            "`{what}` is missing the argument{plural} {}",
-            names.join(" and ")
-        ),
-    )
-    .with_labels(vec![primary(
-        call.span,
-        format!("missing {}", names.join(", ")),
-    )])
-    .with_notes(vec![format!(
-        "help: write it as {}",
-        signature_text(what, signature)
-    )])
+    error("E0103", format!("`{what}` is missing the argument{plural} {}", names.join(" and ")))
+        .with_labels(vec![primary(call.span, format!("missing {}", names.join(", ")))])
+        .with_notes(vec![format!("help: write it as {}", signature_text(what, signature))])
 }
 
 pub fn positional_after_keyword(span: Span) -> Diagnostic {
@@ -99,59 +66,33 @@ pub fn positional_after_keyword(span: Span) -> Diagnostic {
 }
 
 pub fn too_many_positional(span: Span, what: &str, signature: &[Param]) -> Diagnostic {
-    error(
-        "E0106",
-        format!("too many positional arguments for `{what}`"),
-    )
-    .with_labels(vec![primary(span, "no argument left to take this value")])
-    .with_notes(vec![format!(
-        "note: `{what}` takes {}",
-        signature_text(what, signature)
-    )])
+    error("E0106", format!("too many positional arguments for `{what}`"))
+        .with_labels(vec![primary(span, "no argument left to take this value")])
+        .with_notes(vec![format!("note: `{what}` takes {}", signature_text(what, signature))])
 }
 
-pub fn bad_value(
-    name: &str,
-    expected: String,
-    resolved: &Value,
-    written: &Value,
-    problem: Problem,
-) -> Diagnostic {
+pub fn bad_value(name: &str, expected: String, resolved: &Value, written: &Value, problem: Problem) -> Diagnostic {
     let via_param = resolved.kind != written.kind;
-    let shown = if via_param {
-        format!("{} (= {resolved})", written)
-    } else {
-        resolved.to_string()
-    };
+    let shown = if via_param { format!("{} (= {resolved})", written) } else { resolved.to_string() };
     let (code, message, label) = match problem {
         Problem::WrongKind => (
             "E0104",
-            format!(
-                "`{name}` must be {expected}, found {}",
-                resolved.kind.describe()
-            ),
+            format!("`{name}` must be {expected}, found {}", resolved.kind.describe()),
             format!("this is {}", resolved.kind.describe()),
         ),
-        Problem::OutOfRange => (
-            "E0105",
-            format!("`{name}` must be {expected}, found {shown}"),
-            "out of range".to_string(),
-        ),
+        Problem::OutOfRange => {
+            ("E0105", format!("`{name}` must be {expected}, found {shown}"), "out of range".to_string())
+        }
     };
     error(code, message).with_labels(vec![primary(written.span, label)])
 }
 
 pub fn undefined_name(name: &Ident, known: &[&str], later: Option<Span>) -> Diagnostic {
-    let mut d = error(
-        "E0200",
-        format!("no layer named `{}` before this point", name.name),
-    )
-    .with_labels(vec![primary(name.span, "undefined")]);
+    let mut d = error("E0200", format!("no layer named `{}` before this point", name.name))
+        .with_labels(vec![primary(name.span, "undefined")]);
     if let Some(at) = later {
         d.labels.push(secondary(at, "defined later here"));
-        d = d.with_notes(vec![
-            "note: a layer can only read the input and layers above it".into(),
-        ]);
+        d = d.with_notes(vec!["note: a layer can only read the input and layers above it".into()]);
     } else if let Some(best) = did_you_mean(&name.name, known.iter().copied()) {
         d = d.with_notes(vec![format!("help: did you mean `{best}`?")]);
     }
@@ -159,32 +100,21 @@ pub fn undefined_name(name: &Ident, known: &[&str], later: Option<Span>) -> Diag
 }
 
 pub fn duplicate_name(what: &str, name: &Ident, first: Span) -> Diagnostic {
-    error(
-        "E0201",
-        format!("the {what} `{}` is defined twice", name.name),
-    )
-    .with_labels(vec![
-        primary(name.span, "defined again here"),
-        secondary(first, "first defined here"),
-    ])
-    .with_notes(vec!["help: give each one its own name".into()])
+    error("E0201", format!("the {what} `{}` is defined twice", name.name))
+        .with_labels(vec![primary(name.span, "defined again here"), secondary(first, "first defined here")])
+        .with_notes(vec!["help: give each one its own name".into()])
 }
 
 pub fn no_input(net: &Ident) -> Diagnostic {
     error("E0202", format!("net `{}` has no input", net.name))
         .with_labels(vec![primary(net.span, "this net declares no input")])
-        .with_notes(vec![
-            "help: begin the body with an input declaration, e.g. `input image: [1, 28, 28]`"
-                .into(),
-        ])
+        .with_notes(vec!["help: begin the body with an input declaration, e.g. `input image: [1, 28, 28]`".into()])
 }
 
 pub fn no_loss(net: &Ident) -> Diagnostic {
     error("E0203", format!("net `{}` has no loss", net.name))
         .with_labels(vec![primary(net.span, "this net ends without a loss")])
-        .with_notes(vec![
-            "help: end the body with a loss, e.g. `loss softmax_xent(classes=10)`".into(),
-        ])
+        .with_notes(vec!["help: end the body with a loss, e.g. `loss softmax_xent(classes=10)`".into()])
 }
 
 pub fn misplaced(span: Span, message: &str, first: Option<(Span, &str)>, help: &str) -> Diagnostic {
@@ -192,9 +122,7 @@ pub fn misplaced(span: Span, message: &str, first: Option<(Span, &str)>, help: &
     if let Some((at, what)) = first {
         labels.push(secondary(at, what));
     }
-    error("E0204", message)
-        .with_labels(labels)
-        .with_notes(vec![format!("help: {help}")])
+    error("E0204", message).with_labels(labels).with_notes(vec![format!("help: {help}")])
 }
 
 pub fn not_a_loss(op: &Ident) -> Diagnostic {
@@ -204,15 +132,9 @@ pub fn not_a_loss(op: &Ident) -> Diagnostic {
 }
 
 pub fn loss_as_layer(op: &Ident) -> Diagnostic {
-    error(
-        "E0205",
-        format!("`{}` is a loss and must be written as one", op.name),
-    )
-    .with_labels(vec![primary(op.span, "a loss used as a layer")])
-    .with_notes(vec![format!(
-        "help: write `loss {}(...)` as the last statement",
-        op.name
-    )])
+    error("E0205", format!("`{}` is a loss and must be written as one", op.name))
+        .with_labels(vec![primary(op.span, "a loss used as a layer")])
+        .with_notes(vec![format!("help: write `loss {}(...)` as the last statement", op.name)])
 }
 
 pub fn param_without_value(param: &Ident) -> Diagnostic {
@@ -232,81 +154,44 @@ pub fn unused_param(param: &Ident) -> Diagnostic {
 }
 
 pub fn needs_refs(op: &Ident, span: Span) -> Diagnostic {
-    error(
-        "E0103",
-        format!("`{}` needs at least two layers to join", op.name),
-    )
-    .with_labels(vec![primary(span, "give the names of the layers")])
-    .with_notes(vec![format!(
-        "help: name the branches and write `{}(a, b)`",
-        op.name
-    )])
+    error("E0103", format!("`{}` needs at least two layers to join", op.name))
+        .with_labels(vec![primary(span, "give the names of the layers")])
+        .with_notes(vec![format!("help: name the branches and write `{}(a, b)`", op.name)])
 }
 
 pub fn keyword_in_join(key: &Ident, op: &Ident) -> Diagnostic {
-    error(
-        "E0101",
-        format!("`{}` takes only the names of the layers it joins", op.name),
-    )
-    .with_labels(vec![primary(key.span, "no keyword arguments here")])
-    .with_notes(vec![format!("help: write `{}(a, b)`", op.name)])
+    error("E0101", format!("`{}` takes only the names of the layers it joins", op.name))
+        .with_labels(vec![primary(key.span, "no keyword arguments here")])
+        .with_notes(vec![format!("help: write `{}(a, b)`", op.name)])
 }
 
 pub fn ref_expected(value: &Value) -> Diagnostic {
-    error(
-        "E0104",
-        format!(
-            "expected the name of a layer, found {}",
-            value.kind.describe()
-        ),
-    )
-    .with_labels(vec![primary(value.span, "not a layer name")])
+    error("E0104", format!("expected the name of a layer, found {}", value.kind.describe()))
+        .with_labels(vec![primary(value.span, "not a layer name")])
 }
 
 pub fn from_with_join(from: &Ident, op: &Ident) -> Diagnostic {
-    error(
-        "E0204",
-        format!(
-            "`{}` takes its inputs as arguments, not with `from`",
-            op.name
-        ),
-    )
-    .with_labels(vec![primary(from.span, "remove this `from`")])
+    error("E0204", format!("`{}` takes its inputs as arguments, not with `from`", op.name))
+        .with_labels(vec![primary(from.span, "remove this `from`")])
 }
 
 pub fn shape(code_message: String, span: Span, label: String, notes: Vec<String>) -> Diagnostic {
-    error("E0300", code_message)
-        .with_labels(vec![primary(span, label)])
-        .with_notes(notes)
+    error("E0300", code_message).with_labels(vec![primary(span, label)]).with_notes(notes)
 }
 
-pub fn shape_mismatch(
-    message: String,
-    spans: Vec<(Span, String)>,
-    notes: Vec<String>,
-) -> Diagnostic {
+pub fn shape_mismatch(message: String, spans: Vec<(Span, String)>, notes: Vec<String>) -> Diagnostic {
     let labels = spans
         .into_iter()
         .enumerate()
-        .map(|(i, (span, text))| {
-            if i == 0 {
-                primary(span, text)
-            } else {
-                secondary(span, text)
-            }
-        })
+        .map(|(i, (span, text))| if i == 0 { primary(span, text) } else { secondary(span, text) })
         .collect();
-    error("E0301", message)
-        .with_labels(labels)
-        .with_notes(notes)
+    error("E0301", message).with_labels(labels).with_notes(notes)
 }
 
 pub fn bad_shape_decl(value: &Value) -> Diagnostic {
     error("E0302", "an input shape is a list of positive integers")
         .with_labels(vec![primary(value.span, format!("found {value}"))])
-        .with_notes(vec![
-            "help: write e.g. `[1, 28, 28]` for one 28×28 channel, or `[784]`".into(),
-        ])
+        .with_notes(vec!["help: write e.g. `[1, 28, 28]` for one 28×28 channel, or `[784]`".into()])
 }
 
 pub fn unknown_setting(key: &Ident, known: &[&str]) -> Diagnostic {
@@ -321,19 +206,13 @@ pub fn unknown_setting(key: &Ident, known: &[&str]) -> Diagnostic {
 }
 
 pub fn bad_setting(key: &str, value: &Value, expected: &str) -> Diagnostic {
-    error(
-        "E0401",
-        format!("`{key}` must be {expected}, found `{value}`"),
-    )
-    .with_labels(vec![primary(value.span, "not accepted here")])
+    error("E0401", format!("`{key}` must be {expected}, found `{value}`"))
+        .with_labels(vec![primary(value.span, "not accepted here")])
 }
 
 pub fn duplicate_block(span: Span, first: Span) -> Diagnostic {
     error("E0402", "a file has at most one `train` block")
-        .with_labels(vec![
-            primary(span, "second train block"),
-            secondary(first, "first train block"),
-        ])
+        .with_labels(vec![primary(span, "second train block"), secondary(first, "first train block")])
         .with_notes(vec!["help: merge the settings into one block".into()])
 }
 
@@ -347,21 +226,13 @@ pub fn set_unknown(name: &str, known: &[&str]) -> Diagnostic {
     } else {
         notes.push(format!("note: the parameters are {}", known.join(", ")));
     }
-    error(
-        "E0500",
-        format!("--set {name}: no net in this file has a parameter `{name}`"),
-    )
-    .with_notes(notes)
+    error("E0500", format!("--set {name}: no net in this file has a parameter `{name}`")).with_notes(notes)
 }
 
 pub fn set_wrong_type(name: &str, value: &Value, default: &Value) -> Diagnostic {
     error(
         "E0501",
-        format!(
-            "--set {name}={value}: `{name}` takes {}, found {}",
-            default.kind.describe(),
-            value.kind.describe()
-        ),
+        format!("--set {name}={value}: `{name}` takes {}, found {}", default.kind.describe(), value.kind.describe()),
     )
     .with_labels(vec![secondary(default.span, "the default sets its type")])
 }

@@ -36,24 +36,17 @@ pub struct Checked {
 impl Checked {
     /// The net called `name`, or the file's only net when no name is given.
     pub fn net(&self, name: Option<&str>) -> Result<&Net, String> {
-        let names = || {
-            self.nets
-                .iter()
-                .map(|n| format!("`{}`", n.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let names = || self.nets.iter().map(|n| format!("`{}`", n.name)).collect::<Vec<_>>().join(", ");
         match name {
-            Some(name) => self.nets.iter().find(|n| n.name == name).ok_or_else(|| {
-                format!("no net named `{name}` in this file; it defines {}", names())
-            }),
+            Some(name) => self
+                .nets
+                .iter()
+                .find(|n| n.name == name)
+                .ok_or_else(|| format!("no net named `{name}` in this file; it defines {}", names())),
             None => match &self.nets[..] {
                 [only] => Ok(only),
                 [] => Err("this file defines no net".to_string()),
-                _ => Err(format!(
-                    "this file defines several nets ({}); choose one with --net NAME",
-                    names()
-                )),
+                _ => Err(format!("this file defines several nets ({}); choose one with --net NAME", names())),
             },
         }
     }
@@ -88,30 +81,18 @@ pub fn check(file: &ast::File, set: &[(String, Value)]) -> Result<Checked, Vec<D
         diagnostics.sort_by_key(|d| d.labels.first().map_or(0, |l| l.range.start));
         return Err(diagnostics);
     }
-    Ok(Checked {
-        nets,
-        train,
-        warnings: diagnostics,
-    })
+    Ok(Checked { nets, train, warnings: diagnostics })
 }
 
 /// The value of every parameter of `decl`: its `--set` override, else its default.
-fn net_params(
-    decl: &ast::NetDecl,
-    set: &[(String, Value)],
-    errors: &mut Vec<Diagnostic>,
-) -> HashMap<String, Value> {
+fn net_params(decl: &ast::NetDecl, set: &[(String, Value)], errors: &mut Vec<Diagnostic>) -> HashMap<String, Value> {
     let mut params = HashMap::new();
     for p in &decl.params {
         if params.contains_key(&p.name.name) {
             errors.push(errors::duplicate_name("parameter", &p.name, p.span));
             continue;
         }
-        let given = set
-            .iter()
-            .rev()
-            .find(|(name, _)| *name == p.name.name)
-            .map(|(_, v)| v);
+        let given = set.iter().rev().find(|(name, _)| *name == p.name.name).map(|(_, v)| v);
         match given.or(p.default.as_ref()) {
             Some(value) => {
                 params.insert(p.name.name.clone(), value.clone());
@@ -127,8 +108,7 @@ pub fn check_overrides(file: &ast::File, set: &[(String, Value)]) -> Vec<Diagnos
     let declared: Vec<&ast::ParamDecl> = file.nets.iter().flat_map(|n| &n.params).collect();
     let mut errors = Vec::new();
     for (name, value) in set {
-        let matching: Vec<&&ast::ParamDecl> =
-            declared.iter().filter(|p| p.name.name == *name).collect();
+        let matching: Vec<&&ast::ParamDecl> = declared.iter().filter(|p| p.name.name == *name).collect();
         if matching.is_empty() {
             let known: Vec<&str> = declared.iter().map(|p| p.name.name.as_str()).collect();
             errors.push(errors::set_unknown(name, &known));

@@ -204,9 +204,7 @@ impl Net {
         self.layers
             .iter()
             .flat_map(|l| {
-                l.parameters(self.in_shape(l))
-                    .into_iter()
-                    .map(move |p| (format!("{}.{}", l.name, p.name), p))
+                l.parameters(self.in_shape(l)).into_iter().map(move |p| (format!("{}.{}", l.name, p.name), p))
             })
             .collect()
     }
@@ -215,23 +213,10 @@ impl Net {
 impl Layer {
     /// The learned tensors of this layer given its input shape.
     pub fn parameters(&self, in_shape: &[usize]) -> Vec<ParamSpec> {
-        let spec = |name, shape: &[usize], kind| ParamSpec {
-            name,
-            shape: shape.to_vec(),
-            kind,
-        };
+        let spec = |name, shape: &[usize], kind| ParamSpec { name, shape: shape.to_vec(), kind };
         match &self.op {
-            Op::Conv {
-                out,
-                kernel: [kh, kw],
-                bias,
-                ..
-            } => {
-                let mut ps = vec![spec(
-                    "weight",
-                    &[*out, in_shape[0], *kh, *kw],
-                    ParamKind::Weight,
-                )];
+            Op::Conv { out, kernel: [kh, kw], bias, .. } => {
+                let mut ps = vec![spec("weight", &[*out, in_shape[0], *kh, *kw], ParamKind::Weight)];
                 if *bias {
                     ps.push(spec("bias", &[*out], ParamKind::Bias));
                 }
@@ -260,9 +245,7 @@ impl Layer {
     pub fn macs(&self, in_shape: &[usize]) -> u64 {
         let out: u64 = self.out_shape.iter().map(|&d| d as u64).product();
         match &self.op {
-            Op::Conv {
-                kernel: [kh, kw], ..
-            } => out * (in_shape[0] * kh * kw) as u64,
+            Op::Conv { kernel: [kh, kw], .. } => out * (in_shape[0] * kh * kw) as u64,
             Op::Dense { .. } => out * in_shape.iter().map(|&d| d as u64).product::<u64>(),
             Op::ConvAct { k } => 2 * out * (k * k) as u64,
             _ => 0,
@@ -311,13 +294,7 @@ impl fmt::Display for Op {
             }
         };
         match self {
-            Op::Conv {
-                out,
-                kernel: k,
-                stride,
-                pad,
-                bias,
-            } => {
+            Op::Conv { out, kernel: k, stride, pad, bias } => {
                 write!(f, "conv({out}, k={}", kernel(*k))?;
                 if *stride != 1 {
                     write!(f, ", stride={stride}")?;
@@ -330,17 +307,8 @@ impl fmt::Display for Op {
                 }
                 f.write_str(")")
             }
-            Op::Pool {
-                kind,
-                kernel: k,
-                stride,
-                pad,
-            } => {
-                let name = if *kind == PoolKind::Max {
-                    "maxpool"
-                } else {
-                    "avgpool"
-                };
+            Op::Pool { kind, kernel: k, stride, pad } => {
+                let name = if *kind == PoolKind::Max { "maxpool" } else { "avgpool" };
                 write!(f, "{name}({}, stride={stride}", kernel(*k))?;
                 if *pad != 0 {
                     write!(f, ", pad={pad}")?;
@@ -365,15 +333,8 @@ impl fmt::Display for Op {
                 }
                 write!(f, "{mask})")
             }
-            Op::MinMaxout {
-                units,
-                pieces,
-                minfrac,
-            } => {
-                write!(
-                    f,
-                    "minmaxout(units={units}, pieces={pieces}, minfrac={minfrac})"
-                )
+            Op::MinMaxout { units, pieces, minfrac } => {
+                write!(f, "minmaxout(units={units}, pieces={pieces}, minfrac={minfrac})")
             }
             Op::ConvAct { k } => write!(f, "convact(k={k})"),
             Op::Add => f.write_str("add"),

@@ -25,16 +25,9 @@ struct Seen {
     span: Span,
 }
 
-pub fn check_net(
-    decl: &ast::NetDecl,
-    params: &HashMap<String, Value>,
-    errors: &mut Vec<Diagnostic>,
-) -> Option<Net> {
+pub fn check_net(decl: &ast::NetDecl, params: &HashMap<String, Value>, errors: &mut Vec<Diagnostic>) -> Option<Net> {
     let before = errors.len();
-    let scope = Scope {
-        params,
-        used: Default::default(),
-    };
+    let scope = Scope { params, used: Default::default() };
     let mut names: HashMap<String, Seen> = HashMap::new();
     let mut input: Option<Input> = None;
     let mut layers: Vec<Layer> = Vec::new();
@@ -89,13 +82,7 @@ pub fn check_net(
                 if shape.is_none() {
                     errors.push(errors::bad_shape_decl(&decl_input.shape));
                 }
-                declare(
-                    &mut names,
-                    &decl_input.name,
-                    Node::Input,
-                    shape.clone(),
-                    errors,
-                );
+                declare(&mut names, &decl_input.name, Node::Input, shape.clone(), errors);
                 current = Some((Node::Input, shape.clone()));
                 input = Some(Input {
                     name: decl_input.name.name.clone(),
@@ -120,11 +107,7 @@ pub fn check_net(
                         ));
                     }
                 }
-                loss = Some(Loss {
-                    classes,
-                    input: node,
-                    span: stmt.span,
-                });
+                loss = Some(Loss { classes, input: node, span: stmt.span });
             }
             Stmt::Layer(stmt) => {
                 if input.is_none() && current.is_none() {
@@ -147,14 +130,7 @@ pub fn check_net(
                     _ => check_layer(stmt, &layer_name, &scope, &names, &current, errors),
                 };
                 let index = layers.len();
-                let Some(Built {
-                    op,
-                    inputs,
-                    shape,
-                    lr_mult,
-                    wd_mult,
-                }) = checked
-                else {
+                let Some(Built { op, inputs, shape, lr_mult, wd_mult }) = checked else {
                     // Unknown output: later layers still get their own checks, without shapes.
                     current = Some((Node::Layer(index), None));
                     if let Some(name) = &stmt.name {
@@ -191,20 +167,14 @@ pub fn check_net(
             errors.push(errors::unused_param(&p.name));
         }
     }
-    let failed = errors[before..]
-        .iter()
-        .any(|d| d.severity == netc_syntax::Severity::Error);
+    let failed = errors[before..].iter().any(|d| d.severity == netc_syntax::Severity::Error);
     match (input, loss) {
         (Some(input), Some(loss)) if !failed => Some(Net {
             name: decl.name.name.clone(),
             params: decl
                 .params
                 .iter()
-                .filter_map(|p| {
-                    params
-                        .get(&p.name.name)
-                        .map(|v| (p.name.name.clone(), param_value(v)))
-                })
+                .filter_map(|p| params.get(&p.name.name).map(|v| (p.name.name.clone(), param_value(v))))
                 .collect(),
             input,
             layers,
@@ -216,22 +186,11 @@ pub fn check_net(
 }
 
 fn placeholder(name: String, span: Span) -> Layer {
-    Layer {
-        name,
-        op: Op::Flatten,
-        inputs: vec![],
-        out_shape: vec![],
-        lr_mult: 1.0,
-        wd_mult: 1.0,
-        span,
-    }
+    Layer { name, op: Op::Flatten, inputs: vec![], out_shape: vec![], lr_mult: 1.0, wd_mult: 1.0, span }
 }
 
 fn node_span(node: Node, names: &HashMap<String, Seen>) -> Span {
-    names
-        .values()
-        .find(|s| s.node == node)
-        .map_or(Span::default(), |s| s.span)
+    names.values().find(|s| s.node == node).map_or(Span::default(), |s| s.span)
 }
 
 fn declare(
@@ -245,14 +204,7 @@ fn declare(
         errors.push(errors::duplicate_name("name", name, first.span));
         return;
     }
-    names.insert(
-        name.name.clone(),
-        Seen {
-            node,
-            shape,
-            span: name.span,
-        },
-    );
+    names.insert(name.name.clone(), Seen { node, shape, span: name.span });
 }
 
 /// `conv1`, `conv2`, ... skipping names the user gave explicitly.
@@ -303,11 +255,7 @@ fn source(
     }
 }
 
-fn lookup(
-    name: &Ident,
-    names: &HashMap<String, Seen>,
-    errors: &mut Vec<Diagnostic>,
-) -> Option<(Node, Option<Shape>)> {
+fn lookup(name: &Ident, names: &HashMap<String, Seen>, errors: &mut Vec<Diagnostic>) -> Option<(Node, Option<Shape>)> {
     match names.get(&name.name) {
         Some(seen) => Some((seen.node, seen.shape.clone())),
         None => {
@@ -373,20 +321,8 @@ fn op_error(e: OpError, args: &crate::args::Args, stmt: &ast::LayerStmt) -> Diag
 }
 
 /// `add(a, b, ...)` and `concat(a, b, ...)`.
-fn check_join(
-    stmt: &ast::LayerStmt,
-    names: &HashMap<String, Seen>,
-    errors: &mut Vec<Diagnostic>,
-) -> Option<Built> {
-    let built = |op, inputs, shape| {
-        Some(Built {
-            op,
-            inputs,
-            shape,
-            lr_mult: 1.0,
-            wd_mult: 1.0,
-        })
-    };
+fn check_join(stmt: &ast::LayerStmt, names: &HashMap<String, Seen>, errors: &mut Vec<Diagnostic>) -> Option<Built> {
+    let built = |op, inputs, shape| Some(Built { op, inputs, shape, lr_mult: 1.0, wd_mult: 1.0 });
     let op = &stmt.call.op;
     if let Some(from) = &stmt.from {
         errors.push(errors::from_with_join(from, op));
@@ -421,27 +357,19 @@ fn check_join(
     if !ok {
         return None;
     }
-    let known: Vec<(Span, Shape)> = shapes
-        .iter()
-        .filter_map(|(s, sh)| sh.clone().map(|sh| (*s, sh)))
-        .collect();
+    let known: Vec<(Span, Shape)> = shapes.iter().filter_map(|(s, sh)| sh.clone().map(|sh| (*s, sh))).collect();
     if known.len() < shapes.len() {
-        return built(
-            if op.name == "add" {
-                Op::Add
-            } else {
-                Op::Concat
-            },
-            inputs,
-            None,
-        );
+        return built(if op.name == "add" { Op::Add } else { Op::Concat }, inputs, None);
     }
     let first = &known[0].1;
     if op.name == "add" {
         if let Some((span, other)) = known.iter().find(|(_, s)| s != first) {
             errors.push(errors::shape_mismatch(
                 format!("cannot add {} and {}: `add` needs equal shapes", shape_text(first), shape_text(other)),
-                vec![(*span, format!("this is {}", shape_text(other))), (known[0].0, format!("this is {}", shape_text(first)))],
+                vec![
+                    (*span, format!("this is {}", shape_text(other))),
+                    (known[0].0, format!("this is {}", shape_text(first))),
+                ],
                 vec!["help: make both branches give the same shape, e.g. a 1×1 conv to match channels".into()],
             ));
             return None;

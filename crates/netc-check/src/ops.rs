@@ -9,20 +9,10 @@ const MASK_ARGS: [Param; 3] = [
     opt("per", Ty::Word(&["channel", "position"])),
     opt("grad", Ty::Word(&["exact", "relu"])),
 ];
-const MULTS: [Param; 2] = [
-    opt("lr_mult", Ty::NonNegative),
-    opt("wd_mult", Ty::NonNegative),
-];
+const MULTS: [Param; 2] = [opt("lr_mult", Ty::NonNegative), opt("wd_mult", Ty::NonNegative)];
 
 /// The activations `mix` can combine, by their argument name.
-const MIX_PARTS: [&str; 6] = [
-    "relu",
-    "neglu",
-    "softneglu",
-    "sigmoid",
-    "tanh",
-    "leaky_relu",
-];
+const MIX_PARTS: [&str; 6] = ["relu", "neglu", "softneglu", "sigmoid", "tanh", "leaky_relu"];
 
 /// Every layer operation a net body may use, with `add` and `concat` (whose arguments are
 /// layer names, handled by the net checker).
@@ -50,13 +40,7 @@ pub const LOSS_OPS: &[&str] = &["softmax_xent"];
 
 /// The signature of a layer operation, `None` for unknown names.
 pub fn signature(op: &str) -> Option<Vec<Param>> {
-    let pool = || {
-        vec![
-            req("k", Ty::Kernel),
-            opt_pos("stride", Ty::Positive),
-            opt("pad", Ty::Count),
-        ]
-    };
+    let pool = || vec![req("k", Ty::Kernel), opt_pos("stride", Ty::Positive), opt("pad", Ty::Count)];
     let with = |mut base: Vec<Param>, extra: &[Param]| {
         base.extend_from_slice(extra);
         base
@@ -73,27 +57,17 @@ pub fn signature(op: &str) -> Option<Vec<Param>> {
             &MULTS,
         ),
         "maxpool" | "avgpool" => pool(),
-        "dense" => with(
-            vec![req("out", Ty::Positive), opt("bias", Ty::Bool)],
-            &MULTS,
-        ),
+        "dense" => with(vec![req("out", Ty::Positive), opt("bias", Ty::Bool)], &MULTS),
         "flatten" | "relu" | "neglu" | "softneglu" | "sigmoid" | "tanh" => vec![],
         "dropout" => vec![opt_pos("p", Ty::Probability)],
         "leaky_relu" => vec![opt_pos("alpha", Ty::NonNegative)],
         "mixlu" => with(vec![req("negfrac", Ty::Fraction)], &MASK_ARGS),
         "mix" => {
-            let mut s: Vec<Param> = MIX_PARTS
-                .iter()
-                .map(|&name| opt(name, Ty::Fraction))
-                .collect();
+            let mut s: Vec<Param> = MIX_PARTS.iter().map(|&name| opt(name, Ty::Fraction)).collect();
             s.push(opt("alpha", Ty::NonNegative));
             with(s, &MASK_ARGS)
         }
-        "minmaxout" => vec![
-            req("pieces", Ty::Positive),
-            opt("units", Ty::Positive),
-            opt("minfrac", Ty::Fraction),
-        ],
+        "minmaxout" => vec![req("pieces", Ty::Positive), opt("units", Ty::Positive), opt("minfrac", Ty::Fraction)],
         "convact" => with(vec![opt_pos("k", Ty::Positive)], &MULTS),
         "softmax_xent" => vec![req("classes", Ty::Positive)],
         _ => return None,
@@ -109,29 +83,12 @@ pub struct OpError {
     pub notes: Vec<String>,
 }
 
-fn fail(
-    message: String,
-    at: Option<&'static str>,
-    label: impl Into<String>,
-    notes: Vec<String>,
-) -> OpError {
-    OpError {
-        message,
-        at,
-        label: label.into(),
-        notes,
-    }
+fn fail(message: String, at: Option<&'static str>, label: impl Into<String>, notes: Vec<String>) -> OpError {
+    OpError { message, at, label: label.into(), notes }
 }
 
 pub fn shape_text(shape: &[usize]) -> String {
-    format!(
-        "[{}]",
-        shape
-            .iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    format!("[{}]", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
 }
 
 /// Builds the op from its checked arguments. Only cross-argument rules can fail here; each
@@ -139,21 +96,9 @@ pub fn shape_text(shape: &[usize]) -> String {
 pub fn build(op: &str, args: &Args) -> Result<Op, OpError> {
     let kernel = || args.kernel("k").unwrap_or([1, 1]);
     let mask = || Mask {
-        mode: if args.word_or("mask", "fixed") == "resample" {
-            MaskMode::Resample
-        } else {
-            MaskMode::Fixed
-        },
-        per: if args.word_or("per", "channel") == "position" {
-            MaskPer::Position
-        } else {
-            MaskPer::Channel
-        },
-        grad: if args.word_or("grad", "exact") == "relu" {
-            MaskGrad::Relu
-        } else {
-            MaskGrad::Exact
-        },
+        mode: if args.word_or("mask", "fixed") == "resample" { MaskMode::Resample } else { MaskMode::Fixed },
+        per: if args.word_or("per", "channel") == "position" { MaskPer::Position } else { MaskPer::Channel },
+        grad: if args.word_or("grad", "exact") == "relu" { MaskGrad::Relu } else { MaskGrad::Exact },
     };
     Ok(match op {
         "conv" => Op::Conv {
@@ -166,41 +111,24 @@ pub fn build(op: &str, args: &Args) -> Result<Op, OpError> {
         "maxpool" | "avgpool" => {
             let k = kernel();
             Op::Pool {
-                kind: if op == "maxpool" {
-                    PoolKind::Max
-                } else {
-                    PoolKind::Avg
-                },
+                kind: if op == "maxpool" { PoolKind::Max } else { PoolKind::Avg },
                 kernel: k,
                 // Non-overlapping windows unless told otherwise, as in most frameworks.
                 stride: args.usize_or("stride", k[0]),
                 pad: args.usize_or("pad", 0),
             }
         }
-        "dense" => Op::Dense {
-            out: args.usize_or("out", 1),
-            bias: args.bool_or("bias", true),
-        },
+        "dense" => Op::Dense { out: args.usize_or("out", 1), bias: args.bool_or("bias", true) },
         "flatten" => Op::Flatten,
-        "dropout" => Op::Dropout {
-            p: args.f64_or("p", 0.5),
-        },
+        "dropout" => Op::Dropout { p: args.f64_or("p", 0.5) },
         "relu" => Op::Activation(Activation::Relu),
         "neglu" => Op::Activation(Activation::NegLU),
         "softneglu" => Op::Activation(Activation::SoftNegLU),
         "sigmoid" => Op::Activation(Activation::Sigmoid),
         "tanh" => Op::Activation(Activation::Tanh),
-        "leaky_relu" => Op::Activation(Activation::LeakyRelu {
-            alpha: args.f64_or("alpha", 0.01),
-        }),
-        "mixlu" => Op::MixLU {
-            negfrac: args.f64_or("negfrac", 0.0),
-            mask: mask(),
-        },
-        "mix" => Op::Mix {
-            parts: mix_parts(args)?,
-            mask: mask(),
-        },
+        "leaky_relu" => Op::Activation(Activation::LeakyRelu { alpha: args.f64_or("alpha", 0.01) }),
+        "mixlu" => Op::MixLU { negfrac: args.f64_or("negfrac", 0.0), mask: mask() },
+        "mix" => Op::Mix { parts: mix_parts(args)?, mask: mask() },
         "minmaxout" => Op::MinMaxout {
             // Inferred from the input's channels when not given; see `out_shape`.
             units: args.usize_or("units", 0),
@@ -214,10 +142,7 @@ pub fn build(op: &str, args: &Args) -> Result<Op, OpError> {
                     format!("`convact` needs an odd filter size, found k={k}"),
                     Some("k"),
                     "even",
-                    vec![
-                        "note: the filter is centred on each unit, so it needs a middle element"
-                            .into(),
-                    ],
+                    vec!["note: the filter is centred on each unit, so it needs a middle element".into()],
                 ));
             }
             Op::ConvAct { k }
@@ -227,12 +152,7 @@ pub fn build(op: &str, args: &Args) -> Result<Op, OpError> {
 }
 
 fn unreachable_op(op: &str) -> Result<Op, OpError> {
-    Err(fail(
-        format!("`{op}` is not a layer operation"),
-        None,
-        "here",
-        vec![],
-    ))
+    Err(fail(format!("`{op}` is not a layer operation"), None, "here", vec![]))
 }
 
 fn mix_parts(args: &Args) -> Result<Vec<(Activation, f64)>, OpError> {
@@ -246,9 +166,7 @@ fn mix_parts(args: &Args) -> Result<Vec<(Activation, f64)>, OpError> {
                 "softneglu" => Activation::SoftNegLU,
                 "sigmoid" => Activation::Sigmoid,
                 "tanh" => Activation::Tanh,
-                _ => Activation::LeakyRelu {
-                    alpha: args.f64_or("alpha", 0.01),
-                },
+                _ => Activation::LeakyRelu { alpha: args.f64_or("alpha", 0.01) },
             };
             (act, args.f64_or(name, 0.0))
         })
@@ -259,7 +177,10 @@ fn mix_parts(args: &Args) -> Result<Vec<(Activation, f64)>, OpError> {
             "`mix` names no activation".into(),
             None,
             "no fractions given",
-            vec![format!("help: give fractions that sum to 1, e.g. `mix(relu=0.9, neglu=0.1)`; the activations are {}", MIX_PARTS.join(", "))],
+            vec![format!(
+                "help: give fractions that sum to 1, e.g. `mix(relu=0.9, neglu=0.1)`; the activations are {}",
+                MIX_PARTS.join(", ")
+            )],
         ));
     }
     if (total - 1.0).abs() > 1e-6 {
@@ -267,10 +188,7 @@ fn mix_parts(args: &Args) -> Result<Vec<(Activation, f64)>, OpError> {
             format!("the fractions of `mix` sum to {total}, not 1"),
             None,
             format!("sums to {total}"),
-            vec![
-                "note: every unit gets exactly one activation, so the fractions must sum to 1"
-                    .into(),
-            ],
+            vec!["note: every unit gets exactly one activation, so the fractions must sum to 1".into()],
         ));
     }
     Ok(parts)
@@ -279,9 +197,7 @@ fn mix_parts(args: &Args) -> Result<Vec<(Activation, f64)>, OpError> {
 /// Output size of a sliding window: floor((in + 2·pad − k) / stride) + 1, or `None` when the
 /// window does not fit.
 fn window(input: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
-    (input + 2 * pad)
-        .checked_sub(k)
-        .map(|room| room / stride + 1)
+    (input + 2 * pad).checked_sub(k).map(|room| room / stride + 1)
 }
 
 /// The per-example output shape of `op` applied to `input`.
@@ -304,30 +220,20 @@ pub fn out_shape(op: &mut Op, name: &str, input: &[usize]) -> Result<Shape, OpEr
             )),
         }
     };
-    let slide = |what: &str,
-                 [c, h, w]: [usize; 3],
-                 [kh, kw]: [usize; 2],
-                 stride: usize,
-                 pad: usize| {
-        match (window(h, kh, stride, pad), window(w, kw, stride, pad)) {
-            (Some(ho), Some(wo)) => Ok((c, ho, wo)),
-            _ => Err(fail(
-                format!(
-                    "the {kh}×{kw} window of `{name}` is larger than its {h}×{w} input{}",
-                    if pad > 0 {
-                        format!(" padded by {pad}")
-                    } else {
-                        String::new()
-                    }
-                ),
-                Some("k"),
-                format!("{what} window {kh}×{kw} does not fit {}", shape_text(input)),
-                vec![
-                    "note: output size = floor((in + 2·pad − k) / stride) + 1 must be at least 1"
-                        .into(),
-                ],
-            )),
-        }
+    let slide = |what: &str, [c, h, w]: [usize; 3], [kh, kw]: [usize; 2], stride: usize, pad: usize| match (
+        window(h, kh, stride, pad),
+        window(w, kw, stride, pad),
+    ) {
+        (Some(ho), Some(wo)) => Ok((c, ho, wo)),
+        _ => Err(fail(
+            format!(
+                "the {kh}×{kw} window of `{name}` is larger than its {h}×{w} input{}",
+                if pad > 0 { format!(" padded by {pad}") } else { String::new() }
+            ),
+            Some("k"),
+            format!("{what} window {kh}×{kw} does not fit {}", shape_text(input)),
+            vec!["note: output size = floor((in + 2·pad − k) / stride) + 1 must be at least 1".into()],
+        )),
     };
     match op {
         Op::Conv { out, kernel, stride, pad, .. } => {
@@ -357,16 +263,25 @@ pub fn out_shape(op: &mut Op, name: &str, input: &[usize]) -> Result<Shape, OpEr
                         format!("`{name}` groups {pieces} pieces per unit, but its input has {channels} channels"),
                         Some("pieces"),
                         format!("{channels} is not a multiple of {pieces}"),
-                        vec![format!("note: the layer before must give units × pieces channels; input is {}", shape_text(input))],
+                        vec![format!(
+                            "note: the layer before must give units × pieces channels; input is {}",
+                            shape_text(input)
+                        )],
                     ));
                 }
                 *units = channels / *pieces;
             } else if *units * *pieces != channels {
                 return Err(fail(
-                    format!("`{name}` needs units × pieces = {} input channels, but receives {channels}", *units * *pieces),
+                    format!(
+                        "`{name}` needs units × pieces = {} input channels, but receives {channels}",
+                        *units * *pieces
+                    ),
                     Some("units"),
                     format!("{units} units × {pieces} pieces"),
-                    vec![format!("help: make the layer before give {} channels, or drop `units` to infer it", *units * *pieces)],
+                    vec![format!(
+                        "help: make the layer before give {} channels, or drop `units` to infer it",
+                        *units * *pieces
+                    )],
                 ));
             }
             let mut shape = input.to_vec();
@@ -374,7 +289,10 @@ pub fn out_shape(op: &mut Op, name: &str, input: &[usize]) -> Result<Shape, OpEr
             Ok(shape)
         }
         Op::ConvAct { k } if *k > 1 && input.len() != 3 => Err(fail(
-            format!("`convact(k={k})` filters over space and needs a [channels, height, width] input; `{name}` receives {}", shape_text(input)),
+            format!(
+                "`convact(k={k})` filters over space and needs a [channels, height, width] input; `{name}` receives {}",
+                shape_text(input)
+            ),
             Some("k"),
             "spatial filter on a flat input",
             vec!["help: use k=1 for a per-unit learned activation on flat inputs".into()],

@@ -7,41 +7,21 @@ use std::fmt::Write;
 /// A table with one row per layer (name, op, output shape, parameters, forward MACs per
 /// example) and the totals.
 pub fn summary(net: &Net) -> String {
-    let mut rows: Vec<[String; 5]> = vec![[
-        net.input.name.clone(),
-        "input".into(),
-        shape_text(&net.input.shape),
-        String::new(),
-        String::new(),
-    ]];
+    let mut rows: Vec<[String; 5]> =
+        vec![[net.input.name.clone(), "input".into(), shape_text(&net.input.shape), String::new(), String::new()]];
     let (mut total_params, mut total_macs) = (0u64, 0u64);
     for layer in &net.layers {
         let in_shape = net.in_shape(layer);
-        let params: u64 = layer
-            .parameters(in_shape)
-            .iter()
-            .map(|p| p.shape.iter().product::<usize>() as u64)
-            .sum();
+        let params: u64 = layer.parameters(in_shape).iter().map(|p| p.shape.iter().product::<usize>() as u64).sum();
         let macs = layer.macs(in_shape);
         total_params += params;
         total_macs += macs;
         let mut op = layer.op.to_string();
-        if layer.inputs.len() > 1
-            || layer
-                .inputs
-                .first()
-                .is_some_and(|&n| n != previous(net, layer))
-        {
+        if layer.inputs.len() > 1 || layer.inputs.first().is_some_and(|&n| n != previous(net, layer)) {
             let names: Vec<&str> = layer.inputs.iter().map(|&n| node_name(net, n)).collect();
             op = format!("{op} ← {}", names.join(", "));
         }
-        rows.push([
-            layer.name.clone(),
-            op,
-            shape_text(&layer.out_shape),
-            thousands(params),
-            thousands(macs),
-        ]);
+        rows.push([layer.name.clone(), op, shape_text(&layer.out_shape), thousands(params), thousands(macs)]);
     }
     rows.push([
         "loss".into(),
@@ -89,11 +69,7 @@ pub fn summary(net: &Net) -> String {
 }
 
 fn previous(net: &Net, layer: &crate::model::Layer) -> Node {
-    let index = net
-        .layers
-        .iter()
-        .position(|l| std::ptr::eq(l, layer))
-        .unwrap_or(0);
+    let index = net.layers.iter().position(|l| std::ptr::eq(l, layer)).unwrap_or(0);
     if index == 0 {
         Node::Input
     } else {

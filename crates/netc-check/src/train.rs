@@ -7,25 +7,13 @@ use netc_syntax::ast::{TrainBlock, Value, ValueKind};
 use netc_syntax::{Diagnostic, Span};
 use std::collections::HashMap;
 
-const SETTINGS: &[&str] = &[
-    "optimizer",
-    "lr_schedule",
-    "batch",
-    "epochs",
-    "init",
-    "preprocess",
-    "seed",
-    "data",
-];
+const SETTINGS: &[&str] = &["optimizer", "lr_schedule", "batch", "epochs", "init", "preprocess", "seed", "data"];
 
 pub fn check_train(block: &TrainBlock, errors: &mut Vec<Diagnostic>) -> TrainConfig {
     let mut config = TrainConfig::default();
     let mut seen: HashMap<&str, Span> = HashMap::new();
     let no_params = HashMap::new();
-    let scope = Scope {
-        params: &no_params,
-        used: Default::default(),
-    };
+    let scope = Scope { params: &no_params, used: Default::default() };
     for setting in &block.settings {
         let key = setting.key.name.as_str();
         let Some(&known) = SETTINGS.iter().find(|&&k| k == key) else {
@@ -84,11 +72,8 @@ fn optimizer(value: &Value, scope: &Scope, errors: &mut Vec<Diagnostic>) -> Opti
     };
     match call.op.name.as_str() {
         "sgd" => {
-            let sig = [
-                opt("lr", Ty::PositiveNumber),
-                opt("momentum", Ty::Probability),
-                opt("weight_decay", Ty::NonNegative),
-            ];
+            let sig =
+                [opt("lr", Ty::PositiveNumber), opt("momentum", Ty::Probability), opt("weight_decay", Ty::NonNegative)];
             let args = match_args(call, "sgd", &sig, scope, errors);
             let (lr, momentum, weight_decay) = SGD_DEFAULTS;
             Some(Optimizer::Sgd {
@@ -123,16 +108,8 @@ fn init(value: &Value, scope: &Scope, errors: &mut Vec<Diagnostic>) -> Option<In
         ValueKind::Ident(w) if w == "xavier" => Some(Init::Xavier),
         ValueKind::Ident(w) if w == "he" => Some(Init::He),
         ValueKind::Call(call) if call.op.name == "normal" => {
-            let args = match_args(
-                call,
-                "normal",
-                &[req("std", Ty::PositiveNumber)],
-                scope,
-                errors,
-            );
-            Some(Init::Normal {
-                std: args.f64_or("std", 0.01),
-            })
+            let args = match_args(call, "normal", &[req("std", Ty::PositiveNumber)], scope, errors);
+            Some(Init::Normal { std: args.f64_or("std", 0.01) })
         }
         _ => None,
     }
@@ -146,12 +123,8 @@ fn schedule(value: &Value) -> Option<Vec<(f64, usize)>> {
         .iter()
         .map(|step| match &step.kind {
             ValueKind::List(pair) => match (&pair.first()?.kind, &pair.get(1)?.kind, pair.len()) {
-                (ValueKind::Float(lr), ValueKind::Int(n), 2) if *lr > 0.0 && *n >= 1 => {
-                    Some((*lr, *n as usize))
-                }
-                (ValueKind::Int(lr), ValueKind::Int(n), 2) if *lr > 0 && *n >= 1 => {
-                    Some((*lr as f64, *n as usize))
-                }
+                (ValueKind::Float(lr), ValueKind::Int(n), 2) if *lr > 0.0 && *n >= 1 => Some((*lr, *n as usize)),
+                (ValueKind::Int(lr), ValueKind::Int(n), 2) if *lr > 0 && *n >= 1 => Some((*lr as f64, *n as usize)),
                 _ => None,
             },
             _ => None,

@@ -7,11 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "netc",
-    version,
-    about = "A compiler for neural architectures written in .net files"
-)]
+#[command(name = "netc", version, about = "A compiler for neural architectures written in .net files")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,9 +45,7 @@ struct FileArgs {
 
 fn parse_assignment(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
-        Some((name, value)) if !name.trim().is_empty() => {
-            Ok((name.trim().to_string(), value.trim().to_string()))
-        }
+        Some((name, value)) if !name.trim().is_empty() => Ok((name.trim().to_string(), value.trim().to_string())),
         _ => Err(format!("expected NAME=VALUE, found `{text}`")),
     }
 }
@@ -64,15 +58,8 @@ struct Failure {
 
 impl From<netc::Error> for Failure {
     fn from(e: netc::Error) -> Failure {
-        let status = if matches!(e, netc::Error::Source { .. }) {
-            1
-        } else {
-            2
-        };
-        Failure {
-            text: e.render(colored(std::io::stderr().is_terminal())),
-            status,
-        }
+        let status = if matches!(e, netc::Error::Source { .. }) { 1 } else { 2 };
+        Failure { text: e.render(colored(std::io::stderr().is_terminal())), status }
     }
 }
 

@@ -16,10 +16,7 @@ pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
     let mut pairs = NetParser::parse(Rule::file, source).map_err(|e| vec![syntax_error(e)])?;
     let file = pairs.next().into_iter().flat_map(Pair::into_inner);
     let mut errors = Vec::new();
-    let mut out = File {
-        nets: Vec::new(),
-        trains: Vec::new(),
-    };
+    let mut out = File { nets: Vec::new(), trains: Vec::new() };
     for item in file {
         match item.as_rule() {
             Rule::net => out.nets.push(net(item, &mut errors)),
@@ -38,10 +35,7 @@ pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
 pub fn parse_value(text: &str) -> Result<Value, Vec<Diagnostic>> {
     let mut pairs = NetParser::parse(Rule::lone_value, text).map_err(|e| vec![syntax_error(e)])?;
     let mut errors = Vec::new();
-    let parsed = pairs
-        .next()
-        .and_then(|lone| lone.into_inner().next())
-        .map(|pair| value(pair, &mut errors));
+    let parsed = pairs.next().and_then(|lone| lone.into_inner().next()).map(|pair| value(pair, &mut errors));
     match parsed {
         Some(v) if errors.is_empty() => Ok(v),
         _ => Err(errors),
@@ -54,19 +48,13 @@ fn span(pair: &Pair<Rule>) -> Span {
 }
 
 fn ident(pair: Pair<Rule>) -> Ident {
-    Ident {
-        name: pair.as_str().to_string(),
-        span: span(&pair),
-    }
+    Ident { name: pair.as_str().to_string(), span: span(&pair) }
 }
 
 fn net(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> NetDecl {
     let whole = span(&pair);
     let mut inner = pair.into_inner();
-    let name = inner.next().map(ident).unwrap_or(Ident {
-        name: String::new(),
-        span: whole,
-    });
+    let name = inner.next().map(ident).unwrap_or(Ident { name: String::new(), span: whole });
     let mut params = Vec::new();
     let mut body = Vec::new();
     for item in inner {
@@ -79,34 +67,21 @@ fn net(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> NetDecl {
                         continue;
                     };
                     let default = parts.next().map(|v| value(v, errors));
-                    params.push(ParamDecl {
-                        name,
-                        default,
-                        span: pspan,
-                    });
+                    params.push(ParamDecl { name, default, span: pspan });
                 }
             }
             Rule::input => {
                 let ispan = span(&item);
                 let mut parts = item.into_inner();
                 if let (Some(name), Some(shape)) = (parts.next(), parts.next()) {
-                    body.push(Stmt::Input(InputDecl {
-                        name: ident(name),
-                        shape: value(shape, errors),
-                        span: ispan,
-                    }));
+                    body.push(Stmt::Input(InputDecl { name: ident(name), shape: value(shape, errors), span: ispan }));
                 }
             }
             Rule::layer | Rule::loss => body.push(Stmt::Layer(layer(item, errors))),
             _ => {}
         }
     }
-    NetDecl {
-        name,
-        params,
-        body,
-        span: whole,
-    }
+    NetDecl { name, params, body, span: whole }
 }
 
 fn train_block(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> TrainBlock {
@@ -118,17 +93,10 @@ fn train_block(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> TrainBlock {
             let mut parts = setting.into_inner();
             let key = ident(parts.next()?);
             let value = value(parts.next()?, errors);
-            Some(Setting {
-                key,
-                value,
-                span: sspan,
-            })
+            Some(Setting { key, value, span: sspan })
         })
         .collect();
-    TrainBlock {
-        settings,
-        span: whole,
-    }
+    TrainBlock { settings, span: whole }
 }
 
 fn layer(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> LayerStmt {
@@ -146,30 +114,15 @@ fn layer(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> LayerStmt {
         }
     }
     // The grammar guarantees a call in every layer statement.
-    let call = parsed_call.unwrap_or_else(|| Call {
-        op: Ident {
-            name: String::new(),
-            span: whole,
-        },
-        args: None,
-        span: whole,
-    });
-    LayerStmt {
-        name,
-        call,
-        from,
-        is_loss,
-        span: whole,
-    }
+    let call =
+        parsed_call.unwrap_or_else(|| Call { op: Ident { name: String::new(), span: whole }, args: None, span: whole });
+    LayerStmt { name, call, from, is_loss, span: whole }
 }
 
 fn call(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> Call {
     let whole = span(&pair);
     let mut inner = pair.into_inner();
-    let op = inner.next().map(ident).unwrap_or(Ident {
-        name: String::new(),
-        span: whole,
-    });
+    let op = inner.next().map(ident).unwrap_or(Ident { name: String::new(), span: whole });
     let args = inner.next().map(|args| {
         args.into_inner()
             .map(|arg| {
@@ -179,24 +132,13 @@ fn call(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> Call {
                 let key = parts.pop().map(ident);
                 let value = match value_pair {
                     Some(v) => value(v, errors),
-                    None => Value {
-                        kind: ValueKind::Ident(String::new()),
-                        span: aspan,
-                    },
+                    None => Value { kind: ValueKind::Ident(String::new()), span: aspan },
                 };
-                Arg {
-                    key,
-                    value,
-                    span: aspan,
-                }
+                Arg { key, value, span: aspan }
             })
             .collect()
     });
-    Call {
-        op,
-        args,
-        span: whole,
-    }
+    Call { op, args, span: whole }
 }
 
 fn value(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> Value {
@@ -206,21 +148,14 @@ fn value(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> Value {
         _ => Some(pair),
     };
     let Some(inner) = inner else {
-        return Value {
-            kind: ValueKind::Ident(String::new()),
-            span: vspan,
-        };
+        return Value { kind: ValueKind::Ident(String::new()), span: vspan };
     };
     let text = inner.as_str();
     let kind = match inner.as_rule() {
         Rule::int => match text.parse::<i64>() {
             Ok(v) => ValueKind::Int(v),
             Err(_) => {
-                errors.push(literal_error(
-                    vspan,
-                    "integer literal is too large",
-                    "integers must fit in 64 bits",
-                ));
+                errors.push(literal_error(vspan, "integer literal is too large", "integers must fit in 64 bits"));
                 ValueKind::Int(0)
             }
         },
@@ -236,9 +171,7 @@ fn value(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> Value {
             }
         },
         Rule::boolean => ValueKind::Bool(text == "true"),
-        Rule::string => ValueKind::Str(unescape(
-            inner.into_inner().next().map_or("", |c| c.as_str()),
-        )),
+        Rule::string => ValueKind::Str(unescape(inner.into_inner().next().map_or("", |c| c.as_str()))),
         Rule::list => ValueKind::List(inner.into_inner().map(|v| value(v, errors)).collect()),
         Rule::call => {
             let c = call(inner, errors);
@@ -275,9 +208,7 @@ fn literal_error(span: Span, message: &str, note: &str) -> Diagnostic {
     Diagnostic::error()
         .with_code("E0002")
         .with_message(message)
-        .with_labels(vec![
-            Label::primary((), span.range()).with_message("this literal")
-        ])
+        .with_labels(vec![Label::primary((), span.range()).with_message("this literal")])
         .with_notes(vec![note.to_string()])
 }
 
@@ -313,10 +244,7 @@ fn syntax_error(error: pest::error::Error<Rule>) -> Diagnostic {
     let message = if expected.is_empty() {
         format!("syntax error: unexpected {found}")
     } else {
-        format!(
-            "syntax error: expected {}, found {found}",
-            one_of(&expected)
-        )
+        format!("syntax error: expected {}, found {found}", one_of(&expected))
     };
     Diagnostic::error()
         .with_code("E0001")
@@ -326,11 +254,7 @@ fn syntax_error(error: pest::error::Error<Rule>) -> Diagnostic {
 
 fn found_text(line: &str, col: usize) -> String {
     let rest: String = line.chars().skip(col.saturating_sub(1)).collect();
-    let token: String = rest
-        .chars()
-        .take_while(|c| !c.is_whitespace())
-        .take(16)
-        .collect();
+    let token: String = rest.chars().take_while(|c| !c.is_whitespace()).take(16).collect();
     if token.is_empty() {
         if rest.is_empty() {
             "end of line or file".into()
@@ -392,36 +316,21 @@ mod tests {
         let net = &file.nets[0];
         assert_eq!(net.name.name, "lenet");
         assert_eq!(net.params.len(), 2);
-        assert_eq!(
-            net.params[0].default.as_ref().unwrap().kind,
-            ValueKind::Float(0.04)
-        );
+        assert_eq!(net.params[0].default.as_ref().unwrap().kind, ValueKind::Float(0.04));
         assert!(net.params[1].default.is_none());
         assert_eq!(net.body.len(), 7);
-        let Stmt::Layer(b) = &net.body[3] else {
-            panic!("expected a layer")
-        };
+        let Stmt::Layer(b) = &net.body[3] else { panic!("expected a layer") };
         assert_eq!(b.name.as_ref().unwrap().name, "b");
         assert_eq!(b.from.as_ref().unwrap().name, "c1");
         assert_eq!(&src[b.span.range()], "b = conv(20, k=3, pad=1) from c1");
-        let Stmt::Layer(relu) = &net.body[2] else {
-            panic!("expected a layer")
-        };
+        let Stmt::Layer(relu) = &net.body[2] else { panic!("expected a layer") };
         assert!(relu.call.args.is_none());
-        let Stmt::Layer(loss) = &net.body[6] else {
-            panic!("expected a layer")
-        };
+        let Stmt::Layer(loss) = &net.body[6] else { panic!("expected a layer") };
         assert!(loss.is_loss);
         let train = &file.trains[0];
         assert_eq!(train.settings.len(), 4);
-        assert_eq!(
-            train.settings[1].value.kind,
-            ValueKind::Str("run \"a\"".into())
-        );
-        assert_eq!(
-            train.settings[3].value.to_string(),
-            "[[0.05, 15], [0.005, 10]]"
-        );
+        assert_eq!(train.settings[1].value.kind, ValueKind::Str("run \"a\"".into()));
+        assert_eq!(train.settings[3].value.to_string(), "[[0.05, 15], [0.005, 10]]");
     }
 
     #[test]
@@ -449,10 +358,7 @@ mod tests {
     fn parses_command_line_values() {
         assert_eq!(parse_value("0.07").unwrap().kind, ValueKind::Float(0.07));
         assert_eq!(parse_value("-3").unwrap().kind, ValueKind::Int(-3));
-        assert_eq!(
-            parse_value("resample").unwrap().kind,
-            ValueKind::Ident("resample".into())
-        );
+        assert_eq!(parse_value("resample").unwrap().kind, ValueKind::Ident("resample".into()));
         assert!(parse_value("0.07 x").is_err());
     }
 }

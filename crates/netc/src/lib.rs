@@ -31,16 +31,12 @@ pub struct Source {
 
 impl Source {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Source {
-        Source {
-            name: name.into(),
-            text: text.into(),
-        }
+        Source { name: name.into(), text: text.into() }
     }
 
     /// Reads a file; a missing or unreadable file, or one that is not UTF-8, is an [`Error::Io`].
     pub fn read(path: &Path) -> Result<Source, Error> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
         let text = String::from_utf8(bytes).map_err(|e| {
             Error::Io(format!(
                 "{} is not UTF-8 text (invalid byte at offset {})",
@@ -56,15 +52,9 @@ impl Source {
 #[derive(Debug)]
 pub enum Error {
     /// Mistakes in the source file, as diagnostics against it.
-    Source {
-        source: Source,
-        diagnostics: Vec<Diagnostic>,
-    },
+    Source { source: Source, diagnostics: Vec<Diagnostic> },
     /// Mistakes in how netc was called (`--set` of an unknown parameter, `--net` of an unknown net).
-    Usage {
-        source: Option<Source>,
-        diagnostics: Vec<Diagnostic>,
-    },
+    Usage { source: Option<Source>, diagnostics: Vec<Diagnostic> },
     /// A file could not be read or written.
     Io(String),
 }
@@ -73,17 +63,12 @@ impl Error {
     /// The error as the terminal shows it, with or without colour.
     pub fn render(&self, color: bool) -> String {
         match self {
-            Error::Source {
-                source,
-                diagnostics,
-            } => netc_syntax::render(diagnostics, &source.name, &source.text, color),
-            Error::Usage {
-                source,
-                diagnostics,
-            } => {
-                let (name, text) = source.as_ref().map_or(("<command line>", ""), |s| {
-                    (s.name.as_str(), s.text.as_str())
-                });
+            Error::Source { source, diagnostics } => {
+                netc_syntax::render(diagnostics, &source.name, &source.text, color)
+            }
+            Error::Usage { source, diagnostics } => {
+                let (name, text) =
+                    source.as_ref().map_or(("<command line>", ""), |s| (s.name.as_str(), s.text.as_str()));
                 netc_syntax::render(diagnostics, name, text, color)
             }
             Error::Io(message) => format!("error: {message}\n"),
@@ -91,10 +76,7 @@ impl Error {
     }
 
     fn usage(source: &Source, message: String) -> Error {
-        Error::Usage {
-            source: Some(source.clone()),
-            diagnostics: vec![Diagnostic::error().with_message(message)],
-        }
+        Error::Usage { source: Some(source.clone()), diagnostics: vec![Diagnostic::error().with_message(message)] }
     }
 }
 
@@ -122,22 +104,14 @@ pub fn parse_overrides(set: &[(String, String)]) -> Result<Vec<(String, ast::Val
 
 /// Parses and checks a source with `--set` style overrides (`("negfrac", "0.07")`).
 pub fn check(source: &Source, set: &[(String, String)]) -> Result<netc_check::Checked, Error> {
-    let file = netc_syntax::parse(&source.text).map_err(|diagnostics| Error::Source {
-        source: source.clone(),
-        diagnostics,
-    })?;
+    let file = netc_syntax::parse(&source.text)
+        .map_err(|diagnostics| Error::Source { source: source.clone(), diagnostics })?;
     let set = parse_overrides(set)?;
     let usage = netc_check::check_overrides(&file, &set);
     if !usage.is_empty() {
-        return Err(Error::Usage {
-            source: Some(source.clone()),
-            diagnostics: usage,
-        });
+        return Err(Error::Usage { source: Some(source.clone()), diagnostics: usage });
     }
-    netc_check::check(&file, &set).map_err(|diagnostics| Error::Source {
-        source: source.clone(),
-        diagnostics,
-    })
+    netc_check::check(&file, &set).map_err(|diagnostics| Error::Source { source: source.clone(), diagnostics })
 }
 
 /// One checked net of a source, with the file's training configuration.
@@ -162,16 +136,8 @@ impl Model {
 pub fn model(source: &Source, set: &[(String, String)], net: Option<&str>) -> Result<Model, Error> {
     let checked = check(source, set)?;
     let index = match checked.net(net) {
-        Ok(chosen) => checked
-            .nets
-            .iter()
-            .position(|n| std::ptr::eq(n, chosen))
-            .unwrap_or(0),
+        Ok(chosen) => checked.nets.iter().position(|n| std::ptr::eq(n, chosen)).unwrap_or(0),
         Err(message) => return Err(Error::usage(source, message)),
     };
-    Ok(Model {
-        source: source.clone(),
-        checked,
-        index,
-    })
+    Ok(Model { source: source.clone(), checked, index })
 }

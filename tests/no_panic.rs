@@ -1,0 +1,120 @@
+//! Arbitrary input never panics the parser or the checker: random bytes, random token soup,
+//! and valid example files with random edits.
+
+use proptest::prelude::*;
+
+const EXAMPLES: [&str; 4] = [
+    include_str!("../examples/lenet.net"),
+    include_str!("../examples/residual.net"),
+    include_str!("../examples/lenet5_cifar.net"),
+    include_str!("../examples/minmaxout.net"),
+];
+
+const TOKENS: [&str; 40] = [
+    "net",
+    "input",
+    "loss",
+    "train",
+    "from",
+    "(",
+    ")",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "=",
+    ":",
+    "\n",
+    "x",
+    "a",
+    "conv",
+    "dense",
+    "add",
+    "concat",
+    "mixlu",
+    "mix",
+    "minmaxout",
+    "convact",
+    "maxpool",
+    "softmax_xent",
+    "k",
+    "pad",
+    "stride",
+    "0",
+    "1",
+    "-1",
+    "28",
+    "0.5",
+    "1e9",
+    "99999999999",
+    "true",
+    "\"s\"",
+    "# c",
+];
+
+fn check(text: &str) {
+    let source = netc::Source::new("fuzz.net", text);
+    let _ = netc::check(&source, &[]).map_err(|e| e.render(false));
+    let _ =
+        netc::check(&source, &[("negfrac".into(), "2".into()), ("w".into(), "x".into())]).map_err(|e| e.render(false));
+}
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Delete(usize, usize),
+    Insert(usize, &'static str),
+    Replace(usize, usize, &'static str),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (any::<usize>(), 1..8usize).prop_map(|(at, len)| Edit::Delete(at, len)),
+        (any::<usize>(), prop::sample::select(&TOKENS[..])).prop_map(|(at, t)| Edit::Insert(at, t)),
+        (any::<usize>(), 1..6usize, prop::sample::select(&TOKENS[..]))
+            .prop_map(|(at, len, t)| Edit::Replace(at, len, t)),
+    ]
+}
+
+fn apply(text: &str, edits: &[Edit]) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    for e in edits {
+        let clamp = |at: usize, len: usize| at % (len + 1);
+        match *e {
+            Edit::Delete(at, n) => {
+                let at = clamp(at, chars.len());
+                let end = (at + n).min(chars.len());
+                chars.drain(at..end);
+            }
+            Edit::Insert(at, t) => {
+                let at = clamp(at, chars.len());
+                chars.splice(at..at, t.chars());
+            }
+            Edit::Replace(at, n, t) => {
+                let at = clamp(at, chars.len());
+                let end = (at + n).min(chars.len());
+                chars.splice(at..end, t.chars());
+            }
+        }
+    }
+    chars.into_iter().collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        check(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn token_soup(tokens in prop::collection::vec(prop::sample::select(&TOKENS[..]), 0..80)) {
+        check(&tokens.join(" "));
+    }
+
+    #[test]
+    fn mutated_examples(which in 0..EXAMPLES.len(), edits in prop::collection::vec(edit(), 1..6)) {
+        check(&apply(EXAMPLES[which], &edits));
+    }
+}
