@@ -1,6 +1,8 @@
 //! `netc`: check, summarise and (as the pipeline grows) compile and train `.net` networks.
 //! Exit status: 0 success, 1 mistakes in the user's file, 2 usage or I/O errors.
 
+mod train;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -29,6 +31,98 @@ enum Command {
     Check(FileArgs),
     /// Print the per-layer table of a net: output shapes, parameters, MACs.
     Summary(FileArgs),
+    /// Print the tensor IR a net compiles to.
+    Ir(IrArgs),
+    /// Train a net on a data set, writing metrics, weights and checkpoints to a run folder.
+    Train(TrainArgs),
+    /// Report test loss and error of saved weights.
+    Eval(EvalArgs),
+    /// Manage data sets.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Args)]
+struct IrArgs {
+    #[command(flatten)]
+    file: FileArgs,
+    /// Include the backward pass: the gradient of the loss with respect to every parameter.
+    #[arg(long)]
+    grad: bool,
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// A data set name (`mnist`) or a folder holding its files; default: the train block's `data`.
+    #[arg(long)]
+    data: Option<String>,
+    /// Look here first for data sets (then $NETC_DATA, ./data, the user cache folder).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Which executor runs the net.
+    #[arg(long, value_enum, default_value_t = Exec::Interp)]
+    exec: Exec,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Exec {
+    /// The reference interpreter.
+    Interp,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    file: FileArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    /// The run folder (default: runs/<file name>).
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in DIR from its last checkpoint.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
+    /// Override the train block: number of epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override the train block: batch size.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    batch: Option<u64>,
+    /// Override the train block: constant learning rate (replaces any schedule).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Override the train block: random seed (initialisation, masks, shuffling).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Train on the first N training images only.
+    #[arg(long, value_name = "N")]
+    limit_train: Option<usize>,
+    /// Evaluate on the first N test images only.
+    #[arg(long, value_name = "N")]
+    limit_test: Option<usize>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    file: FileArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    /// The weights, e.g. runs/lenet/model.safetensors.
+    #[arg(long, value_name = "FILE")]
+    weights: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Download a data set and verify its checksums.
+    Fetch {
+        /// The data set (`mnist`).
+        name: String,
+        /// Where to put it (default: $NETC_DATA, else the user cache folder).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -108,10 +202,75 @@ fn run(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Summary(args) => {
-            let source = netc::Source::read(&args.file)?;
-            let model = netc::model(&source, &args.set, args.net.as_deref())?;
+            let model = args.model()?;
             print!("{}", netc::check::summary(model.net()));
             Ok(())
         }
+        Command::Ir(args) => {
+            let model = args.file.model()?;
+            print!("{}", netc::run::ir_text(&model, args.grad)?);
+            Ok(())
+        }
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => {
+            let model = args.file.model()?;
+            let data = args.data.load(&model)?;
+            let mut backend = args.data.backend(&model)?;
+            let (loss, error) = netc::run::evaluate(&model, &data, &args.weights, backend.as_mut())?;
+            println!(
+                "test loss {loss:.4}  test error {:.2}%  ({} images, {})",
+                error * 100.0,
+                data.mnist.test.count,
+                args.weights.display()
+            );
+            Ok(())
+        }
+        Command::Data(DataCommand::Fetch { name, data_dir }) => {
+            if !netc::data::KNOWN_DATASETS.contains(&name.as_str()) {
+                return Err(Failure::usage(format!(
+                    "unknown data set `{name}`; netc can fetch {}",
+                    netc::data::KNOWN_DATASETS.join(", ")
+                )));
+            }
+            let dir = netc::data::fetch_dir(&name, data_dir.as_deref());
+            let files = netc::data::fetch_mnist(&dir, std::io::stderr().is_terminal())
+                .map_err(|e| Failure::usage(e.to_string()))?;
+            for file in files {
+                let action = match file.action {
+                    netc::data::FetchAction::AlreadyPresent => "verified".to_string(),
+                    netc::data::FetchAction::Downloaded { url } => format!("downloaded from {url}"),
+                };
+                println!("{}: {action}", file.path.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+impl FileArgs {
+    fn model(&self) -> Result<netc::Model, Failure> {
+        let source = netc::Source::read(&self.file)?;
+        Ok(netc::model(&source, &self.set, self.net.as_deref())?)
+    }
+}
+
+impl DataArgs {
+    fn load(&self, model: &netc::Model) -> Result<netc::run::Data, Failure> {
+        let name = self.data.clone().or_else(|| model.train().data.clone()).ok_or_else(|| {
+            Failure::usage("no data set given: pass --data mnist, or write `data = mnist` in the train block".into())
+        })?;
+        Ok(netc::run::Data::load(&netc::run::DataRequest { name, dir: self.data_dir.clone() })?)
+    }
+
+    fn backend(&self, model: &netc::Model) -> Result<Box<dyn netc::train::Backend>, Failure> {
+        match self.exec {
+            Exec::Interp => Ok(Box::new(netc::run::InterpBackend::new(model)?)),
+        }
+    }
+}
+
+impl Failure {
+    fn usage(message: String) -> Failure {
+        Failure { text: format!("error: {message}\n"), status: 2 }
     }
 }

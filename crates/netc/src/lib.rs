@@ -15,8 +15,14 @@
 //! print!("{}", netc::check::summary(net));
 //! ```
 
+pub mod run;
+
 pub use netc_check as check;
+pub use netc_data as data;
+pub use netc_interp as interp;
+pub use netc_ir as ir;
 pub use netc_syntax as syntax;
+pub use netc_train as train;
 
 use netc_syntax::{ast, Diagnostic};
 use std::fmt;
@@ -55,8 +61,10 @@ pub enum Error {
     Source { source: Source, diagnostics: Vec<Diagnostic> },
     /// Mistakes in how netc was called (`--set` of an unknown parameter, `--net` of an unknown net).
     Usage { source: Option<Source>, diagnostics: Vec<Diagnostic> },
-    /// A file could not be read or written.
+    /// A file could not be read or written, or data could not be loaded.
     Io(String),
+    /// A bug in netc: a checked model that a later stage could not handle.
+    Internal(String),
 }
 
 impl Error {
@@ -72,6 +80,7 @@ impl Error {
                 netc_syntax::render(diagnostics, name, text, color)
             }
             Error::Io(message) => format!("error: {message}\n"),
+            Error::Internal(message) => format!("internal error (a bug in netc, please report it): {message}\n"),
         }
     }
 
@@ -129,6 +138,11 @@ impl Model {
 
     pub fn train(&self) -> &netc_check::TrainConfig {
         &self.checked.train
+    }
+
+    /// A diagnostic against this model's source.
+    pub fn source_error(&self, diagnostic: Diagnostic) -> Error {
+        Error::Source { source: self.source.clone(), diagnostics: vec![diagnostic] }
     }
 }
 

@@ -1,0 +1,112 @@
+//! `netc train`: flags over the train block, the run folder, progress and per-epoch lines.
+
+use crate::{Failure, TrainArgs};
+use indicatif::{ProgressBar, ProgressStyle};
+use netc::check::Optimizer;
+use netc::train::{Event, RunOptions};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+pub fn run(args: TrainArgs) -> Result<(), Failure> {
+    let mut model = args.file.model()?;
+    apply_overrides(&mut model.checked.train, &args);
+    let (out, resume) = match &args.resume {
+        Some(dir) => (dir.clone(), true),
+        None => (args.out.clone().unwrap_or_else(|| default_out(&args.file.file)), false),
+    };
+    if !resume && out.join("checkpoint.safetensors").exists() {
+        return Err(Failure::usage(format!(
+            "{} already holds a run; continue it with --resume {}, or choose another folder with --out",
+            out.display(),
+            out.display()
+        )));
+    }
+    let data = args.data.load(&model)?;
+    let mut backend = args.data.backend(&model)?;
+    let program = netc::run::compile(&model, netc::ir::Mode::Train, false)?;
+    let init = || netc::run::init_params(&model, &program);
+    let mut provenance = vec![
+        ("source".to_string(), args.file.file.display().to_string()),
+        ("data".to_string(), data.folder.display().to_string()),
+    ];
+    provenance.extend(data.mnist.checksums.iter().map(|c| (format!("sha256:{}", c.name), c.sha256.clone())));
+    provenance.extend(args.file.set.iter().map(|(k, v)| (format!("set:{k}"), v.clone())));
+    let options = RunOptions { out: out.clone(), resume, limit_train: args.limit_train, limit_test: args.limit_test, provenance };
+
+    let config = model.train().clone();
+    eprintln!(
+        "training `{}` on {} for {} epochs (batch {}, seed {}) → {}",
+        model.net().name,
+        data.folder.display(),
+        config.epochs,
+        config.batch,
+        config.seed,
+        out.display()
+    );
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let epochs = config.epochs;
+    let mut on_event = |event: Event| match event {
+        Event::Step { epoch, batch, batches, loss, images_per_sec } => {
+            if let Some(bar) = &bar {
+                bar.set_length(batches as u64);
+                bar.set_prefix(format!("{epoch}/{epochs}"));
+                bar.set_position(batch as u64);
+                bar.set_message(format!("loss {loss:.4}  {images_per_sec:.0} img/s"));
+            }
+        }
+        Event::Epoch(m) => {
+            let line = format!(
+                "epoch {}/{epochs}  train loss {:.4}  train error {:.2}%  test loss {:.4}  test error {:.2}%  {:.1} s  {:.0} img/s",
+                m.epoch,
+                m.train_loss,
+                m.train_error * 100.0,
+                m.test_loss,
+                m.test_error * 100.0,
+                m.seconds,
+                m.images_per_sec
+            );
+            match &bar {
+                Some(bar) => bar.println(line),
+                None => println!("{line}"),
+            }
+        }
+    };
+    let result = netc::run::train(&model, &data, backend.as_mut(), &init, &options, &mut on_event);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    result?;
+    eprintln!("run saved in {}", out.display());
+    Ok(())
+}
+
+fn apply_overrides(config: &mut netc::check::TrainConfig, args: &TrainArgs) {
+    if let Some(epochs) = args.epochs {
+        config.epochs = epochs;
+    }
+    if let Some(batch) = args.batch {
+        config.batch = batch as usize;
+    }
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
+    if let Some(rate) = args.lr {
+        config.lr_schedule.clear();
+        match &mut config.optimizer {
+            Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } => *lr = rate,
+        }
+    }
+}
+
+fn default_out(file: &std::path::Path) -> PathBuf {
+    let stem = file.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+    PathBuf::from("runs").join(stem)
+}

@@ -1,0 +1,222 @@
+//! Weights and training state in safetensors files, written atomically: a temporary file in the
+//! same folder, flushed to disk, then renamed over the old one, so a kill at any moment leaves
+//! either the previous file or the new one, never a torn one.
+
+use crate::optimizer::Slot;
+use safetensors::tensor::{Dtype, TensorView};
+use netc_ir::Tensor;
+use safetensors::SafeTensors;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+/// A named f32 tensor, such as the parameter `conv1.weight`.
+pub type Named = (String, Tensor);
+
+/// Everything a resumed run needs to continue exactly where it stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct State {
+    pub params: Vec<Named>,
+    /// One per parameter, in the same order.
+    pub slots: Vec<Slot>,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// The mean training image subtracted from inputs, when the recipe asks for it.
+    pub mean: Option<Vec<f32>>,
+}
+
+pub const MEAN_IMAGE: &str = "preprocess.mean_image";
+
+fn vector(data: &[f32]) -> Tensor {
+    Tensor::new(vec![data.len()], data.to_vec()).unwrap_or_else(|_| Tensor::zeros(vec![0]))
+}
+
+fn bytes_of(data: &[f32]) -> Vec<u8> {
+    data.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", path.display())
+    })
+}
+
+/// Writes `text` to `path` atomically.
+pub fn write_text(path: &Path, text: &str) -> Result<(), String> {
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes tensors and string metadata as one safetensors file, atomically.
+pub fn save(path: &Path, tensors: &[Named], metadata: HashMap<String, String>) -> Result<(), String> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, t)| bytes_of(t.data())).collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, t), b)| TensorView::new(Dtype::F32, t.shape().to_vec(), b).map(|v| (name.clone(), v)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot encode {}: {e}", path.display()))?;
+    let encoded =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| format!("cannot encode {}: {e}", path.display()))?;
+    write_atomic(path, &encoded)
+}
+
+/// Reads every f32 tensor of a safetensors file and its metadata.
+pub fn load(path: &Path) -> Result<(Vec<Named>, HashMap<String, String>), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let corrupt = |e: safetensors::SafeTensorError| format!("{} is not a valid safetensors file: {e}", path.display());
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(corrupt)?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let file = SafeTensors::deserialize(&bytes).map_err(corrupt)?;
+    let mut tensors = Vec::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(format!("{}: tensor `{name}` is {:?}, expected F32", path.display(), view.dtype()));
+        }
+        let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let tensor = Tensor::new(view.shape().to_vec(), data).map_err(|e| format!("{}: `{name}`: {e}", path.display()))?;
+        tensors.push((name, tensor));
+    }
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((tensors, metadata))
+}
+
+/// The weights a trained model is used with: parameters by layer name, and the mean image.
+pub fn save_model(path: &Path, state: &State, metadata: HashMap<String, String>) -> Result<(), String> {
+    let mut tensors = state.params.clone();
+    if let Some(mean) = &state.mean {
+        tensors.push((MEAN_IMAGE.into(), vector(mean)));
+    }
+    save(path, &tensors, metadata)
+}
+
+/// The whole training state, for `--resume`.
+pub fn save_state(path: &Path, state: &State, mut metadata: HashMap<String, String>) -> Result<(), String> {
+    let mut tensors = Vec::new();
+    for ((name, p), slot) in state.params.iter().zip(&state.slots) {
+        tensors.push((name.clone(), p.clone()));
+        tensors.push((format!("optimizer.m.{name}"), vector(&slot.m)));
+        if !slot.v.is_empty() {
+            tensors.push((format!("optimizer.v.{name}"), vector(&slot.v)));
+        }
+    }
+    if let Some(mean) = &state.mean {
+        tensors.push((MEAN_IMAGE.into(), vector(mean)));
+    }
+    metadata.insert("epoch".into(), state.epoch.to_string());
+    metadata.insert("step".into(), state.step.to_string());
+    save(path, &tensors, metadata)
+}
+
+/// Reads a state written by [`save_state`]; `expected` gives the parameter names and shapes the
+/// net has, in order. A file that does not match the net is an error naming the difference.
+pub fn load_state(path: &Path, expected: &[(String, Vec<usize>)]) -> Result<State, String> {
+    let (tensors, metadata) = load(path)?;
+    let mut by_name: HashMap<String, Tensor> = tensors.into_iter().collect();
+    let params = take_params(path, &mut by_name, expected)?;
+    let slots = params
+        .iter()
+        .map(|(name, _)| {
+            let m = by_name.remove(&format!("optimizer.m.{name}")).map(Tensor::into_data);
+            let v = by_name.remove(&format!("optimizer.v.{name}")).map(Tensor::into_data).unwrap_or_default();
+            m.map(|m| Slot { m, v }).ok_or_else(|| format!("{}: no optimizer state for `{name}`", path.display()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let number = |key: &str| {
+        metadata
+            .get(key)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| format!("{}: metadata `{key}` is missing", path.display()))
+    };
+    Ok(State {
+        params,
+        slots,
+        epoch: number("epoch")? as usize,
+        step: number("step")?,
+        mean: by_name.remove(MEAN_IMAGE).map(Tensor::into_data),
+    })
+}
+
+/// Takes the net's parameters out of a file's tensors, checking names and shapes.
+pub fn take_params(
+    path: &Path,
+    tensors: &mut HashMap<String, Tensor>,
+    expected: &[(String, Vec<usize>)],
+) -> Result<Vec<Named>, String> {
+    expected
+        .iter()
+        .map(|(name, shape)| match tensors.remove(name) {
+            Some(t) if t.shape() == shape.as_slice() => Ok((name.clone(), t)),
+            Some(t) => Err(format!(
+                "{}: `{name}` has shape {:?} in the file but {:?} in the net",
+                path.display(),
+                t.shape(),
+                shape
+            )),
+            None => Err(format!("{}: the net's parameter `{name}` is not in the file", path.display())),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State {
+            params: vec![
+                ("conv1.weight".into(), Tensor::new(vec![2, 1, 1, 1], vec![0.5, -1.5]).unwrap()),
+                ("conv1.bias".into(), Tensor::new(vec![2], vec![0.0, 0.25]).unwrap()),
+            ],
+            slots: vec![Slot { m: vec![0.1, 0.2], v: vec![] }, Slot { m: vec![0.3, 0.4], v: vec![] }],
+            epoch: 3,
+            step: 1800,
+            mean: Some(vec![1.0, 2.0, 3.0]),
+        }
+    }
+
+    #[test]
+    fn state_round_trips_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.safetensors");
+        let s = state();
+        save_state(&path, &s, HashMap::new()).unwrap();
+        let expected: Vec<(String, Vec<usize>)> = s.params.iter().map(|(n, p)| (n.clone(), p.shape().to_vec())).collect();
+        assert_eq!(load_state(&path, &expected).unwrap(), s);
+        assert!(!dir.path().join(".checkpoint.safetensors.tmp").exists());
+    }
+
+    #[test]
+    fn mismatched_nets_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        save_model(&path, &state(), HashMap::new()).unwrap();
+        let (tensors, _) = load(&path).unwrap();
+        let mut by_name: HashMap<String, Tensor> = tensors.into_iter().collect();
+        let err = take_params(&path, &mut by_name.clone(), &[("conv1.weight".into(), vec![2, 1, 3, 3])]).unwrap_err();
+        assert!(err.contains("`conv1.weight` has shape [2, 1, 1, 1] in the file but [2, 1, 3, 3] in the net"), "{err}");
+        let err = take_params(&path, &mut by_name, &[("conv2.weight".into(), vec![1])]).unwrap_err();
+        assert!(err.contains("the net's parameter `conv2.weight` is not in the file"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_files_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.safetensors");
+        std::fs::write(&path, b"\xff\xff\xff\xff\xff\xff\xff\x7fgarbage").unwrap();
+        assert!(load(&path).unwrap_err().contains("is not a valid safetensors file"));
+        std::fs::write(&path, b"").unwrap();
+        assert!(load(&path).is_err());
+    }
+}

@@ -1,0 +1,377 @@
+//! The netc runtime: trains a checked net on a data set with any executor that implements
+//! [`Backend`], writing metrics, weights and resumable checkpoints into a run folder.
+//!
+//! A run folder holds `metrics.csv`, `model.safetensors` (parameters by layer name, plus the
+//! mean image when the recipe subtracts it), `checkpoint.safetensors` (everything `--resume`
+//! needs), `run.json` (the resolved configuration) and a copy of the `.net` source. Every file is
+//! replaced atomically after each epoch.
+
+pub mod checkpoint;
+mod optimizer;
+
+pub use checkpoint::{Named, State};
+pub use optimizer::Slot;
+
+use netc_check::{Net, Preprocess, TrainConfig};
+use netc_syntax::Span;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Executes a net's forward and backward passes. Gradients are of the mean loss over the batch.
+pub trait Backend {
+    /// Forward and backward over one batch; writes the gradient of every parameter (in the
+    /// net's parameter order) into `grads`. `step` keys per-step randomness (dropout, resampled
+    /// masks).
+    fn train_step(
+        &mut self,
+        params: &[Named],
+        images: &[f32],
+        labels: &[u8],
+        step: u64,
+        grads: &mut [Vec<f32>],
+    ) -> Result<BatchResult, StepError>;
+
+    /// Forward pass in evaluation mode.
+    fn evaluate(&mut self, params: &[Named], images: &[f32], labels: &[u8]) -> Result<BatchResult, StepError>;
+}
+
+/// Mean loss and number of misclassified examples of one batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchResult {
+    pub loss: f64,
+    pub errors: usize,
+}
+
+/// Why a backend could not run a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepError {
+    /// A value became NaN or infinite; `layer` produced the first one.
+    NonFinite { layer: String, span: Span },
+    /// Anything else, described.
+    Failed(String),
+}
+
+/// Images (`count × image_len` bytes, 0–255) and their labels.
+#[derive(Clone, Copy, Debug)]
+pub struct Samples<'a> {
+    pub images: &'a [u8],
+    pub labels: &'a [u8],
+    pub image_len: usize,
+}
+
+impl Samples<'_> {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The first `n` samples (all of them if there are fewer).
+    pub fn take(&self, n: usize) -> Self {
+        let n = n.min(self.len());
+        Samples { images: &self.images[..n * self.image_len], labels: &self.labels[..n], image_len: self.image_len }
+    }
+}
+
+/// One epoch's line of `metrics.csv`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochMetrics {
+    /// Counted from 1.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_error: f64,
+    pub test_loss: f64,
+    pub test_error: f64,
+    pub seconds: f64,
+    pub images_per_sec: f64,
+}
+
+pub const METRICS_HEADER: &str = "epoch,train_loss,train_error,test_loss,test_error,seconds,images_per_sec";
+
+impl EpochMetrics {
+    fn csv_row(&self) -> String {
+        format!(
+            "{},{:.6},{:.6},{:.6},{:.6},{:.3},{:.1}",
+            self.epoch,
+            self.train_loss,
+            self.train_error,
+            self.test_loss,
+            self.test_error,
+            self.seconds,
+            self.images_per_sec
+        )
+    }
+}
+
+/// What the training loop reports as it goes.
+#[derive(Debug)]
+pub enum Event<'a> {
+    Step { epoch: usize, batch: usize, batches: usize, loss: f64, images_per_sec: f64 },
+    Epoch(&'a EpochMetrics),
+}
+
+/// Where a run writes and how much of the data it uses.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub out: PathBuf,
+    /// Continue from `out/checkpoint.safetensors`.
+    pub resume: bool,
+    /// Use only the first N training / test examples (quick experiments and tests).
+    pub limit_train: Option<usize>,
+    pub limit_test: Option<usize>,
+    /// Facts recorded in run.json: source file name, data set checksums, overrides.
+    pub provenance: Vec<(String, String)>,
+}
+
+/// Why training stopped early.
+#[derive(Debug)]
+pub enum TrainError {
+    /// A file could not be read or written, a checkpoint does not fit the net, or the
+    /// executor failed.
+    Io(String),
+    /// A loss or activation became NaN or infinite. The last good checkpoint is kept.
+    Diverged { epoch: usize, step: u64, layer: String, span: Span },
+}
+
+impl std::fmt::Display for TrainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrainError::Io(message) => f.write_str(message),
+            TrainError::Diverged { epoch, step, layer, .. } => write!(
+                f,
+                "training diverged in epoch {epoch} at step {step}: the first non-finite value came from layer `{layer}`"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TrainError {}
+
+impl From<String> for TrainError {
+    fn from(message: String) -> Self {
+        TrainError::Io(message)
+    }
+}
+
+/// The parameter names and shapes of a net, in order.
+pub fn param_shapes(net: &Net) -> Vec<(String, Vec<usize>)> {
+    net.parameters().into_iter().map(|(name, spec)| (name, spec.shape)).collect()
+}
+
+/// Pixels as the network sees them.
+pub fn preprocess(pixels: &[u8], preprocess: Preprocess, mean: Option<&[f32]>, out: &mut [f32]) {
+    match (preprocess, mean) {
+        (Preprocess::MeanImage, Some(mean)) => {
+            for ((o, &p), &m) in out.iter_mut().zip(pixels).zip(mean.iter().cycle()) {
+                *o = p as f32 - m;
+            }
+        }
+        (Preprocess::Scale, _) => out.iter_mut().zip(pixels).for_each(|(o, &p)| *o = p as f32 / 255.0),
+        _ => out.iter_mut().zip(pixels).for_each(|(o, &p)| *o = p as f32),
+    }
+}
+
+/// The mean training image, summed in f64 so it does not depend on summation order.
+pub fn mean_image(samples: &Samples) -> Vec<f32> {
+    let mut sum = vec![0f64; samples.image_len];
+    for image in samples.images.chunks_exact(samples.image_len) {
+        sum.iter_mut().zip(image).for_each(|(s, &p)| *s += p as f64);
+    }
+    let n = samples.len().max(1) as f64;
+    sum.into_iter().map(|s| (s / n) as f32).collect()
+}
+
+/// The order of the training examples in `epoch`: a permutation drawn from the seed alone, so a
+/// resumed run sees the same order as an uninterrupted one.
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    netc_ir::rng::Key::new(seed, "shuffle", epoch as u64).permutation(n)
+}
+
+/// Evaluates `params` on `samples` in batches; returns the mean loss and the error rate.
+pub fn evaluate(
+    backend: &mut dyn Backend,
+    params: &[Named],
+    samples: &Samples,
+    preprocessing: Preprocess,
+    mean: Option<&[f32]>,
+    batch: usize,
+) -> Result<(f64, f64), StepError> {
+    let (mut loss, mut errors) = (0.0, 0usize);
+    let mut buffer = vec![0f32; batch * samples.image_len];
+    for start in (0..samples.len()).step_by(batch.max(1)) {
+        let end = (start + batch).min(samples.len());
+        let images = &mut buffer[..(end - start) * samples.image_len];
+        preprocess(&samples.images[start * samples.image_len..end * samples.image_len], preprocessing, mean, images);
+        let result = backend.evaluate(params, images, &samples.labels[start..end])?;
+        loss += result.loss * (end - start) as f64;
+        errors += result.errors;
+    }
+    let n = samples.len().max(1) as f64;
+    Ok((loss / n, errors as f64 / n))
+}
+
+/// Trains `net` by `config` and writes the run folder. `init` gives fresh parameters (in the
+/// net's order) when the run does not resume. Returns every epoch's metrics.
+pub fn train(
+    net: &Net,
+    config: &TrainConfig,
+    source: &str,
+    (train_set, test_set): (Samples, Samples),
+    backend: &mut dyn Backend,
+    init: &dyn Fn() -> Vec<Named>,
+    options: &RunOptions,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Vec<EpochMetrics>, TrainError> {
+    let train_set = options.limit_train.map_or(train_set, |n| train_set.take(n));
+    let test_set = options.limit_test.map_or(test_set, |n| test_set.take(n));
+    let out = &options.out;
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let shapes = param_shapes(net);
+    let checkpoint_path = out.join("checkpoint.safetensors");
+    let metrics_path = out.join("metrics.csv");
+
+    let mut state = if options.resume {
+        checkpoint::load_state(&checkpoint_path, &shapes)?
+    } else {
+        let params = init();
+        let slots = params.iter().map(|(_, p)| Slot::new(&config.optimizer, p.len())).collect();
+        let mean = (config.preprocess == Preprocess::MeanImage).then(|| mean_image(&train_set));
+        State { params, slots, epoch: 0, step: 0, mean }
+    };
+    let mut history = if options.resume { read_metrics(&metrics_path, state.epoch)? } else { Vec::new() };
+    checkpoint::write_text(&out.join("model.net"), source)?;
+    checkpoint::write_text(&out.join("run.json"), &run_json(net, config, options))?;
+
+    let mults: Vec<(f64, f64)> = net
+        .layers
+        .iter()
+        .flat_map(|l| l.parameters(net.in_shape(l)).into_iter().map(move |_| (l.lr_mult, l.wd_mult)))
+        .collect();
+    let mut grads: Vec<Vec<f32>> = state.params.iter().map(|(_, p)| vec![0.0; p.len()]).collect();
+    let image_len = train_set.image_len;
+    let mut images = vec![0f32; config.batch * image_len];
+    let mut labels = vec![0u8; config.batch];
+    let batches = train_set.len().div_ceil(config.batch.max(1));
+
+    for epoch in state.epoch..config.epochs {
+        let started = Instant::now();
+        let lr = config.lr_at(epoch);
+        let order = epoch_order(train_set.len(), config.seed, epoch);
+        let (mut loss_sum, mut errors, mut seen) = (0.0f64, 0usize, 0usize);
+        for (batch, chunk) in order.chunks(config.batch.max(1)).enumerate() {
+            let n = chunk.len();
+            for (slot, &index) in chunk.iter().enumerate() {
+                let image = &train_set.images[index * image_len..(index + 1) * image_len];
+                preprocess(image, config.preprocess, state.mean.as_deref(), &mut images[slot * image_len..][..image_len]);
+                labels[slot] = train_set.labels[index];
+            }
+            let result = backend
+                .train_step(&state.params, &images[..n * image_len], &labels[..n], state.step, &mut grads)
+                .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+            if !result.loss.is_finite() {
+                return Err(TrainError::Diverged { epoch: epoch + 1, step: state.step, layer: "loss".into(), span: net.loss.span });
+            }
+            state.step += 1;
+            for (((p, g), slot), &(lr_mult, wd_mult)) in state.params.iter_mut().zip(&grads).zip(&mut state.slots).zip(&mults) {
+                optimizer::update(&config.optimizer, lr, lr_mult, wd_mult, state.step, p.1.data_mut(), g, slot);
+            }
+            loss_sum += result.loss * n as f64;
+            errors += result.errors;
+            seen += n;
+            let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+            on_event(Event::Step { epoch: epoch + 1, batch: batch + 1, batches, loss: result.loss, images_per_sec: seen as f64 / elapsed });
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let (test_loss, test_error) = evaluate(backend, &state.params, &test_set, config.preprocess, state.mean.as_deref(), 1000)
+            .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+        let metrics = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_error: errors as f64 / seen.max(1) as f64,
+            test_loss,
+            test_error,
+            seconds,
+            images_per_sec: seen as f64 / seconds.max(1e-9),
+        };
+        state.epoch = epoch + 1;
+        history.push(metrics.clone());
+        save_run(out, &state, &history, net)?;
+        on_event(Event::Epoch(&metrics));
+    }
+    Ok(history)
+}
+
+fn step_failed(error: StepError, epoch: usize, step: u64) -> TrainError {
+    match error {
+        StepError::NonFinite { layer, span } => TrainError::Diverged { epoch, step, layer, span },
+        StepError::Failed(message) => TrainError::Io(message),
+    }
+}
+
+/// Writes the epoch's files: the checkpoint last, so a run resumed after a kill mid-way finds
+/// metrics and weights at least as new as the checkpoint and rewrites them consistently.
+fn save_run(out: &Path, state: &State, history: &[EpochMetrics], net: &Net) -> Result<(), String> {
+    let mut csv = String::from(METRICS_HEADER);
+    for m in history {
+        let _ = write!(csv, "\n{}", m.csv_row());
+    }
+    csv.push('\n');
+    checkpoint::write_text(&out.join("metrics.csv"), &csv)?;
+    let metadata = HashMap::from([("net".to_string(), net.name.clone()), ("epoch".to_string(), state.epoch.to_string())]);
+    checkpoint::save_model(&out.join("model.safetensors"), state, metadata.clone())?;
+    checkpoint::save_state(&out.join("checkpoint.safetensors"), state, metadata)
+}
+
+/// The first `epochs` rows of an existing metrics file.
+fn read_metrics(path: &Path, epochs: usize) -> Result<Vec<EpochMetrics>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bad = |line: usize| format!("{}:{line}: not a metrics row", path.display());
+    text.lines()
+        .skip(1)
+        .take(epochs)
+        .enumerate()
+        .map(|(i, line)| {
+            let v: Vec<f64> = line.split(',').map(|f| f.parse::<f64>()).collect::<Result<_, _>>().map_err(|_| bad(i + 2))?;
+            match v[..] {
+                [epoch, train_loss, train_error, test_loss, test_error, seconds, images_per_sec] => Ok(EpochMetrics {
+                    epoch: epoch as usize,
+                    train_loss,
+                    train_error,
+                    test_loss,
+                    test_error,
+                    seconds,
+                    images_per_sec,
+                }),
+                _ => Err(bad(i + 2)),
+            }
+        })
+        .collect()
+}
+
+fn run_json(net: &Net, config: &TrainConfig, options: &RunOptions) -> String {
+    let params: serde_json::Map<String, serde_json::Value> =
+        net.params.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.to_string()))).collect();
+    let provenance: serde_json::Map<String, serde_json::Value> =
+        options.provenance.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    let value = serde_json::json!({
+        "netc_version": env!("CARGO_PKG_VERSION"),
+        "net": net.name,
+        "net_params": params,
+        "seed": config.seed,
+        "config": format!("{config:?}"),
+        "optimizer": format!("{:?}", config.optimizer),
+        "lr_schedule": config.lr_schedule,
+        "batch": config.batch,
+        "epochs": config.epochs,
+        "init": format!("{:?}", config.init),
+        "preprocess": format!("{:?}", config.preprocess),
+        "limit_train": options.limit_train,
+        "limit_test": options.limit_test,
+        "provenance": provenance,
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}

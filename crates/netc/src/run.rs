@@ -1,0 +1,232 @@
+//! Compiling a model to IR and running it: lowering with diagnostics, executors behind the
+//! trainer's [`Backend`] trait, and training and evaluation on a named data set.
+
+use crate::{Error, Model};
+use netc_interp::{Feed, Interpreter, RunError};
+use netc_ir::{Mode, Program, Tensor};
+use netc_syntax::{Diagnostic, Label};
+use netc_train::{Backend, BatchResult, EpochMetrics, Event, Named, RunOptions, Samples, StepError, TrainError};
+use std::path::PathBuf;
+
+/// Lowers the model's net (forward program, in training or evaluation mode).
+pub fn lower(model: &Model, mode: Mode) -> Result<Program, Error> {
+    let options = netc_ir::LowerOptions { mode, seed: model.train().seed };
+    netc_ir::lower(model.net(), options).map_err(|e| {
+        model.source_error(
+            Diagnostic::error()
+                .with_code("E0600")
+                .with_message(format!("cannot compile `{}`: {}", e.layer, e.message))
+                .with_labels(vec![Label::primary((), e.span.range()).with_message("this layer")]),
+        )
+    })
+}
+
+/// The forward program and, with `grad`, its backward pass: the program that computes the
+/// loss and the gradient of every parameter.
+pub fn compile(model: &Model, mode: Mode, grad: bool) -> Result<Program, Error> {
+    let forward = lower(model, mode)?;
+    if !grad {
+        return Ok(forward);
+    }
+    netc_ir::grad(&forward).map_err(|e| Error::Internal(format!("cannot differentiate `{}`: {e}", model.net().name)))
+}
+
+/// The textual IR `netc ir` prints.
+pub fn ir_text(model: &Model, grad: bool) -> Result<String, Error> {
+    let program = compile(model, Mode::Train, grad)?;
+    let text = program.display_with_source(&model.source.text).to_string();
+    Ok(text)
+}
+
+/// Fresh parameters for the model, by its `train` block's `init` and seed.
+pub fn init_params(model: &Model, program: &Program) -> Vec<Named> {
+    netc_ir::init_params(program, &model.train().init, model.train().seed)
+}
+
+/// The reference interpreter as a training backend.
+pub struct InterpBackend {
+    train: Program,
+    eval: Program,
+    interpreter: Interpreter,
+    example_shape: Vec<usize>,
+}
+
+impl InterpBackend {
+    pub fn new(model: &Model) -> Result<InterpBackend, Error> {
+        Ok(InterpBackend {
+            train: compile(model, Mode::Train, true)?,
+            eval: compile(model, Mode::Eval, false)?,
+            interpreter: Interpreter::default(),
+            example_shape: model.net().input.shape.clone(),
+        })
+    }
+
+    /// The training program (forward and backward).
+    pub fn train_program(&self) -> &Program {
+        &self.train
+    }
+
+    fn run(&self, program: &Program, params: &[Named], images: &[f32], labels: &[u8], step: u64) -> Result<netc_interp::Outputs, StepError> {
+        let mut shape = vec![labels.len()];
+        shape.extend_from_slice(&self.example_shape);
+        let failed = |e: netc_ir::TensorSizeError| StepError::Failed(e.to_string());
+        let data = Tensor::new(shape, images.to_vec()).map_err(failed)?;
+        let labels = Tensor::new(vec![labels.len()], labels.iter().map(|&l| f32::from(l)).collect()).map_err(failed)?;
+        let feed = Feed { data: Some(&data), labels: Some(&labels), step, params };
+        self.interpreter.run(program, &feed).map_err(|e| match e {
+            RunError::NonFinite { source: Some(source), .. } => StepError::NonFinite { layer: source.name, span: source.span },
+            other => StepError::Failed(other.to_string()),
+        })
+    }
+}
+
+/// Loss and error count from a program's outputs.
+fn batch_result(outputs: &netc_interp::Outputs, labels: &[u8]) -> Result<BatchResult, StepError> {
+    let missing = |name: &str| StepError::Failed(format!("the program has no `{name}` output"));
+    let loss = outputs.get(netc_ir::LOSS).ok_or_else(|| missing(netc_ir::LOSS))?.data()[0] as f64;
+    let logits = outputs.get(netc_ir::LOGITS).ok_or_else(|| missing(netc_ir::LOGITS))?;
+    Ok(BatchResult { loss, errors: count_errors(logits.data(), labels) })
+}
+
+/// Examples whose highest score (the first, on ties) is not their label.
+pub fn count_errors(logits: &[f32], labels: &[u8]) -> usize {
+    let classes = logits.len() / labels.len().max(1);
+    logits
+        .chunks_exact(classes.max(1))
+        .zip(labels)
+        .filter(|(scores, &label)| {
+            let best = scores.iter().enumerate().fold(0, |best, (i, &s)| if s > scores[best] { i } else { best });
+            best != usize::from(label)
+        })
+        .count()
+}
+
+impl Backend for InterpBackend {
+    fn train_step(
+        &mut self,
+        params: &[Named],
+        images: &[f32],
+        labels: &[u8],
+        step: u64,
+        grads: &mut [Vec<f32>],
+    ) -> Result<BatchResult, StepError> {
+        let outputs = self.run(&self.train, params, images, labels, step)?;
+        for (grad, (name, _)) in grads.iter_mut().zip(params) {
+            let computed = outputs.get(name).ok_or_else(|| StepError::Failed(format!("no gradient for `{name}`")))?;
+            grad.copy_from_slice(computed.data());
+        }
+        batch_result(&outputs, labels)
+    }
+
+    fn evaluate(&mut self, params: &[Named], images: &[f32], labels: &[u8]) -> Result<BatchResult, StepError> {
+        let outputs = self.run(&self.eval, params, images, labels, 0)?;
+        batch_result(&outputs, labels)
+    }
+}
+
+/// Where the data comes from.
+#[derive(Clone, Debug)]
+pub struct DataRequest {
+    /// A data set name (`mnist`) or a folder.
+    pub name: String,
+    /// Looked in first (`--data-dir`).
+    pub dir: Option<PathBuf>,
+}
+
+/// A loaded data set and the facts a run records about it.
+pub struct Data {
+    pub mnist: netc_data::Mnist,
+    pub folder: PathBuf,
+}
+
+impl Data {
+    pub fn load(request: &DataRequest) -> Result<Data, Error> {
+        let folder = netc_data::locate(&request.name, request.dir.as_deref()).map_err(|e| Error::Io(e.to_string()))?;
+        let mnist = netc_data::Mnist::load(&folder).map_err(|e| Error::Io(e.to_string()))?;
+        Ok(Data { mnist, folder })
+    }
+
+    fn samples(set: &netc_data::Dataset) -> Samples<'_> {
+        Samples { images: &set.images, labels: &set.labels, image_len: set.image_len() }
+    }
+
+    /// Whether `model` can read this data: its input must be one image, its classes the labels'.
+    pub fn check_fits(&self, model: &Model) -> Result<(), Error> {
+        let net = model.net();
+        let set = &self.mnist.train;
+        let (rows, cols) = (set.rows, set.cols);
+        if net.input.shape != [1, rows, cols] && net.input.shape != [rows * cols] {
+            return Err(model.source_error(
+                Diagnostic::error()
+                    .with_code("E0700")
+                    .with_message(format!(
+                        "the data set's images are [1, {rows}, {cols}], but net `{}` takes {:?}",
+                        net.name, net.input.shape
+                    ))
+                    .with_labels(vec![Label::primary((), net.input.span.range()).with_message("declared here")])
+                    .with_notes(vec![format!("help: declare `input {}: [1, {rows}, {cols}]`", net.input.name)]),
+            ));
+        }
+        if net.loss.classes != set.classes {
+            return Err(model.source_error(
+                Diagnostic::error()
+                    .with_code("E0701")
+                    .with_message(format!("the data set has {} classes, but the loss has {}", set.classes, net.loss.classes))
+                    .with_labels(vec![Label::primary((), net.loss.span.range()).with_message("this loss")]),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Trains `model` on `data` with `backend`, writing the run folder `options.out`.
+pub fn train(
+    model: &Model,
+    data: &Data,
+    backend: &mut dyn Backend,
+    init: &dyn Fn() -> Vec<Named>,
+    options: &RunOptions,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Vec<EpochMetrics>, Error> {
+    data.check_fits(model)?;
+    let splits = (Data::samples(&data.mnist.train), Data::samples(&data.mnist.test));
+    netc_train::train(model.net(), model.train(), &model.source.text, splits, backend, init, options, on_event)
+        .map_err(|e| match e {
+            TrainError::Io(message) => Error::Io(message),
+            TrainError::Diverged { epoch, step, layer, span } => model.source_error(
+                Diagnostic::error()
+                    .with_code("E0800")
+                    .with_message(format!("training diverged in epoch {epoch}, step {step}"))
+                    .with_labels(vec![Label::primary((), span.range())
+                        .with_message(format!("`{layer}` produced the first NaN or infinity"))])
+                    .with_notes(vec![
+                        "note: the last good checkpoint is kept in the run folder".into(),
+                        "help: lower the learning rate, or check the initialisation".into(),
+                    ]),
+            ),
+        })
+}
+
+/// Test loss and error of saved weights.
+pub fn evaluate(model: &Model, data: &Data, weights: &std::path::Path, backend: &mut dyn Backend) -> Result<(f64, f64), Error> {
+    data.check_fits(model)?;
+    let (tensors, _) = netc_train::checkpoint::load(weights).map_err(Error::Io)?;
+    let mut by_name: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+    let params = netc_train::checkpoint::take_params(weights, &mut by_name, &netc_train::param_shapes(model.net()))
+        .map_err(Error::Io)?;
+    let mean = by_name.remove(netc_train::checkpoint::MEAN_IMAGE).map(Tensor::into_data);
+    let preprocess = model.train().preprocess;
+    if preprocess == netc_check::Preprocess::MeanImage && mean.is_none() {
+        return Err(Error::Io(format!(
+            "{}: the recipe subtracts the mean image, but the file holds no `{}`",
+            weights.display(),
+            netc_train::checkpoint::MEAN_IMAGE
+        )));
+    }
+    netc_train::evaluate(backend, &params, &Data::samples(&data.mnist.test), preprocess, mean.as_deref(), 1000).map_err(
+        |e| match e {
+            StepError::NonFinite { layer, .. } => Error::Io(format!("evaluation produced NaN or infinity in `{layer}`")),
+            StepError::Failed(message) => Error::Io(message),
+        },
+    )
+}
