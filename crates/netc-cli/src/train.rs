@@ -31,7 +31,8 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     ];
     provenance.extend(data.mnist.checksums.iter().map(|c| (format!("sha256:{}", c.name), c.sha256.clone())));
     provenance.extend(args.file.set.iter().map(|(k, v)| (format!("set:{k}"), v.clone())));
-    let options = RunOptions { out: out.clone(), resume, limit_train: args.limit_train, limit_test: args.limit_test, provenance };
+    let options =
+        RunOptions { out: out.clone(), resume, limit_train: args.limit_train, limit_test: args.limit_test, provenance };
 
     let config = model.train().clone();
     eprintln!(

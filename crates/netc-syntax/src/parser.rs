@@ -42,9 +42,28 @@ pub fn parse_value(text: &str) -> Result<Value, Vec<Diagnostic>> {
     }
 }
 
+/// The pair's span without the white space and comments pest skips after a rule's trailing
+/// optional part (`relu` followed by a new line would otherwise own the new line).
 fn span(pair: &Pair<Rule>) -> Span {
-    let s = pair.as_span();
-    Span::new(s.start(), s.end())
+    Span::new(pair.as_span().start(), tight_end(pair))
+}
+
+fn tight_end(pair: &Pair<Rule>) -> usize {
+    let end = pair.as_span().end();
+    match pair.clone().into_inner().last() {
+        Some(last) if is_trivia(&pair.get_input()[last.as_span().end()..end]) => tight_end(&last),
+        _ => end,
+    }
+}
+
+fn is_trivia(mut text: &str) -> bool {
+    loop {
+        text = text.trim_start();
+        match text.strip_prefix('#') {
+            Some(comment) => text = comment.split_once('\n').map_or("", |(_, rest)| rest),
+            None => return text.is_empty(),
+        }
+    }
 }
 
 fn ident(pair: Pair<Rule>) -> Ident {
@@ -325,6 +344,7 @@ mod tests {
         assert_eq!(&src[b.span.range()], "b = conv(20, k=3, pad=1) from c1");
         let Stmt::Layer(relu) = &net.body[2] else { panic!("expected a layer") };
         assert!(relu.call.args.is_none());
+        assert_eq!(&src[relu.span.range()], "relu");
         let Stmt::Layer(loss) = &net.body[6] else { panic!("expected a layer") };
         assert!(loss.is_loss);
         let train = &file.trains[0];

@@ -3,10 +3,10 @@
 //! either the previous file or the new one, never a torn one.
 
 use crate::optimizer::Slot;
-use safetensors::tensor::{Dtype, TensorView};
 use netc_ir::Tensor;
+use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
@@ -58,8 +58,14 @@ pub fn write_text(path: &Path, text: &str) -> Result<(), String> {
     write_atomic(path, text.as_bytes())
 }
 
+/// The one safetensors metadata key netc writes: a JSON object of its facts, so that the file's
+/// bytes do not depend on hash-map order.
+const METADATA_KEY: &str = "netc";
+
 /// Writes tensors and string metadata as one safetensors file, atomically.
-pub fn save(path: &Path, tensors: &[Named], metadata: HashMap<String, String>) -> Result<(), String> {
+pub fn save(path: &Path, tensors: &[Named], metadata: BTreeMap<String, String>) -> Result<(), String> {
+    let facts = serde_json::to_string(&metadata).map_err(|e| format!("cannot encode {}: {e}", path.display()))?;
+    let metadata = HashMap::from([(METADATA_KEY.to_string(), facts)]);
     let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, t)| bytes_of(t.data())).collect();
     let views = tensors
         .iter()
@@ -73,11 +79,16 @@ pub fn save(path: &Path, tensors: &[Named], metadata: HashMap<String, String>) -
 }
 
 /// Reads every f32 tensor of a safetensors file and its metadata.
-pub fn load(path: &Path) -> Result<(Vec<Named>, HashMap<String, String>), String> {
+pub fn load(path: &Path) -> Result<(Vec<Named>, BTreeMap<String, String>), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let corrupt = |e: safetensors::SafeTensorError| format!("{} is not a valid safetensors file: {e}", path.display());
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(corrupt)?;
-    let metadata = header.metadata().clone().unwrap_or_default();
+    let metadata = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(METADATA_KEY))
+        .and_then(|facts| serde_json::from_str(facts).ok())
+        .unwrap_or_default();
     let file = SafeTensors::deserialize(&bytes).map_err(corrupt)?;
     let mut tensors = Vec::new();
     for (name, view) in file.tensors() {
@@ -85,7 +96,8 @@ pub fn load(path: &Path) -> Result<(Vec<Named>, HashMap<String, String>), String
             return Err(format!("{}: tensor `{name}` is {:?}, expected F32", path.display(), view.dtype()));
         }
         let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        let tensor = Tensor::new(view.shape().to_vec(), data).map_err(|e| format!("{}: `{name}`: {e}", path.display()))?;
+        let tensor =
+            Tensor::new(view.shape().to_vec(), data).map_err(|e| format!("{}: `{name}`: {e}", path.display()))?;
         tensors.push((name, tensor));
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
@@ -93,7 +105,7 @@ pub fn load(path: &Path) -> Result<(Vec<Named>, HashMap<String, String>), String
 }
 
 /// The weights a trained model is used with: parameters by layer name, and the mean image.
-pub fn save_model(path: &Path, state: &State, metadata: HashMap<String, String>) -> Result<(), String> {
+pub fn save_model(path: &Path, state: &State, metadata: BTreeMap<String, String>) -> Result<(), String> {
     let mut tensors = state.params.clone();
     if let Some(mean) = &state.mean {
         tensors.push((MEAN_IMAGE.into(), vector(mean)));
@@ -102,7 +114,7 @@ pub fn save_model(path: &Path, state: &State, metadata: HashMap<String, String>)
 }
 
 /// The whole training state, for `--resume`.
-pub fn save_state(path: &Path, state: &State, mut metadata: HashMap<String, String>) -> Result<(), String> {
+pub fn save_state(path: &Path, state: &State, mut metadata: BTreeMap<String, String>) -> Result<(), String> {
     let mut tensors = Vec::new();
     for ((name, p), slot) in state.params.iter().zip(&state.slots) {
         tensors.push((name.clone(), p.clone()));
@@ -191,8 +203,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("checkpoint.safetensors");
         let s = state();
-        save_state(&path, &s, HashMap::new()).unwrap();
-        let expected: Vec<(String, Vec<usize>)> = s.params.iter().map(|(n, p)| (n.clone(), p.shape().to_vec())).collect();
+        save_state(&path, &s, BTreeMap::new()).unwrap();
+        let expected: Vec<(String, Vec<usize>)> =
+            s.params.iter().map(|(n, p)| (n.clone(), p.shape().to_vec())).collect();
         assert_eq!(load_state(&path, &expected).unwrap(), s);
         assert!(!dir.path().join(".checkpoint.safetensors.tmp").exists());
     }
@@ -201,7 +214,7 @@ mod tests {
     fn mismatched_nets_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
-        save_model(&path, &state(), HashMap::new()).unwrap();
+        save_model(&path, &state(), BTreeMap::new()).unwrap();
         let (tensors, _) = load(&path).unwrap();
         let mut by_name: HashMap<String, Tensor> = tensors.into_iter().collect();
         let err = take_params(&path, &mut by_name.clone(), &[("conv1.weight".into(), vec![2, 1, 3, 3])]).unwrap_err();

@@ -14,7 +14,7 @@ pub use optimizer::Slot;
 
 use netc_check::{Net, Preprocess, TrainConfig};
 use netc_syntax::Span;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -95,7 +95,8 @@ pub const METRICS_HEADER: &str = "epoch,train_loss,train_error,test_loss,test_er
 impl EpochMetrics {
     fn csv_row(&self) -> String {
         format!(
-            "{},{:.6},{:.6},{:.6},{:.6},{:.3},{:.1}",
+            // Shortest round-tripping form, so a resumed run reads back exactly what it wrote.
+            "{},{},{},{},{},{:.3},{:.1}",
             self.epoch,
             self.train_loss,
             self.train_error,
@@ -266,28 +267,47 @@ pub fn train(
             let n = chunk.len();
             for (slot, &index) in chunk.iter().enumerate() {
                 let image = &train_set.images[index * image_len..(index + 1) * image_len];
-                preprocess(image, config.preprocess, state.mean.as_deref(), &mut images[slot * image_len..][..image_len]);
+                preprocess(
+                    image,
+                    config.preprocess,
+                    state.mean.as_deref(),
+                    &mut images[slot * image_len..][..image_len],
+                );
                 labels[slot] = train_set.labels[index];
             }
             let result = backend
                 .train_step(&state.params, &images[..n * image_len], &labels[..n], state.step, &mut grads)
                 .map_err(|e| step_failed(e, epoch + 1, state.step))?;
             if !result.loss.is_finite() {
-                return Err(TrainError::Diverged { epoch: epoch + 1, step: state.step, layer: "loss".into(), span: net.loss.span });
+                return Err(TrainError::Diverged {
+                    epoch: epoch + 1,
+                    step: state.step,
+                    layer: "loss".into(),
+                    span: net.loss.span,
+                });
             }
             state.step += 1;
-            for (((p, g), slot), &(lr_mult, wd_mult)) in state.params.iter_mut().zip(&grads).zip(&mut state.slots).zip(&mults) {
+            for (((p, g), slot), &(lr_mult, wd_mult)) in
+                state.params.iter_mut().zip(&grads).zip(&mut state.slots).zip(&mults)
+            {
                 optimizer::update(&config.optimizer, lr, lr_mult, wd_mult, state.step, p.1.data_mut(), g, slot);
             }
             loss_sum += result.loss * n as f64;
             errors += result.errors;
             seen += n;
             let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-            on_event(Event::Step { epoch: epoch + 1, batch: batch + 1, batches, loss: result.loss, images_per_sec: seen as f64 / elapsed });
+            on_event(Event::Step {
+                epoch: epoch + 1,
+                batch: batch + 1,
+                batches,
+                loss: result.loss,
+                images_per_sec: seen as f64 / elapsed,
+            });
         }
         let seconds = started.elapsed().as_secs_f64();
-        let (test_loss, test_error) = evaluate(backend, &state.params, &test_set, config.preprocess, state.mean.as_deref(), 1000)
-            .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+        let (test_loss, test_error) =
+            evaluate(backend, &state.params, &test_set, config.preprocess, state.mean.as_deref(), 1000)
+                .map_err(|e| step_failed(e, epoch + 1, state.step))?;
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -321,7 +341,8 @@ fn save_run(out: &Path, state: &State, history: &[EpochMetrics], net: &Net) -> R
     }
     csv.push('\n');
     checkpoint::write_text(&out.join("metrics.csv"), &csv)?;
-    let metadata = HashMap::from([("net".to_string(), net.name.clone()), ("epoch".to_string(), state.epoch.to_string())]);
+    let metadata =
+        BTreeMap::from([("net".to_string(), net.name.clone()), ("epoch".to_string(), state.epoch.to_string())]);
     checkpoint::save_model(&out.join("model.safetensors"), state, metadata.clone())?;
     checkpoint::save_state(&out.join("checkpoint.safetensors"), state, metadata)
 }
@@ -335,7 +356,8 @@ fn read_metrics(path: &Path, epochs: usize) -> Result<Vec<EpochMetrics>, String>
         .take(epochs)
         .enumerate()
         .map(|(i, line)| {
-            let v: Vec<f64> = line.split(',').map(|f| f.parse::<f64>()).collect::<Result<_, _>>().map_err(|_| bad(i + 2))?;
+            let v: Vec<f64> =
+                line.split(',').map(|f| f.parse::<f64>()).collect::<Result<_, _>>().map_err(|_| bad(i + 2))?;
             match v[..] {
                 [epoch, train_loss, train_error, test_loss, test_error, seconds, images_per_sec] => Ok(EpochMetrics {
                     epoch: epoch as usize,

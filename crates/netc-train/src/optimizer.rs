@@ -23,7 +23,16 @@ impl Slot {
 /// Applies one step to `w` given its gradient. `lr` is the schedule's rate for this epoch;
 /// `t` counts steps from 1 (Adam's bias correction).
 #[allow(clippy::too_many_arguments)]
-pub fn update(optimizer: &Optimizer, lr: f64, lr_mult: f64, wd_mult: f64, t: u64, w: &mut [f32], g: &[f32], slot: &mut Slot) {
+pub fn update(
+    optimizer: &Optimizer,
+    lr: f64,
+    lr_mult: f64,
+    wd_mult: f64,
+    t: u64,
+    w: &mut [f32],
+    g: &[f32],
+    slot: &mut Slot,
+) {
     match *optimizer {
         Optimizer::Sgd { momentum, weight_decay, .. } => {
             let (mu, wd, lr) = (momentum as f32, (weight_decay * wd_mult) as f32, (lr * lr_mult) as f32);

@@ -66,7 +66,14 @@ impl InterpBackend {
         &self.train
     }
 
-    fn run(&self, program: &Program, params: &[Named], images: &[f32], labels: &[u8], step: u64) -> Result<netc_interp::Outputs, StepError> {
+    fn run(
+        &self,
+        program: &Program,
+        params: &[Named],
+        images: &[f32],
+        labels: &[u8],
+        step: u64,
+    ) -> Result<netc_interp::Outputs, StepError> {
         let mut shape = vec![labels.len()];
         shape.extend_from_slice(&self.example_shape);
         let failed = |e: netc_ir::TensorSizeError| StepError::Failed(e.to_string());
@@ -74,7 +81,9 @@ impl InterpBackend {
         let labels = Tensor::new(vec![labels.len()], labels.iter().map(|&l| f32::from(l)).collect()).map_err(failed)?;
         let feed = Feed { data: Some(&data), labels: Some(&labels), step, params };
         self.interpreter.run(program, &feed).map_err(|e| match e {
-            RunError::NonFinite { source: Some(source), .. } => StepError::NonFinite { layer: source.name, span: source.span },
+            RunError::NonFinite { source: Some(source), .. } => {
+                StepError::NonFinite { layer: source.name, span: source.span }
+            }
             other => StepError::Failed(other.to_string()),
         })
     }
@@ -171,7 +180,10 @@ impl Data {
             return Err(model.source_error(
                 Diagnostic::error()
                     .with_code("E0701")
-                    .with_message(format!("the data set has {} classes, but the loss has {}", set.classes, net.loss.classes))
+                    .with_message(format!(
+                        "the data set has {} classes, but the loss has {}",
+                        set.classes, net.loss.classes
+                    ))
                     .with_labels(vec![Label::primary((), net.loss.span.range()).with_message("this loss")]),
             ));
         }
@@ -190,8 +202,8 @@ pub fn train(
 ) -> Result<Vec<EpochMetrics>, Error> {
     data.check_fits(model)?;
     let splits = (Data::samples(&data.mnist.train), Data::samples(&data.mnist.test));
-    netc_train::train(model.net(), model.train(), &model.source.text, splits, backend, init, options, on_event)
-        .map_err(|e| match e {
+    netc_train::train(model.net(), model.train(), &model.source.text, splits, backend, init, options, on_event).map_err(
+        |e| match e {
             TrainError::Io(message) => Error::Io(message),
             TrainError::Diverged { epoch, step, layer, span } => model.source_error(
                 Diagnostic::error()
@@ -204,11 +216,17 @@ pub fn train(
                         "help: lower the learning rate, or check the initialisation".into(),
                     ]),
             ),
-        })
+        },
+    )
 }
 
 /// Test loss and error of saved weights.
-pub fn evaluate(model: &Model, data: &Data, weights: &std::path::Path, backend: &mut dyn Backend) -> Result<(f64, f64), Error> {
+pub fn evaluate(
+    model: &Model,
+    data: &Data,
+    weights: &std::path::Path,
+    backend: &mut dyn Backend,
+) -> Result<(f64, f64), Error> {
     data.check_fits(model)?;
     let (tensors, _) = netc_train::checkpoint::load(weights).map_err(Error::Io)?;
     let mut by_name: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
@@ -225,7 +243,9 @@ pub fn evaluate(model: &Model, data: &Data, weights: &std::path::Path, backend: 
     }
     netc_train::evaluate(backend, &params, &Data::samples(&data.mnist.test), preprocess, mean.as_deref(), 1000).map_err(
         |e| match e {
-            StepError::NonFinite { layer, .. } => Error::Io(format!("evaluation produced NaN or infinity in `{layer}`")),
+            StepError::NonFinite { layer, .. } => {
+                Error::Io(format!("evaluation produced NaN or infinity in `{layer}`"))
+            }
             StepError::Failed(message) => Error::Io(message),
         },
     )

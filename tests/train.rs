@@ -1,0 +1,164 @@
+//! Training end to end through the library: a resumed run ends bit for bit equal to an
+//! uninterrupted one, divergence names the layer and keeps the last good checkpoint, bad data
+//! is a clear error, and on real MNIST (when `NETC_DATA` is set) a short run learns.
+
+use netc::run::{Data, DataRequest, InterpBackend};
+use netc::train::{Event, RunOptions};
+use std::path::{Path, PathBuf};
+
+const TINY: &str = "
+net tiny {
+    input image: [1, 6, 6]
+    conv(4, k=3)
+    relu
+    maxpool(2)
+    dense(10)
+    loss softmax_xent(classes=10)
+}
+train { optimizer = sgd(lr=0.05, momentum=0.9, weight_decay=0.0005) batch = 8 epochs = 3 init = normal(std=0.1) preprocess = scale seed = 7 }
+";
+
+/// Writes an IDX file: big-endian magic and dimensions, then the bytes.
+fn write_idx(path: &Path, magic: u32, dims: &[u32], data: &[u8]) {
+    let mut bytes = magic.to_be_bytes().to_vec();
+    for d in dims {
+        bytes.extend_from_slice(&d.to_be_bytes());
+    }
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A learnable data set using 3 of MNIST's 10 classes of 6×6 images: class k lights up band k, plus noise.
+fn synthetic_mnist(dir: &Path, train: usize, test: usize) {
+    let make = |count: usize, salt: usize| {
+        let mut images = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..count {
+            let class = (i * 7 + salt) % 3;
+            labels.push(class as u8);
+            for p in 0..36 {
+                let noise = ((i * 31 + p * 17 + salt) % 40) as u8;
+                images.push(if p / 12 == class { 200 + noise / 2 } else { noise });
+            }
+        }
+        (images, labels)
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    for (prefix, count, salt) in [("train", train, 0), ("t10k", test, 1)] {
+        let (images, labels) = make(count, salt);
+        write_idx(&dir.join(format!("{prefix}-images-idx3-ubyte")), 0x803, &[count as u32, 6, 6], &images);
+        write_idx(&dir.join(format!("{prefix}-labels-idx1-ubyte")), 0x801, &[count as u32], &labels);
+    }
+}
+
+fn model(text: &str) -> netc::Model {
+    netc::model(&netc::Source::new("tiny.net", text), &[], None).unwrap()
+}
+
+fn data(dir: &Path) -> Data {
+    Data::load(&DataRequest { name: dir.display().to_string(), dir: None }).unwrap()
+}
+
+fn run(
+    model: &netc::Model,
+    data: &Data,
+    out: &Path,
+    resume: bool,
+) -> Result<Vec<netc::train::EpochMetrics>, netc::Error> {
+    let mut backend = InterpBackend::new(model).unwrap();
+    let program = netc::run::compile(model, netc::ir::Mode::Train, false).unwrap();
+    let init = || netc::run::init_params(model, &program);
+    let options =
+        RunOptions { out: out.to_path_buf(), resume, limit_train: None, limit_test: None, provenance: vec![] };
+    netc::run::train(model, data, &mut backend, &init, &options, &mut |_: Event| {})
+}
+
+fn temp() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    synthetic_mnist(&data_dir, 96, 30);
+    (dir, data_dir)
+}
+
+#[test]
+fn resumed_run_equals_uninterrupted_run_bit_for_bit() {
+    let (dir, data_dir) = temp();
+    let data = data(&data_dir);
+    let full = model(TINY);
+    let straight = run(&full, &data, &dir.path().join("straight"), false).unwrap();
+    assert_eq!(straight.len(), 3);
+    assert!(straight[2].train_error < straight[0].train_error || straight[2].train_error == 0.0, "{straight:?}");
+
+    let mut first = model(TINY);
+    first.checked.train.epochs = 1;
+    let interrupted = dir.path().join("interrupted");
+    run(&first, &data, &interrupted, false).unwrap();
+    let resumed = run(&full, &data, &interrupted, true).unwrap();
+
+    let read = |run: &str, file: &str| std::fs::read(dir.path().join(run).join(file)).unwrap();
+    for file in ["model.safetensors", "checkpoint.safetensors"] {
+        assert!(read("straight", file) == read("interrupted", file), "{file} differs after resuming");
+    }
+    for (a, b) in straight.iter().zip(&resumed) {
+        assert_eq!(
+            (a.epoch, a.train_loss, a.train_error, a.test_loss, a.test_error),
+            (b.epoch, b.train_loss, b.train_error, b.test_loss, b.test_error)
+        );
+    }
+    let metrics = String::from_utf8(read("interrupted", "metrics.csv")).unwrap();
+    assert!(metrics.starts_with("epoch,train_loss,train_error,test_loss,test_error,seconds,images_per_sec\n1,"));
+    assert_eq!(metrics.lines().count(), 4);
+    for file in ["model.net", "run.json"] {
+        assert!(dir.path().join("interrupted").join(file).exists(), "{file}");
+    }
+}
+
+#[test]
+fn divergence_names_the_layer_and_keeps_the_last_good_checkpoint() {
+    let (dir, data_dir) = temp();
+    let exploding = TINY
+        .replace("sgd(lr=0.05,", "sgd(")
+        .replace("seed = 7", "seed = 7 lr_schedule = [[0.05, 1], [100000000.0, 5]]");
+    let model = model(&exploding);
+    let out = dir.path().join("run");
+    let err = run(&model, &data(&data_dir), &out, false).unwrap_err();
+    let text = err.render(false);
+    assert!(matches!(err, netc::Error::Source { .. }), "{text}");
+    assert!(text.contains("training diverged in epoch 2"), "{text}");
+    assert!(text.contains("produced the first NaN or infinity"), "{text}");
+    let shapes = netc::train::param_shapes(model.net());
+    let kept = netc::train::checkpoint::load_state(&out.join("checkpoint.safetensors"), &shapes).unwrap();
+    assert_eq!(kept.epoch, 1);
+    assert!(kept.params.iter().all(|(_, t)| t.data().iter().all(|v| v.is_finite())));
+}
+
+#[test]
+fn truncated_data_is_a_clear_error() {
+    let (_dir, data_dir) = temp();
+    let labels = data_dir.join("t10k-labels-idx1-ubyte");
+    let bytes = std::fs::read(&labels).unwrap();
+    std::fs::write(&labels, &bytes[..bytes.len() - 5]).unwrap();
+    let err = Data::load(&DataRequest { name: data_dir.display().to_string(), dir: None }).err().unwrap();
+    let text = err.render(false);
+    assert!(text.contains("t10k-labels-idx1-ubyte"), "{text}");
+    assert!(text.contains("truncated"), "{text}");
+}
+
+#[test]
+fn weights_that_do_not_fit_the_net_are_rejected() {
+    let (dir, data_dir) = temp();
+    let data = data(&data_dir);
+    let mut small = model(TINY);
+    small.checked.train.epochs = 1;
+    run(&small, &data, &dir.path().join("run"), false).unwrap();
+    let wider = model(&TINY.replace("conv(4, k=3)", "conv(5, k=3)"));
+    let mut backend = InterpBackend::new(&wider).unwrap();
+    let err = netc::run::evaluate(&wider, &data, &dir.path().join("run/model.safetensors"), &mut backend).unwrap_err();
+    assert!(err
+        .render(false)
+        .contains("`conv1.weight` has shape [4, 1, 3, 3] in the file but [5, 1, 3, 3] in the net"));
+    let mut backend = InterpBackend::new(&small).unwrap();
+    let (_, error) =
+        netc::run::evaluate(&small, &data, &dir.path().join("run/model.safetensors"), &mut backend).unwrap();
+    assert!(error < 0.5, "{error}");
+}
