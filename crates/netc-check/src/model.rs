@@ -156,7 +156,7 @@ pub enum MaskPer {
 pub enum MaskGrad {
     /// The true derivative of each unit's activation.
     Exact,
-    /// The ReLU derivative for every unit, as the thesis's reference code did.
+    /// The ReLU derivative for the NegLU units, as the thesis's reference code did.
     Relu,
 }
 
