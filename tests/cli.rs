@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod support;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -90,4 +92,60 @@ fn io_and_usage_errors_exit_2() {
 
     let out = netc(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+const TINY: &str =
+    "net tiny {\n  input image: [1, 6, 6]\n  conv(4, k=3)\n  relu\n  dense(10)\n  loss softmax_xent(classes=10)\n}\n\
+train { optimizer = sgd(lr=0.05) batch = 16 epochs = 2 init = normal(std=0.1) preprocess = mean_image }\n";
+
+#[test]
+fn train_writes_a_run_folder_that_eval_and_resume_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, 64, 32);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    let (net, data, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+
+    let run = netc(&["train", net, "--data", data, "--out", out_s, "--epochs", "1"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    assert!(text(&run.stdout).contains("epoch 1/1  train loss"), "{}", text(&run.stdout));
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(metrics.starts_with("epoch,train_loss,train_error,test_loss,test_error,seconds,images_per_sec\n1,"));
+    let run_json = std::fs::read_to_string(out.join("run.json")).unwrap();
+    assert!(run_json.contains("\"seed\": 0") && run_json.contains("netc_version"), "{run_json}");
+
+    // A second run must not overwrite the first.
+    let again = netc(&["train", net, "--data", data, "--out", out_s]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again.stderr).contains("already holds a run; continue it with --resume"));
+
+    let resumed = netc(&["train", net, "--data", data, "--resume", out_s, "--epochs", "2"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    assert_eq!(std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().count(), 3);
+
+    let weights = out.join("model.safetensors");
+    let eval = netc(&["eval", net, "--data", data, "--weights", weights.to_str().unwrap()]);
+    assert_eq!(eval.status.code(), Some(0), "{}", text(&eval.stderr));
+    assert!(text(&eval.stdout).starts_with("test loss "), "{}", text(&eval.stdout));
+
+    let interp = netc(&["eval", net, "--data", data, "--weights", weights.to_str().unwrap(), "--exec", "interp"]);
+    assert_eq!(text(&interp.stdout), text(&eval.stdout), "the interpreter and the compiled executor disagree");
+}
+
+#[test]
+fn missing_data_says_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(["train", root().join("examples/lenet.net").to_str().unwrap(), "--data", "mnist"])
+        .current_dir(dir.path())
+        .env("NETC_DATA", dir.path().join("nowhere"))
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("nowhere") && stderr.contains("netc data fetch mnist"), "{stderr}");
 }

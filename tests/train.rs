@@ -6,6 +6,9 @@ use netc::run::{Data, DataRequest, InterpBackend};
 use netc::train::{Event, RunOptions};
 use std::path::{Path, PathBuf};
 
+mod support;
+use support::synthetic_mnist;
+
 const TINY: &str = "
 net tiny {
     input image: [1, 6, 6]
@@ -17,39 +20,6 @@ net tiny {
 }
 train { optimizer = sgd(lr=0.05, momentum=0.9, weight_decay=0.0005) batch = 8 epochs = 3 init = normal(std=0.1) preprocess = scale seed = 7 }
 ";
-
-/// Writes an IDX file: big-endian magic and dimensions, then the bytes.
-fn write_idx(path: &Path, magic: u32, dims: &[u32], data: &[u8]) {
-    let mut bytes = magic.to_be_bytes().to_vec();
-    for d in dims {
-        bytes.extend_from_slice(&d.to_be_bytes());
-    }
-    bytes.extend_from_slice(data);
-    std::fs::write(path, bytes).unwrap();
-}
-
-/// A learnable data set using 3 of MNIST's 10 classes of 6×6 images: class k lights up band k, plus noise.
-fn synthetic_mnist(dir: &Path, train: usize, test: usize) {
-    let make = |count: usize, salt: usize| {
-        let mut images = Vec::new();
-        let mut labels = Vec::new();
-        for i in 0..count {
-            let class = (i * 7 + salt) % 3;
-            labels.push(class as u8);
-            for p in 0..36 {
-                let noise = ((i * 31 + p * 17 + salt) % 40) as u8;
-                images.push(if p / 12 == class { 200 + noise / 2 } else { noise });
-            }
-        }
-        (images, labels)
-    };
-    std::fs::create_dir_all(dir).unwrap();
-    for (prefix, count, salt) in [("train", train, 0), ("t10k", test, 1)] {
-        let (images, labels) = make(count, salt);
-        write_idx(&dir.join(format!("{prefix}-images-idx3-ubyte")), 0x803, &[count as u32, 6, 6], &images);
-        write_idx(&dir.join(format!("{prefix}-labels-idx1-ubyte")), 0x801, &[count as u32], &labels);
-    }
-}
 
 fn model(text: &str) -> netc::Model {
     netc::model(&netc::Source::new("tiny.net", text), &[], None).unwrap()
@@ -161,4 +131,40 @@ fn weights_that_do_not_fit_the_net_are_rejected() {
     let (_, error) =
         netc::run::evaluate(&small, &data, &dir.path().join("run/model.safetensors"), &mut backend).unwrap();
     assert!(error < 0.5, "{error}");
+}
+
+/// The real-data check CI runs: `NETC_DATA` must point at a folder holding `mnist/` when `CI` is
+/// set; elsewhere the test says it did not run.
+fn real_mnist() -> Option<Data> {
+    match std::env::var_os("NETC_DATA") {
+        Some(_) => Some(Data::load(&DataRequest { name: "mnist".into(), dir: None }).unwrap()),
+        None if std::env::var_os("CI").is_some() => panic!("CI must set NETC_DATA to a folder holding mnist/"),
+        None => {
+            eprintln!("real-MNIST training test not run: set NETC_DATA to a folder holding mnist/");
+            None
+        }
+    }
+}
+
+#[test]
+fn a_short_run_on_real_mnist_learns() {
+    let Some(data) = real_mnist() else { return };
+    let source = netc::Source::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/mlp.net")).unwrap();
+    let mut model = netc::model(&source, &[], None).unwrap();
+    model.checked.train.epochs = 1;
+    model.checked.train.optimizer = netc::check::Optimizer::Sgd { lr: 0.05, momentum: 0.9, weight_decay: 0.0005 };
+    let dir = tempfile::tempdir().unwrap();
+    let mut backend = netc::run::ExecBackend::new(&model, 2).unwrap();
+    let program = netc::run::compile(&model, netc::ir::Mode::Train, false).unwrap();
+    let init = || netc::run::init_params(&model, &program);
+    let options = RunOptions {
+        out: dir.path().to_path_buf(),
+        resume: false,
+        limit_train: Some(10_000),
+        limit_test: Some(2_000),
+        provenance: vec![],
+    };
+    let metrics = netc::run::train(&model, &data, &mut backend, &init, &options, &mut |_: Event| {}).unwrap();
+    // An untrained or broken network errs on about 90% of the digits.
+    assert!(metrics[0].test_error < 0.15, "{metrics:?}");
 }

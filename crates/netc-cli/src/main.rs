@@ -60,13 +60,19 @@ struct DataArgs {
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Which executor runs the net.
-    #[arg(long, value_enum, default_value_t = Exec::Interp)]
+    #[arg(long, value_enum, default_value_t = Exec::Compiled)]
     exec: Exec,
+    /// Worker threads for the compiled executor (default: one per core). Results are the same
+    /// for any count.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Exec {
-    /// The reference interpreter.
+    /// Planned memory, GEMM kernels, parallel over the batch.
+    Compiled,
+    /// The reference interpreter: plain loops, the oracle the compiled executor is tested against.
     Interp,
 }
 
@@ -264,6 +270,7 @@ impl DataArgs {
 
     fn backend(&self, model: &netc::Model) -> Result<Box<dyn netc::train::Backend>, Failure> {
         match self.exec {
+            Exec::Compiled => Ok(Box::new(netc::run::ExecBackend::new(model, self.threads.unwrap_or(0))?)),
             Exec::Interp => Ok(Box::new(netc::run::InterpBackend::new(model)?)),
         }
     }

@@ -133,6 +133,83 @@ impl Backend for InterpBackend {
     }
 }
 
+/// The compiled executor (planned memory, GEMM kernels, threads) as a training backend; the
+/// default for training and inference.
+pub struct ExecBackend {
+    train: netc_exec::Executor,
+    eval: netc_exec::Executor,
+    data_input: String,
+    labels: Vec<f32>,
+}
+
+impl ExecBackend {
+    /// `threads` 0 means one per core; results do not depend on it.
+    pub fn new(model: &Model, threads: usize) -> Result<ExecBackend, Error> {
+        let options = netc_exec::ExecOptions { threads };
+        let executor = |program: &Program| {
+            netc_exec::Executor::new(program, options).map_err(|e| Error::Io(format!("cannot start the executor: {e}")))
+        };
+        Ok(ExecBackend {
+            train: executor(&compile(model, Mode::Train, true)?)?,
+            eval: executor(&compile(model, Mode::Eval, false)?)?,
+            data_input: model.net().input.name.clone(),
+            labels: Vec::new(),
+        })
+    }
+
+    /// Runs one batch and reads its loss and errors; on a non-finite loss, finds the layer.
+    fn run(
+        executor: &mut netc_exec::Executor,
+        data_input: &str,
+        labels_f32: &mut Vec<f32>,
+        params: &[Named],
+        images: &[f32],
+        labels: &[u8],
+        step: u64,
+    ) -> Result<BatchResult, StepError> {
+        labels_f32.clear();
+        labels_f32.extend(labels.iter().map(|&l| f32::from(l)));
+        let mut inputs: Vec<(&str, &[f32])> = Vec::with_capacity(params.len() + 2);
+        inputs.push((data_input, images));
+        inputs.push((netc_ir::LABELS, labels_f32));
+        inputs.extend(params.iter().map(|(name, t)| (name.as_str(), t.data())));
+        let feed = netc_exec::Feed { batch: labels.len(), step, inputs: &inputs };
+        executor.run(&feed).map_err(|e| StepError::Failed(e.to_string()))?;
+        let output = |name: &str| executor.output(name).ok_or_else(|| StepError::Failed(format!("no `{name}` output")));
+        let loss = output(netc_ir::LOSS)?[0] as f64;
+        let errors = count_errors(output(netc_ir::LOGITS)?, labels);
+        if !loss.is_finite() {
+            if let Some(source) = executor.first_non_finite().and_then(|nf| nf.source) {
+                return Err(StepError::NonFinite { layer: source.name, span: source.span });
+            }
+        }
+        Ok(BatchResult { loss, errors })
+    }
+}
+
+impl Backend for ExecBackend {
+    fn train_step(
+        &mut self,
+        params: &[Named],
+        images: &[f32],
+        labels: &[u8],
+        step: u64,
+        grads: &mut [Vec<f32>],
+    ) -> Result<BatchResult, StepError> {
+        let result = Self::run(&mut self.train, &self.data_input, &mut self.labels, params, images, labels, step)?;
+        for (grad, (name, _)) in grads.iter_mut().zip(params) {
+            let computed =
+                self.train.output(name).ok_or_else(|| StepError::Failed(format!("no gradient for `{name}`")))?;
+            grad.copy_from_slice(computed);
+        }
+        Ok(result)
+    }
+
+    fn evaluate(&mut self, params: &[Named], images: &[f32], labels: &[u8]) -> Result<BatchResult, StepError> {
+        Self::run(&mut self.eval, &self.data_input, &mut self.labels, params, images, labels, 0)
+    }
+}
+
 /// Where the data comes from.
 #[derive(Clone, Debug)]
 pub struct DataRequest {
