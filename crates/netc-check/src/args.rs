@@ -3,7 +3,7 @@
 
 use crate::errors;
 use netc_syntax::ast::{Call, Ident, Value, ValueKind};
-use netc_syntax::{Diagnostic, Span};
+use netc_syntax::{did_you_mean, Diagnostic, Span};
 use std::collections::HashMap;
 
 /// The type and range an argument accepts.
@@ -138,23 +138,35 @@ impl Args {
     }
 }
 
-/// Net parameters visible to argument values, and which of them were read.
+/// Net parameters visible to argument values, and which of them were read. A parameter
+/// without a value (no default, no `--set`; already reported) is `None`.
 pub struct Scope<'a> {
-    pub params: &'a HashMap<String, Value>,
+    pub params: &'a HashMap<String, Option<Value>>,
     pub used: std::cell::RefCell<Vec<String>>,
 }
 
 impl Scope<'_> {
     /// The value with a net parameter reference replaced by the parameter's value.
-    /// Words that are not parameters stay words (`fixed`, `mean_image`).
-    pub fn resolve(&self, value: &Value) -> Value {
-        if let ValueKind::Ident(name) = &value.kind {
-            if let Some(bound) = self.params.get(name) {
-                self.used.borrow_mut().push(name.clone());
-                return Value { kind: bound.kind.clone(), span: value.span };
+    /// Words that are not parameters stay words (`fixed`, `mean_image`). Parameters inside
+    /// lists are replaced too (`[channels, side, side]`, `k=[kh, kw]`). `None` when the value
+    /// reads a parameter that has no value, so the caller reports nothing more about it.
+    pub fn resolve(&self, value: &Value) -> Option<Value> {
+        match &value.kind {
+            ValueKind::Ident(name) => match self.params.get(name) {
+                Some(bound) => {
+                    self.used.borrow_mut().push(name.clone());
+                    bound.as_ref().map(|bound| Value { kind: bound.kind.clone(), span: value.span })
+                }
+                None => Some(value.clone()),
+            },
+            ValueKind::List(items) => {
+                // Resolve every item, so each parameter read counts as used.
+                let items: Vec<Option<Value>> = items.iter().map(|i| self.resolve(i)).collect();
+                let items: Option<Vec<Value>> = items.into_iter().collect();
+                Some(Value { kind: ValueKind::List(items?), span: value.span })
             }
+            _ => Some(value.clone()),
         }
-        value.clone()
     }
 }
 
@@ -165,6 +177,10 @@ pub fn match_args(call: &Call, what: &str, signature: &[Param], scope: &Scope, e
     let mut given: HashMap<&'static str, Span> = HashMap::new();
     let mut positional = signature.iter().filter(|p| p.positional);
     let mut keyword_seen = false;
+    // Arguments that were likely meant for a required one the call lacks: a misspelt name, or
+    // a positional value after keywords. Their errors say it; "missing" would repeat it.
+    let mut meant: Vec<&str> = Vec::new();
+    let mut stray_positional = false;
     for arg in call.args() {
         let param = match &arg.key {
             Some(key) => {
@@ -173,12 +189,14 @@ pub fn match_args(call: &Call, what: &str, signature: &[Param], scope: &Scope, e
                     Some(p) => p,
                     None => {
                         errors.push(errors::unknown_argument(key, what, signature));
+                        meant.extend(did_you_mean(&key.name, signature.iter().map(|p| p.name)));
                         continue;
                     }
                 }
             }
             None if keyword_seen => {
                 errors.push(errors::positional_after_keyword(arg.span));
+                stray_positional = true;
                 continue;
             }
             None => match positional.next() {
@@ -194,7 +212,9 @@ pub fn match_args(call: &Call, what: &str, signature: &[Param], scope: &Scope, e
             continue;
         }
         given.insert(param.name, arg.span);
-        let value = scope.resolve(&arg.value);
+        let Some(value) = scope.resolve(&arg.value) else {
+            continue;
+        };
         match typed(&value, param.ty) {
             Ok(lit) => {
                 args.values.insert(param.name, (lit, arg.value.span));
@@ -204,8 +224,9 @@ pub fn match_args(call: &Call, what: &str, signature: &[Param], scope: &Scope, e
             }
         }
     }
-    let missing: Vec<&Param> = signature.iter().filter(|p| p.required && !given.contains_key(p.name)).collect();
-    if !missing.is_empty() {
+    let missing: Vec<&Param> =
+        signature.iter().filter(|p| p.required && !given.contains_key(p.name) && !meant.contains(&p.name)).collect();
+    if !missing.is_empty() && !stray_positional {
         errors.push(errors::missing_arguments(call, what, &missing, signature));
     }
     args
@@ -247,7 +268,7 @@ fn typed(value: &Value, ty: Ty) -> Result<Lit, Problem> {
         },
         Ty::Kernel => match &value.kind {
             ValueKind::Int(v) => in_range(*v >= 1, Lit::Kernel([*v as usize; 2])),
-            ValueKind::List(items) if items.len() == 2 => {
+            ValueKind::List(items) => {
                 let dims: Vec<i64> = items
                     .iter()
                     .filter_map(|i| match i.kind {
@@ -255,9 +276,10 @@ fn typed(value: &Value, ty: Ty) -> Result<Lit, Problem> {
                         _ => None,
                     })
                     .collect();
-                match dims[..] {
-                    [h, w] => in_range(h >= 1 && w >= 1, Lit::Kernel([h as usize, w as usize])),
-                    _ => Err(Problem::WrongKind),
+                // A list of another length, or of non-integers: show it, not just "a list".
+                match (&dims[..], items.len()) {
+                    (&[h, w], 2) => in_range(h >= 1 && w >= 1, Lit::Kernel([h as usize, w as usize])),
+                    _ => Err(Problem::OutOfRange),
                 }
             }
             _ => Err(Problem::WrongKind),

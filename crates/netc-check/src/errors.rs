@@ -1,9 +1,9 @@
 //! Every diagnostic the checker emits, in one place so their wording stays consistent.
 //! Codes: E01xx arguments, E02xx names and structure, E03xx shapes, E04xx `train` blocks,
-//! E05xx command-line overrides.
+//! E05xx command-line overrides. (E0001 syntax and E0002 literals come from netc-syntax.)
 
 use crate::args::{Param, Problem};
-use netc_syntax::ast::{Call, Ident, Value};
+use netc_syntax::ast::{Call, Ident, Value, ValueKind};
 use netc_syntax::{did_you_mean, Diagnostic, Label, Span};
 
 fn error(code: &str, message: impl std::fmt::Display) -> Diagnostic {
@@ -74,17 +74,30 @@ pub fn too_many_positional(span: Span, what: &str, signature: &[Param]) -> Diagn
 pub fn bad_value(name: &str, expected: String, resolved: &Value, written: &Value, problem: Problem) -> Diagnostic {
     let via_param = resolved.kind != written.kind;
     let shown = if via_param { format!("{} (= {resolved})", written) } else { resolved.to_string() };
+    let mut notes = Vec::new();
     let (code, message, label) = match problem {
-        Problem::WrongKind => (
-            "E0104",
-            format!("`{name}` must be {expected}, found {}", resolved.kind.describe()),
-            format!("this is {}", resolved.kind.describe()),
-        ),
+        // A fractional number where a whole one is due: show it, "a number" would not say why.
+        Problem::WrongKind if matches!(resolved.kind, ValueKind::Float(_)) && expected.contains("integer") => {
+            ("E0104", format!("`{name}` must be {expected}, found {shown}"), "not an integer".to_string())
+        }
+        Problem::WrongKind => {
+            if let ValueKind::Str(text) = &resolved.kind {
+                if text.trim().parse::<f64>().is_ok() {
+                    notes.push(format!("help: write numbers without quotes: `{}`", text.trim()));
+                }
+            }
+            (
+                "E0104",
+                format!("`{name}` must be {expected}, found {}", resolved.kind.describe()),
+                format!("this is {}", resolved.kind.describe()),
+            )
+        }
         Problem::OutOfRange => {
-            ("E0105", format!("`{name}` must be {expected}, found {shown}"), "out of range".to_string())
+            let label = if matches!(resolved.kind, ValueKind::List(_)) { "not accepted here" } else { "out of range" };
+            ("E0105", format!("`{name}` must be {expected}, found {shown}"), label.to_string())
         }
     };
-    error(code, message).with_labels(vec![primary(written.span, label)])
+    error(code, message).with_labels(vec![primary(written.span, label)]).with_notes(notes)
 }
 
 pub fn undefined_name(name: &Ident, known: &[&str], later: Option<Span>) -> Diagnostic {
@@ -188,6 +201,14 @@ pub fn shape_mismatch(message: String, spans: Vec<(Span, String)>, notes: Vec<St
     error("E0301", message).with_labels(labels).with_notes(notes)
 }
 
+/// `subject` is e.g. "output of `conv1`", "weight of `dense1`" or "input `image`".
+pub fn too_large(span: Span, subject: String, shape: &[usize]) -> Diagnostic {
+    let shown: Vec<String> = shape.iter().map(usize::to_string).collect();
+    error("E0303", format!("the {subject} is too large: [{}]", shown.join(", ")))
+        .with_labels(vec![primary(span, "too large")])
+        .with_notes(vec!["note: a tensor may have at most 2^31 elements per example".into()])
+}
+
 pub fn bad_shape_decl(value: &Value) -> Diagnostic {
     error("E0302", "an input shape is a list of positive integers")
         .with_labels(vec![primary(value.span, format!("found {value}"))])
@@ -208,6 +229,12 @@ pub fn unknown_setting(key: &Ident, known: &[&str]) -> Diagnostic {
 pub fn bad_setting(key: &str, value: &Value, expected: &str) -> Diagnostic {
     error("E0401", format!("`{key}` must be {expected}, found `{value}`"))
         .with_labels(vec![primary(value.span, "not accepted here")])
+}
+
+pub fn duplicate_setting(key: &str, first: Span, again: Span) -> Diagnostic {
+    error("E0403", format!("the setting `{key}` is given twice"))
+        .with_labels(vec![primary(again, "given again here"), secondary(first, "first given here")])
+        .with_notes(vec!["help: keep one of them".into()])
 }
 
 pub fn duplicate_block(span: Span, first: Span) -> Diagnostic {

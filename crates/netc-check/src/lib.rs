@@ -71,8 +71,10 @@ pub fn check(file: &ast::File, set: &[(String, Value)]) -> Result<Checked, Vec<D
     let train = match &file.trains[..] {
         [] => TrainConfig::default(),
         [first, rest @ ..] => {
+            // Point at the `train` keywords, not at the whole blocks.
+            let head = |s: netc_syntax::Span| netc_syntax::Span::new(s.start, s.start + "train".len());
             for extra in rest {
-                diagnostics.push(errors::duplicate_block(extra.span, first.span));
+                diagnostics.push(errors::duplicate_block(head(extra.span), head(first.span)));
             }
             train::check_train(first, &mut diagnostics)
         }
@@ -84,21 +86,27 @@ pub fn check(file: &ast::File, set: &[(String, Value)]) -> Result<Checked, Vec<D
     Ok(Checked { nets, train, warnings: diagnostics })
 }
 
-/// The value of every parameter of `decl`: its `--set` override, else its default.
-fn net_params(decl: &ast::NetDecl, set: &[(String, Value)], errors: &mut Vec<Diagnostic>) -> HashMap<String, Value> {
+/// The value of every parameter of `decl`: its `--set` override, else its default; `None` for
+/// a parameter with neither (reported here).
+fn net_params(
+    decl: &ast::NetDecl,
+    set: &[(String, Value)],
+    errors: &mut Vec<Diagnostic>,
+) -> HashMap<String, Option<Value>> {
     let mut params = HashMap::new();
+    let mut first: HashMap<&str, netc_syntax::Span> = HashMap::new();
     for p in &decl.params {
-        if params.contains_key(&p.name.name) {
-            errors.push(errors::duplicate_name("parameter", &p.name, p.span));
+        if let Some(&at) = first.get(p.name.name.as_str()) {
+            errors.push(errors::duplicate_name("parameter", &p.name, at));
             continue;
         }
+        first.insert(&p.name.name, p.name.span);
         let given = set.iter().rev().find(|(name, _)| *name == p.name.name).map(|(_, v)| v);
-        match given.or(p.default.as_ref()) {
-            Some(value) => {
-                params.insert(p.name.name.clone(), value.clone());
-            }
-            None => errors.push(errors::param_without_value(&p.name)),
+        let value = given.or(p.default.as_ref()).cloned();
+        if value.is_none() {
+            errors.push(errors::param_without_value(&p.name));
         }
+        params.insert(p.name.name.clone(), value);
     }
     params
 }

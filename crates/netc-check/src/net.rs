@@ -25,24 +25,42 @@ struct Seen {
     span: Span,
 }
 
-pub fn check_net(decl: &ast::NetDecl, params: &HashMap<String, Value>, errors: &mut Vec<Diagnostic>) -> Option<Net> {
+/// The names defined so far, and every name the net body defines (to tell a name used before
+/// its definition from a misspelt one).
+struct Names<'a> {
+    seen: HashMap<String, Seen>,
+    defined: Vec<&'a Ident>,
+}
+
+pub fn check_net(
+    decl: &ast::NetDecl,
+    params: &HashMap<String, Option<Value>>,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Net> {
     let before = errors.len();
     let scope = Scope { params, used: Default::default() };
-    let mut names: HashMap<String, Seen> = HashMap::new();
     let mut input: Option<Input> = None;
     let mut layers: Vec<Layer> = Vec::new();
     let mut loss: Option<Loss> = None;
     // The node the next layer reads by default, and its shape.
     let mut current: Option<(Node, Option<Shape>)> = None;
 
-    let explicit: Vec<&str> = decl
+    // Every name the body defines, for names used before their definition.
+    let defined: Vec<&Ident> = decl
         .body
         .iter()
         .filter_map(|s| match s {
-            Stmt::Layer(l) => l.name.as_ref().map(|n| n.name.as_str()),
-            Stmt::Input(i) => Some(i.name.name.as_str()),
+            Stmt::Layer(l) => l.name.as_ref(),
+            Stmt::Input(i) => Some(&i.name),
         })
         .collect();
+    let explicit: Vec<&str> = defined.iter().map(|n| n.name.as_str()).collect();
+    let mut names = Names { seen: HashMap::new(), defined };
+    let declares_input = decl.body.iter().any(|s| matches!(s, Stmt::Input(_)));
+    // Whether a loss was written, even a wrong one: then "no loss" would repeat its error.
+    let mut loss_written = false;
+    // The first layer, when it comes before the input.
+    let mut early_layer: Option<Span> = None;
     let mut counters: HashMap<&str, usize> = HashMap::new();
 
     for stmt in &decl.body {
@@ -70,18 +88,31 @@ pub fn check_net(decl: &ast::NetDecl, params: &HashMap<String, Value>, errors: &
                     ));
                     continue;
                 }
-                if !layers.is_empty() {
+                if let Some(first_layer) = early_layer {
                     errors.push(errors::misplaced(
                         decl_input.span,
                         "the input must come before the layers",
-                        None,
+                        Some((first_layer, "the first layer")),
                         "move the input declaration to the top of the net",
                     ));
                 }
-                let shape = input_shape(&scope.resolve(&decl_input.shape));
-                if shape.is_none() {
-                    errors.push(errors::bad_shape_decl(&decl_input.shape));
-                }
+                // `None` from `resolve`: a parameter without a value, already reported.
+                let shape = scope.resolve(&decl_input.shape).and_then(|value| {
+                    let shape = input_shape(&value);
+                    match &shape {
+                        None => errors.push(errors::bad_shape_decl(&decl_input.shape)),
+                        Some(s) if ops::elements(s).is_none() => {
+                            errors.push(errors::too_large(
+                                decl_input.shape.span,
+                                format!("input `{}`", decl_input.name.name),
+                                s,
+                            ));
+                            return None;
+                        }
+                        Some(_) => {}
+                    }
+                    shape
+                });
                 declare(&mut names, &decl_input.name, Node::Input, shape.clone(), errors);
                 current = Some((Node::Input, shape.clone()));
                 input = Some(Input {
@@ -91,6 +122,7 @@ pub fn check_net(decl: &ast::NetDecl, params: &HashMap<String, Value>, errors: &
                 });
             }
             Stmt::Layer(stmt) if stmt.is_loss => {
+                loss_written = true;
                 let Some(classes) = check_loss(stmt, &scope, errors) else {
                     continue;
                 };
@@ -100,9 +132,13 @@ pub fn check_net(decl: &ast::NetDecl, params: &HashMap<String, Value>, errors: &
                 };
                 if let Some(shape) = shape {
                     if shape != [classes] && shape != [classes, 1, 1] {
+                        let from_span = match node {
+                            Node::Input => input.as_ref().map_or(stmt.span, |i| i.span),
+                            Node::Layer(i) => layers.get(i).map_or(stmt.span, |l| l.span),
+                        };
                         errors.push(errors::shape_mismatch(
                             format!("the loss expects {classes} class scores, but receives {}", shape_text(&shape)),
-                            vec![(stmt.call.span, format!("classes={classes}")), (node_span(node, &names), format!("gives {}", shape_text(&shape)))],
+                            vec![(stmt.call.span, format!("classes={classes}")), (from_span, format!("gives {}", shape_text(&shape)))],
                             vec![format!("help: end the net with a layer of {classes} outputs, e.g. `conv({classes}, k=1)` or `dense({classes})`")],
                         ));
                     }
@@ -111,16 +147,15 @@ pub fn check_net(decl: &ast::NetDecl, params: &HashMap<String, Value>, errors: &
             }
             Stmt::Layer(stmt) => {
                 if input.is_none() && current.is_none() {
-                    errors.push(errors::misplaced(
-                        stmt.span,
-                        "a layer before the input declaration",
-                        None,
-                        "declare the input first, e.g. `input image: [1, 28, 28]`",
-                    ));
+                    // Reported at the input declaration, or as a net without input.
+                    early_layer = Some(stmt.span);
                     // Keep going so later statements are still checked for their own mistakes.
                     current = Some((Node::Input, None));
                 }
                 let op_name = stmt.call.op.name.as_str();
+                if ops::LOSS_OPS.contains(&op_name) {
+                    loss_written = true;
+                }
                 let layer_name = match &stmt.name {
                     Some(n) => n.name.clone(),
                     None => auto_name(op_name, &explicit, &mut counters),
@@ -155,10 +190,10 @@ pub fn check_net(decl: &ast::NetDecl, params: &HashMap<String, Value>, errors: &
             }
         }
     }
-    if input.is_none() {
+    if !declares_input {
         errors.push(errors::no_input(&decl.name));
     }
-    if loss.is_none() {
+    if loss.is_none() && !loss_written {
         errors.push(errors::no_loss(&decl.name));
     }
     let used = scope.used.into_inner();
@@ -174,7 +209,7 @@ pub fn check_net(decl: &ast::NetDecl, params: &HashMap<String, Value>, errors: &
             params: decl
                 .params
                 .iter()
-                .filter_map(|p| params.get(&p.name.name).map(|v| (p.name.name.clone(), param_value(v))))
+                .filter_map(|p| params.get(&p.name.name)?.as_ref().map(|v| (p.name.name.clone(), param_value(v))))
                 .collect(),
             input,
             layers,
@@ -189,22 +224,12 @@ fn placeholder(name: String, span: Span) -> Layer {
     Layer { name, op: Op::Flatten, inputs: vec![], out_shape: vec![], lr_mult: 1.0, wd_mult: 1.0, span }
 }
 
-fn node_span(node: Node, names: &HashMap<String, Seen>) -> Span {
-    names.values().find(|s| s.node == node).map_or(Span::default(), |s| s.span)
-}
-
-fn declare(
-    names: &mut HashMap<String, Seen>,
-    name: &Ident,
-    node: Node,
-    shape: Option<Shape>,
-    errors: &mut Vec<Diagnostic>,
-) {
-    if let Some(first) = names.get(&name.name) {
+fn declare(names: &mut Names, name: &Ident, node: Node, shape: Option<Shape>, errors: &mut Vec<Diagnostic>) {
+    if let Some(first) = names.seen.get(&name.name) {
         errors.push(errors::duplicate_name("name", name, first.span));
         return;
     }
-    names.insert(name.name.clone(), Seen { node, shape, span: name.span });
+    names.seen.insert(name.name.clone(), Seen { node, shape, span: name.span });
 }
 
 /// `conv1`, `conv2`, ... skipping names the user gave explicitly.
@@ -224,7 +249,7 @@ fn input_shape(value: &Value) -> Option<Shape> {
         ValueKind::List(items) if !items.is_empty() && items.len() <= 3 => items
             .iter()
             .map(|i| match i.kind {
-                ValueKind::Int(v) if v >= 1 && v <= 1 << 24 => Some(v as usize),
+                ValueKind::Int(v) if (1..=1 << 24).contains(&v) => Some(v as usize),
                 _ => None,
             })
             .collect(),
@@ -245,7 +270,7 @@ fn param_value(value: &Value) -> ParamValue {
 /// The node a layer reads: its `from`, or the previous statement.
 fn source(
     stmt: &ast::LayerStmt,
-    names: &HashMap<String, Seen>,
+    names: &Names,
     current: &Option<(Node, Option<Shape>)>,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<(Node, Option<Shape>)> {
@@ -255,12 +280,13 @@ fn source(
     }
 }
 
-fn lookup(name: &Ident, names: &HashMap<String, Seen>, errors: &mut Vec<Diagnostic>) -> Option<(Node, Option<Shape>)> {
-    match names.get(&name.name) {
+fn lookup(name: &Ident, names: &Names, errors: &mut Vec<Diagnostic>) -> Option<(Node, Option<Shape>)> {
+    match names.seen.get(&name.name) {
         Some(seen) => Some((seen.node, seen.shape.clone())),
         None => {
-            let known: Vec<&str> = names.keys().map(String::as_str).collect();
-            errors.push(errors::undefined_name(name, &known, None));
+            let known: Vec<&str> = names.seen.keys().map(String::as_str).collect();
+            let later = names.defined.iter().find(|d| d.name == name.name && d.span.start > name.span.start);
+            errors.push(errors::undefined_name(name, &known, later.map(|d| d.span)));
             None
         }
     }
@@ -270,7 +296,7 @@ fn check_layer(
     stmt: &ast::LayerStmt,
     layer_name: &str,
     scope: &Scope,
-    names: &HashMap<String, Seen>,
+    names: &Names,
     current: &Option<(Node, Option<Shape>)>,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<Built> {
@@ -283,25 +309,44 @@ fn check_layer(
         errors.push(errors::unknown_op(&stmt.call.op, "layer", ops::LAYER_OPS));
         return None;
     };
+    let before = errors.len();
     let args = match_args(&stmt.call, op_name, &signature, scope, errors);
+    // With a wrong argument left out, rules over several arguments and the shape would only
+    // report the same mistake again (or worse, a different one).
+    let args_ok = errors.len() == before;
     let src = source(stmt, names, current, errors);
     let mut op = match ops::build(op_name, &args) {
         Ok(op) => op,
         Err(e) => {
-            errors.push(op_error(e, &args, stmt));
+            if args_ok {
+                errors.push(op_error(e, &args, stmt));
+            }
             return None;
         }
     };
     let (node, shape) = src?;
     let shape = match shape {
-        Some(input) => match ops::out_shape(&mut op, layer_name, &input) {
-            Ok(out) => Some(out),
+        Some(input) if args_ok => match ops::out_shape(&mut op, layer_name, &input) {
+            Ok(out) => {
+                let layer = placeholder(layer_name.to_string(), stmt.span);
+                let params = Layer { op: op.clone(), out_shape: out.clone(), ..layer }.parameters(&input);
+                let oversized = std::iter::once(("output", &out))
+                    .chain(params.iter().map(|p| (p.name, &p.shape)))
+                    .find(|(_, shape)| ops::elements(shape).is_none());
+                match oversized {
+                    Some((what, shape)) => {
+                        errors.push(errors::too_large(stmt.call.span, format!("{what} of `{layer_name}`"), shape));
+                        None
+                    }
+                    None => Some(out),
+                }
+            }
             Err(e) => {
                 errors.push(op_error(e, &args, stmt));
                 None
             }
         },
-        None => None,
+        _ => None,
     };
     Some(Built {
         op,
@@ -321,7 +366,7 @@ fn op_error(e: OpError, args: &crate::args::Args, stmt: &ast::LayerStmt) -> Diag
 }
 
 /// `add(a, b, ...)` and `concat(a, b, ...)`.
-fn check_join(stmt: &ast::LayerStmt, names: &HashMap<String, Seen>, errors: &mut Vec<Diagnostic>) -> Option<Built> {
+fn check_join(stmt: &ast::LayerStmt, names: &Names, errors: &mut Vec<Diagnostic>) -> Option<Built> {
     let built = |op, inputs, shape| Some(Built { op, inputs, shape, lr_mult: 1.0, wd_mult: 1.0 });
     let op = &stmt.call.op;
     if let Some(from) = &stmt.from {
@@ -335,9 +380,14 @@ fn check_join(stmt: &ast::LayerStmt, names: &HashMap<String, Seen>, errors: &mut
     let mut inputs = Vec::new();
     let mut shapes: Vec<(Span, Option<Shape>)> = Vec::new();
     let mut ok = true;
+    let mut keyword_reported = false;
     for arg in args {
         if let Some(key) = &arg.key {
-            errors.push(errors::keyword_in_join(key, op));
+            // One error for the call, however many keywords it has.
+            if !keyword_reported {
+                errors.push(errors::keyword_in_join(key, op));
+                keyword_reported = true;
+            }
             ok = false;
             continue;
         }
@@ -394,6 +444,10 @@ fn check_join(stmt: &ast::LayerStmt, names: &HashMap<String, Seen>, errors: &mut
     }
     let mut out = first.clone();
     out[0] = known.iter().map(|(_, s)| s[0]).sum();
+    if ops::elements(&out).is_none() {
+        errors.push(errors::too_large(stmt.call.span, format!("output of `{}`", op.name), &out));
+        return None;
+    }
     built(Op::Concat, inputs, Some(out))
 }
 

@@ -93,6 +93,8 @@ pub fn shape_text(shape: &[usize]) -> String {
 
 /// Builds the op from its checked arguments. Only cross-argument rules can fail here; each
 /// argument's own type and range were checked when matching.
+// `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#[allow(clippy::manual_is_multiple_of)]
 pub fn build(op: &str, args: &Args) -> Result<Op, OpError> {
     let kernel = || args.kernel("k").unwrap_or([1, 1]);
     let mask = || Mask {
@@ -194,13 +196,24 @@ fn mix_parts(args: &Args) -> Result<Vec<(Activation, f64)>, OpError> {
     Ok(parts)
 }
 
+/// The most elements one per-example tensor (an output or a parameter) may have.
+pub const MAX_ELEMENTS: usize = 1 << 31;
+
+/// The number of elements of `shape`, `None` when it is above [`MAX_ELEMENTS`].
+pub fn elements(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|&n| n <= MAX_ELEMENTS)
+}
+
 /// Output size of a sliding window: floor((in + 2·pad − k) / stride) + 1, or `None` when the
-/// window does not fit.
+/// window does not fit. Saturates instead of overflowing on absurd paddings, whose outputs are
+/// then reported as too large.
 fn window(input: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
-    (input + 2 * pad).checked_sub(k).map(|room| room / stride + 1)
+    input.saturating_add(pad.saturating_mul(2)).checked_sub(k).map(|room| room / stride + 1)
 }
 
 /// The per-example output shape of `op` applied to `input`.
+// `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#[allow(clippy::manual_is_multiple_of)]
 pub fn out_shape(op: &mut Op, name: &str, input: &[usize]) -> Result<Shape, OpError> {
     let spatial = |what: &str| -> Result<[usize; 3], OpError> {
         match *input {
@@ -244,7 +257,7 @@ pub fn out_shape(op: &mut Op, name: &str, input: &[usize]) -> Result<Shape, OpEr
             let what = if *kind == PoolKind::Max { "maxpool" } else { "avgpool" };
             if *pad >= kernel[0].min(kernel[1]) {
                 return Err(fail(
-                    format!("`{name}` pads by {pad}, which is not smaller than its window"),
+                    format!("`{name}` pads by {pad}, which is not smaller than its {}×{} window", kernel[0], kernel[1]),
                     Some("pad"),
                     "too much padding",
                     vec!["note: a window made only of padding has no input to pool".into()],
@@ -254,7 +267,7 @@ pub fn out_shape(op: &mut Op, name: &str, input: &[usize]) -> Result<Shape, OpEr
             Ok(vec![c, ho, wo])
         }
         Op::Dense { out, .. } => Ok(vec![*out]),
-        Op::Flatten => Ok(vec![input.iter().product()]),
+        Op::Flatten => Ok(vec![input.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).unwrap_or(usize::MAX)]),
         Op::MinMaxout { units, pieces, .. } => {
             let channels = input[0];
             if *units == 0 {
@@ -270,18 +283,13 @@ pub fn out_shape(op: &mut Op, name: &str, input: &[usize]) -> Result<Shape, OpEr
                     ));
                 }
                 *units = channels / *pieces;
-            } else if *units * *pieces != channels {
+            } else if units.checked_mul(*pieces) != Some(channels) {
+                let needed = units.checked_mul(*pieces).map_or("more than 2^64".to_string(), |n| n.to_string());
                 return Err(fail(
-                    format!(
-                        "`{name}` needs units × pieces = {} input channels, but receives {channels}",
-                        *units * *pieces
-                    ),
+                    format!("`{name}` needs units × pieces = {needed} input channels, but receives {channels}"),
                     Some("units"),
                     format!("{units} units × {pieces} pieces"),
-                    vec![format!(
-                        "help: make the layer before give {} channels, or drop `units` to infer it",
-                        *units * *pieces
-                    )],
+                    vec![format!("help: make the layer before give {needed} channels, or drop `units` to infer it")],
                 ));
             }
             let mut shape = input.to_vec();

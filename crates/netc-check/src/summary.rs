@@ -14,8 +14,8 @@ pub fn summary(net: &Net) -> String {
         let in_shape = net.in_shape(layer);
         let params: u64 = layer.parameters(in_shape).iter().map(|p| p.shape.iter().product::<usize>() as u64).sum();
         let macs = layer.macs(in_shape);
-        total_params += params;
-        total_macs += macs;
+        total_params = total_params.saturating_add(params);
+        total_macs = total_macs.saturating_add(macs);
         let mut op = layer.op.to_string();
         if layer.inputs.len() > 1 || layer.inputs.first().is_some_and(|&n| n != previous(net, layer)) {
             let names: Vec<&str> = layer.inputs.iter().map(|&n| node_name(net, n)).collect();
@@ -84,6 +84,8 @@ fn node_name(net: &Net, node: Node) -> &str {
     }
 }
 
+// `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#[allow(clippy::manual_is_multiple_of)]
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();

@@ -21,7 +21,7 @@ pub fn check_train(block: &TrainBlock, errors: &mut Vec<Diagnostic>) -> TrainCon
             continue;
         };
         if let Some(&first) = seen.get(known) {
-            errors.push(errors::duplicate_argument(known, first, setting.span));
+            errors.push(errors::duplicate_setting(known, first, setting.span));
             continue;
         }
         seen.insert(known, setting.span);

@@ -2,7 +2,7 @@
 
 use crate::ast::*;
 use crate::diagnostics::{Diagnostic, Label};
-use pest::error::{ErrorVariant, InputLocation, LineColLocation};
+use pest::error::{ErrorVariant, InputLocation};
 use pest::iterators::Pair;
 use pest::Parser;
 
@@ -13,7 +13,8 @@ struct NetParser;
 /// Parses a whole `.net` file. A syntax error is returned as one diagnostic saying what was
 /// expected where; so is a literal that does not fit its type.
 pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
-    let mut pairs = NetParser::parse(Rule::file, source).map_err(|e| vec![syntax_error(e)])?;
+    let mut pairs = NetParser::parse(Rule::file, source)
+        .map_err(|e| vec![syntax_error(source, detailed(Rule::file, source, e))])?;
     let file = pairs.next().into_iter().flat_map(Pair::into_inner);
     let mut errors = Vec::new();
     let mut out = File { nets: Vec::new(), trains: Vec::new() };
@@ -33,13 +34,23 @@ pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
 
 /// Parses one value written on the command line, such as the `0.07` of `--set negfrac=0.07`.
 pub fn parse_value(text: &str) -> Result<Value, Vec<Diagnostic>> {
-    let mut pairs = NetParser::parse(Rule::lone_value, text).map_err(|e| vec![syntax_error(e)])?;
+    let mut pairs = NetParser::parse(Rule::lone_value, text)
+        .map_err(|e| vec![syntax_error(text, detailed(Rule::lone_value, text, e))])?;
     let mut errors = Vec::new();
     let parsed = pairs.next().and_then(|lone| lone.into_inner().next()).map(|pair| value(pair, &mut errors));
     match parsed {
         Some(v) if errors.is_empty() => Ok(v),
         _ => Err(errors),
     }
+}
+
+/// The error of a failed parse, parsed again with pest's detailed tracking of what each failed
+/// attempt expected (which names missing punctuation). Tracking is off until the first error, so
+/// correct files parse at full speed; it stays on afterwards (the switch is process-wide, and
+/// turning it off could race with another thread's parse).
+fn detailed(rule: Rule, source: &str, error: pest::error::Error<Rule>) -> pest::error::Error<Rule> {
+    pest::set_error_detail(true);
+    NetParser::parse(rule, source).err().unwrap_or(error)
 }
 
 /// The pair's span without the white space and comments pest skips after a rule's trailing
@@ -231,22 +242,24 @@ fn literal_error(span: Span, message: &str, note: &str) -> Diagnostic {
         .with_notes(vec![note.to_string()])
 }
 
+/// The words the grammar reserves; they cannot name a net, layer, parameter or setting.
+const KEYWORDS: [&str; 7] = ["net", "input", "loss", "train", "from", "true", "false"];
+
+/// Punctuation worth naming when the parser expected it (`}`, `,`, ...). Other expected
+/// characters (letters, digits, quotes, white space) are summarised by the rule names instead.
+const PUNCTUATION: [&str; 8] = ["}", "]", ")", ",", "=", ":", "{", "("];
+
 /// Turns pest's error into a diagnostic that names what was expected in the user's terms.
-fn syntax_error(error: pest::error::Error<Rule>) -> Diagnostic {
-    let at = match error.location {
-        InputLocation::Pos(p) => p..p,
-        InputLocation::Span((s, e)) => s..e,
+fn syntax_error(source: &str, error: pest::error::Error<Rule>) -> Diagnostic {
+    let mut at = match error.location {
+        InputLocation::Pos(p) => p,
+        InputLocation::Span((s, _)) => s,
     };
     let mut expected: Vec<String> = Vec::new();
-    if let Some(attempts) = error.parse_attempts() {
-        for token in attempts.expected_tokens() {
-            let text = token.to_string();
-            if !expected.contains(&text) {
-                expected.push(text);
-            }
-        }
-    }
+    let mut in_block = false;
     if let ErrorVariant::ParsingError { positives, .. } = &error.variant {
+        // A statement can always be followed by the `}` that closes its block.
+        in_block = positives.iter().any(|r| matches!(r, Rule::layer | Rule::setting));
         for rule in positives {
             if let Some(name) = rule_name(*rule) {
                 if !expected.iter().any(|e| e == name) {
@@ -255,33 +268,139 @@ fn syntax_error(error: pest::error::Error<Rule>) -> Diagnostic {
             }
         }
     }
-    expected.retain(|e| !e.is_empty() && !e.contains("WHITESPACE") && !e.contains("COMMENT"));
-    let column = match error.line_col {
-        LineColLocation::Pos((_, col)) | LineColLocation::Span((_, col), _) => col,
-    };
-    let found = found_text(error.line(), column);
+    // pest reports the last rule it tried at the furthest position a rule started; the detailed
+    // attempts also know the punctuation it expected, possibly further on (after a complete
+    // value, where a `,` or `]` was due).
+    let mut after_value = false;
+    if let Some(attempts) = error.parse_attempts() {
+        let raw: Vec<String> = attempts.expected_tokens().iter().map(ToString::to_string).collect();
+        let further = attempts.max_position > at;
+        if further && raw == ["\""] && source.get(at..).is_some_and(|rest| rest.starts_with('"')) {
+            return unterminated_string(at..attempts.max_position);
+        }
+        let tokens: Vec<String> =
+            raw.iter().filter(|t| PUNCTUATION.contains(&t.as_str())).map(|t| format!("`{t}`")).collect();
+        let escape =
+            attempts.max_position.checked_sub(1).filter(|&b| source.get(b..).is_some_and(|r| r.starts_with('\\')));
+        if let (true, Some(backslash)) = (further && raw.iter().any(|t| t == "\\"), escape) {
+            return bad_escape(source, backslash);
+        }
+        if further && !tokens.is_empty() {
+            at = attempts.max_position;
+            expected = tokens;
+            after_value = true;
+            in_block = false;
+        } else if !further {
+            for token in tokens {
+                if !expected.contains(&token) {
+                    expected.push(token);
+                }
+            }
+        }
+    }
+    // Before the first block pest names nothing; a file is made of `net` and `train` blocks.
+    let at_start =
+        source.get(..at).is_some_and(|before| before.lines().all(|l| l.trim().is_empty() || l.trim().starts_with('#')));
+    if expected.is_empty() && at_start {
+        expected = vec!["`net`".into(), "`train`".into()];
+    }
+    if in_block && !expected.iter().any(|e| e == "`}`") {
+        expected.push("`}`".into());
+    }
+    let token = found_token(source, at);
+    let found_span = at..at + token.len();
+    let mut notes = Vec::new();
+    if KEYWORDS.contains(&token) && !expected.iter().any(|e| e.trim_matches('`') == token) {
+        if in_block && (token == "net" || token == "train") {
+            notes.push(format!("help: `{token}` starts a new block; is the `}}` closing the block above missing?"));
+        } else if expected.iter().any(|e| ["a name", "a layer", "a value", "an argument"].contains(&e.as_str())) {
+            let keywords: Vec<String> = KEYWORDS.iter().map(|k| format!("`{k}`")).collect();
+            return Diagnostic::error()
+                .with_code("E0001")
+                .with_message(format!("syntax error: `{token}` is a keyword and cannot be used as a name"))
+                .with_labels(vec![Label::primary((), found_span).with_message("keyword")])
+                .with_notes(vec![format!("help: choose another name; the keywords are {}", keywords.join(", "))]);
+        }
+    }
+    if in_block && at >= source.trim_end().len() {
+        notes.push("help: the last block is not closed; add a `}`".into());
+    }
+    let found = describe_found(source, at, token);
     let message = if expected.is_empty() {
         format!("syntax error: unexpected {found}")
     } else {
         format!("syntax error: expected {}, found {found}", one_of(&expected))
     };
-    Diagnostic::error()
-        .with_code("E0001")
-        .with_message(message)
-        .with_labels(vec![Label::primary((), at).with_message("unexpected here")])
+    // When what is missing was due at the end of an earlier line, point there too.
+    let labels = match end_of_previous_line(source, at) {
+        Some(end) if token.is_empty() && at >= source.len() => {
+            vec![Label::primary((), end..end).with_message("the file ends after this")]
+        }
+        Some(end) if after_value => vec![
+            Label::primary((), end..end).with_message(format!("expected {} after this", one_of(&expected))),
+            Label::secondary((), found_span).with_message(format!("found {found}")),
+        ],
+        _ => vec![Label::primary((), found_span).with_message("unexpected here")],
+    };
+    Diagnostic::error().with_code("E0001").with_message(message).with_labels(labels).with_notes(notes)
 }
 
-fn found_text(line: &str, col: usize) -> String {
-    let rest: String = line.chars().skip(col.saturating_sub(1)).collect();
-    let token: String = rest.chars().take_while(|c| !c.is_whitespace()).take(16).collect();
-    if token.is_empty() {
-        if rest.is_empty() {
-            "end of line or file".into()
-        } else {
-            "white space".into()
+/// The end of the code before `at`, when it lies on an earlier line: the place a token missing
+/// at the end of that line was due. `None` when a comment ends that line (its `#` may be inside
+/// a string, so the end of the code is not certain).
+fn end_of_previous_line(source: &str, at: usize) -> Option<usize> {
+    let before = source.get(..at)?;
+    let end = before.trim_end().len();
+    if end == 0 || !before[end..].contains('\n') {
+        return None;
+    }
+    let line_start = before[..end].rfind('\n').map_or(0, |n| n + 1);
+    if before[line_start..end].contains('#') {
+        return None;
+    }
+    Some(end)
+}
+
+fn bad_escape(source: &str, backslash: usize) -> Diagnostic {
+    let len = source.get(backslash + 1..).and_then(|r| r.chars().next()).map_or(1, |c| 1 + c.len_utf8());
+    let text = source.get(backslash..backslash + len).unwrap_or("\\");
+    Diagnostic::error()
+        .with_code("E0001")
+        .with_message(format!("syntax error: unknown escape `{}` in a string", text.trim_end()))
+        .with_labels(vec![Label::primary((), backslash..backslash + len).with_message("unknown escape")])
+        .with_notes(vec!["note: the escapes are `\\\"`, `\\\\`, `\\n` and `\\t`".into()])
+}
+
+fn unterminated_string(span: std::ops::Range<usize>) -> Diagnostic {
+    Diagnostic::error()
+        .with_code("E0001")
+        .with_message("syntax error: unterminated string")
+        .with_labels(vec![Label::primary((), span).with_message("this string is not closed")])
+        .with_notes(vec!["help: close it with `\"` on the same line; a string cannot span lines".into()])
+}
+
+/// The token at `at`: a word or number, or one character.
+fn found_token(source: &str, at: usize) -> &str {
+    let rest = source.get(at..).unwrap_or("");
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '.';
+    let len = match rest.chars().next() {
+        Some(c) if word(c) || c == '-' => {
+            rest[c.len_utf8()..].find(|c: char| !word(c)).map_or(rest.len(), |n| n + c.len_utf8())
         }
-    } else {
-        format!("`{token}`")
+        Some(c) if !c.is_whitespace() => c.len_utf8(),
+        _ => 0,
+    };
+    &rest[..len]
+}
+
+fn describe_found(source: &str, at: usize, token: &str) -> String {
+    if !token.is_empty() {
+        return format!("`{token}`");
+    }
+    match source.get(at..).and_then(|rest| rest.chars().next()) {
+        None => "end of file".into(),
+        Some('\n' | '\r') => "end of line".into(),
+        Some(_) => "white space".into(),
     }
 }
 
@@ -297,16 +416,18 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
     Some(match rule {
         Rule::ident => "a name",
         Rule::value | Rule::lone_value => "a value",
+        Rule::arg => "an argument",
         Rule::int => "an integer",
         Rule::float => "a number",
         Rule::string => "a string",
         Rule::list => "a list",
         Rule::call | Rule::layer => "a layer",
-        Rule::net => "`net`",
-        Rule::train => "`train`",
-        Rule::input => "`input`",
-        Rule::loss => "`loss`",
-        Rule::from => "`from`",
+        Rule::net | Rule::kw_net => "`net`",
+        Rule::train | Rule::kw_train => "`train`",
+        Rule::input | Rule::kw_input => "`input`",
+        Rule::loss | Rule::kw_loss => "`loss`",
+        Rule::from | Rule::kw_from => "`from`",
+        Rule::setting => "a setting",
         Rule::EOI => "end of file",
         _ => return None,
     })
@@ -357,6 +478,32 @@ mod tests {
     fn keywords_are_not_names() {
         assert!(parse("net input { }").is_err());
         assert!(parse("net inputs { }").is_ok());
+    }
+
+    #[test]
+    fn keywords_are_whole_words() {
+        let file = parse("net a { input x: [4]\n loss_branch = dense(2)\n from_x = relu\n inputs = relu }").unwrap();
+        let names: Vec<_> = file.nets[0]
+            .body
+            .iter()
+            .filter_map(|s| if let Stmt::Layer(l) = s { l.name.clone() } else { None })
+            .collect();
+        assert_eq!(names.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["loss_branch", "from_x", "inputs"]);
+        assert!(parse("netx a { }").is_err());
+        let err = parse("net a { from = relu }").unwrap_err();
+        assert_eq!(err[0].message, "syntax error: `from` is a keyword and cannot be used as a name");
+    }
+
+    #[test]
+    fn syntax_errors_name_missing_punctuation() {
+        let err = parse("net a { input x: [4\n relu }").unwrap_err();
+        assert_eq!(err[0].message, "syntax error: expected `,` or `]`, found `relu`");
+        // Pointed at the end of the line where the `]` was due.
+        assert_eq!(err[0].labels[0].range, 19..19);
+        let err = parse("net a { input x: [4] }\ntrain { data = \"mnist\n }").unwrap_err();
+        assert_eq!(err[0].message, "syntax error: unterminated string");
+        let err = parse("net a { input x: [4] relu").unwrap_err();
+        assert!(err[0].message.contains("or `}`, found end of file"), "{}", err[0].message);
     }
 
     #[test]
