@@ -94,7 +94,6 @@ pub fn shape_text(shape: &[usize]) -> String {
 /// Builds the op from its checked arguments. Only cross-argument rules can fail here; each
 /// argument's own type and range were checked when matching.
 // `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
-#[allow(clippy::manual_is_multiple_of)]
 pub fn build(op: &str, args: &Args) -> Result<Op, OpError> {
     let kernel = || args.kernel("k").unwrap_or([1, 1]);
     let mask = || Mask {
@@ -213,7 +212,6 @@ fn window(input: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
 
 /// The per-example output shape of `op` applied to `input`.
 // `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
-#[allow(clippy::manual_is_multiple_of)]
 pub fn out_shape(op: &mut Op, name: &str, input: &[usize]) -> Result<Shape, OpError> {
     let spatial = |what: &str| -> Result<[usize; 3], OpError> {
         match *input {

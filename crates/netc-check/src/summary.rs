@@ -85,7 +85,6 @@ fn node_name(net: &Net, node: Node) -> &str {
 }
 
 // `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
-#[allow(clippy::manual_is_multiple_of)]
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();

@@ -215,18 +215,26 @@ pub fn evaluate(
     Ok((loss / n, errors as f64 / n))
 }
 
-/// Trains `net` by `config` and writes the run folder. `init` gives fresh parameters (in the
-/// net's order) when the run does not resume. Returns every epoch's metrics.
+/// What to train: the net, its recipe, its source text (copied into the run folder) and data.
+#[derive(Clone, Copy, Debug)]
+pub struct Job<'a> {
+    pub net: &'a Net,
+    pub config: &'a TrainConfig,
+    pub source: &'a str,
+    pub train: Samples<'a>,
+    pub test: Samples<'a>,
+}
+
+/// Trains `job.net` by `job.config` and writes the run folder. `init` gives fresh parameters
+/// (in the net's order) when the run does not resume. Returns every epoch's metrics.
 pub fn train(
-    net: &Net,
-    config: &TrainConfig,
-    source: &str,
-    (train_set, test_set): (Samples, Samples),
+    job: &Job,
     backend: &mut dyn Backend,
     init: &dyn Fn() -> Vec<Named>,
     options: &RunOptions,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Vec<EpochMetrics>, TrainError> {
+    let Job { net, config, source, train: train_set, test: test_set } = *job;
     let train_set = options.limit_train.map_or(train_set, |n| train_set.take(n));
     let test_set = options.limit_test.map_or(test_set, |n| test_set.take(n));
     let out = &options.out;

@@ -278,23 +278,27 @@ pub fn train(
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Vec<EpochMetrics>, Error> {
     data.check_fits(model)?;
-    let splits = (Data::samples(&data.mnist.train), Data::samples(&data.mnist.test));
-    netc_train::train(model.net(), model.train(), &model.source.text, splits, backend, init, options, on_event).map_err(
-        |e| match e {
-            TrainError::Io(message) => Error::Io(message),
-            TrainError::Diverged { epoch, step, layer, span } => model.source_error(
-                Diagnostic::error()
-                    .with_code("E0800")
-                    .with_message(format!("training diverged in epoch {epoch}, step {step}"))
-                    .with_labels(vec![Label::primary((), span.range())
-                        .with_message(format!("`{layer}` produced the first NaN or infinity"))])
-                    .with_notes(vec![
-                        "note: the last good checkpoint is kept in the run folder".into(),
-                        "help: lower the learning rate, or check the initialisation".into(),
-                    ]),
-            ),
-        },
-    )
+    let job = netc_train::Job {
+        net: model.net(),
+        config: model.train(),
+        source: &model.source.text,
+        train: Data::samples(&data.mnist.train),
+        test: Data::samples(&data.mnist.test),
+    };
+    netc_train::train(&job, backend, init, options, on_event).map_err(|e| match e {
+        TrainError::Io(message) => Error::Io(message),
+        TrainError::Diverged { epoch, step, layer, span } => model.source_error(
+            Diagnostic::error()
+                .with_code("E0800")
+                .with_message(format!("training diverged in epoch {epoch}, step {step}"))
+                .with_labels(vec![Label::primary((), span.range())
+                    .with_message(format!("`{layer}` produced the first NaN or infinity"))])
+                .with_notes(vec![
+                    "note: the last good checkpoint is kept in the run folder".into(),
+                    "help: lower the learning rate, or check the initialisation".into(),
+                ]),
+        ),
+    })
 }
 
 /// Test loss and error of saved weights.
