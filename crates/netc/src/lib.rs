@@ -14,6 +14,29 @@
 //! assert_eq!(net.layers[0].out_shape, vec![64]);
 //! print!("{}", netc::check::summary(net));
 //! ```
+//!
+//! Compiling to IR with the backward pass, initialising parameters from the seed, and running
+//! forward and backward on a batch:
+//!
+//! ```
+//! use netc::ir::{Mode, Tensor};
+//! use netc::interp::{Feed, Interpreter};
+//!
+//! let source = netc::Source::new("tiny.net", "
+//!     net tiny { input x: [4]  dense(3)  neglu  dense(2)  loss softmax_xent(classes=2) }
+//!     train { seed = 7 init = xavier }");
+//! let model = netc::model(&source, &[], None).unwrap();
+//! let program = netc::run::compile(&model, Mode::Train, true).unwrap();
+//! let params = netc::run::init_params(&model, &program);
+//! assert_eq!(params[0].0, "dense1.weight");
+//!
+//! let data = Tensor::new(vec![2, 4], vec![0.5, -1.0, 2.0, 0.0, 1.0, 1.0, -0.5, 0.25]).unwrap();
+//! let labels = Tensor::new(vec![2], vec![1.0, 0.0]).unwrap();
+//! let feed = Feed { data: Some(&data), labels: Some(&labels), step: 0, params: &params };
+//! let outputs = Interpreter::default().run(&program, &feed).unwrap();
+//! assert!(outputs.get("loss").unwrap().data()[0] > 0.0);
+//! assert_eq!(outputs.get("dense1.weight").unwrap().shape(), &[3, 4]); // its gradient
+//! ```
 
 pub mod run;
 
