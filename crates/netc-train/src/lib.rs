@@ -7,7 +7,7 @@
 //! replaced atomically after each epoch.
 
 pub mod checkpoint;
-mod optimizer;
+pub mod optimizer;
 
 pub use checkpoint::{Named, State};
 pub use optimizer::Slot;
@@ -392,7 +392,6 @@ fn run_json(net: &Net, config: &TrainConfig, options: &RunOptions) -> String {
         "net": net.name,
         "net_params": params,
         "seed": config.seed,
-        "config": format!("{config:?}"),
         "optimizer": format!("{:?}", config.optimizer),
         "lr_schedule": config.lr_schedule,
         "batch": config.batch,

@@ -229,6 +229,10 @@ impl Data {
     pub fn load(request: &DataRequest) -> Result<Data, Error> {
         let folder = netc_data::locate(&request.name, request.dir.as_deref()).map_err(|e| Error::Io(e.to_string()))?;
         let mnist = netc_data::Mnist::load(&folder).map_err(|e| Error::Io(e.to_string()))?;
+        // By name the data must be the canonical MNIST; a folder may hold any data in its format.
+        if netc_data::KNOWN_DATASETS.contains(&request.name.as_str()) {
+            mnist.verify_checksums().map_err(|e| Error::Io(e.to_string()))?;
+        }
         Ok(Data { mnist, folder })
     }
 
