@@ -49,6 +49,11 @@ impl Tensor {
         Tensor::full(shape, 0.0)
     }
 
+    /// A rank-1 tensor of the values.
+    pub fn vector(data: Vec<f32>) -> Tensor {
+        Tensor { shape: vec![data.len()], data }
+    }
+
     /// A rank-0 tensor holding one value.
     pub fn scalar(value: f32) -> Tensor {
         Tensor { shape: Vec::new(), data: vec![value] }

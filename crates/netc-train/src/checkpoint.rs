@@ -29,10 +29,6 @@ pub struct State {
 
 pub const MEAN_IMAGE: &str = "preprocess.mean_image";
 
-fn vector(data: &[f32]) -> Tensor {
-    Tensor::new(vec![data.len()], data.to_vec()).unwrap_or_else(|_| Tensor::zeros(vec![0]))
-}
-
 fn bytes_of(data: &[f32]) -> Vec<u8> {
     data.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
@@ -108,7 +104,7 @@ pub fn load(path: &Path) -> Result<(Vec<Named>, BTreeMap<String, String>), Strin
 pub fn save_model(path: &Path, state: &State, metadata: BTreeMap<String, String>) -> Result<(), String> {
     let mut tensors = state.params.clone();
     if let Some(mean) = &state.mean {
-        tensors.push((MEAN_IMAGE.into(), vector(mean)));
+        tensors.push((MEAN_IMAGE.into(), Tensor::vector(mean.clone())));
     }
     save(path, &tensors, metadata)
 }
@@ -118,13 +114,13 @@ pub fn save_state(path: &Path, state: &State, mut metadata: BTreeMap<String, Str
     let mut tensors = Vec::new();
     for ((name, p), slot) in state.params.iter().zip(&state.slots) {
         tensors.push((name.clone(), p.clone()));
-        tensors.push((format!("optimizer.m.{name}"), vector(&slot.m)));
+        tensors.push((format!("optimizer.m.{name}"), Tensor::vector(slot.m.clone())));
         if !slot.v.is_empty() {
-            tensors.push((format!("optimizer.v.{name}"), vector(&slot.v)));
+            tensors.push((format!("optimizer.v.{name}"), Tensor::vector(slot.v.clone())));
         }
     }
     if let Some(mean) = &state.mean {
-        tensors.push((MEAN_IMAGE.into(), vector(mean)));
+        tensors.push((MEAN_IMAGE.into(), Tensor::vector(mean.clone())));
     }
     metadata.insert("epoch".into(), state.epoch.to_string());
     metadata.insert("step".into(), state.step.to_string());

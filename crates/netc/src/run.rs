@@ -97,6 +97,19 @@ fn batch_result(outputs: &netc_interp::Outputs, labels: &[u8]) -> Result<BatchRe
     Ok(BatchResult { loss, errors: count_errors(logits.data(), labels) })
 }
 
+/// Copies each parameter's gradient, an output named like the parameter, into `grads`.
+fn copy_gradients<'a>(
+    params: &[Named],
+    grads: &mut [Vec<f32>],
+    output: impl Fn(&str) -> Option<&'a [f32]>,
+) -> Result<(), StepError> {
+    for (grad, (name, _)) in grads.iter_mut().zip(params) {
+        let computed = output(name).ok_or_else(|| StepError::Failed(format!("no gradient for `{name}`")))?;
+        grad.copy_from_slice(computed);
+    }
+    Ok(())
+}
+
 /// Examples whose highest score (the first, on ties) is not their label.
 pub fn count_errors(logits: &[f32], labels: &[u8]) -> usize {
     let classes = logits.len() / labels.len().max(1);
@@ -120,10 +133,7 @@ impl Backend for InterpBackend {
         grads: &mut [Vec<f32>],
     ) -> Result<BatchResult, StepError> {
         let outputs = self.run(&self.train, params, images, labels, step)?;
-        for (grad, (name, _)) in grads.iter_mut().zip(params) {
-            let computed = outputs.get(name).ok_or_else(|| StepError::Failed(format!("no gradient for `{name}`")))?;
-            grad.copy_from_slice(computed.data());
-        }
+        copy_gradients(params, grads, |name| outputs.get(name).map(Tensor::data))?;
         batch_result(&outputs, labels)
     }
 
