@@ -1,0 +1,539 @@
+//! Everything that depends on the batch size: resolved shapes, kernel geometries, the arena
+//! layout, and the loop that runs the steps.
+
+use crate::kernels::{conv, elementwise as ew, layout, matmul, pool, random, reduce, softmax};
+use crate::memory::{assign, Arena, Lifetime, Mem, Region};
+use crate::par::{Par, Scratch};
+use crate::plan::{Binary, Compiled, Epilogue, Kernel, Origin};
+use crate::ExecError;
+use netc_ir::{Op, PoolKind, Program, UnaryFn, ValueId};
+
+/// A step with its shapes resolved.
+#[derive(Clone, Debug, PartialEq)]
+enum Exec {
+    Bernoulli {
+        keep: f64,
+        seed: u64,
+        stream: u64,
+    },
+    Parts {
+        seed: u64,
+        stream: u64,
+        counts: Vec<usize>,
+    },
+    Unary(UnaryFn),
+    Binary(Binary),
+    MulUnary(UnaryFn),
+    Select,
+    Broadcast(layout::Broadcast),
+    Concat(layout::Concat),
+    Slice(layout::Slice),
+    ReduceSum(reduce::Sum),
+    ReduceMax(reduce::Max),
+    ReduceMaxBackward(reduce::Max),
+    MatMul(matmul::MatMul, Epilogue),
+    /// Bias over `[outer, channels, inner]`.
+    BiasAdd {
+        inner: usize,
+        act: Option<UnaryFn>,
+    },
+    Conv(conv::Plan, Epilogue),
+    ConvData(conv::Plan),
+    ConvFilter(conv::Plan),
+    Pool(PoolKind, pool::Pool),
+    MaxPoolBackward(pool::Pool),
+    AvgPoolBackward(pool::Pool),
+    SoftmaxXent {
+        classes: usize,
+    },
+    SoftmaxXentGrad {
+        classes: usize,
+    },
+}
+
+impl Exec {
+    /// The kernel's name, for profiles.
+    fn name(&self) -> &'static str {
+        match self {
+            Exec::Bernoulli { .. } => "random_bernoulli",
+            Exec::Parts { .. } => "random_parts",
+            Exec::Unary(_) => "unary",
+            Exec::Binary(_) => "binary",
+            Exec::MulUnary(_) => "mul_unary",
+            Exec::Select => "select",
+            Exec::Broadcast(_) => "broadcast",
+            Exec::Concat(_) => "concat",
+            Exec::Slice(_) => "slice",
+            Exec::ReduceSum(_) => "reduce_sum",
+            Exec::ReduceMax(_) => "reduce_max",
+            Exec::ReduceMaxBackward(_) => "reduce_max_bwd",
+            Exec::MatMul(..) => "matmul",
+            Exec::BiasAdd { .. } => "bias_add",
+            Exec::Conv(..) => "conv2d",
+            Exec::ConvData(_) => "conv2d_bwd_data",
+            Exec::ConvFilter(_) => "conv2d_bwd_filter",
+            Exec::Pool(PoolKind::Max, _) => "maxpool",
+            Exec::Pool(PoolKind::Avg, _) => "avgpool",
+            Exec::MaxPoolBackward(_) => "maxpool_bwd",
+            Exec::AvgPoolBackward(_) => "avgpool_bwd",
+            Exec::SoftmaxXent { .. } => "softmax_xent",
+            Exec::SoftmaxXentGrad { .. } => "softmax_xent_grad",
+        }
+    }
+}
+
+/// A step ready to run: its kernel and where its operands, result and scratch live.
+#[derive(Clone, Debug, PartialEq)]
+struct Planned {
+    /// Index into `Compiled::steps`.
+    step: usize,
+    exec: Exec,
+    args: Vec<Region>,
+    out: Region,
+    scratch: Region,
+    /// The im2col matrix a forward convolution leaves for its filter gradient (empty if none).
+    shared: Region,
+}
+
+/// The plan and memory of one batch size.
+#[derive(Debug)]
+pub(crate) struct BatchPlan {
+    pub batch: usize,
+    arena: Arena,
+    steps: Vec<Planned>,
+    /// Where each value lives (`None` for values computed inside fused steps).
+    regions: Vec<Option<Region>>,
+    /// Scratch of `RandomParts`: a permutation and its swap partners.
+    perm: Vec<usize>,
+    swaps: Vec<usize>,
+}
+
+/// What a check run found: the first value in program order holding a NaN or infinity.
+pub(crate) type Checker = Option<ValueId>;
+
+fn checked_product(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+impl BatchPlan {
+    pub fn new(program: &Program, compiled: &Compiled, batch: usize, threads: usize) -> Result<BatchPlan, ExecError> {
+        let insts = program.insts();
+        let too_large = || ExecError::TooLarge { batch };
+        let dims: Vec<Vec<usize>> = insts.iter().map(|i| i.shape.resolve(batch)).collect();
+        let lens: Vec<usize> =
+            dims.iter().map(|d| checked_product(d).ok_or_else(too_large)).collect::<Result<_, _>>()?;
+
+        // Storage roots: a reshape shares its operand's memory.
+        let origins = &compiled.origins;
+        let root = |mut v: ValueId| {
+            while let Origin::Alias(of) = origins[v.0] {
+                v = of;
+            }
+            v
+        };
+        // Steps on constants alone run once, here, and their results become constants (a
+        // broadcast fixed mask, say). Random and scratch-using kernels are left to the run.
+        let mut constant: Vec<bool> = origins.iter().map(|o| *o == Origin::Constant).collect();
+        let mut folded = vec![false; compiled.steps.len()];
+        for (s, step) in compiled.steps.iter().enumerate() {
+            let foldable = !matches!(
+                step.kernel,
+                Kernel::Bernoulli { .. }
+                    | Kernel::Parts { .. }
+                    | Kernel::Conv { .. }
+                    | Kernel::ConvData { .. }
+                    | Kernel::ConvFilter { .. }
+            );
+            if foldable && step.args.iter().all(|&a| constant[root(a).0]) {
+                folded[s] = true;
+                constant[step.out.0] = true;
+            }
+        }
+        let order: Vec<usize> = (0..compiled.steps.len()).filter(|&s| !folded[s]).collect();
+        let end = order.len();
+
+        // Lifetimes, in positions of `order`: permanent for inputs and constants.
+        let mut first = vec![usize::MAX; insts.len()];
+        let mut last = vec![0usize; insts.len()];
+        for (v, origin) in origins.iter().enumerate() {
+            if matches!(origin, Origin::Input(_) | Origin::Counter) || constant[v] {
+                first[v] = 0;
+                last[v] = end;
+            }
+        }
+        for (pos, &s) in order.iter().enumerate() {
+            let step = &compiled.steps[s];
+            first[step.out.0] = first[step.out.0].min(pos);
+            last[step.out.0] = last[step.out.0].max(pos);
+            for &a in &step.args {
+                let r = root(a);
+                last[r.0] = last[r.0].max(pos);
+            }
+        }
+        for o in program.outputs() {
+            last[root(o.value).0] = end;
+        }
+
+        let mut execs: Vec<Exec> =
+            compiled.steps.iter().map(|step| resolve(&step.kernel, &step.args, step.out, &dims, &lens)).collect();
+        // A forward convolution and the filter gradient of the same input share its im2col
+        // matrix: (forward position, filter position, elements).
+        let mut shares: Vec<(usize, usize, usize)> = Vec::new();
+        for (f_pos, &f) in order.iter().enumerate() {
+            let Exec::ConvFilter(filter) = &execs[f] else { continue };
+            let x = root(compiled.steps[f].args[0]);
+            let forward = order[..f_pos].iter().position(|&c| {
+                let same = matches!(&execs[c], Exec::Conv(fwd, _) if fwd.geom == filter.geom);
+                same && root(compiled.steps[c].args[0]) == x && !shares.iter().any(|s| s.0 == c)
+            });
+            if let (Some(c_pos), true) = (forward, filter.geom.can_share_col()) {
+                let (c, geom) = (order[c_pos], filter.geom);
+                if let Exec::Conv(plan, _) = &mut execs[c] {
+                    *plan = geom.forward_plan(true);
+                }
+                execs[f] = Exec::ConvFilter(geom.filter_plan(true));
+                shares.push((c_pos, f_pos, geom.shared_col_len()));
+            }
+        }
+        let scratch_lens: Vec<usize> = execs.iter().map(|e| scratch_len(e, threads)).collect();
+
+        // Place values (with storage) first, then each running step's scratch.
+        let mut items = Vec::new();
+        let mut item_of = vec![None; insts.len()];
+        for v in 0..insts.len() {
+            if first[v] != usize::MAX && root(ValueId(v)).0 == v && origins[v] != Origin::Fused {
+                item_of[v] = Some(items.len());
+                items.push(Lifetime { first: first[v], last: last[v].max(first[v]), len: lens[v] });
+            }
+        }
+        let share_items: Vec<usize> = shares
+            .iter()
+            .map(|&(first, last, len)| {
+                items.push(Lifetime { first, last, len });
+                items.len() - 1
+            })
+            .collect();
+        let scratch_item: Vec<Option<usize>> = order
+            .iter()
+            .enumerate()
+            .map(|(pos, &s)| {
+                (scratch_lens[s] > 0).then(|| {
+                    items.push(Lifetime { first: pos, last: pos, len: scratch_lens[s] });
+                    items.len() - 1
+                })
+            })
+            .collect();
+        let (offsets, total) = assign(&items);
+        let mut arena = Arena::try_new(total).ok_or_else(too_large)?;
+
+        let regions: Vec<Option<Region>> = (0..insts.len())
+            .map(|v| item_of[root(ValueId(v)).0].map(|i| Region { off: offsets[i], len: lens[v] }))
+            .collect();
+        let region = |v: ValueId| regions[v.0].unwrap_or_default();
+        let planned = |s: usize, scratch: Region| Planned {
+            step: s,
+            exec: execs[s].clone(),
+            args: compiled.steps[s].args.iter().map(|&a| region(a)).collect(),
+            out: region(compiled.steps[s].out),
+            scratch,
+            shared: Region::default(),
+        };
+
+        let parts_len = execs
+            .iter()
+            .zip(&compiled.steps)
+            .filter(|(e, _)| matches!(e, Exec::Parts { .. }))
+            .map(|(_, s)| lens[s.out.0]);
+        let parts_len = parts_len.max().unwrap_or(0);
+
+        // Constants, then the folded steps, in program order (one thread, no scratch needed
+        // beyond a temporary).
+        for (v, inst) in insts.iter().enumerate() {
+            let Some(r) = regions[v].filter(|_| origins[v] == Origin::Constant) else { continue };
+            let Some(dst) = arena.get_mut(r) else { continue };
+            match &inst.op {
+                Op::Const(t) => dst.copy_from_slice(t.data()),
+                Op::Fill { value, .. } => dst.fill(*value),
+                _ => {}
+            }
+        }
+        for s in (0..compiled.steps.len()).filter(|&s| folded[s]) {
+            let mut env = Env { counter: 0, perm: &mut [], swaps: &mut [], check: None };
+            execute(&planned(s, Region::default()), &compiled.steps[s], arena.mem(), Par::new(1), &mut env)?;
+        }
+        let mut steps: Vec<Planned> = order
+            .iter()
+            .zip(&scratch_item)
+            .map(|(&s, item)| {
+                planned(s, item.map_or(Region::default(), |i| Region { off: offsets[i], len: items[i].len }))
+            })
+            .collect();
+        for (&(forward, filter, len), &item) in shares.iter().zip(&share_items) {
+            let shared = Region { off: offsets[item], len };
+            steps[forward].shared = shared;
+            steps[filter].shared = shared;
+        }
+        Ok(BatchPlan { batch, arena, steps, regions, perm: vec![0; parts_len], swaps: vec![0; parts_len] })
+    }
+
+    /// The memory of value `v`, if it is stored.
+    pub fn value(&self, v: ValueId) -> Option<&[f32]> {
+        self.regions.get(v.0).copied().flatten().and_then(|r| self.arena.get(r))
+    }
+
+    /// Writable memory of an input value.
+    pub fn value_mut(&mut self, v: ValueId) -> Option<&mut [f32]> {
+        self.regions.get(v.0).copied().flatten().and_then(|r| self.arena.get_mut(r))
+    }
+
+    /// The kernel name and result of each step, in run order.
+    pub fn steps<'a>(&'a self, compiled: &'a Compiled) -> impl Iterator<Item = (&'static str, ValueId)> + 'a {
+        self.steps.iter().map(|p| (p.exec.name(), compiled.steps[p.step].out))
+    }
+
+    /// Runs every step (inputs must be in place). With `check`, also finds the first value
+    /// in program order holding a NaN or infinity, including inputs and constants. With
+    /// `times` (one slot per step), records each step's wall time in seconds.
+    pub fn run(
+        &mut self,
+        compiled: &Compiled,
+        par: Par,
+        counter: u64,
+        check: Option<&mut Checker>,
+        mut times: Option<&mut [f64]>,
+    ) -> Result<(), ExecError> {
+        let mem = self.arena.mem();
+        let mut env = Env { counter, perm: &mut self.perm, swaps: &mut self.swaps, check };
+        if let Some(found) = env.check.as_deref_mut() {
+            for (v, origin) in compiled.origins.iter().enumerate() {
+                if let (Origin::Input(_) | Origin::Constant, Some(r)) = (origin, self.regions[v]) {
+                    // SAFETY: nothing else accesses the arena during this read.
+                    note(found, ValueId(v), unsafe { mem.get(r) });
+                }
+            }
+        }
+        for (i, p) in self.steps.iter().enumerate() {
+            let start = times.is_some().then(std::time::Instant::now);
+            execute(p, &compiled.steps[p.step], mem, par, &mut env)?;
+            if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
+                if let Some(t) = times.get_mut(i) {
+                    *t = start.elapsed().as_secs_f64();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Run-time context of the steps.
+struct Env<'a> {
+    counter: u64,
+    perm: &'a mut [usize],
+    swaps: &'a mut [usize],
+    check: Option<&'a mut Checker>,
+}
+
+/// Records `v` if `data` is not all finite and `v` comes before what was found so far.
+fn note(found: &mut Checker, v: ValueId, data: &[f32]) {
+    if found.is_none_or(|f| v < f) && !data.iter().all(|x| x.is_finite()) {
+        *found = Some(v);
+    }
+}
+
+/// Kernel geometry for the resolved shapes.
+fn resolve(kernel: &Kernel, args: &[ValueId], out: ValueId, dims: &[Vec<usize>], lens: &[usize]) -> Exec {
+    let d = |i: usize| dims[args[i].0].as_slice();
+    let y = dims[out.0].as_slice();
+    let pool_geom = |x: &[usize], y: &[usize], window: netc_ir::Window| pool::Pool {
+        planes: x[0] * x[1],
+        h: x[2],
+        w: x[3],
+        ho: y[2],
+        wo: y[3],
+        kh: window.kernel[0],
+        kw: window.kernel[1],
+        stride: window.stride,
+        pad: window.pad,
+    };
+    match kernel {
+        Kernel::Bernoulli { keep, seed, stream } => Exec::Bernoulli { keep: *keep, seed: *seed, stream: *stream },
+        Kernel::Parts { fracs, seed, stream } => {
+            Exec::Parts { seed: *seed, stream: *stream, counts: netc_ir::rng::part_counts(fracs, lens[out.0]) }
+        }
+        Kernel::Unary(f) => Exec::Unary(*f),
+        Kernel::Binary(b) => Exec::Binary(*b),
+        Kernel::MulUnary(f) => Exec::MulUnary(*f),
+        Kernel::Select => Exec::Select,
+        Kernel::Broadcast { axes } => Exec::Broadcast(layout::Broadcast::new(d(0), y, axes)),
+        Kernel::Concat { axis } => {
+            let extents: Vec<usize> = args.iter().map(|a| dims[a.0][*axis]).collect();
+            Exec::Concat(layout::Concat::new(y, *axis, &extents))
+        }
+        Kernel::Slice { axis, start, len } => Exec::Slice(layout::Slice::new(d(0), *axis, *start, *len)),
+        Kernel::ReduceSum { axes } => Exec::ReduceSum(reduce::Sum::new(d(0), axes)),
+        Kernel::ReduceMax { axis } => Exec::ReduceMax(reduce::Max::new(d(0), *axis)),
+        Kernel::ReduceMaxBackward { axis } => Exec::ReduceMaxBackward(reduce::Max::new(d(0), *axis)),
+        Kernel::MatMul { trans_a, trans_b, epilogue } => {
+            Exec::MatMul(matmul::MatMul::new(d(0), d(1), *trans_a, *trans_b), *epilogue)
+        }
+        Kernel::BiasAdd { act } => Exec::BiasAdd { inner: d(0).iter().skip(2).product(), act: *act },
+        Kernel::Conv { conv, epilogue } => {
+            Exec::Conv(conv::Geom::new(d(0), d(1), y, *conv).forward_plan(false), *epilogue)
+        }
+        Kernel::ConvData { conv } => Exec::ConvData(conv::Geom::new(y, d(1), d(0), *conv).data_plan()),
+        Kernel::ConvFilter { conv } => Exec::ConvFilter(conv::Geom::new(d(0), y, d(1), *conv).filter_plan(false)),
+        Kernel::Pool { kind, window } => Exec::Pool(*kind, pool_geom(d(0), y, *window)),
+        Kernel::MaxPoolBackward { window } => Exec::MaxPoolBackward(pool_geom(d(0), d(1), *window)),
+        Kernel::AvgPoolBackward { window } => Exec::AvgPoolBackward(pool_geom(y, d(0), *window)),
+        Kernel::SoftmaxXent => Exec::SoftmaxXent { classes: d(0).get(1).copied().unwrap_or(1) },
+        Kernel::SoftmaxXentGrad => Exec::SoftmaxXentGrad { classes: d(0).get(1).copied().unwrap_or(1) },
+    }
+}
+
+/// Scratch elements a step needs with `threads` workers.
+fn scratch_len(exec: &Exec, threads: usize) -> usize {
+    match exec {
+        Exec::Conv(plan, _) | Exec::ConvData(plan) => plan.worker_scratch() * threads,
+        Exec::ConvFilter(plan) => conv::filter_partials_len(plan) + plan.worker_scratch() * threads,
+        Exec::MatMul(mm, _) => mm.worker_scratch() * threads,
+        _ => 0,
+    }
+}
+
+/// Runs one step. With a checker in `env`, fused steps run phase by phase so that every value
+/// they compute can be checked.
+fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut Env<'_>) -> Result<(), ExecError> {
+    // SAFETY (every `mem.get`/`get_mut` below): the planner gives a step's result and scratch
+    // memory that none of the step's operands occupies (their lifetimes all include this
+    // step), operands are only read, and the result is borrowed mutably once.
+    let arg = |i: usize| unsafe { mem.get(p.args[i]) };
+    let out = unsafe { mem.get_mut(p.out) };
+    let checking = env.check.is_some();
+    // Values of the phases of a fused step, in order; the last is the step's result.
+    let mut values = step.fused.iter().copied().chain(std::iter::once(step.out));
+    let mut phase = |env: &mut Env<'_>, data: &[f32]| {
+        if let (Some(found), Some(v)) = (env.check.as_deref_mut(), values.next()) {
+            note(found, v, data);
+        }
+    };
+    match &p.exec {
+        Exec::Bernoulli { keep, seed, stream } => {
+            let key = netc_ir::rng::Key { seed: *seed, stream: *stream, step: env.counter };
+            random::bernoulli(par, key, *keep, out);
+        }
+        Exec::Parts { seed, stream, counts } => {
+            let key = netc_ir::rng::Key { seed: *seed, stream: *stream, step: env.counter };
+            let n = out.len();
+            random::parts(par, key, counts, &mut env.perm[..n], &mut env.swaps[..n], out);
+        }
+        Exec::Unary(f) => ew::unary(par, *f, arg(0), out),
+        Exec::Binary(b) => ew::binary(par, *b, arg(0), arg(1), out),
+        Exec::MulUnary(f) => {
+            if checking {
+                ew::unary(par, *f, arg(1), out);
+                phase(env, out);
+                ew::mul_in_place(par, arg(0), out);
+            } else {
+                ew::mul_unary(par, *f, arg(0), arg(1), out);
+            }
+        }
+        Exec::Select => ew::select(par, arg(0), arg(1), arg(2), out),
+        Exec::Broadcast(b) => b.run(arg(0), out),
+        Exec::Concat(c) => {
+            // Concatenations have few operands; a fixed array avoids allocating per run.
+            let mut parts: [&[f32]; 16] = [&[]; 16];
+            if p.args.len() <= parts.len() {
+                for (i, part) in parts.iter_mut().enumerate().take(p.args.len()) {
+                    *part = arg(i);
+                }
+                c.run(&parts[..p.args.len()], out);
+            } else {
+                let parts: Vec<&[f32]> = (0..p.args.len()).map(arg).collect();
+                c.run(&parts, out);
+            }
+        }
+        Exec::Slice(s) => s.run(arg(0), out),
+        Exec::ReduceSum(s) => s.run(par, arg(0), out),
+        Exec::ReduceMax(m) => m.forward(arg(0), out),
+        Exec::ReduceMaxBackward(m) => m.backward(arg(0), arg(1), out),
+        Exec::MatMul(mm, e) => {
+            // SAFETY: the step's scratch is disjoint from its operands and result.
+            let scratch = Scratch::new(unsafe { mem.get_mut(p.scratch) }, par.threads());
+            let bias = e.bias.then(|| arg(2));
+            if checking {
+                mm.run(par, arg(0), arg(1), None, None, out, &scratch);
+                epilogue_phases(par, *e, bias, 1, out, env, &mut phase);
+            } else {
+                mm.run(par, arg(0), arg(1), bias, e.act, out, &scratch);
+            }
+        }
+        Exec::BiasAdd { inner, act } => {
+            if checking {
+                ew::bias_add(par, arg(0), arg(1), *inner, None, out);
+                if act.is_some() {
+                    phase(env, out);
+                    ew::act_in_place(par, *act, out);
+                }
+            } else {
+                ew::bias_add(par, arg(0), arg(1), *inner, *act, out);
+            }
+        }
+        Exec::Conv(plan, e) => {
+            // SAFETY: the step's scratch is disjoint from its operands and result.
+            let scratch = Scratch::new(unsafe { mem.get_mut(p.scratch) }, par.threads());
+            let bias = e.bias.then(|| arg(2));
+            // SAFETY: the shared im2col buffer lives from this step to the filter gradient's,
+            // so it is disjoint from this step's operands, result and scratch.
+            let shared = (p.shared.len > 0).then(|| unsafe { mem.get_mut(p.shared) });
+            if checking {
+                conv::forward(par, plan, arg(0), arg(1), None, None, out, shared, &scratch);
+                epilogue_phases(par, *e, bias, plan.geom.ho * plan.geom.wo, out, env, &mut phase);
+            } else {
+                conv::forward(par, plan, arg(0), arg(1), bias, e.act, out, shared, &scratch);
+            }
+        }
+        Exec::ConvData(plan) => {
+            // SAFETY: as above.
+            let scratch = Scratch::new(unsafe { mem.get_mut(p.scratch) }, par.threads());
+            conv::backward_data(par, plan, arg(0), arg(1), out, &scratch);
+        }
+        Exec::ConvFilter(plan) => {
+            // SAFETY: as above; the partials and the per-worker parts do not overlap.
+            let all = unsafe { mem.get_mut(p.scratch) };
+            let (partials, workers) = all.split_at_mut(conv::filter_partials_len(plan));
+            // SAFETY: as for the forward convolution; here it is only read.
+            let shared = (p.shared.len > 0).then(|| unsafe { mem.get(p.shared) });
+            let workers = Scratch::new(workers, par.threads());
+            conv::backward_filter(par, plan, arg(0), arg(1), out, partials, shared, &workers);
+        }
+        Exec::Pool(PoolKind::Max, g) => g.max(par, arg(0), out),
+        Exec::Pool(PoolKind::Avg, g) => g.avg(par, arg(0), out),
+        Exec::MaxPoolBackward(g) => g.max_backward(par, arg(0), arg(1), out),
+        Exec::AvgPoolBackward(g) => g.avg_backward(par, arg(0), out),
+        Exec::SoftmaxXent { classes } => softmax::xent(arg(0), arg(1), *classes, out)?,
+        Exec::SoftmaxXentGrad { classes } => softmax::xent_grad(arg(0), arg(1), *classes, out)?,
+    }
+    phase(env, out);
+    Ok(())
+}
+
+/// The bias and activation of a GEMM step applied in place one after the other, noting each
+/// intermediate value; the caller notes the last. `inner` elements share a bias.
+fn epilogue_phases(
+    par: Par,
+    e: Epilogue,
+    bias: Option<&[f32]>,
+    inner: usize,
+    out: &mut [f32],
+    env: &mut Env<'_>,
+    phase: &mut impl FnMut(&mut Env<'_>, &[f32]),
+) {
+    if let Some(bias) = bias {
+        phase(env, out);
+        ew::bias_in_place(par, bias, inner, out);
+    }
+    if e.act.is_some() {
+        phase(env, out);
+        ew::act_in_place(par, e.act, out);
+    }
+}

@@ -1,0 +1,653 @@
+//! Convolutions as GEMMs over im2col matrices.
+//!
+//! The im2col matrix of an example has one row per (input channel, kernel row, kernel column)
+//! and one column per output position; for a chunk of examples their matrices sit side by
+//! side, `[C·kh·kw × chunk·P]`. Then, per group:
+//! * forward: `y = W · col` (`[O × chunk·P]`, copied into NCHW with the bias and activation);
+//! * data gradient: `dcol = Wᵀ · dy`, scattered back into `dx` (col2im);
+//! * filter gradient: `dW = Σ_chunks dy · colᵀ`, one partial per chunk, summed in chunk order.
+//!
+//! The forward pass writes `col` straight into the GEMM's panel layout (16 columns per panel),
+//! so it is not copied again before the multiplication, and in training leaves it (for the
+//! whole batch) to the filter gradient, which takes dot products along the positions of
+//! `dy` and of `col`'s panels without any packing.
+//! Chunks (the tasks) depend only on the shapes, so results do not depend on the thread count.
+//! When an example's im2col matrix is its input itself (a 1×1 convolution with stride 1, or a
+//! filter covering the whole unpadded input) the GEMMs read the input directly.
+
+use super::elementwise::{bias_act_rows, copy_bias_act};
+use crate::gemm::{gemm, gemm_nt, gemm_panels, pack_len, MatMut, MatRef, PanelMat};
+use crate::par::{split, Par, Scratch, ELEMENTS_PER_TASK};
+use netc_ir::{Conv, UnaryFn};
+
+/// The sizes of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub ho: usize,
+    pub wo: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub groups: usize,
+}
+
+/// What the three convolution ops need besides the geometry: how examples are chunked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub geom: Geom,
+    /// Examples per task (the last task may have fewer).
+    pub chunk: usize,
+    pub tasks: usize,
+    /// Filter gradient only: output-channel rows per task when one chunk covers the batch.
+    pub rows: usize,
+    /// Per-worker scratch: the im2col block, the `[O × chunk·P]` staging block (when the
+    /// output or gradient of a chunk cannot be addressed in place), and GEMM packing memory.
+    col: usize,
+    staging: usize,
+    pack: usize,
+}
+
+/// Columns per panel of the GEMM's right operand.
+const PANEL: usize = 16;
+
+/// Columns (`chunk·P`) a forward or data-gradient task aims for: wide enough for an efficient
+/// GEMM, narrow enough that the im2col block stays in the L2 cache.
+const TASK_COLUMNS: usize = 256;
+/// The filter gradient contracts over the columns, so it takes longer chunks.
+const FILTER_COLUMNS: usize = 512;
+
+/// A matrix inside some buffer: (offset, row stride, column stride).
+#[derive(Clone, Copy, Debug)]
+struct View {
+    off: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl Geom {
+    pub fn new(x: &[usize], w: &[usize], y: &[usize], conv: Conv) -> Geom {
+        Geom {
+            n: x[0],
+            c: x[1],
+            h: x[2],
+            w: x[3],
+            o: w[0],
+            kh: w[2],
+            kw: w[3],
+            ho: y[2],
+            wo: y[3],
+            stride: conv.stride,
+            pad: conv.pad,
+            groups: conv.groups.max(1),
+        }
+    }
+
+    fn p(&self) -> usize {
+        self.ho * self.wo
+    }
+    fn opg(&self) -> usize {
+        self.o / self.groups
+    }
+    /// Rows of a group's im2col block: `(C/groups)·kh·kw`.
+    fn kg(&self) -> usize {
+        self.c / self.groups * self.kh * self.kw
+    }
+    /// Rows of the whole im2col matrix.
+    fn ck(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    fn x_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    fn y_len(&self) -> usize {
+        self.o * self.p()
+    }
+
+    /// Whether an example's im2col matrix is its input: a filter covering the whole unpadded
+    /// input (one position), or a 1×1 filter with stride 1 and no padding.
+    fn col_is_input(&self) -> bool {
+        let pointwise = self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0;
+        self.whole_input() || pointwise
+    }
+
+    /// A filter covering the whole unpadded input: one position, whose im2col column is the
+    /// example itself.
+    fn whole_input(&self) -> bool {
+        self.p() == 1 && self.pad == 0 && self.kh == self.h && self.kw == self.w
+    }
+
+    /// Examples per task, (tasks, chunk), aiming at `columns` columns per task. Chunks are a
+    /// multiple of [`Geom::align`] examples, so that they start on whole panels of a shared
+    /// im2col matrix.
+    fn chunks(&self, columns: usize) -> (usize, usize) {
+        let p = self.p();
+        if p == 1 {
+            return split(self.n, 64);
+        }
+        if self.col_is_input() {
+            return split(self.n, 1);
+        }
+        let per = (columns / p).max(1).next_multiple_of(self.align());
+        let chunk = split(self.n, per).1.next_multiple_of(self.align()).min(self.n).max(1);
+        (self.n.div_ceil(chunk), chunk)
+    }
+
+    /// The fewest examples whose positions fill whole panels.
+    fn align(&self) -> usize {
+        let (mut a, mut b) = (self.p(), PANEL);
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        PANEL / a.max(1)
+    }
+
+    /// Elements of the im2col matrix of the whole batch in panels, when the forward pass
+    /// shares it with the filter gradient.
+    pub fn shared_col_len(&self) -> usize {
+        (self.n * self.p()).next_multiple_of(PANEL) * self.ck()
+    }
+
+    /// Whether the forward pass can hand its im2col matrix to the filter gradient.
+    pub fn can_share_col(&self) -> bool {
+        !self.col_is_input() && !self.whole_input()
+    }
+
+    /// `shared`: the im2col matrix goes to (comes from) a buffer shared with the filter
+    /// gradient, not the worker's scratch.
+    pub fn forward_plan(self, shared: bool) -> Plan {
+        let (tasks, chunk) = self.chunks(TASK_COLUMNS);
+        let cols = chunk * self.p();
+        let col = if self.col_is_input() || shared { 0 } else { cols.next_multiple_of(PANEL) * self.ck() };
+        let staging = if self.direct_y(chunk) { 0 } else { self.o * cols };
+        let pack = pack_len(self.opg(), cols, self.kg());
+        Plan { geom: self, chunk, tasks, rows: self.o, col, staging, pack }
+    }
+
+    pub fn data_plan(self) -> Plan {
+        let (tasks, chunk) = self.chunks(TASK_COLUMNS);
+        let cols = chunk * self.p();
+        let col = if self.col_is_input() { 0 } else { self.ck() * cols };
+        let staging = if self.direct_y(chunk) { 0 } else { self.o * cols };
+        let pack = pack_len(self.kg(), cols, self.opg());
+        Plan { geom: self, chunk, tasks, rows: self.o, col, staging, pack }
+    }
+
+    /// The chunk plan of the filter gradient; `shared` as for [`Geom::forward_plan`].
+    pub fn filter_plan(self, shared: bool) -> Plan {
+        let (tasks, chunk) = if self.p() == 1 { split(self.n, 256) } else { self.chunks(FILTER_COLUMNS) };
+        let cols = chunk * self.p();
+        // With one chunk and no im2col to share, split the output channels instead.
+        let rows = if tasks == 1 && self.whole_input() { split(self.o, (self.o / 8).max(16)).1 } else { self.o };
+        let col = if self.whole_input() || shared { 0 } else { cols.next_multiple_of(PANEL) * self.ck() };
+        let staging = if self.filter_direct_dy(chunk) { 0 } else { self.o * cols };
+        let pack = if self.whole_input() { pack_len(rows.min(self.opg()), self.kg(), cols) } else { 0 };
+        Plan { geom: self, chunk, tasks, rows: rows.max(1), col, staging, pack }
+    }
+
+    /// Whether the filter gradient reads a chunk's `dy` in place: its GEMM takes any strides,
+    /// but the dot-product kernel needs contiguous rows.
+    fn filter_direct_dy(&self, chunk: usize) -> bool {
+        if self.whole_input() {
+            self.direct_y(chunk)
+        } else {
+            chunk == 1
+        }
+    }
+
+    /// Whether the `[O × chunk·P]` output (or gradient) of a chunk is a strided view of NCHW.
+    fn direct_y(&self, chunk: usize) -> bool {
+        chunk == 1 || self.p() == 1
+    }
+
+    /// The `[O × cn·P]` matrix of examples `b0..b0+cn` of an NCHW `[N, O, P]` tensor.
+    fn y_view(&self, b0: usize) -> View {
+        if self.p() == 1 {
+            View { off: b0 * self.o, rs: 1, cs: self.o }
+        } else {
+            View { off: b0 * self.y_len(), rs: self.p(), cs: 1 }
+        }
+    }
+
+    /// The `[C·kh·kw × cn·P]` im2col matrix of examples `b0..` when it is the input itself.
+    fn x_view(&self, b0: usize) -> View {
+        if self.p() == 1 {
+            View { off: b0 * self.x_len(), rs: 1, cs: self.x_len() }
+        } else {
+            View { off: b0 * self.x_len(), rs: self.p(), cs: 1 }
+        }
+    }
+
+    /// Output columns `lo..hi` whose input column `ow·stride + b − pad` lies inside `0..w`.
+    fn valid_cols(&self, b: usize) -> (usize, usize) {
+        let (s, pad, w) = (self.stride, self.pad, self.w);
+        let lo = if pad > b { (pad - b).div_ceil(s) } else { 0 };
+        let hi = if w + pad > b { ((w + pad - b - 1) / s + 1).min(self.wo) } else { 0 };
+        (lo.min(hi), hi)
+    }
+
+    /// The input row of output row `oh` and kernel row `a`, if inside the input.
+    fn input_row(&self, oh: usize, a: usize) -> Option<usize> {
+        (oh * self.stride + a).checked_sub(self.pad).filter(|&r| r < self.h)
+    }
+
+    /// Writes the im2col matrix of examples `b0..b0+cn` in panels: element (row r, position
+    /// q) at `col[(q / 16)·ck·16 + 16·r + q % 16]`, positions past the chunk zero. Panel by
+    /// panel, so the writes are sequential and the reads (a few input rows) stay in L1.
+    fn im2col_panels(&self, x: &[f32], b0: usize, cn: usize, col: &mut [f32]) {
+        let (p, wo, s, ck) = (self.p(), self.wo, self.stride, self.ck());
+        let cols = cn * p;
+        for (panel, dst) in col[..cols.next_multiple_of(PANEL) * ck].chunks_exact_mut(ck * PANEL).enumerate() {
+            // The panel's positions as runs along output rows: (example, output row, first
+            // output column, first lane, length).
+            let mut runs = [(0, 0, 0, 0, 0); PANEL];
+            let mut count = 0;
+            let mut q = panel * PANEL;
+            let end = (q + PANEL).min(cols);
+            while q < end {
+                let (i, within) = (q / p, q % p);
+                let (oh, ow) = (within / wo, within % wo);
+                let len = (wo - ow).min(end - q);
+                runs[count] = (i, oh, ow, q % PANEL, len);
+                count += 1;
+                q += len;
+            }
+            let filled = end - panel * PANEL;
+            if s == 1 && self.pad == 0 {
+                // Every window lies inside the input: each run is a copy of an input row
+                // segment, shifted by the kernel column.
+                for ci in 0..self.c {
+                    for a in 0..self.kh {
+                        let r0 = (ci * self.kh + a) * self.kw;
+                        let rows = &mut dst[r0 * PANEL..][..self.kw * PANEL];
+                        for &(i, oh, ow0, lane, len) in &runs[..count] {
+                            let start = (b0 + i) * self.x_len() + (ci * self.h + oh + a) * self.w + ow0;
+                            let src = &x[start..start + len + self.kw - 1];
+                            for (b, row) in rows.chunks_exact_mut(PANEL).enumerate() {
+                                copy_short(&mut row[lane..lane + len], &src[b..b + len]);
+                            }
+                        }
+                        if filled < PANEL {
+                            for row in rows.chunks_exact_mut(PANEL) {
+                                row[filled..].fill(0.0);
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            for ci in 0..self.c {
+                for a in 0..self.kh {
+                    for b in 0..self.kw {
+                        let row = &mut dst[((ci * self.kh + a) * self.kw + b) * PANEL..][..PANEL];
+                        row[filled..].fill(0.0);
+                        for &(i, oh, ow0, lane, len) in &runs[..count] {
+                            let out = &mut row[lane..lane + len];
+                            let Some(ih) = self.input_row(oh, a) else {
+                                out.fill(0.0);
+                                continue;
+                            };
+                            let plane = (b0 + i) * self.x_len() + ci * self.h * self.w;
+                            let src = &x[plane + ih * self.w..][..self.w];
+                            // Output columns ow0.. whose input column lies inside the row.
+                            let (lo, hi) = self.valid_cols(b);
+                            let (lo, hi) = (lo.clamp(ow0, ow0 + len) - ow0, hi.clamp(ow0, ow0 + len) - ow0);
+                            out[..lo].fill(0.0);
+                            out[hi.max(lo)..].fill(0.0);
+                            if lo < hi {
+                                let first = (ow0 + lo) * s + b - self.pad;
+                                if s == 1 {
+                                    copy_short(&mut out[lo..hi], &src[first..first + (hi - lo)]);
+                                } else {
+                                    for (d, &v) in out[lo..hi].iter_mut().zip(src[first..].iter().step_by(s)) {
+                                        *d = v;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds columns `col0..col0+P` of `col` (row stride `ld`) back into example `dx`: the
+    /// adjoint of [`Geom::im2col`].
+    fn col2im(&self, col: &[f32], ld: usize, col0: usize, dx: &mut [f32]) {
+        let (p, wo, s) = (self.p(), self.wo, self.stride);
+        for ci in 0..self.c {
+            let plane = &mut dx[ci * self.h * self.w..][..self.h * self.w];
+            for a in 0..self.kh {
+                for b in 0..self.kw {
+                    let row = (ci * self.kh + a) * self.kw + b;
+                    let src = &col[row * ld + col0..][..p];
+                    let (lo, hi) = self.valid_cols(b);
+                    for (oh, src) in src.chunks_exact(wo).enumerate() {
+                        let Some(ih) = self.input_row(oh, a).filter(|_| lo < hi) else { continue };
+                        let dst = &mut plane[ih * self.w..][..self.w];
+                        let first = lo * s + b - self.pad;
+                        if s == 1 {
+                            add_short(&mut dst[first..first + (hi - lo)], &src[lo..hi]);
+                        } else {
+                            for (d, &v) in dst[first..].iter_mut().step_by(s).zip(&src[lo..hi]) {
+                                *d += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst = src` for runs of at most 16 elements, in fixed-size pieces without a loop: a slice
+/// copy (or a copy loop, which LLVM turns into one) would call `memmove`, which costs more
+/// than the copy for a few elements.
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    fn piece<const N: usize>(dst: &mut [f32], src: &[f32], at: &mut usize) {
+        if dst.len() - *at >= N {
+            if let (Ok(d), Ok(s)) =
+                (<&mut [f32; N]>::try_from(&mut dst[*at..*at + N]), <&[f32; N]>::try_from(&src[*at..*at + N]))
+            {
+                *d = *s;
+            }
+            *at += N;
+        }
+    }
+    let len = src.len().min(dst.len());
+    let dst = &mut dst[..len];
+    let mut at = 0;
+    piece::<8>(dst, src, &mut at);
+    piece::<8>(dst, src, &mut at);
+    piece::<4>(dst, src, &mut at);
+    piece::<2>(dst, src, &mut at);
+    piece::<1>(dst, src, &mut at);
+}
+
+/// `dst += src` for the short rows of col2im.
+#[inline(always)]
+fn add_short(dst: &mut [f32], src: &[f32]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d += s;
+    }
+}
+
+impl Plan {
+    /// Per-worker scratch (elements).
+    pub fn worker_scratch(&self) -> usize {
+        self.col + self.staging + self.pack
+    }
+
+    /// A worker's scratch, split into its three parts.
+    fn parts<'s>(&self, scratch: &'s mut [f32]) -> (&'s mut [f32], &'s mut [f32], &'s mut [f32]) {
+        let (col, rest) = scratch.split_at_mut(self.col);
+        let (staging, pack) = rest.split_at_mut(self.staging);
+        (col, staging, pack)
+    }
+}
+
+/// Scratch shared by all workers of the filter gradient: one partial `dW` per chunk when there
+/// are several chunks.
+pub(crate) fn filter_partials_len(plan: &Plan) -> usize {
+    if plan.tasks > 1 {
+        plan.tasks * plan.geom.o * plan.geom.kg()
+    } else {
+        0
+    }
+}
+
+/// `y = conv(x, w)` with the epilogue's bias and activation. With `shared`, the im2col
+/// matrix of the whole batch is left there for the filter gradient.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward(
+    par: Par,
+    plan: &Plan,
+    x: &[f32],
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    act: Option<UnaryFn>,
+    y: &mut [f32],
+    shared: Option<&mut [f32]>,
+    scratch: &Scratch<'_>,
+) {
+    let g = plan.geom;
+    let (p, kg, opg) = (g.p(), g.kg(), g.opg());
+    let task = |t: usize, y: &mut [f32], shared_col: Option<&mut [f32]>, worker: usize| {
+        let b0 = t * plan.chunk;
+        let cn = y.len() / g.y_len();
+        let cols = cn * p;
+        // SAFETY: `worker` comes from `Par`, which runs one task per worker at a time.
+        let (own_col, staging, pack) = plan.parts(unsafe { scratch.worker(worker) });
+        let col = shared_col.unwrap_or(own_col);
+        if !g.col_is_input() {
+            g.im2col_panels(x, b0, cn, col);
+        }
+        let direct = g.direct_y(cn);
+        for group in 0..g.groups {
+            let a = MatRef::new(weights, group * opg * kg, opg, kg, kg, 1);
+            let dst = if direct {
+                let v = g.y_view(0);
+                MatMut::new(y, v.off + group * opg * v.rs, opg, cols, v.rs, v.cs)
+            } else {
+                MatMut::new(staging, group * opg * cols, opg, cols, cols, 1)
+            };
+            if g.col_is_input() {
+                let v = g.x_view(b0);
+                gemm(dst, a, MatRef::new(x, v.off + group * kg * v.rs, kg, cols, v.rs, v.cs), false, pack);
+            } else {
+                let b = PanelMat::new(col, group * kg * PANEL, kg, cols, g.ck() * PANEL);
+                gemm_panels(dst, a, b, false, pack);
+            }
+        }
+        if direct {
+            if bias.is_some() || act.is_some() {
+                bias_act_rows(y, p, bias, act);
+            }
+        } else {
+            for (i, y) in y.chunks_exact_mut(g.y_len()).enumerate() {
+                for (o, y) in y.chunks_exact_mut(p).enumerate() {
+                    copy_bias_act(&staging[o * cols + i * p..][..p], y, bias.map(|b| b[o]), act);
+                }
+            }
+        }
+    };
+    match shared {
+        // Chunks start on whole panels (see `Geom::chunks`), so task t's panels are chunk t.
+        Some(col) => par.chunks_mut2(
+            y,
+            plan.chunk * g.y_len(),
+            col,
+            (plan.chunk * p).next_multiple_of(PANEL) * g.ck(),
+            |t, y, col, worker| task(t, y, Some(col), worker),
+        ),
+        None => par.chunks_mut(y, plan.chunk * g.y_len(), |t, y, worker| task(t, y, None, worker)),
+    }
+}
+
+/// `dx` from `dy` and the filters.
+pub(crate) fn backward_data(par: Par, plan: &Plan, dy: &[f32], weights: &[f32], dx: &mut [f32], scratch: &Scratch<'_>) {
+    let g = plan.geom;
+    let (p, kg, opg) = (g.p(), g.kg(), g.opg());
+    par.chunks_mut(dx, plan.chunk * g.x_len(), |t, dx, worker| {
+        let b0 = t * plan.chunk;
+        let cn = dx.len() / g.x_len();
+        let cols = cn * p;
+        // SAFETY: as in `forward`.
+        let (dcol, staging, pack) = plan.parts(unsafe { scratch.worker(worker) });
+        let (dy_data, dv) = gather_dy(&g, dy, b0, cn, staging, g.direct_y(cn));
+        for group in 0..g.groups {
+            let a = MatRef::new(weights, group * opg * kg, opg, kg, kg, 1).t();
+            let b = MatRef::new(dy_data, dv.off + group * opg * dv.rs, opg, cols, dv.rs, dv.cs);
+            let dst = if g.col_is_input() {
+                let v = g.x_view(0);
+                MatMut::new(dx, v.off + group * kg * v.rs, kg, cols, v.rs, v.cs)
+            } else {
+                MatMut::new(dcol, group * kg * cols, kg, cols, cols, 1)
+            };
+            gemm(dst, a, b, false, pack);
+        }
+        if !g.col_is_input() {
+            dx.fill(0.0);
+            for (i, dx) in dx.chunks_exact_mut(g.x_len()).enumerate() {
+                g.col2im(dcol, cols, i * p, dx);
+            }
+        }
+    });
+}
+
+/// The `[O × cn·P]` gradient matrix of examples `b0..b0+cn`: a view of `dy` if `direct`
+/// (see [`Geom::direct_y`]), else gathered into `staging`.
+fn gather_dy<'a>(
+    g: &Geom,
+    dy: &'a [f32],
+    b0: usize,
+    cn: usize,
+    staging: &'a mut [f32],
+    direct: bool,
+) -> (&'a [f32], View) {
+    if direct {
+        return (dy, g.y_view(b0));
+    }
+    let (p, cols) = (g.p(), cn * g.p());
+    for i in 0..cn {
+        let example = &dy[(b0 + i) * g.y_len()..][..g.y_len()];
+        for (o, row) in example.chunks_exact(p).enumerate() {
+            staging[o * cols + i * p..][..p].copy_from_slice(row);
+        }
+    }
+    (staging, View { off: 0, rs: cols, cs: 1 })
+}
+
+/// `dW` from the input and `dy`: per chunk a partial product, summed in chunk order. The
+/// im2col matrix comes from `shared` (left by the forward pass) or is rebuilt per chunk; the
+/// products are dot products along the positions, which both operands store contiguously.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_filter(
+    par: Par,
+    plan: &Plan,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    partials: &mut [f32],
+    shared: Option<&[f32]>,
+    scratch: &Scratch<'_>,
+) {
+    let g = plan.geom;
+    let (p, kg, opg) = (g.p(), g.kg(), g.opg());
+    let w_len = g.o * kg;
+    // One task: (chunk t, rows r0..) writing `dst` (rows r0.. of dW or of partial t).
+    let task = |t: usize, r0: usize, dst: &mut [f32], worker: usize| {
+        let b0 = t * plan.chunk;
+        let cn = plan.chunk.min(g.n - b0);
+        let cols = cn * p;
+        let rows = dst.len() / kg;
+        // SAFETY: as in `forward`.
+        let (own_col, staging, pack) = plan.parts(unsafe { scratch.worker(worker) });
+        let (col, first_panel): (&[f32], usize) = match shared {
+            Some(col) => (col, b0 * p / PANEL),
+            None if g.whole_input() => (&[], 0),
+            None => {
+                g.im2col_panels(x, b0, cn, own_col);
+                (own_col, 0)
+            }
+        };
+        let (dy_data, dv) = gather_dy(&g, dy, b0, cn, staging, g.filter_direct_dy(cn));
+        for group in 0..g.groups {
+            let lo = r0.max(group * opg);
+            let hi = (r0 + rows).min((group + 1) * opg);
+            if lo >= hi {
+                continue;
+            }
+            let a = MatRef::new(dy_data, dv.off + lo * dv.rs, hi - lo, cols, dv.rs, dv.cs);
+            let dst = MatMut::new(dst, (lo - r0) * kg, hi - lo, kg, kg, 1);
+            if g.whole_input() {
+                let b = MatRef::new(x, b0 * g.x_len() + group * kg, cols, kg, g.x_len(), 1);
+                gemm(dst, a, b, false, &mut *pack);
+            } else {
+                let stride = g.ck() * PANEL;
+                gemm_nt(dst, a, PanelMat::new(col, first_panel * stride + group * kg * PANEL, kg, cols, stride));
+            }
+        }
+    };
+    if plan.tasks <= 1 {
+        par.chunks_mut(dw, plan.rows * kg, |r, dst, worker| task(0, r * plan.rows, dst, worker));
+        return;
+    }
+    par.chunks_mut(&mut partials[..plan.tasks * w_len], w_len, |t, dst, worker| task(t, 0, dst, worker));
+    let partials = &partials[..plan.tasks * w_len];
+    par.chunks_mut(dw, ELEMENTS_PER_TASK, |c, dst, _| {
+        let first = c * ELEMENTS_PER_TASK;
+        dst.copy_from_slice(&partials[first..first + dst.len()]);
+        for t in 1..plan.tasks {
+            let part = &partials[t * w_len + first..][..dst.len()];
+            dst.iter_mut().zip(part).for_each(|(d, &v)| *d += v);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geom(c: usize, h: usize, w: usize, k: usize, stride: usize, pad: usize, groups: usize) -> Geom {
+        let ho = (h + 2 * pad - k) / stride + 1;
+        let wo = (w + 2 * pad - k) / stride + 1;
+        Geom { n: 3, c, h, w, o: groups, kh: k, kw: k, ho, wo, stride, pad, groups }
+    }
+
+    /// Row `r` = (channel, kernel row, kernel column), position `q` of example `i`'s im2col.
+    fn element(g: &Geom, x: &[f32], i: usize, r: usize, q: usize) -> f32 {
+        let (ci, a, b) = (r / (g.kh * g.kw), r / g.kw % g.kh, r % g.kw);
+        let (oh, ow) = (q / g.wo, q % g.wo);
+        let ih = (oh * g.stride + a) as isize - g.pad as isize;
+        let iw = (ow * g.stride + b) as isize - g.pad as isize;
+        if ih < 0 || iw < 0 || ih as usize >= g.h || iw as usize >= g.w {
+            return 0.0;
+        }
+        x[i * g.x_len() + (ci * g.h + ih as usize) * g.w + iw as usize]
+    }
+
+    #[test]
+    fn im2col_panels_hold_the_window_elements_and_col2im_is_the_adjoint() {
+        let configs = [
+            (1, 5, 4, 3, 1, 1, 1),
+            (2, 7, 6, 3, 2, 1, 1),
+            (1, 4, 4, 2, 2, 0, 1),
+            (3, 5, 5, 5, 3, 2, 1),
+            (4, 6, 5, 3, 1, 1, 2),
+        ];
+        for (c, h, w, k, s, pad, groups) in configs {
+            let g = geom(c, h, w, k, s, pad, groups);
+            let x: Vec<f32> = (0..3 * g.x_len()).map(|i| i as f32 + 1.0).collect();
+            let (p, ck) = (g.p(), g.ck());
+            let (b0, cn) = (1, 2);
+            let cols = cn * p;
+            let mut col = vec![f32::NAN; cols.next_multiple_of(PANEL) * ck];
+            g.im2col_panels(&x, b0, cn, &mut col);
+            for q in 0..cols.next_multiple_of(PANEL) {
+                for r in 0..ck {
+                    let want = if q < cols { element(&g, &x, b0 + q / p, r, q % p) } else { 0.0 };
+                    assert_eq!(
+                        col[(q / PANEL) * ck * PANEL + r * PANEL + q % PANEL],
+                        want,
+                        "{configs:?} col ({r}, {q})"
+                    );
+                }
+            }
+            // <im2col(x), d> = <x, col2im(d)> for d of ones: col2im counts each input's windows.
+            let ones = vec![1.0; ck * p];
+            let mut back = vec![0.0; g.x_len()];
+            g.col2im(&ones, p, 0, &mut back);
+            let lhs: f32 =
+                (0..ck).flat_map(|r| (0..p).map(move |q| (r, q))).map(|(r, q)| element(&g, &x, 0, r, q)).sum();
+            let rhs: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
+            assert_eq!(lhs, rhs, "{c} {h} {w} {k} {s} {pad}");
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Elementwise kernels: maps, products, selects and the per-channel bias. Each loop body is a
+//! concrete closure (see [`with_act!`]) so LLVM vectorises it; chunks of
+//! [`ELEMENTS_PER_TASK`] run in parallel, which cannot change any result.
+
+use crate::par::{Par, ELEMENTS_PER_TASK};
+use crate::plan::Binary;
+use netc_ir::UnaryFn;
+
+/// Runs `$body` with `$op` bound to a closure computing the activation `$act`
+/// (`Option<UnaryFn>`, `None` = identity) on an `f32`, bit for bit as `UnaryFn::eval` in `f64`
+/// rounded to `f32` (what the interpreter computes). Cheap functions get `f32` forms with the
+/// same results; the transcendental ones go through `eval`.
+macro_rules! with_act {
+    ($act:expr, |$op:ident| $body:expr) => {{
+        use netc_ir::UnaryFn as U;
+        match $act {
+            None => {
+                let $op = |x: f32| x;
+                $body
+            }
+            Some(U::Relu) => {
+                let $op = |x: f32| x.max(0.0);
+                $body
+            }
+            Some(U::NegLU | U::NegLUReluGrad) => {
+                let $op = |x: f32| x.min(0.0);
+                $body
+            }
+            Some(U::ReluDeriv) => {
+                let $op = |x: f32| if x > 0.0 { 1.0 } else { 0.0 };
+                $body
+            }
+            Some(U::NegLUDeriv) => {
+                let $op = |x: f32| if x < 0.0 { 1.0 } else { 0.0 };
+                $body
+            }
+            Some(U::Scale { c }) => {
+                let $op = move |x: f32| (c * f64::from(x)) as f32;
+                $body
+            }
+            Some(U::LeakyRelu { alpha }) => {
+                let $op = move |x: f32| if x > 0.0 { x } else { (alpha * f64::from(x)) as f32 };
+                $body
+            }
+            Some(U::LeakyReluDeriv { alpha }) => {
+                let slope = alpha as f32;
+                let $op = move |x: f32| if x > 0.0 { 1.0 } else { slope };
+                $body
+            }
+            Some(U::Equal { value }) => {
+                let $op = move |x: f32| if f64::from(x) == value { 1.0 } else { 0.0 };
+                $body
+            }
+            Some(f) => {
+                let $op = move |x: f32| f.eval(f64::from(x)) as f32;
+                $body
+            }
+        }
+    }};
+}
+
+/// `out = f(x)`
+pub(crate) fn unary(par: Par, f: UnaryFn, x: &[f32], out: &mut [f32]) {
+    with_act!(Some(f), |op| par.chunks_mut(out, ELEMENTS_PER_TASK, |i, out, _| {
+        let x = &x[i * ELEMENTS_PER_TASK..][..out.len()];
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = op(v);
+        }
+    }))
+}
+
+/// `data = act(data)`
+pub(crate) fn act_in_place(par: Par, act: Option<UnaryFn>, data: &mut [f32]) {
+    if act.is_none() {
+        return;
+    }
+    with_act!(act, |op| par.chunks_mut(data, ELEMENTS_PER_TASK, |_, data, _| {
+        for v in data.iter_mut() {
+            *v = op(*v);
+        }
+    }))
+}
+
+pub(crate) fn binary(par: Par, kind: Binary, a: &[f32], b: &[f32], out: &mut [f32]) {
+    let mut run = |op: &Zip2| {
+        par.chunks_mut(out, ELEMENTS_PER_TASK, |i, out, _| {
+            let start = i * ELEMENTS_PER_TASK;
+            op(&a[start..start + out.len()], &b[start..start + out.len()], out);
+        })
+    };
+    match kind {
+        Binary::Add => run(&|a, b, out| zip2(a, b, out, |x, y| x + y)),
+        Binary::Sub => run(&|a, b, out| zip2(a, b, out, |x, y| x - y)),
+        Binary::Mul => run(&|a, b, out| zip2(a, b, out, |x, y| x * y)),
+    }
+}
+
+/// A loop over two operands and a result.
+type Zip2 = dyn Fn(&[f32], &[f32], &mut [f32]) + Sync;
+
+#[inline(always)]
+fn zip2(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = f(x, y);
+    }
+}
+
+/// `out = g · f(x)`
+pub(crate) fn mul_unary(par: Par, f: UnaryFn, g: &[f32], x: &[f32], out: &mut [f32]) {
+    with_act!(Some(f), |op| par.chunks_mut(out, ELEMENTS_PER_TASK, |i, out, _| {
+        let start = i * ELEMENTS_PER_TASK;
+        zip2(&g[start..start + out.len()], &x[start..start + out.len()], out, |g, x| g * op(x));
+    }))
+}
+
+/// `data = g · data`
+pub(crate) fn mul_in_place(par: Par, g: &[f32], data: &mut [f32]) {
+    par.chunks_mut(data, ELEMENTS_PER_TASK, |i, data, _| {
+        let g = &g[i * ELEMENTS_PER_TASK..][..data.len()];
+        for (v, &g) in data.iter_mut().zip(g) {
+            *v *= g;
+        }
+    })
+}
+
+/// `out = a` where the mask is non-zero, else `b`.
+pub(crate) fn select(par: Par, mask: &[f32], a: &[f32], b: &[f32], out: &mut [f32]) {
+    par.chunks_mut(out, ELEMENTS_PER_TASK, |i, out, _| {
+        let start = i * ELEMENTS_PER_TASK;
+        let n = out.len();
+        let (mask, a, b) = (&mask[start..start + n], &a[start..start + n], &b[start..start + n]);
+        for (((o, &m), &x), &y) in out.iter_mut().zip(mask).zip(a).zip(b) {
+            *o = if m != 0.0 { x } else { y };
+        }
+    })
+}
+
+/// `out = act(x + bias[c])` for `x` of shape `[outer, channels, inner]`.
+pub(crate) fn bias_add(par: Par, x: &[f32], bias: &[f32], inner: usize, act: Option<UnaryFn>, out: &mut [f32]) {
+    let channels = bias.len();
+    if inner == 0 || channels == 0 {
+        return;
+    }
+    let rows_per_task = (ELEMENTS_PER_TASK / inner).max(1);
+    with_act!(act, |op| par.chunks_mut(out, rows_per_task * inner, |t, out, _| {
+        let first = t * rows_per_task;
+        for (r, row) in out.chunks_mut(inner).enumerate() {
+            let b = bias[(first + r) % channels];
+            let x = &x[(first + r) * inner..][..inner];
+            for (o, &v) in row.iter_mut().zip(x) {
+                *o = op(v + b);
+            }
+        }
+    }))
+}
+
+/// `data += bias[c]` for `data` of shape `[outer, channels, inner]`.
+pub(crate) fn bias_in_place(par: Par, bias: &[f32], inner: usize, data: &mut [f32]) {
+    let channels = bias.len();
+    if inner == 0 || channels == 0 {
+        return;
+    }
+    let rows_per_task = (ELEMENTS_PER_TASK / inner).max(1);
+    par.chunks_mut(data, rows_per_task * inner, |t, data, _| {
+        for (r, row) in data.chunks_mut(inner).enumerate() {
+            let b = bias[(t * rows_per_task + r) % channels];
+            row.iter_mut().for_each(|v| *v += b);
+        }
+    })
+}
+
+/// `rows = act(rows + bias[first_channel + r])` for the rows (of `inner` elements) of `data`:
+/// the epilogue of a convolution, on one task's images.
+pub(crate) fn bias_act_rows(data: &mut [f32], inner: usize, bias: Option<&[f32]>, act: Option<UnaryFn>) {
+    if inner == 0 {
+        return;
+    }
+    with_act!(act, |op| {
+        for (r, row) in data.chunks_mut(inner).enumerate() {
+            let b = bias.map_or(0.0, |b| b[r % b.len()]);
+            match bias {
+                Some(_) => row.iter_mut().for_each(|v| *v = op(*v + b)),
+                None => row.iter_mut().for_each(|v| *v = op(*v)),
+            }
+        }
+    })
+}
+
+/// `dst = act(src + b)` for one row.
+pub(crate) fn copy_bias_act(src: &[f32], dst: &mut [f32], b: Option<f32>, act: Option<UnaryFn>) {
+    with_act!(act, |op| match b {
+        Some(b) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = op(s + b)),
+        None => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = op(s)),
+    })
+}
+
+/// `rows[i][j] = act(rows[i][j] + bias[j])`: the epilogue of a matrix product whose columns
+/// are channels.
+pub(crate) fn bias_act_cols(data: &mut [f32], bias: Option<&[f32]>, act: Option<UnaryFn>, cols: usize) {
+    if cols == 0 {
+        return;
+    }
+    with_act!(act, |op| {
+        for row in data.chunks_mut(cols) {
+            match bias {
+                Some(b) => row.iter_mut().zip(b).for_each(|(v, &b)| *v = op(*v + b)),
+                None => row.iter_mut().for_each(|v| *v = op(*v)),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activations_match_the_f64_definition_bit_for_bit() {
+        let fns = [
+            UnaryFn::Relu,
+            UnaryFn::NegLU,
+            UnaryFn::NegLUReluGrad,
+            UnaryFn::ReluDeriv,
+            UnaryFn::NegLUDeriv,
+            UnaryFn::Scale { c: 1.0 / 0.7 },
+            UnaryFn::Scale { c: -1.0 },
+            UnaryFn::LeakyRelu { alpha: 0.1 },
+            UnaryFn::LeakyReluDeriv { alpha: 0.1 },
+            UnaryFn::Equal { value: 1.0 },
+            UnaryFn::Tanh,
+            UnaryFn::SoftNegLU,
+        ];
+        let xs = [-3.7f32, -1.0, -1e-30, 0.0, 1e-30, 0.3, 1.0, 2.5, 1e30, f32::INFINITY, f32::NAN];
+        for f in fns {
+            let mut out = [0.0; 11];
+            unary(Par::new(1), f, &xs, &mut out);
+            for (&x, &y) in xs.iter().zip(&out) {
+                let want = f.eval(f64::from(x)) as f32;
+                assert!(
+                    want.to_bits() == y.to_bits() || (want.is_nan() && y.is_nan()),
+                    "{f:?}({x}) = {y}, want {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bias_add_broadcasts_over_channels_and_fuses_the_activation() {
+        let x = [1.0, -2.0, 3.0, -4.0, 5.0, -6.0, 7.0, -8.0];
+        let mut out = [0.0; 8];
+        bias_add(Par::new(1), &x, &[0.5, 10.0], 2, Some(UnaryFn::Relu), &mut out);
+        assert_eq!(out, [1.5, 0.0, 13.0, 6.0, 5.5, 0.0, 17.0, 2.0]);
+    }
+}

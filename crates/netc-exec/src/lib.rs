@@ -1,0 +1,319 @@
+//! The fast executor of netc IR programs, the default for training and inference.
+//!
+//! [`Executor::new`] compiles a [`Program`] into steps (fusing a GEMM's bias and activation,
+//! and an activation derivative into the product that consumes it). The first run at a batch
+//! size ([`Executor::prepare`]) resolves every shape and places every value, constant and
+//! scratch buffer in one arena, reusing memory between values whose lifetimes do not overlap;
+//! later runs at that size allocate nothing.
+//!
+//! Convolutions and matrix products run as GEMMs (the `gemm` crate, single-threaded per call);
+//! everything else is plain loops that LLVM vectorises. Work is split over examples and output
+//! rows in tasks whose boundaries depend only on the shapes, and sums across tasks are added in
+//! task order, so results are bitwise identical from run to run and for any thread count.
+//! Random ops reproduce `netc-interp` exactly.
+//!
+//! ```
+//! use netc_exec::{ExecOptions, Executor, Feed};
+//! use netc_ir::{grad, init_params, lower, LowerOptions, Mode};
+//!
+//! let src = "net tiny {\n  input x: [4]\n  dense(3)\n  tanh\n  dense(2)\n  loss softmax_xent(classes=2)\n}";
+//! let checked = netc_check::check(&netc_syntax::parse(src).unwrap(), &[]).unwrap();
+//! let forward = lower(&checked.nets[0], LowerOptions { mode: Mode::Train, seed: 1 }).unwrap();
+//! let program = grad(&forward).unwrap();
+//! let params = init_params(&program, &netc_check::Init::Xavier, 1);
+//!
+//! let mut exec = Executor::new(&program, ExecOptions { threads: 2 }).unwrap();
+//! let data = [0.5, -1.0, 2.0, 0.0, 1.0, 1.0, -0.5, 0.25];
+//! let labels = [1.0, 0.0];
+//! let mut inputs: Vec<(&str, &[f32])> = vec![("x", &data), ("labels", &labels)];
+//! inputs.extend(params.iter().map(|(name, t)| (name.as_str(), t.data())));
+//! exec.run(&Feed { batch: 2, step: 0, inputs: &inputs }).unwrap();
+//! assert!(exec.output("loss").unwrap()[0] > 0.0);
+//! assert_eq!(exec.output("dense1.weight").unwrap().len(), 12);
+//! ```
+
+mod batch;
+mod gemm;
+mod kernels;
+mod memory;
+mod par;
+mod plan;
+mod pool;
+
+use batch::BatchPlan;
+use netc_ir::{Dim, Program, Source, ValueId};
+use par::Par;
+use plan::Compiled;
+use pool::Pool;
+use std::fmt;
+
+/// How to execute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// Worker threads; 0 (the default) means one per available core. Results do not depend
+    /// on it.
+    pub threads: usize,
+}
+
+/// The inputs of one run.
+#[derive(Clone, Copy, Debug)]
+pub struct Feed<'a> {
+    /// The number of examples: the extent of the symbolic batch dimension `N`.
+    pub batch: usize,
+    /// The training-step counter, which keys per-step randomness (dropout, resampled masks).
+    pub step: u64,
+    /// Row-major values of the data, labels (class indices as `f32`) and parameter inputs, by
+    /// input name (the data input's own name, `netc_ir::LABELS`, `layer.param`). Every such
+    /// input must be given exactly once.
+    pub inputs: &'a [(&'a str, &'a [f32])],
+}
+
+/// The first value of a run that held a NaN or an infinity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NonFinite {
+    pub value: ValueId,
+    /// The op's mnemonic, as in the textual IR.
+    pub op: &'static str,
+    /// The layer the value came from, if known.
+    pub source: Option<Source>,
+}
+
+/// The wall time of one step of a profiled run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepTime {
+    /// The kernel, e.g. `conv2d` (with any fused bias and activation) or `maxpool_bwd`.
+    pub kernel: &'static str,
+    /// The value the step produces.
+    pub value: ValueId,
+    pub seconds: f64,
+}
+
+/// Why a program could not be run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExecError {
+    /// The thread pool could not be created.
+    ThreadPool { message: String },
+    /// A program input was not given.
+    MissingInput { name: String },
+    /// A given input is not an input of the program, or was given twice.
+    UnexpectedInput { name: String },
+    /// An input has the wrong number of values for the batch size.
+    InputLength { name: String, expected: usize, got: usize },
+    /// The batch size is 0 but the program's shapes involve it.
+    EmptyBatch,
+    /// The buffers of this batch size do not fit in memory.
+    TooLarge { batch: usize },
+    /// A label that is not a class index.
+    BadLabel { example: usize, value: f32, classes: usize },
+}
+
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExecError::ThreadPool { message } => write!(f, "cannot start the executor's threads: {message}"),
+            ExecError::MissingInput { name } => write!(f, "no value given for input `{name}`"),
+            ExecError::UnexpectedInput { name } => {
+                write!(f, "`{name}` is not an input of the program, or is given twice")
+            }
+            ExecError::InputLength { name, expected, got } => {
+                write!(f, "input `{name}` needs {expected} values for this batch size, got {got}")
+            }
+            ExecError::EmptyBatch => f.write_str("the batch is empty"),
+            ExecError::TooLarge { batch } => write!(f, "the buffers for batch size {batch} do not fit in memory"),
+            ExecError::BadLabel { example, value, classes } => {
+                write!(f, "label {value} of example {example} is not a class index in 0..{classes}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ExecError {}
+
+/// Batch sizes whose plans (and memory) are kept; more are rebuilt on demand.
+const KEPT_PLANS: usize = 4;
+
+/// A compiled program with its thread pool and the memory of the batch sizes it has run.
+pub struct Executor {
+    program: Program,
+    compiled: Compiled,
+    /// `None` with one thread: steps then run on the caller's thread.
+    pool: Option<Pool>,
+    threads: usize,
+    /// Prepared batch sizes, the most recently used last.
+    plans: Vec<BatchPlan>,
+    /// The step counter of the last successful run, whose plan is last in `plans`.
+    last_run: Option<u64>,
+}
+
+impl fmt::Debug for Executor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Executor")
+            .field("program", &self.program.name())
+            .field("steps", &self.compiled.steps.len())
+            .field("threads", &self.threads)
+            .field("batch_sizes", &self.plans.iter().map(|p| p.batch).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Executor {
+    /// Compiles `program`. Nothing depends on the batch size yet.
+    pub fn new(program: &Program, options: ExecOptions) -> Result<Executor, ExecError> {
+        let threads = match options.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let pool = if threads > 1 { Some(Pool::new(threads)?) } else { None };
+        Ok(Executor {
+            program: program.clone(),
+            compiled: plan::compile(program),
+            pool,
+            threads,
+            plans: Vec::with_capacity(KEPT_PLANS),
+            last_run: None,
+        })
+    }
+
+    /// The program this executor runs.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// The number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Plans the shapes and memory of batch size `batch`, if not done yet; [`Executor::run`]
+    /// does it on first use of a batch size. The last few batch sizes stay prepared.
+    /// The plan of `batch` becomes the most recently used one (last in `plans`).
+    pub fn prepare(&mut self, batch: usize) -> Result<(), ExecError> {
+        if batch == 0 && self.program.insts().iter().any(|i| i.shape.dims().contains(&Dim::Batch)) {
+            return Err(ExecError::EmptyBatch);
+        }
+        match self.plans.iter().position(|p| p.batch == batch) {
+            Some(i) if i + 1 == self.plans.len() => {}
+            Some(i) => {
+                // Moving within the reserved capacity does not allocate.
+                let plan = self.plans.remove(i);
+                self.plans.push(plan);
+                self.last_run = None;
+            }
+            None => {
+                let plan = BatchPlan::new(&self.program, &self.compiled, batch, self.threads)?;
+                if self.plans.len() == KEPT_PLANS {
+                    self.plans.remove(0);
+                }
+                self.plans.push(plan);
+                self.last_run = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the program on one batch. Afterwards [`Executor::output`] reads the results.
+    pub fn run(&mut self, feed: &Feed<'_>) -> Result<(), ExecError> {
+        self.bind(feed)?;
+        self.run_steps(feed.step, None, None)?;
+        self.last_run = Some(feed.step);
+        Ok(())
+    }
+
+    /// The values of output `name` (row-major, batch dimension resolved) of the last
+    /// successful run, or `None` if there is no such output or no run yet.
+    pub fn output(&self, name: &str) -> Option<&[f32]> {
+        self.last_run?;
+        let output = self.program.output(name)?;
+        self.plans.last()?.value(output.value)
+    }
+
+    /// Runs like [`Executor::run`] and returns the wall time of every step, in run order
+    /// (unlike `run`, this allocates the result).
+    pub fn profile(&mut self, feed: &Feed<'_>) -> Result<Vec<StepTime>, ExecError> {
+        self.bind(feed)?;
+        let mut times: Vec<StepTime> = match self.plans.last() {
+            Some(plan) => {
+                plan.steps(&self.compiled).map(|(kernel, value)| StepTime { kernel, value, seconds: 0.0 }).collect()
+            }
+            None => Vec::new(),
+        };
+        let mut seconds = vec![0.0; times.len()];
+        self.run_steps(feed.step, None, Some(&mut seconds))?;
+        self.last_run = Some(feed.step);
+        for (t, s) in times.iter_mut().zip(seconds) {
+            t.seconds = s;
+        }
+        Ok(times)
+    }
+
+    /// Re-runs the last successful run checking every value, and returns the first value in
+    /// program order that holds a NaN or an infinity (inputs and constants included), as the
+    /// reference interpreter would report it. The inputs are still in place and every kernel
+    /// is deterministic, so the re-run recomputes exactly the same values. Meant for after a
+    /// non-finite loss, to tell which layer diverged; it costs about one more run.
+    pub fn first_non_finite(&mut self) -> Option<NonFinite> {
+        let counter = self.last_run?;
+        let mut found = None;
+        // The same run succeeded before, so it cannot fail now.
+        self.run_steps(counter, Some(&mut found), None).ok()?;
+        let value = found?;
+        let op = self.program.insts().get(value.0)?.op.name();
+        Some(NonFinite { value, op, source: self.program.source_of(value).cloned() })
+    }
+
+    /// Prepares the feed's batch size and copies the feed into its plan.
+    fn bind(&mut self, feed: &Feed<'_>) -> Result<(), ExecError> {
+        self.last_run = None;
+        self.prepare(feed.batch)?;
+        let Executor { compiled, plans, .. } = self;
+        match plans.last_mut() {
+            Some(plan) => bind_inputs(compiled, plan, feed),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs the steps of the most recently used plan on the executor's threads.
+    fn run_steps(
+        &mut self,
+        counter: u64,
+        check: Option<&mut Option<ValueId>>,
+        times: Option<&mut [f64]>,
+    ) -> Result<(), ExecError> {
+        let Executor { compiled, pool, plans, threads, .. } = self;
+        let Some(plan) = plans.last_mut() else { return Ok(()) };
+        let par = Par::new(*threads);
+        let (mut check, mut times) = (check, times);
+        let mut outcome = Ok(());
+        let mut steps = || outcome = plan.run(compiled, par, counter, check.take(), times.take());
+        match pool {
+            Some(pool) => pool.run(&mut steps),
+            None => steps(),
+        }
+        outcome
+    }
+}
+
+/// Copies the fed values into the plan's input buffers and the step counter into its own.
+fn bind_inputs(compiled: &Compiled, plan: &mut BatchPlan, feed: &Feed<'_>) -> Result<(), ExecError> {
+    for (i, (name, _)) in feed.inputs.iter().enumerate() {
+        let known = compiled.inputs.iter().any(|input| input.name == *name);
+        if !known || feed.inputs[..i].iter().any(|(earlier, _)| earlier == name) {
+            return Err(ExecError::UnexpectedInput { name: name.to_string() });
+        }
+    }
+    for input in &compiled.inputs {
+        let given = feed.inputs.iter().find(|(name, _)| *name == input.name).map(|(_, values)| *values);
+        let values = given.ok_or_else(|| ExecError::MissingInput { name: input.name.clone() })?;
+        let dst = plan.value_mut(input.value).ok_or_else(|| ExecError::MissingInput { name: input.name.clone() })?;
+        if dst.len() != values.len() {
+            return Err(ExecError::InputLength { name: input.name.clone(), expected: dst.len(), got: values.len() });
+        }
+        dst.copy_from_slice(values);
+    }
+    if let Some(counter) = compiled.counter {
+        if let Some(dst) = plan.value_mut(counter) {
+            dst.fill(feed.step as f32);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The arena every value, constant and scratch buffer of one batch size lives in, and the
+//! offset assignment that lets values whose lifetimes do not overlap share memory.
+
+/// A range of the arena, in `f32` elements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Region {
+    pub off: usize,
+    pub len: usize,
+}
+
+/// Offsets are multiples of this many elements (64 bytes), so buffers start on cache lines.
+const ALIGN: usize = 16;
+
+/// One allocation, made when a batch size is first prepared.
+#[derive(Debug)]
+pub(crate) struct Arena {
+    buf: Vec<f32>,
+    /// Index of the first cache-line-aligned element of `buf`.
+    start: usize,
+    len: usize,
+}
+
+impl Arena {
+    /// A zeroed arena of `len` elements, or `None` if the memory is not available.
+    pub fn try_new(len: usize) -> Option<Arena> {
+        let total = len.checked_add(ALIGN)?;
+        let mut buf: Vec<f32> = Vec::new();
+        buf.try_reserve_exact(total).ok()?;
+        buf.resize(total, 0.0);
+        let misalign = (buf.as_ptr() as usize / std::mem::size_of::<f32>()) % ALIGN;
+        let start = (ALIGN - misalign) % ALIGN;
+        Some(Arena { buf, start, len })
+    }
+
+    pub fn get(&self, r: Region) -> Option<&[f32]> {
+        self.buf[self.start..self.start + self.len].get(r.off..r.off.checked_add(r.len)?)
+    }
+
+    pub fn get_mut(&mut self, r: Region) -> Option<&mut [f32]> {
+        self.buf[self.start..self.start + self.len].get_mut(r.off..r.off.checked_add(r.len)?)
+    }
+
+    /// Raw access for a run, which hands disjoint regions to kernels and tasks.
+    pub fn mem(&mut self) -> Mem {
+        let whole = &mut self.buf[self.start..self.start + self.len];
+        Mem { base: whole.as_mut_ptr(), len: whole.len() }
+    }
+}
+
+/// The arena during a run: a base pointer that kernels and tasks slice by region.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mem {
+    base: *mut f32,
+    len: usize,
+}
+
+// SAFETY: `Mem` is only a base pointer; every access goes through `get`/`get_mut`, whose
+// callers guarantee that regions written by one thread are not accessed by another.
+unsafe impl Send for Mem {}
+// SAFETY: as above.
+unsafe impl Sync for Mem {}
+
+impl Mem {
+    /// # Safety
+    /// No mutable slice of an overlapping region may be alive while the result is.
+    pub unsafe fn get<'a>(self, r: Region) -> &'a [f32] {
+        assert!(r.off + r.len <= self.len, "region {r:?} outside the arena of {}", self.len);
+        // SAFETY: in bounds (checked above) of the arena, which outlives the run; aliasing is
+        // the caller's obligation.
+        unsafe { std::slice::from_raw_parts(self.base.add(r.off), r.len) }
+    }
+
+    /// # Safety
+    /// No other slice of an overlapping region may be alive while the result is.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn get_mut<'a>(self, r: Region) -> &'a mut [f32] {
+        assert!(r.off + r.len <= self.len, "region {r:?} outside the arena of {}", self.len);
+        // SAFETY: as in `get`.
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(r.off), r.len) }
+    }
+}
+
+/// A buffer to place: needed from step `first` through step `last` (inclusive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Lifetime {
+    pub first: usize,
+    pub last: usize,
+    pub len: usize,
+}
+
+/// Offsets for `items` such that items alive at the same step do not overlap, and the arena
+/// length. Greedy by decreasing size, each at the lowest offset that fits: close to optimal
+/// for the chain-like lifetimes of neural nets.
+pub(crate) fn assign(items: &[Lifetime]) -> (Vec<usize>, usize) {
+    let padded = |len: usize| len.div_ceil(ALIGN) * ALIGN;
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(items[i].len), items[i].first, i));
+    let mut offsets = vec![0; items.len()];
+    let mut placed: Vec<usize> = Vec::with_capacity(items.len());
+    let mut total = 0;
+    let mut busy: Vec<(usize, usize)> = Vec::new();
+    for i in order {
+        let item = items[i];
+        busy.clear();
+        busy.extend(
+            placed
+                .iter()
+                .filter(|&&j| items[j].first <= item.last && item.first <= items[j].last)
+                .map(|&j| (offsets[j], offsets[j] + padded(items[j].len))),
+        );
+        busy.sort_unstable();
+        let mut at = 0;
+        for &(start, end) in &busy {
+            if start >= at + padded(item.len) {
+                break;
+            }
+            at = at.max(end);
+        }
+        offsets[i] = at;
+        total = total.max(at + padded(item.len));
+        placed.push(i);
+    }
+    (offsets, total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_lifetimes_get_disjoint_memory_and_others_share() {
+        let items = [
+            Lifetime { first: 0, last: 1, len: 100 },
+            Lifetime { first: 1, last: 2, len: 50 },
+            Lifetime { first: 2, last: 3, len: 100 },
+            Lifetime { first: 3, last: 3, len: 10 },
+        ];
+        let (offsets, total) = assign(&items);
+        let range = |i: usize| offsets[i]..offsets[i] + items[i].len;
+        for a in 0..items.len() {
+            for b in 0..a {
+                let live_together = items[a].first <= items[b].last && items[b].first <= items[a].last;
+                let overlap = range(a).start < range(b).end && range(b).start < range(a).end;
+                assert!(!(live_together && overlap), "{a} and {b}");
+            }
+        }
+        assert!(total <= 112 + 64, "{total}");
+        assert!(offsets.iter().all(|o| o % ALIGN == 0));
+    }
+
+    #[test]
+    fn the_arena_is_cache_line_aligned() {
+        let mut arena = Arena::try_new(5).unwrap();
+        let mem = arena.mem();
+        assert_eq!(mem.base as usize % 64, 0);
+        assert!(arena.get(Region { off: 0, len: 5 }).is_some());
+        assert!(arena.get(Region { off: 1, len: 5 }).is_none());
+    }
+}

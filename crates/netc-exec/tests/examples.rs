@@ -1,0 +1,45 @@
+//! The executor agrees with the reference interpreter on every example net, forward and
+//! backward, in training and evaluation mode.
+
+mod common;
+
+use common::{assert_close, case, example};
+use netc_ir::Mode;
+
+const REL: f32 = 1e-4;
+const ABS: f32 = 1e-5;
+
+fn check_example(file: &str, src: &str) {
+    for (batch, seed, threads) in [(2, 1, 1), (3, 2, 2)] {
+        let train = case(src, Mode::Train, true, batch, seed);
+        let want = train.interpret();
+        assert_close(&format!("{file} train batch {batch}"), &train.execute(threads), &want, REL, ABS);
+        let eval = case(src, Mode::Eval, false, batch, seed);
+        assert_close(&format!("{file} eval batch {batch}"), &eval.execute(threads), &eval.interpret(), REL, ABS);
+    }
+}
+
+#[test]
+fn every_example_net_matches_the_interpreter() {
+    let dir = format!("{}/../../examples", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("the examples folder")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".net"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    for file in files {
+        check_example(&file, &example(&file));
+    }
+}
+
+#[test]
+fn resampled_masks_and_dropout_match_the_interpreter() {
+    let mixlu = example("mixlu_lenet.net").replace("mixlu(negfrac=negfrac)", "mixlu(negfrac=0.3, mask=resample)");
+    assert!(mixlu.contains("resample"));
+    check_example("mixlu_lenet.net (resampled)", &mixlu);
+    let dropout = example("mlp.net").replace("relu\n", "relu\n    dropout(p=0.4)\n");
+    assert!(dropout.contains("dropout"));
+    check_example("mlp.net (dropout)", &dropout);
+}
