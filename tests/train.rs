@@ -35,12 +35,21 @@ fn run(
     out: &Path,
     resume: bool,
 ) -> Result<Vec<netc::train::EpochMetrics>, netc::Error> {
-    let mut backend = InterpBackend::new(model).unwrap();
+    run_on(&mut InterpBackend::new(model).unwrap(), model, data, out, resume)
+}
+
+fn run_on(
+    backend: &mut dyn netc::train::Backend,
+    model: &netc::Model,
+    data: &Data,
+    out: &Path,
+    resume: bool,
+) -> Result<Vec<netc::train::EpochMetrics>, netc::Error> {
     let program = netc::run::compile(model, netc::ir::Mode::Train, false).unwrap();
     let init = || netc::run::init_params(model, &program);
     let options =
         RunOptions { out: out.to_path_buf(), resume, limit_train: None, limit_test: None, provenance: vec![] };
-    netc::run::train(model, data, &mut backend, &init, &options, &mut |_: Event| {})
+    netc::run::train(model, data, backend, &init, &options, &mut |_: Event| {})
 }
 
 fn temp() -> (tempfile::TempDir, PathBuf) {

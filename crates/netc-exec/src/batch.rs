@@ -156,7 +156,7 @@ impl BatchPlan {
         let mut first = vec![usize::MAX; insts.len()];
         let mut last = vec![0usize; insts.len()];
         for (v, origin) in origins.iter().enumerate() {
-            if matches!(origin, Origin::Input(_) | Origin::Counter) || constant[v] {
+            if matches!(origin, Origin::Input | Origin::Counter) || constant[v] {
                 first[v] = 0;
                 last[v] = end;
             }
@@ -246,8 +246,8 @@ impl BatchPlan {
             .map(|(_, s)| lens[s.out.0]);
         let parts_len = parts_len.max().unwrap_or(0);
 
-        // Constants, then the folded steps, in program order (one thread, no scratch needed
-        // beyond a temporary).
+        // Constants, then the folded steps in program order (on this thread; they use no
+        // scratch).
         for (v, inst) in insts.iter().enumerate() {
             let Some(r) = regions[v].filter(|_| origins[v] == Origin::Constant) else { continue };
             let Some(dst) = arena.get_mut(r) else { continue };
@@ -306,7 +306,7 @@ impl BatchPlan {
         let mut env = Env { counter, perm: &mut self.perm, swaps: &mut self.swaps, check };
         if let Some(found) = env.check.as_deref_mut() {
             for (v, origin) in compiled.origins.iter().enumerate() {
-                if let (Origin::Input(_) | Origin::Constant, Some(r)) = (origin, self.regions[v]) {
+                if let (Origin::Input | Origin::Constant, Some(r)) = (origin, self.regions[v]) {
                     // SAFETY: nothing else accesses the arena during this read.
                     note(found, ValueId(v), unsafe { mem.get(r) });
                 }

@@ -1,8 +1,13 @@
-//! Single-threaded SGEMM on strided views: BLIS-style blocking with packed operands and a
-//! 6×16 register-tile microkernel (AVX2+FMA when the CPU has it, portable code otherwise).
-//! Callers parallelise over their own tiles and lend the packing memory, so a product never
-//! allocates. Each element is summed in a fixed order (blocks of `KC` along the contraction,
-//! each accumulated from zero and then added), whatever the caller's tiling of `m` and `n`.
+//! Single-threaded SGEMM on strided views: BLIS-style blocking around a 6×16 register-tile
+//! microkernel (AVX2+FMA when the CPU has it, portable code otherwise). Operand panels are read
+//! in place when their layout allows and packed otherwise; a right operand may also come
+//! already cut into panels ([`PanelMat`], as im2col writes it), and [`gemm_nt`] takes dot
+//! products of contiguous rows with such panels. Callers parallelise over their own tiles and
+//! lend the packing memory, so a product never allocates.
+//!
+//! Each element is summed in a fixed order that depends only on the shapes: blocks of `KC`
+//! along the contraction, each accumulated from zero with FMAs and then added (the
+//! orientation and whether panels are packed do not change it).
 
 /// Rows and columns of the register tile.
 const MR: usize = 6;

@@ -6,11 +6,15 @@
 //! scratch buffer in one arena, reusing memory between values whose lifetimes do not overlap;
 //! later runs at that size allocate nothing.
 //!
-//! Convolutions and matrix products run as GEMMs (the `gemm` crate, single-threaded per call);
-//! everything else is plain loops that LLVM vectorises. Work is split over examples and output
-//! rows in tasks whose boundaries depend only on the shapes, and sums across tasks are added in
-//! task order, so results are bitwise identical from run to run and for any thread count.
-//! Random ops reproduce `netc-interp` exactly.
+//! Convolutions and matrix products run on a built-in packed SGEMM (an AVX2+FMA
+//! microkernel, detected at run time, or portable code), reading im2col matrices that are
+//! written directly in its panel layout; a forward convolution leaves its im2col matrix to
+//! the filter gradient. Everything else is plain loops that LLVM vectorises.
+//!
+//! Work is split over examples and output rows in tasks whose boundaries depend only on the
+//! shapes, and sums across tasks are added in task order, so results are bitwise identical
+//! from run to run and for any thread count. Random ops reproduce `netc-interp` exactly, and
+//! every op agrees with it to rounding.
 //!
 //! ```
 //! use netc_exec::{ExecOptions, Executor, Feed};
@@ -186,7 +190,6 @@ impl Executor {
 
     /// Plans the shapes and memory of batch size `batch`, if not done yet; [`Executor::run`]
     /// does it on first use of a batch size. The last few batch sizes stay prepared.
-    /// The plan of `batch` becomes the most recently used one (last in `plans`).
     pub fn prepare(&mut self, batch: usize) -> Result<(), ExecError> {
         if batch == 0 && self.program.insts().iter().any(|i| i.shape.dims().contains(&Dim::Batch)) {
             return Err(ExecError::EmptyBatch);

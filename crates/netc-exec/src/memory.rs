@@ -92,10 +92,11 @@ pub(crate) struct Lifetime {
 /// length. Greedy by decreasing size, each at the lowest offset that fits: close to optimal
 /// for the chain-like lifetimes of neural nets.
 pub(crate) fn assign(items: &[Lifetime]) -> (Vec<usize>, usize) {
-    let padded = |len: usize| len.div_ceil(ALIGN) * ALIGN;
+    // Saturating: an absurd size must fail to allocate, not wrap around.
+    let padded = |len: usize| len.div_ceil(ALIGN).saturating_mul(ALIGN);
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&i| (std::cmp::Reverse(items[i].len), items[i].first, i));
-    let mut offsets = vec![0; items.len()];
+    let mut offsets = vec![0usize; items.len()];
     let mut placed: Vec<usize> = Vec::with_capacity(items.len());
     let mut total = 0;
     let mut busy: Vec<(usize, usize)> = Vec::new();
@@ -106,18 +107,18 @@ pub(crate) fn assign(items: &[Lifetime]) -> (Vec<usize>, usize) {
             placed
                 .iter()
                 .filter(|&&j| items[j].first <= item.last && item.first <= items[j].last)
-                .map(|&j| (offsets[j], offsets[j] + padded(items[j].len))),
+                .map(|&j| (offsets[j], offsets[j].saturating_add(padded(items[j].len)))),
         );
         busy.sort_unstable();
-        let mut at = 0;
+        let mut at = 0usize;
         for &(start, end) in &busy {
-            if start >= at + padded(item.len) {
+            if start >= at.saturating_add(padded(item.len)) {
                 break;
             }
             at = at.max(end);
         }
         offsets[i] = at;
-        total = total.max(at + padded(item.len));
+        total = total.max(at.saturating_add(padded(item.len)));
         placed.push(i);
     }
     (offsets, total)

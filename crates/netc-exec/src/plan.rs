@@ -83,16 +83,16 @@ pub(crate) struct Step {
 /// How a value comes to exist.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Origin {
-    /// A program input; `index` into [`Compiled::inputs`].
-    Input(usize),
+    /// A data, labels or parameter input.
+    Input,
     /// The step counter input.
     Counter,
     /// `Const` or `Fill`: written once per batch size.
     Constant,
     /// The same elements as another value (a reshape).
     Alias(ValueId),
-    /// The result of step `.0`.
-    Step(usize),
+    /// The result of a step.
+    Step,
     /// Computed inside a fused step and never stored.
     Fused,
 }
@@ -204,7 +204,7 @@ pub(crate) fn compile(program: &Program) -> Compiled {
             _ if absorbed[i] => Origin::Fused,
             (_, Some((kernel, args, fused))) => {
                 steps.push(Step { kernel, args, out, fused });
-                Origin::Step(steps.len() - 1)
+                Origin::Step
             }
             (Op::Input(input), None) if input.kind == InputKind::Step => {
                 counter = Some(out);
@@ -212,7 +212,7 @@ pub(crate) fn compile(program: &Program) -> Compiled {
             }
             (Op::Input(input), None) => {
                 inputs.push(FedInput { name: input.name.clone(), value: out });
-                Origin::Input(inputs.len() - 1)
+                Origin::Input
             }
             (Op::Reshape { .. }, None) => Origin::Alias(inst.args[0]),
             (_, None) => Origin::Constant,

@@ -113,3 +113,27 @@ impl Drop for Pool {
         self.shared.changed.notify_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rayon::prelude::*;
+
+    #[test]
+    fn runs_happen_on_the_pool_and_panics_come_back_to_the_caller() {
+        let pool = Pool::new(2).unwrap();
+        let mut on_pool = None;
+        pool.run(&mut || on_pool = rayon::current_thread_index());
+        assert!(on_pool.is_some());
+        // Parallel loops inside a run use the pool's threads.
+        let mut sum = 0u64;
+        pool.run(&mut || sum = (0..1000u64).into_par_iter().sum());
+        assert_eq!(sum, 499_500);
+        let caught = catch_unwind(AssertUnwindSafe(|| pool.run(&mut || panic!("boom"))));
+        assert!(caught.is_err());
+        // The pool still serves runs after a panic.
+        let mut after = 0;
+        pool.run(&mut || after = 7);
+        assert_eq!(after, 7);
+    }
+}

@@ -97,3 +97,13 @@ fn a_finite_run_has_no_non_finite_value() {
         "the check run recomputes the same values"
     );
 }
+
+#[test]
+fn a_batch_too_large_for_memory_is_refused() {
+    let c = mlp();
+    let mut exec = Executor::new(&c.program, ExecOptions { threads: 1 }).expect("compiles");
+    assert_eq!(exec.prepare(usize::MAX / 4), Err(ExecError::TooLarge { batch: usize::MAX / 4 }));
+    assert_eq!(exec.prepare(1 << 40), Err(ExecError::TooLarge { batch: 1 << 40 }));
+    // The executor still works afterwards.
+    c.run_on(&mut exec);
+}

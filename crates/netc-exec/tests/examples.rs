@@ -43,3 +43,15 @@ fn resampled_masks_and_dropout_match_the_interpreter() {
     assert!(dropout.contains("dropout"));
     check_example("mlp.net (dropout)", &dropout);
 }
+
+#[test]
+fn batches_split_into_many_tasks_match_the_interpreter() {
+    // LeNet at batch 20: several tasks per convolution, a shared im2col matrix across them.
+    let c = case(&example("lenet.net"), Mode::Train, true, 20, 3);
+    assert_close("lenet batch 20", &c.execute(2), &c.interpret(), REL, ABS);
+    // A padded convolution with a single output position, at a batch large enough for
+    // several chunks of its (shared) im2col matrix.
+    let src = "net t {\n input x: [3, 3, 3]\n conv(4, k=3, stride=3, pad=1)\n relu\n dense(2)\n loss softmax_xent(classes=2)\n}";
+    let c = case(src, Mode::Train, true, 600, 4);
+    assert_close("1x1 output, batch 600", &c.execute(2), &c.interpret(), REL, ABS);
+}

@@ -207,10 +207,13 @@ impl Backend for ExecBackend {
         grads: &mut [Vec<f32>],
     ) -> Result<BatchResult, StepError> {
         let result = Self::run(&mut self.train, &self.data_input, &mut self.labels, params, images, labels, step)?;
-        for (grad, (name, _)) in grads.iter_mut().zip(params) {
-            let computed =
-                self.train.output(name).ok_or_else(|| StepError::Failed(format!("no gradient for `{name}`")))?;
-            grad.copy_from_slice(computed);
+        copy_gradients(params, grads, |name| self.train.output(name))?;
+        // A ReLU turns a NaN into 0, so a diverging layer can leave the loss finite: check the
+        // gradients too, and name the layer that produced the first non-finite value.
+        if grads.iter().flatten().any(|g| !g.is_finite()) {
+            if let Some(source) = self.train.first_non_finite().and_then(|nf| nf.source) {
+                return Err(StepError::NonFinite { layer: source.name, span: source.span });
+            }
         }
         Ok(result)
     }

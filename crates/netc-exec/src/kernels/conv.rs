@@ -127,11 +127,9 @@ impl Geom {
     /// im2col matrix.
     fn chunks(&self, columns: usize) -> (usize, usize) {
         let p = self.p();
-        if p == 1 {
-            return split(self.n, 64);
-        }
         if self.col_is_input() {
-            return split(self.n, 1);
+            // No im2col matrix to share: one example (or, for one position, a GEMM's width).
+            return split(self.n, if p == 1 { 64 } else { 1 });
         }
         let per = (columns / p).max(1).next_multiple_of(self.align());
         let chunk = split(self.n, per).1.next_multiple_of(self.align()).min(self.n).max(1);
@@ -180,7 +178,7 @@ impl Geom {
 
     /// The chunk plan of the filter gradient; `shared` as for [`Geom::forward_plan`].
     pub fn filter_plan(self, shared: bool) -> Plan {
-        let (tasks, chunk) = if self.p() == 1 { split(self.n, 256) } else { self.chunks(FILTER_COLUMNS) };
+        let (tasks, chunk) = if self.whole_input() { split(self.n, 256) } else { self.chunks(FILTER_COLUMNS) };
         let cols = chunk * self.p();
         // With one chunk and no im2col to share, split the output channels instead.
         let rows = if tasks == 1 && self.whole_input() { split(self.o, (self.o / 8).max(16)).1 } else { self.o };
@@ -317,7 +315,7 @@ impl Geom {
     }
 
     /// Adds columns `col0..col0+P` of `col` (row stride `ld`) back into example `dx`: the
-    /// adjoint of [`Geom::im2col`].
+    /// adjoint of im2col (in the plain `[C·kh·kw × cols]` layout the data gradient uses).
     fn col2im(&self, col: &[f32], ld: usize, col0: usize, dx: &mut [f32]) {
         let (p, wo, s) = (self.p(), self.wo, self.stride);
         for ci in 0..self.c {
@@ -611,6 +609,23 @@ mod tests {
             return 0.0;
         }
         x[i * g.x_len() + (ci * g.h + ih as usize) * g.w + iw as usize]
+    }
+
+    #[test]
+    fn chunks_that_share_an_im2col_matrix_start_on_whole_panels() {
+        // (c, h, w, k, stride, pad): 576, 64, 9 and 1 positions per example.
+        for (c, h, w, k, s, pad) in
+            [(1, 28, 28, 5, 1, 0), (20, 12, 12, 5, 1, 0), (3, 5, 5, 3, 1, 0), (3, 3, 3, 3, 3, 1)]
+        {
+            for n in [1, 7, 100, 300, 1000] {
+                let g = Geom { n, ..geom(c, h, w, k, s, pad, 1) };
+                assert!(g.can_share_col());
+                for plan in [g.forward_plan(true), g.filter_plan(true)] {
+                    assert!(plan.tasks == 1 || plan.chunk * g.p() % PANEL == 0, "{g:?} {plan:?}");
+                    assert!(plan.tasks * plan.chunk >= n && (plan.tasks - 1) * plan.chunk < n);
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Elementwise kernels: maps, products, selects and the per-channel bias. Each loop body is a
-//! concrete closure (see [`with_act!`]) so LLVM vectorises it; chunks of
+//! concrete closure (see `with_act!`) so LLVM vectorises it; chunks of
 //! [`ELEMENTS_PER_TASK`] run in parallel, which cannot change any result.
 
 use crate::par::{Par, ELEMENTS_PER_TASK};

@@ -38,7 +38,7 @@ impl Sum {
                 out.copy_from_slice(x);
             }
             Some(&(inner, false)) => self.rows_into_columns(par, inner, x, out),
-            Some(&(run, true)) => self.runs_into_elements(run, x, out),
+            Some(&(run, true)) => self.runs_into_elements(par, run, x, out),
         }
     }
 
@@ -67,9 +67,28 @@ impl Sum {
     }
 
     /// The innermost group is reduced: each output element sums contiguous runs.
-    fn runs_into_elements(&self, run: usize, x: &[f32], out: &mut [f32]) {
-        out.fill(0.0);
+    fn runs_into_elements(&self, par: Par, run: usize, x: &[f32], out: &mut [f32]) {
         let outer = &self.groups[..self.groups.len() - 1];
+        // `[reduced?, kept, reduced]` (a bias gradient): tasks own channels and add their runs
+        // in the same order as the general loop below.
+        if let [.., (channels, false)] = outer {
+            let (channels, blocks) = (*channels, outer.len());
+            if blocks <= 2 && out.len() == channels {
+                let repeats = if blocks == 2 { outer[0].0 } else { 1 };
+                let per = (ELEMENTS_PER_TASK / (run * repeats).max(1)).max(1);
+                par.chunks_mut(out, per, |t, out, _| {
+                    for (i, o) in out.iter_mut().enumerate() {
+                        let c = t * per + i;
+                        *o = 0.0;
+                        for n in 0..repeats {
+                            *o += lane_sum(&x[(n * channels + c) * run..][..run]);
+                        }
+                    }
+                });
+                return;
+            }
+        }
+        out.fill(0.0);
         for (r, src) in x.chunks(run).enumerate() {
             out[output_index(outer, r)] += lane_sum(src);
         }
