@@ -94,13 +94,21 @@ fn resumed_run_equals_uninterrupted_run_bit_for_bit() {
 
 #[test]
 fn divergence_names_the_layer_and_keeps_the_last_good_checkpoint() {
-    let (dir, data_dir) = temp();
     let exploding = TINY
         .replace("sgd(lr=0.05,", "sgd(")
         .replace("seed = 7", "seed = 7 lr_schedule = [[0.05, 1], [100000000.0, 5]]");
     let model = model(&exploding);
+    let backends: [Box<dyn netc::train::Backend>; 2] =
+        [Box::new(InterpBackend::new(&model).unwrap()), Box::new(netc::run::ExecBackend::new(&model, 2).unwrap())];
+    for mut backend in backends {
+        diverges(backend.as_mut(), &model);
+    }
+}
+
+fn diverges(backend: &mut dyn netc::train::Backend, model: &netc::Model) {
+    let (dir, data_dir) = temp();
     let out = dir.path().join("run");
-    let err = run(&model, &data(&data_dir), &out, false).unwrap_err();
+    let err = run_on(backend, model, &data(&data_dir), &out, false).unwrap_err();
     let text = err.render(false);
     assert!(matches!(err, netc::Error::Source { .. }), "{text}");
     assert!(text.contains("training diverged in epoch 2"), "{text}");
