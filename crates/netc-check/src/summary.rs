@@ -10,14 +10,14 @@ pub fn summary(net: &Net) -> String {
     let mut rows: Vec<[String; 5]> =
         vec![[net.input.name.clone(), "input".into(), shape_text(&net.input.shape), String::new(), String::new()]];
     let (mut total_params, mut total_macs) = (0u64, 0u64);
-    for layer in &net.layers {
+    for (index, layer) in net.layers.iter().enumerate() {
         let in_shape = net.in_shape(layer);
         let params: u64 = layer.parameters(in_shape).iter().map(|p| p.shape.iter().product::<usize>() as u64).sum();
         let macs = layer.macs(in_shape);
         total_params = total_params.saturating_add(params);
         total_macs = total_macs.saturating_add(macs);
         let mut op = layer.op.to_string();
-        if layer.inputs.len() > 1 || layer.inputs.first().is_some_and(|&n| n != previous(net, layer)) {
+        if layer.inputs.len() > 1 || layer.inputs.first().is_some_and(|&n| n != previous(index)) {
             let names: Vec<&str> = layer.inputs.iter().map(|&n| node_name(net, n)).collect();
             op = format!("{op} ← {}", names.join(", "));
         }
@@ -68,13 +68,9 @@ pub fn summary(net: &Net) -> String {
     out
 }
 
-fn previous(net: &Net, layer: &crate::model::Layer) -> Node {
-    let index = net.layers.iter().position(|l| std::ptr::eq(l, layer)).unwrap_or(0);
-    if index == 0 {
-        Node::Input
-    } else {
-        Node::Layer(index - 1)
-    }
+/// The node a layer reads when it names no input: the line above.
+fn previous(index: usize) -> Node {
+    index.checked_sub(1).map_or(Node::Input, Node::Layer)
 }
 
 fn node_name(net: &Net, node: Node) -> &str {

@@ -385,73 +385,64 @@ impl<'a> Source<'a> {
 /// Rows `ic..ic+mc`, columns `pc..pc+kc` of `a` as panels of `MR` rows: packed column by
 /// column (`MR` values per column, zero-padded), or in place when `in_place` and whole.
 fn pack_a(a: &MatRef<'_>, ic: usize, pc: usize, mc: usize, kc: usize, out: &mut [f32], in_place: bool) -> Panels {
-    let count = mc.div_ceil(MR);
-    let whole = if in_place { mc / MR } else { 0 };
-    for panel in whole..count {
-        let dst = &mut out[panel * MR * kc..][..MR * kc];
-        let r0 = ic + panel * MR;
-        let rows = MR.min(ic + mc - r0);
-        let first = a.off + r0 * a.rs + pc * a.cs;
-        if a.cs == 1 {
-            // Rows are contiguous: gather each packed column from the row runs.
-            let runs: [&[f32]; MR] =
-                std::array::from_fn(|i| if i < rows { &a.data[first + i * a.rs..][..kc] } else { &[] });
-            for (p, col) in dst.chunks_exact_mut(MR).enumerate() {
-                for (v, run) in col.iter_mut().zip(&runs) {
-                    *v = run.get(p).copied().unwrap_or(0.0);
-                }
-            }
-        } else {
-            for (p, col) in dst.chunks_exact_mut(MR).enumerate() {
-                let base = first + p * a.cs;
-                for (i, v) in col.iter_mut().enumerate() {
-                    *v = if i < rows { a.data[base + i * a.rs] } else { 0.0 };
-                }
-            }
-        }
-    }
     let first = a.off + ic * a.rs + pc * a.cs;
-    Panels { in_place: in_place.then_some((first, MR * a.rs)), count, whole }
+    let whole = if in_place { mc / MR } else { 0 };
+    pack_panels::<MR>(a.data, first, a.rs, a.cs, mc, kc, whole, out);
+    Panels { in_place: in_place.then_some((first, MR * a.rs)), count: mc.div_ceil(MR), whole }
 }
 
 /// Columns `jc..jc+nc`, rows `pc..pc+kc` of `b` as panels of `NR` columns: packed row by row
 /// (`NR` values per row, zero-padded), or in place when `in_place` and whole.
 fn pack_b(b: &MatRef<'_>, pc: usize, jc: usize, kc: usize, nc: usize, out: &mut [f32], in_place: bool) -> Panels {
-    let count = nc.div_ceil(NR);
+    let first = b.off + pc * b.rs + jc * b.cs;
     let whole = if in_place { nc / NR } else { 0 };
-    for panel in whole..count {
-        let dst = &mut out[panel * NR * kc..][..NR * kc];
-        let c0 = jc + panel * NR;
-        let cols = NR.min(jc + nc - c0);
-        let first = b.off + pc * b.rs + c0 * b.cs;
-        if b.cs == 1 && cols == NR {
-            for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
-                let src = &b.data[first + p * b.rs..][..NR];
+    pack_panels::<NR>(b.data, first, b.cs, b.rs, nc, kc, whole, out);
+    Panels { in_place: in_place.then_some((first, NR * b.cs)), count: nc.div_ceil(NR), whole }
+}
+
+/// Packs panels `whole..` of `W` lanes each, for `len` lanes in all: step `p` of lane `l` of a
+/// panel is `data[start + (panel·W + l)·across + p·along]`, and lanes past `len` are zero.
+#[allow(clippy::too_many_arguments)]
+fn pack_panels<const W: usize>(
+    data: &[f32],
+    start: usize,
+    across: usize,
+    along: usize,
+    len: usize,
+    kc: usize,
+    whole: usize,
+    out: &mut [f32],
+) {
+    for panel in whole..len.div_ceil(W) {
+        let dst = &mut out[panel * W * kc..][..W * kc];
+        let lanes = W.min(len - panel * W);
+        let first = start + panel * W * across;
+        if across == 1 && lanes == W {
+            for (p, step) in dst.chunks_exact_mut(W).enumerate() {
+                let src = &data[first + p * along..][..W];
                 // A fixed-size copy stays inline (a slice copy would call `memmove`).
-                if let (Ok(row), Ok(src)) = (<&mut [f32; NR]>::try_from(row), <&[f32; NR]>::try_from(src)) {
-                    *row = *src;
+                if let (Ok(step), Ok(src)) = (<&mut [f32; W]>::try_from(step), <&[f32; W]>::try_from(src)) {
+                    *step = *src;
                 }
             }
-        } else if b.rs == 1 {
-            // Columns are contiguous: gather each packed row from the column runs.
-            let runs: [&[f32]; NR] =
-                std::array::from_fn(|j| if j < cols { &b.data[first + j * b.cs..][..kc] } else { &[] });
-            for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
-                for (v, run) in row.iter_mut().zip(&runs) {
+        } else if along == 1 {
+            // Each lane is contiguous: gather every packed step from the lane runs.
+            let runs: [&[f32]; W] =
+                std::array::from_fn(|l| if l < lanes { &data[first + l * across..][..kc] } else { &[] });
+            for (p, step) in dst.chunks_exact_mut(W).enumerate() {
+                for (v, run) in step.iter_mut().zip(&runs) {
                     *v = run.get(p).copied().unwrap_or(0.0);
                 }
             }
         } else {
-            for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
-                let base = first + p * b.rs;
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = if j < cols { b.data[base + j * b.cs] } else { 0.0 };
+            for (p, step) in dst.chunks_exact_mut(W).enumerate() {
+                let base = first + p * along;
+                for (l, v) in step.iter_mut().enumerate() {
+                    *v = if l < lanes { data[base + l * across] } else { 0.0 };
                 }
             }
         }
     }
-    let first = b.off + pc * b.rs + jc * b.cs;
-    Panels { in_place: in_place.then_some((first, NR * b.cs)), count, whole }
 }
 
 /// Where a register tile goes in the result.

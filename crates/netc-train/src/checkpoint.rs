@@ -101,26 +101,27 @@ pub fn load(path: &Path) -> Result<(Vec<Named>, BTreeMap<String, String>), Strin
 }
 
 /// The weights a trained model is used with: parameters by layer name, and the mean image.
-pub fn save_model(path: &Path, state: &State, metadata: BTreeMap<String, String>) -> Result<(), String> {
+fn model_tensors(state: &State) -> Vec<Named> {
     let mut tensors = state.params.clone();
     if let Some(mean) = &state.mean {
         tensors.push((MEAN_IMAGE.into(), Tensor::vector(mean.clone())));
     }
-    save(path, &tensors, metadata)
+    tensors
 }
 
-/// The whole training state, for `--resume`.
+/// Writes the model's weights ([`model_tensors`]).
+pub fn save_model(path: &Path, state: &State, metadata: BTreeMap<String, String>) -> Result<(), String> {
+    save(path, &model_tensors(state), metadata)
+}
+
+/// The whole training state, for `--resume`: the model's weights and the optimizer's state.
 pub fn save_state(path: &Path, state: &State, mut metadata: BTreeMap<String, String>) -> Result<(), String> {
-    let mut tensors = Vec::new();
-    for ((name, p), slot) in state.params.iter().zip(&state.slots) {
-        tensors.push((name.clone(), p.clone()));
+    let mut tensors = model_tensors(state);
+    for ((name, _), slot) in state.params.iter().zip(&state.slots) {
         tensors.push((format!("optimizer.m.{name}"), Tensor::vector(slot.m.clone())));
         if !slot.v.is_empty() {
             tensors.push((format!("optimizer.v.{name}"), Tensor::vector(slot.v.clone())));
         }
-    }
-    if let Some(mean) = &state.mean {
-        tensors.push((MEAN_IMAGE.into(), Tensor::vector(mean.clone())));
     }
     metadata.insert("epoch".into(), state.epoch.to_string());
     metadata.insert("step".into(), state.step.to_string());
