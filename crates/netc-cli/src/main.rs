@@ -49,6 +49,13 @@ struct IrArgs {
     /// Include the backward pass: the gradient of the loss with respect to every parameter.
     #[arg(long)]
     grad: bool,
+    /// Print the kernels the compiled executor runs instead: GEMMs with their fused bias and
+    /// activation, and the fused elementwise kernels it compiles to machine code.
+    #[arg(long)]
+    fused: bool,
+    /// Also time each compiler stage, from parsing to machine code.
+    #[arg(long)]
+    timings: bool,
 }
 
 #[derive(Args)]
@@ -214,7 +221,20 @@ fn run(command: Command) -> Result<(), Failure> {
         }
         Command::Ir(args) => {
             let model = args.file.model()?;
-            print!("{}", netc::run::ir_text(&model, args.grad)?);
+            match args.fused {
+                true => print!("{}", netc::run::fused_text(&model, args.grad)?),
+                false => print!("{}", netc::run::ir_text(&model, args.grad)?),
+            }
+            if args.timings {
+                let f = &args.file;
+                let times = netc::run::stage_times(&model.source, &f.set, f.net.as_deref(), args.grad)?;
+                let total: std::time::Duration = times.iter().map(|(_, t)| *t).sum();
+                println!("# compile times");
+                for (stage, time) in times {
+                    println!("#   {stage:<13}{:>9.3} ms", time.as_secs_f64() * 1e3);
+                }
+                println!("#   {:<13}{:>9.3} ms", "total", total.as_secs_f64() * 1e3);
+            }
             Ok(())
         }
         Command::Train(args) => train::run(args),

@@ -1,12 +1,14 @@
 //! Everything that depends on the batch size: resolved shapes, kernel geometries, the arena
 //! layout, and the loop that runs the steps.
 
+use crate::fuse::MAX_POINTERS;
 use crate::kernels::{conv, elementwise as ew, layout, matmul, pool, random, reduce, softmax};
 use crate::memory::{assign, Arena, Lifetime, Mem, Region};
-use crate::par::{Par, Scratch};
-use crate::plan::{Binary, Compiled, Epilogue, Kernel, Origin};
+use crate::par::{Par, Scratch, ELEMENTS_PER_TASK};
+use crate::plan::{Compiled, Epilogue, Kernel, Origin};
 use crate::ExecError;
-use netc_ir::{Op, PoolKind, Program, UnaryFn, ValueId};
+use netc_ir::{Op, PoolKind, Program, ValueId};
+use netc_jit::Code;
 
 /// A step with its shapes resolved.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,10 +23,12 @@ enum Exec {
         stream: u64,
         counts: Vec<usize>,
     },
-    Unary(UnaryFn),
-    Binary(Binary),
-    MulUnary(UnaryFn),
-    Select,
+    /// Fused kernel `kernel` over a `rows × inner` grid.
+    Fused {
+        kernel: usize,
+        rows: usize,
+        inner: usize,
+    },
     Broadcast(layout::Broadcast),
     Concat(layout::Concat),
     Slice(layout::Slice),
@@ -32,11 +36,6 @@ enum Exec {
     ReduceMax(reduce::Max),
     ReduceMaxBackward(reduce::Max),
     MatMul(matmul::MatMul, Epilogue),
-    /// Bias over `[outer, channels, inner]`.
-    BiasAdd {
-        inner: usize,
-        act: Option<UnaryFn>,
-    },
     Conv(conv::Plan, Epilogue),
     ConvData(conv::Plan),
     ConvFilter(conv::Plan),
@@ -57,10 +56,7 @@ impl Exec {
         match self {
             Exec::Bernoulli { .. } => "random_bernoulli",
             Exec::Parts { .. } => "random_parts",
-            Exec::Unary(_) => "unary",
-            Exec::Binary(_) => "binary",
-            Exec::MulUnary(_) => "mul_unary",
-            Exec::Select => "select",
+            Exec::Fused { .. } => "fused",
             Exec::Broadcast(_) => "broadcast",
             Exec::Concat(_) => "concat",
             Exec::Slice(_) => "slice",
@@ -68,7 +64,6 @@ impl Exec {
             Exec::ReduceMax(_) => "reduce_max",
             Exec::ReduceMaxBackward(_) => "reduce_max_bwd",
             Exec::MatMul(..) => "matmul",
-            Exec::BiasAdd { .. } => "bias_add",
             Exec::Conv(..) => "conv2d",
             Exec::ConvData(_) => "conv2d_bwd_data",
             Exec::ConvFilter(_) => "conv2d_bwd_filter",
@@ -116,7 +111,13 @@ fn checked_product(dims: &[usize]) -> Option<usize> {
 }
 
 impl BatchPlan {
-    pub fn new(program: &Program, compiled: &Compiled, batch: usize, threads: usize) -> Result<BatchPlan, ExecError> {
+    pub fn new(
+        program: &Program,
+        compiled: &Compiled,
+        code: &Code,
+        batch: usize,
+        threads: usize,
+    ) -> Result<BatchPlan, ExecError> {
         let insts = program.insts();
         let too_large = || ExecError::TooLarge { batch };
         let dims: Vec<Vec<usize>> = insts.iter().map(|i| i.shape.resolve(batch)).collect();
@@ -258,7 +259,8 @@ impl BatchPlan {
             }
         }
         for s in (0..compiled.steps.len()).filter(|&s| folded[s]) {
-            let mut env = Env { counter: 0, perm: &mut [], swaps: &mut [], check: None };
+            let mut env =
+                Env { code, kernels: &compiled.kernels, counter: 0, perm: &mut [], swaps: &mut [], check: None };
             execute(&planned(s, Region::default()), &compiled.steps[s], arena.mem(), Par::new(1), &mut env)?;
         }
         let mut steps: Vec<Planned> = order
@@ -297,13 +299,15 @@ impl BatchPlan {
     pub fn run(
         &mut self,
         compiled: &Compiled,
+        code: &Code,
         par: Par,
         counter: u64,
         check: Option<&mut Checker>,
         mut times: Option<&mut [f64]>,
     ) -> Result<(), ExecError> {
         let mem = self.arena.mem();
-        let mut env = Env { counter, perm: &mut self.perm, swaps: &mut self.swaps, check };
+        let mut env =
+            Env { code, kernels: &compiled.kernels, counter, perm: &mut self.perm, swaps: &mut self.swaps, check };
         if let Some(found) = env.check.as_deref_mut() {
             for (v, origin) in compiled.origins.iter().enumerate() {
                 if let (Origin::Input | Origin::Constant, Some(r)) = (origin, self.regions[v]) {
@@ -327,10 +331,48 @@ impl BatchPlan {
 
 /// Run-time context of the steps.
 struct Env<'a> {
+    code: &'a Code,
+    kernels: &'a [netc_jit::Kernel],
     counter: u64,
     perm: &'a mut [usize],
     swaps: &'a mut [usize],
     check: Option<&'a mut Checker>,
+}
+
+/// The base pointers of a fused kernel's operands and result.
+struct Pointers([*mut f32; MAX_POINTERS]);
+
+// SAFETY: tasks use the pointers for disjoint parts of the result (see `run_fused`) and only
+// read the operands.
+unsafe impl Sync for Pointers {}
+
+impl Pointers {
+    /// The first `count`; a method so closures capture the `Sync` wrapper, not the array.
+    fn first(&self, count: usize) -> &[*mut f32] {
+        &self.0[..count]
+    }
+}
+
+/// Runs fused kernel `kernel` over its grid in tasks of whole rows, or of columns when the
+/// grid is one row; every element's value is independent of the split.
+fn run_fused(code: &Code, kernel: usize, pointers: &Pointers, count: usize, rows: usize, inner: usize, par: Par) {
+    // SAFETY (both calls): the planner gives the result memory no operand occupies, each
+    // pointer covers its value's whole grid in the layout the kernel reads it in, and the
+    // tasks write disjoint rows or columns.
+    if rows == 1 {
+        par.tasks(inner.div_ceil(ELEMENTS_PER_TASK), |t| {
+            let start = t * ELEMENTS_PER_TASK;
+            unsafe {
+                code.run(kernel, pointers.first(count), 0..1, inner, start..(start + ELEMENTS_PER_TASK).min(inner))
+            }
+        });
+    } else {
+        let per_task = (ELEMENTS_PER_TASK / inner).max(1);
+        par.tasks(rows.div_ceil(per_task), |t| {
+            let start = t * per_task;
+            unsafe { code.run(kernel, pointers.first(count), start..(start + per_task).min(rows), inner, 0..inner) }
+        });
+    }
 }
 
 /// Records `v` if `data` is not all finite and `v` comes before what was found so far.
@@ -360,10 +402,11 @@ fn resolve(kernel: &Kernel, args: &[ValueId], out: ValueId, dims: &[Vec<usize>],
         Kernel::Parts { fracs, seed, stream } => {
             Exec::Parts { seed: *seed, stream: *stream, counts: netc_ir::rng::part_counts(fracs, lens[out.0]) }
         }
-        Kernel::Unary(f) => Exec::Unary(*f),
-        Kernel::Binary(b) => Exec::Binary(*b),
-        Kernel::MulUnary(f) => Exec::MulUnary(*f),
-        Kernel::Select => Exec::Select,
+        Kernel::Fused(f) => {
+            let total = lens[out.0];
+            let inner = f.inner.unwrap_or(total).max(1);
+            Exec::Fused { kernel: f.kernel, rows: total / inner, inner }
+        }
         Kernel::Broadcast { axes } => Exec::Broadcast(layout::Broadcast::new(d(0), y, axes)),
         Kernel::Concat { axis } => {
             let extents: Vec<usize> = args.iter().map(|a| dims[a.0][*axis]).collect();
@@ -376,7 +419,6 @@ fn resolve(kernel: &Kernel, args: &[ValueId], out: ValueId, dims: &[Vec<usize>],
         Kernel::MatMul { trans_a, trans_b, epilogue } => {
             Exec::MatMul(matmul::MatMul::new(d(0), d(1), *trans_a, *trans_b), *epilogue)
         }
-        Kernel::BiasAdd { act } => Exec::BiasAdd { inner: d(0).iter().skip(2).product(), act: *act },
         Kernel::Conv { conv, epilogue } => {
             Exec::Conv(conv::Geom::new(d(0), d(1), y, *conv).forward_plan(false), *epilogue)
         }
@@ -426,18 +468,24 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
             let n = out.len();
             random::parts(par, key, counts, &mut env.perm[..n], &mut env.swaps[..n], out);
         }
-        Exec::Unary(f) => ew::unary(par, *f, arg(0), out),
-        Exec::Binary(b) => ew::binary(par, *b, arg(0), arg(1), out),
-        Exec::MulUnary(f) => {
-            if checking {
-                ew::unary(par, *f, arg(1), out);
-                phase(env, out);
-                ew::mul_in_place(par, arg(0), out);
-            } else {
-                ew::mul_unary(par, *f, arg(0), arg(1), out);
+        Exec::Fused { kernel, rows, inner } => {
+            let Kernel::Fused(fused) = &step.kernel else { unreachable!("fused execs come from fused kernels") };
+            let mut pointers = Pointers([std::ptr::null_mut(); MAX_POINTERS]);
+            for (slot, &r) in pointers.0.iter_mut().zip(&p.args) {
+                *slot = mem.ptr(r);
+            }
+            pointers.0[p.args.len()] = out.as_mut_ptr();
+            run_fused(env.code, *kernel, &pointers, p.args.len() + 1, *rows, *inner, par);
+            if let Some(found) = env.check.as_deref_mut() {
+                let operands: Vec<&[f32]> = (0..p.args.len()).map(arg).collect();
+                let values = env.kernels[*kernel].evaluate(&operands, *rows, *inner);
+                for (v, data) in fused.values.iter().zip(&values) {
+                    if let Some(v) = v {
+                        note(found, *v, data);
+                    }
+                }
             }
         }
-        Exec::Select => ew::select(par, arg(0), arg(1), arg(2), out),
         Exec::Broadcast(b) => b.run(arg(0), out),
         Exec::Concat(c) => {
             // Concatenations have few operands; a fixed array avoids allocating per run.
@@ -465,17 +513,6 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
                 epilogue_phases(par, *e, bias, 1, out, env, &mut phase);
             } else {
                 mm.run(par, arg(0), arg(1), bias, e.act, out, &scratch);
-            }
-        }
-        Exec::BiasAdd { inner, act } => {
-            if checking {
-                ew::bias_add(par, arg(0), arg(1), *inner, None, out);
-                if act.is_some() {
-                    phase(env, out);
-                    ew::act_in_place(par, *act, out);
-                }
-            } else {
-                ew::bias_add(par, arg(0), arg(1), *inner, *act, out);
             }
         }
         Exec::Conv(plan, e) => {

@@ -1,7 +1,10 @@
 //! The fast executor of netc IR programs, the default for training and inference.
 //!
-//! [`Executor::new`] compiles a [`Program`] into steps (fusing a GEMM's bias and activation,
-//! and an activation derivative into the product that consumes it). The first run at a batch
+//! [`Executor::new`] compiles a [`Program`] into steps: a GEMM's bias and activation are fused
+//! into it, and every chain of elementwise instructions (activations, their derivatives,
+//! mask selects, sums and products, per-channel biases and broadcast masks) becomes one
+//! kernel that Cranelift compiles to SIMD machine code (`netc-jit`); [`describe`] prints the
+//! result, as `netc ir --fused` shows it. The first run at a batch
 //! size ([`Executor::prepare`]) resolves every shape and places every value, constant and
 //! scratch buffer in one arena, reusing memory between values whose lifetimes do not overlap;
 //! later runs at that size allocate nothing.
@@ -9,7 +12,8 @@
 //! Convolutions and matrix products run on a built-in packed SGEMM (an AVX2+FMA
 //! microkernel, detected at run time, or portable code), reading im2col matrices that are
 //! written directly in its panel layout; a forward convolution leaves its im2col matrix to
-//! the filter gradient. Everything else is plain loops that LLVM vectorises.
+//! the filter gradient. Pooling, reductions, layout changes and the loss are plain loops that
+//! LLVM vectorises.
 //!
 //! Work is split over examples and output rows in tasks whose boundaries depend only on the
 //! shapes, and sums across tasks are added in task order, so results are bitwise identical
@@ -37,6 +41,8 @@
 //! ```
 
 mod batch;
+mod describe;
+mod fuse;
 mod gemm;
 mod kernels;
 mod memory;
@@ -50,6 +56,9 @@ use par::Par;
 use plan::Compiled;
 use pool::Pool;
 use std::fmt;
+use std::time::{Duration, Instant};
+
+pub use describe::describe;
 
 /// How to execute.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -109,6 +118,10 @@ pub enum ExecError {
     TooLarge { batch: usize },
     /// A label that is not a class index.
     BadLabel { example: usize, value: f32, classes: usize },
+    /// An instruction no kernel can compute.
+    Unsupported { value: ValueId, op: &'static str },
+    /// Cranelift could not compile the fused kernels.
+    Codegen { message: String },
 }
 
 impl fmt::Display for ExecError {
@@ -127,6 +140,8 @@ impl fmt::Display for ExecError {
             ExecError::BadLabel { example, value, classes } => {
                 write!(f, "label {value} of example {example} is not a class index in 0..{classes}")
             }
+            ExecError::Unsupported { value, op } => write!(f, "no kernel computes {op} %{}", value.0),
+            ExecError::Codegen { message } => write!(f, "cannot compile the fused kernels: {message}"),
         }
     }
 }
@@ -136,10 +151,21 @@ impl std::error::Error for ExecError {}
 /// Batch sizes whose plans (and memory) are kept; more are rebuilt on demand.
 const KEPT_PLANS: usize = 4;
 
+/// How long [`Executor::new`] took, by stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CompileTimes {
+    /// Fusion and step planning.
+    pub fusion: Duration,
+    /// Cranelift code generation for the fused kernels.
+    pub machine_code: Duration,
+}
+
 /// A compiled program with its thread pool and the memory of the batch sizes it has run.
 pub struct Executor {
     program: Program,
     compiled: Compiled,
+    code: netc_jit::Code,
+    times: CompileTimes,
     /// `None` with one thread: steps then run on the caller's thread.
     pool: Option<Pool>,
     threads: usize,
@@ -154,6 +180,7 @@ impl fmt::Debug for Executor {
         f.debug_struct("Executor")
             .field("program", &self.program.name())
             .field("steps", &self.compiled.steps.len())
+            .field("kernels", &self.code.len())
             .field("threads", &self.threads)
             .field("batch_sizes", &self.plans.iter().map(|p| p.batch).collect::<Vec<_>>())
             .finish()
@@ -168,9 +195,17 @@ impl Executor {
             n => n,
         };
         let pool = if threads > 1 { Some(Pool::new(threads)?) } else { None };
+        let start = Instant::now();
+        let compiled = compile(program)?;
+        let fusion = start.elapsed();
+        let start = Instant::now();
+        let code = netc_jit::compile(&compiled.kernels).map_err(|e| ExecError::Codegen { message: e.0 })?;
+        let times = CompileTimes { fusion, machine_code: start.elapsed() };
         Ok(Executor {
             program: program.clone(),
-            compiled: plan::compile(program),
+            compiled,
+            code,
+            times,
             pool,
             threads,
             plans: Vec::with_capacity(KEPT_PLANS),
@@ -181,6 +216,11 @@ impl Executor {
     /// The program this executor runs.
     pub fn program(&self) -> &Program {
         &self.program
+    }
+
+    /// How long compilation took.
+    pub fn compile_times(&self) -> CompileTimes {
+        self.times
     }
 
     /// The number of worker threads.
@@ -203,7 +243,7 @@ impl Executor {
                 self.last_run = None;
             }
             None => {
-                let plan = BatchPlan::new(&self.program, &self.compiled, batch, self.threads)?;
+                let plan = BatchPlan::new(&self.program, &self.compiled, &self.code, batch, self.threads)?;
                 if self.plans.len() == KEPT_PLANS {
                     self.plans.remove(0);
                 }
@@ -282,18 +322,26 @@ impl Executor {
         check: Option<&mut Option<ValueId>>,
         times: Option<&mut [f64]>,
     ) -> Result<(), ExecError> {
-        let Executor { compiled, pool, plans, threads, .. } = self;
+        let Executor { compiled, code, pool, plans, threads, .. } = self;
         let Some(plan) = plans.last_mut() else { return Ok(()) };
         let par = Par::new(*threads);
         let (mut check, mut times) = (check, times);
         let mut outcome = Ok(());
-        let mut steps = || outcome = plan.run(compiled, par, counter, check.take(), times.take());
+        let mut steps = || outcome = plan.run(compiled, code, par, counter, check.take(), times.take());
         match pool {
             Some(pool) => pool.run(&mut steps),
             None => steps(),
         }
         outcome
     }
+}
+
+/// The program's steps, or the instruction that has no kernel.
+fn compile(program: &Program) -> Result<Compiled, ExecError> {
+    plan::compile(program).map_err(|value| {
+        let op = program.insts().get(value.0).map_or("an instruction", |i| i.op.name());
+        ExecError::Unsupported { value, op }
+    })
 }
 
 /// Copies the fed values into the plan's input buffers and the step counter into its own.

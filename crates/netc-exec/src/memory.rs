@@ -70,6 +70,13 @@ impl Mem {
         unsafe { std::slice::from_raw_parts(self.base.add(r.off), r.len) }
     }
 
+    /// The start of region `r`, for code that takes raw pointers.
+    pub fn ptr(self, r: Region) -> *mut f32 {
+        assert!(r.off + r.len <= self.len, "region {r:?} outside the arena of {}", self.len);
+        // SAFETY: in bounds (checked above).
+        unsafe { self.base.add(r.off) }
+    }
+
     /// # Safety
     /// No other slice of an overlapping region may be alive while the result is.
     #[allow(clippy::mut_from_ref)]

@@ -39,6 +39,15 @@ impl Par {
 }
 
 impl Par {
+    /// Calls `f(task)` for tasks `0..n`, which must touch disjoint memory.
+    pub fn tasks(self, n: usize, f: impl Fn(usize) + Sync + Send) {
+        if self.threads == 1 || n <= 1 {
+            (0..n).for_each(f);
+        } else {
+            (0..n).into_par_iter().for_each(f);
+        }
+    }
+
     /// [`Par::chunks_mut`] over two slices in step: `f(index, chunk of a, chunk of b,
     /// worker)`. Both must split into the same number of chunks.
     pub fn chunks_mut2<T: Send, U: Send>(

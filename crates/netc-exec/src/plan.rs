@@ -1,25 +1,19 @@
-//! Compilation of a program into steps: one step per instruction that does work, with cheap
-//! fusions (bias and activation into the producing GEMM, an activation derivative into the
-//! multiplication that consumes it). Everything here is independent of the batch size.
+//! Compilation of a program into steps: bias and activation fused into the GEMM that
+//! produces their operand, elementwise chains fused into JIT kernels (`fuse.rs`), one step
+//! per other instruction that does work. Everything here is independent of the batch size.
 
+use crate::fuse::{fuse, Fused};
 use netc_ir::{Conv, InputKind, Op, PoolKind, Program, UnaryFn, ValueId, Window};
 
 /// What a step computes. Operands are the step's `args`, in the order given per variant.
-/// This is the seam for a later JIT: it may replace runs of elementwise steps with its own.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Kernel {
     /// `(step)`: Bernoulli(keep) mask keyed by (seed, stream, step counter).
     Bernoulli { keep: f64, seed: u64, stream: u64 },
     /// `(step)`: random part indices with exact counts.
     Parts { fracs: Vec<f64>, seed: u64, stream: u64 },
-    /// `(x)`
-    Unary(UnaryFn),
-    /// `(a, b)`
-    Binary(Binary),
-    /// `(g, x)`: `g · f(x)`, a derivative map fused into the product that consumes it.
-    MulUnary(UnaryFn),
-    /// `(mask, a, b)`
-    Select,
+    /// `(operands...)`: a fused elementwise kernel, compiled to machine code.
+    Fused(Fused),
     /// `(x)`
     Broadcast { axes: Vec<usize> },
     /// `(x₀, x₁, ...)`
@@ -34,8 +28,6 @@ pub(crate) enum Kernel {
     ReduceMaxBackward { axis: usize },
     /// `(a, b[, bias])`
     MatMul { trans_a: bool, trans_b: bool, epilogue: Epilogue },
-    /// `(x, bias)`, optionally followed by an activation.
-    BiasAdd { act: Option<UnaryFn> },
     /// `(x, w[, bias])`
     Conv { conv: Conv, epilogue: Epilogue },
     /// `(dy, w)`
@@ -54,13 +46,6 @@ pub(crate) enum Kernel {
     SoftmaxXentGrad,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Binary {
-    Add,
-    Sub,
-    Mul,
-}
-
 /// Work fused onto the end of a GEMM: a per-channel bias (the step's last operand), then an
 /// activation.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -75,8 +60,8 @@ pub(crate) struct Step {
     pub kernel: Kernel,
     pub args: Vec<ValueId>,
     pub out: ValueId,
-    /// Values computed inside a fused step before `out`, in order (for non-finite checks):
-    /// the raw GEMM result and the biased one, or the derivative map of a `MulUnary`.
+    /// Values a GEMM step computes before `out`, in order (for non-finite checks): the raw
+    /// product and the biased one. (A fused kernel lists its own.)
     pub fused: Vec<ValueId>,
 }
 
@@ -93,7 +78,7 @@ pub(crate) enum Origin {
     Alias(ValueId),
     /// The result of a step.
     Step,
-    /// Computed inside a fused step and never stored.
+    /// Computed inside a fused step, or a broadcast only read through a layout: never stored.
     Fused,
 }
 
@@ -108,6 +93,8 @@ pub(crate) struct FedInput {
 #[derive(Clone, Debug)]
 pub(crate) struct Compiled {
     pub steps: Vec<Step>,
+    /// The distinct fused elementwise kernels, compiled together to machine code.
+    pub kernels: Vec<netc_jit::Kernel>,
     pub origins: Vec<Origin>,
     pub inputs: Vec<FedInput>,
     /// The step counter input, if the program reads it.
@@ -131,67 +118,48 @@ fn use_counts(program: &Program) -> Vec<usize> {
 /// The step an instruction would become, before it is placed.
 type Plan = (Kernel, Vec<ValueId>, Vec<ValueId>);
 
-pub(crate) fn compile(program: &Program) -> Compiled {
+/// Compiles `program`, or names an instruction no kernel can compute.
+pub(crate) fn compile(program: &Program) -> Result<Compiled, ValueId> {
     let insts = program.insts();
     let uses = use_counts(program);
-    // Plans in program order; a consumer may take over the plan of a single-use producer,
-    // which then has no step of its own.
+    // GEMM plans in program order; a bias or activation may take over the plan of the
+    // single-use GEMM (with bias) it reads, which then has no step of its own.
     let mut plans: Vec<Option<Plan>> = vec![None; insts.len()];
     let mut absorbed = vec![false; insts.len()];
     for (i, inst) in insts.iter().enumerate() {
-        let mut take = |v: ValueId, wanted: &dyn Fn(&Kernel) -> bool| -> Option<Plan> {
-            let fits = uses[v.0] == 1 && plans[v.0].as_ref().is_some_and(|p| wanted(&p.0));
-            if !fits {
-                return None;
-            }
-            absorbed[v.0] = true;
-            plans[v.0].take().map(|(kernel, args, mut fused)| {
-                fused.push(v);
-                (kernel, args, fused)
-            })
+        let open = |kernel: &Kernel, op: &Op| match op {
+            Op::BiasAdd => gemm_epilogue(kernel).is_some_and(|e| !e.bias && e.act.is_none()),
+            Op::Unary(_) => gemm_epilogue(kernel).is_some_and(|e| e.act.is_none()),
+            _ => false,
         };
-        let fused = match &inst.op {
-            Op::BiasAdd => take(inst.args[0], &|k| gemm_epilogue(k).is_some_and(|e| !e.bias && e.act.is_none())).map(
-                |(mut kernel, mut args, fused)| {
-                    if let Some(e) = gemm_epilogue_mut(&mut kernel) {
-                        e.bias = true;
-                    }
-                    args.push(inst.args[1]);
-                    (kernel, args, fused)
-                },
-            ),
-            Op::Unary(f) => {
-                let open = |k: &Kernel| match k {
-                    Kernel::BiasAdd { act } => act.is_none(),
-                    _ => gemm_epilogue(k).is_some_and(|e| e.act.is_none()),
-                };
-                take(inst.args[0], &open).map(|(mut kernel, args, fused)| {
-                    match &mut kernel {
-                        Kernel::BiasAdd { act } => *act = Some(*f),
-                        other => {
-                            if let Some(e) = gemm_epilogue_mut(other) {
-                                e.act = Some(*f);
-                            }
+        let producer = inst.args.first().copied();
+        let fusable = producer.filter(|v| uses[v.0] == 1 && plans[v.0].as_ref().is_some_and(|p| open(&p.0, &inst.op)));
+        plans[i] = match fusable.and_then(|v| plans[v.0].take().map(|p| (v, p))) {
+            Some((v, (mut kernel, mut args, mut fused))) => {
+                absorbed[v.0] = true;
+                fused.push(v);
+                if let Some(e) = gemm_epilogue_mut(&mut kernel) {
+                    match inst.op {
+                        Op::Unary(f) => e.act = Some(f),
+                        _ => {
+                            e.bias = true;
+                            args.push(inst.args[1]);
                         }
                     }
-                    (kernel, args, fused)
-                })
+                }
+                Some((kernel, args, fused))
             }
-            Op::Mul => {
-                let is_map = |k: &Kernel| matches!(k, Kernel::Unary(_));
-                let (a, b) = (inst.args[0], inst.args[1]);
-                let taken = take(b, &is_map).map(|p| (a, p)).or_else(|| take(a, &is_map).map(|p| (b, p)));
-                taken.and_then(|(g, (kernel, args, fused))| match kernel {
-                    Kernel::Unary(f) => Some((Kernel::MulUnary(f), vec![g, args[0]], fused)),
-                    _ => None,
-                })
-            }
-            _ => None,
-        };
-        plans[i] = match fused {
-            Some(plan) => Some(plan),
             None => plain_kernel(&inst.op).map(|kernel| (kernel, inst.args.clone(), Vec::new())),
         };
+    }
+    let taken: Vec<bool> = (0..insts.len())
+        .map(|i| absorbed[i] || plans[i].as_ref().is_some_and(|p| gemm_epilogue(&p.0).is_some() && !p.2.is_empty()))
+        .collect();
+    let mut fusion = fuse(program, &uses, &taken)?;
+    for (i, root) in fusion.roots.iter_mut().enumerate() {
+        if let Some(fused) = root.take() {
+            plans[i] = Some((Kernel::Fused(fused.clone()), fused.operands, Vec::new()));
+        }
     }
 
     let mut steps = Vec::new();
@@ -201,7 +169,7 @@ pub(crate) fn compile(program: &Program) -> Compiled {
     for (i, inst) in insts.iter().enumerate() {
         let out = ValueId(i);
         let origin = match (&inst.op, plans[i].take()) {
-            _ if absorbed[i] => Origin::Fused,
+            _ if absorbed[i] || fusion.unstored[i] => Origin::Fused,
             (_, Some((kernel, args, fused))) => {
                 steps.push(Step { kernel, args, out, fused });
                 Origin::Step
@@ -219,7 +187,7 @@ pub(crate) fn compile(program: &Program) -> Compiled {
         };
         origins.push(origin);
     }
-    Compiled { steps, origins, inputs, counter }
+    Ok(Compiled { steps, kernels: fusion.kernels, origins, inputs, counter })
 }
 
 fn gemm_epilogue(kernel: &Kernel) -> Option<&Epilogue> {
@@ -237,7 +205,7 @@ fn gemm_epilogue_mut(kernel: &mut Kernel) -> Option<&mut Epilogue> {
 }
 
 /// The kernel of an instruction on its own; `None` for inputs, constants and reshapes, which
-/// need no step.
+/// need no step, and for elementwise ops, which the fusion pass puts in kernels.
 fn plain_kernel(op: &Op) -> Option<Kernel> {
     Some(match op {
         Op::RandomBernoulli { keep, key, .. } => {
@@ -246,11 +214,6 @@ fn plain_kernel(op: &Op) -> Option<Kernel> {
         Op::RandomParts { fracs, key, .. } => {
             Kernel::Parts { fracs: fracs.clone(), seed: key.seed, stream: netc_ir::rng::stream(&key.stream) }
         }
-        Op::Unary(f) => Kernel::Unary(*f),
-        Op::Add => Kernel::Binary(Binary::Add),
-        Op::Sub => Kernel::Binary(Binary::Sub),
-        Op::Mul => Kernel::Binary(Binary::Mul),
-        Op::Select => Kernel::Select,
         Op::Broadcast { axes, .. } => Kernel::Broadcast { axes: axes.clone() },
         Op::Concat { axis } => Kernel::Concat { axis: *axis },
         Op::Slice { axis, start, len } => Kernel::Slice { axis: *axis, start: *start, len: *len },
@@ -260,7 +223,6 @@ fn plain_kernel(op: &Op) -> Option<Kernel> {
         Op::MatMul { trans_a, trans_b } => {
             Kernel::MatMul { trans_a: *trans_a, trans_b: *trans_b, epilogue: Epilogue::default() }
         }
-        Op::BiasAdd => Kernel::BiasAdd { act: None },
         Op::Conv2d(conv) => Kernel::Conv { conv: *conv, epilogue: Epilogue::default() },
         Op::Conv2dBackwardData { conv, .. } => Kernel::ConvData { conv: *conv },
         Op::Conv2dBackwardFilter { conv, .. } => Kernel::ConvFilter { conv: *conv },
@@ -270,5 +232,6 @@ fn plain_kernel(op: &Op) -> Option<Kernel> {
         Op::SoftmaxXent => Kernel::SoftmaxXent,
         Op::SoftmaxXentGrad => Kernel::SoftmaxXentGrad,
         Op::Input(_) | Op::Const(_) | Op::Fill { .. } | Op::Reshape { .. } => return None,
+        Op::Unary(_) | Op::Add | Op::Sub | Op::Mul | Op::Select | Op::BiasAdd => return None,
     })
 }

@@ -27,6 +27,13 @@ pub struct Source {
     pub span: Span,
 }
 
+impl Source {
+    /// The 1-based line of the span's start in `text`, the source the net was checked from.
+    pub fn line(&self, text: &str) -> Option<usize> {
+        text.get(..self.span.start).map(|before| before.matches('\n').count() + 1)
+    }
+}
+
 /// Index into `Program::sources`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SourceId(pub usize);
@@ -297,8 +304,8 @@ impl fmt::Display for Printer<'_> {
             if let Some(src) = inst.source.and_then(|s| p.sources.get(s.0)) {
                 let width = COMMENT_COLUMN.max(line.chars().count() + 2);
                 write!(f, "{line:width$}# {}", src.name)?;
-                if let Some(before) = self.source.and_then(|text| text.get(..src.span.start)) {
-                    write!(f, " (line {})", before.matches('\n').count() + 1)?;
+                if let Some(line) = self.source.and_then(|text| src.line(text)) {
+                    write!(f, " (line {line})")?;
                 }
                 writeln!(f)?;
             } else {

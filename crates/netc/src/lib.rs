@@ -136,14 +136,24 @@ pub fn parse_overrides(set: &[(String, String)]) -> Result<Vec<(String, ast::Val
 
 /// Parses and checks a source with `--set` style overrides (`("negfrac", "0.07")`).
 pub fn check(source: &Source, set: &[(String, String)]) -> Result<netc_check::Checked, Error> {
-    let file = netc_syntax::parse(&source.text)
-        .map_err(|diagnostics| Error::Source { source: source.clone(), diagnostics })?;
+    check_file(source, &parse(source)?, set)
+}
+
+pub(crate) fn parse(source: &Source) -> Result<ast::File, Error> {
+    netc_syntax::parse(&source.text).map_err(|diagnostics| Error::Source { source: source.clone(), diagnostics })
+}
+
+pub(crate) fn check_file(
+    source: &Source,
+    file: &ast::File,
+    set: &[(String, String)],
+) -> Result<netc_check::Checked, Error> {
     let set = parse_overrides(set)?;
-    let usage = netc_check::check_overrides(&file, &set);
+    let usage = netc_check::check_overrides(file, &set);
     if !usage.is_empty() {
         return Err(Error::Usage { source: Some(source.clone()), diagnostics: usage });
     }
-    netc_check::check(&file, &set).map_err(|diagnostics| Error::Source { source: source.clone(), diagnostics })
+    netc_check::check(file, &set).map_err(|diagnostics| Error::Source { source: source.clone(), diagnostics })
 }
 
 /// One checked net of a source, with the file's training configuration.
@@ -171,7 +181,10 @@ impl Model {
 
 /// Checks a source and picks one net from it: the one called `net`, or the file's only one.
 pub fn model(source: &Source, set: &[(String, String)], net: Option<&str>) -> Result<Model, Error> {
-    let checked = check(source, set)?;
+    pick_net(source, check(source, set)?, net)
+}
+
+pub(crate) fn pick_net(source: &Source, checked: netc_check::Checked, net: Option<&str>) -> Result<Model, Error> {
     let index = match checked.net(net) {
         Ok(chosen) => checked.nets.iter().position(|n| std::ptr::eq(n, chosen)).unwrap_or(0),
         Err(message) => return Err(Error::usage(source, message)),

@@ -1,12 +1,13 @@
 //! Compiling a model to IR and running it: lowering with diagnostics, executors behind the
 //! trainer's [`Backend`] trait, and training and evaluation on a named data set.
 
-use crate::{Error, Model};
+use crate::{Error, Model, Source};
 use netc_interp::{Feed, Interpreter, RunError};
 use netc_ir::{Mode, Program, Tensor};
 use netc_syntax::{Diagnostic, Label};
 use netc_train::{Backend, BatchResult, EpochMetrics, Event, Named, RunOptions, Samples, StepError, TrainError};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// Lowers the model's net (forward program, in training or evaluation mode).
 pub fn lower(model: &Model, mode: Mode) -> Result<Program, Error> {
@@ -28,7 +29,58 @@ pub fn compile(model: &Model, mode: Mode, grad: bool) -> Result<Program, Error> 
     if !grad {
         return Ok(forward);
     }
-    netc_ir::grad(&forward).map_err(|e| Error::Internal(format!("cannot differentiate `{}`: {e}", model.net().name)))
+    differentiate(model, &forward)
+}
+
+fn differentiate(model: &Model, forward: &Program) -> Result<Program, Error> {
+    netc_ir::grad(forward).map_err(|e| Error::Internal(format!("cannot differentiate `{}`: {e}", model.net().name)))
+}
+
+/// The kernels the compiled executor runs, as `netc ir --fused` prints them.
+pub fn fused_text(model: &Model, grad: bool) -> Result<String, Error> {
+    let program = compile(model, Mode::Train, grad)?;
+    netc_exec::describe(&program, Some(&model.source.text)).map_err(executor_error)
+}
+
+/// A compiler stage and how long it took.
+pub type StageTime = (&'static str, Duration);
+
+/// Compiles one net of `source` from text to machine code for the compiled executor (the
+/// training program with `grad`), timing each stage: parse, check, IR, autodiff, fusion,
+/// machine code.
+pub fn stage_times(
+    source: &Source,
+    set: &[(String, String)],
+    net: Option<&str>,
+    grad: bool,
+) -> Result<Vec<StageTime>, Error> {
+    let mut times = Vec::new();
+    let start = Instant::now();
+    let file = crate::parse(source)?;
+    times.push(("parse", start.elapsed()));
+    let start = Instant::now();
+    let model = crate::pick_net(source, crate::check_file(source, &file, set)?, net)?;
+    times.push(("check", start.elapsed()));
+    let start = Instant::now();
+    let mut program = lower(&model, Mode::Train)?;
+    times.push(("IR", start.elapsed()));
+    if grad {
+        let start = Instant::now();
+        program = differentiate(&model, &program)?;
+        times.push(("autodiff", start.elapsed()));
+    }
+    let compiled = executor(&program, 1)?.compile_times();
+    times.push(("fusion", compiled.fusion));
+    times.push(("machine code", compiled.machine_code));
+    Ok(times)
+}
+
+fn executor(program: &Program, threads: usize) -> Result<netc_exec::Executor, Error> {
+    netc_exec::Executor::new(program, netc_exec::ExecOptions { threads }).map_err(executor_error)
+}
+
+fn executor_error(e: netc_exec::ExecError) -> Error {
+    Error::Io(format!("cannot start the executor: {e}"))
 }
 
 /// The textual IR `netc ir` prints.
@@ -155,13 +207,9 @@ pub struct ExecBackend {
 impl ExecBackend {
     /// `threads` 0 means one per core; results do not depend on it.
     pub fn new(model: &Model, threads: usize) -> Result<ExecBackend, Error> {
-        let options = netc_exec::ExecOptions { threads };
-        let executor = |program: &Program| {
-            netc_exec::Executor::new(program, options).map_err(|e| Error::Io(format!("cannot start the executor: {e}")))
-        };
         Ok(ExecBackend {
-            train: executor(&compile(model, Mode::Train, true)?)?,
-            eval: executor(&compile(model, Mode::Eval, false)?)?,
+            train: executor(&compile(model, Mode::Train, true)?, threads)?,
+            eval: executor(&compile(model, Mode::Eval, false)?, threads)?,
             data_input: model.net().input.name.clone(),
             labels: Vec::new(),
         })

@@ -1,9 +1,9 @@
-//! Elementwise kernels: maps, products, selects and the per-channel bias. Each loop body is a
-//! concrete closure (see `with_act!`) so LLVM vectorises it; chunks of
-//! [`ELEMENTS_PER_TASK`] run in parallel, which cannot change any result.
+//! The epilogues of GEMM steps: per-channel bias and activation, applied to the product in
+//! place. Each loop body is a concrete closure (see `with_act!`) so LLVM vectorises it;
+//! chunks of [`ELEMENTS_PER_TASK`] run in parallel, which cannot change any result. (Other
+//! elementwise work is fused and JIT-compiled; see `fuse.rs`.)
 
 use crate::par::{Par, ELEMENTS_PER_TASK};
-use crate::plan::Binary;
 use netc_ir::UnaryFn;
 
 /// Runs `$body` with `$op` bound to a closure computing the activation `$act`
@@ -59,16 +59,6 @@ macro_rules! with_act {
     }};
 }
 
-/// `out = f(x)`
-pub(crate) fn unary(par: Par, f: UnaryFn, x: &[f32], out: &mut [f32]) {
-    with_act!(Some(f), |op| par.chunks_mut(out, ELEMENTS_PER_TASK, |i, out, _| {
-        let x = &x[i * ELEMENTS_PER_TASK..][..out.len()];
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = op(v);
-        }
-    }))
-}
-
 /// `data = act(data)`
 pub(crate) fn act_in_place(par: Par, act: Option<UnaryFn>, data: &mut [f32]) {
     if act.is_none() {
@@ -77,79 +67,6 @@ pub(crate) fn act_in_place(par: Par, act: Option<UnaryFn>, data: &mut [f32]) {
     with_act!(act, |op| par.chunks_mut(data, ELEMENTS_PER_TASK, |_, data, _| {
         for v in data.iter_mut() {
             *v = op(*v);
-        }
-    }))
-}
-
-pub(crate) fn binary(par: Par, kind: Binary, a: &[f32], b: &[f32], out: &mut [f32]) {
-    let mut run = |op: &Zip2| {
-        par.chunks_mut(out, ELEMENTS_PER_TASK, |i, out, _| {
-            let start = i * ELEMENTS_PER_TASK;
-            op(&a[start..start + out.len()], &b[start..start + out.len()], out);
-        })
-    };
-    match kind {
-        Binary::Add => run(&|a, b, out| zip2(a, b, out, |x, y| x + y)),
-        Binary::Sub => run(&|a, b, out| zip2(a, b, out, |x, y| x - y)),
-        Binary::Mul => run(&|a, b, out| zip2(a, b, out, |x, y| x * y)),
-    }
-}
-
-/// A loop over two operands and a result.
-type Zip2 = dyn Fn(&[f32], &[f32], &mut [f32]) + Sync;
-
-#[inline(always)]
-fn zip2(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32) {
-    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-        *o = f(x, y);
-    }
-}
-
-/// `out = g · f(x)`
-pub(crate) fn mul_unary(par: Par, f: UnaryFn, g: &[f32], x: &[f32], out: &mut [f32]) {
-    with_act!(Some(f), |op| par.chunks_mut(out, ELEMENTS_PER_TASK, |i, out, _| {
-        let start = i * ELEMENTS_PER_TASK;
-        zip2(&g[start..start + out.len()], &x[start..start + out.len()], out, |g, x| g * op(x));
-    }))
-}
-
-/// `data = g · data`
-pub(crate) fn mul_in_place(par: Par, g: &[f32], data: &mut [f32]) {
-    par.chunks_mut(data, ELEMENTS_PER_TASK, |i, data, _| {
-        let g = &g[i * ELEMENTS_PER_TASK..][..data.len()];
-        for (v, &g) in data.iter_mut().zip(g) {
-            *v *= g;
-        }
-    })
-}
-
-/// `out = a` where the mask is non-zero, else `b`.
-pub(crate) fn select(par: Par, mask: &[f32], a: &[f32], b: &[f32], out: &mut [f32]) {
-    par.chunks_mut(out, ELEMENTS_PER_TASK, |i, out, _| {
-        let start = i * ELEMENTS_PER_TASK;
-        let n = out.len();
-        let (mask, a, b) = (&mask[start..start + n], &a[start..start + n], &b[start..start + n]);
-        for (((o, &m), &x), &y) in out.iter_mut().zip(mask).zip(a).zip(b) {
-            *o = if m != 0.0 { x } else { y };
-        }
-    })
-}
-
-/// `out = act(x + bias[c])` for `x` of shape `[outer, channels, inner]`.
-pub(crate) fn bias_add(par: Par, x: &[f32], bias: &[f32], inner: usize, act: Option<UnaryFn>, out: &mut [f32]) {
-    let channels = bias.len();
-    if inner == 0 || channels == 0 {
-        return;
-    }
-    let rows_per_task = (ELEMENTS_PER_TASK / inner).max(1);
-    with_act!(act, |op| par.chunks_mut(out, rows_per_task * inner, |t, out, _| {
-        let first = t * rows_per_task;
-        for (r, row) in out.chunks_mut(inner).enumerate() {
-            let b = bias[(first + r) % channels];
-            let x = &x[(first + r) * inner..][..inner];
-            for (o, &v) in row.iter_mut().zip(x) {
-                *o = op(v + b);
-            }
         }
     }))
 }
@@ -232,8 +149,8 @@ mod tests {
         ];
         let xs = [-3.7f32, -1.0, -1e-30, 0.0, 1e-30, 0.3, 1.0, 2.5, 1e30, f32::INFINITY, f32::NAN];
         for f in fns {
-            let mut out = [0.0; 11];
-            unary(Par::new(1), f, &xs, &mut out);
+            let mut out = xs;
+            act_in_place(Par::new(1), Some(f), &mut out);
             for (&x, &y) in xs.iter().zip(&out) {
                 let want = f.eval(f64::from(x)) as f32;
                 assert!(
@@ -245,10 +162,9 @@ mod tests {
     }
 
     #[test]
-    fn bias_add_broadcasts_over_channels_and_fuses_the_activation() {
-        let x = [1.0, -2.0, 3.0, -4.0, 5.0, -6.0, 7.0, -8.0];
-        let mut out = [0.0; 8];
-        bias_add(Par::new(1), &x, &[0.5, 10.0], 2, Some(UnaryFn::Relu), &mut out);
-        assert_eq!(out, [1.5, 0.0, 13.0, 6.0, 5.5, 0.0, 17.0, 2.0]);
+    fn the_bias_goes_to_every_element_of_its_channel() {
+        let mut data = [1.0, -2.0, 3.0, -4.0, 5.0, -6.0, 7.0, -8.0];
+        bias_in_place(Par::new(1), &[0.5, 10.0], 2, &mut data);
+        assert_eq!(data, [1.5, -1.5, 13.0, 6.0, 5.5, -5.5, 17.0, 2.0]);
     }
 }

@@ -1,0 +1,86 @@
+//! The text form of a compiled program: its steps in run order, what each fused, and the
+//! compiled elementwise kernels (`netc ir --fused`).
+
+use crate::plan::{Compiled, Kernel, Origin};
+use crate::{compile, ExecError};
+use netc_ir::{Program, ValueId};
+use std::fmt::Write;
+
+/// Steps are padded to this width before their `# source` comment.
+const COMMENT_COLUMN: usize = 64;
+
+/// The steps `program` compiles to, one per line with the IR values they read and compute,
+/// followed by each distinct fused kernel's body. With the source text the net was checked
+/// from, each step names its layer and line.
+pub fn describe(program: &Program, source: Option<&str>) -> Result<String, ExecError> {
+    let compiled = compile(program)?;
+    let mut s = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_steps(&mut s, program, &compiled, source);
+    Ok(s)
+}
+
+fn write_steps(s: &mut String, program: &Program, compiled: &Compiled, source: Option<&str>) -> std::fmt::Result {
+    let values = |vs: &[ValueId]| vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ");
+    let fused_count = compiled.steps.iter().filter(|s| matches!(s.kernel, Kernel::Fused(_))).count();
+    writeln!(
+        s,
+        "kernels {} ({} steps; {} fused elementwise, compiled as {} distinct) {{",
+        program.name(),
+        compiled.steps.len(),
+        fused_count,
+        compiled.kernels.len()
+    )?;
+    let insts = program.insts();
+    for (i, step) in compiled.steps.iter().enumerate() {
+        let out = step.out;
+        let shape = &insts[out.0].shape;
+        let mut line = match &step.kernel {
+            Kernel::Fused(f) => {
+                let grid = match f.inner {
+                    Some(w) => format!("rows of {w}"),
+                    None => "flat".to_string(),
+                };
+                let inside: Vec<String> =
+                    f.values.iter().flatten().map(|v| format!("{} {v}", insts[v.0].op.name())).collect();
+                format!(
+                    "  k{i}: {out}: {shape} = fused#{} {} [{grid}] {{ {} }}",
+                    f.kernel,
+                    values(&step.args),
+                    inside.join("; ")
+                )
+            }
+            kernel => {
+                let name = insts[step.fused.first().unwrap_or(&out).0].op.name();
+                let mut line = format!("  k{i}: {out}: {shape} = {name} {}", values(&step.args));
+                if let Kernel::Conv { epilogue, .. } | Kernel::MatMul { epilogue, .. } = kernel {
+                    if epilogue.bias {
+                        line.push_str(" +bias");
+                    }
+                    if let Some(act) = epilogue.act {
+                        write!(line, " +{}", act.name())?;
+                    }
+                }
+                line
+            }
+        };
+        if let Some(src) = program.source_of(out) {
+            let width = COMMENT_COLUMN.max(line.chars().count() + 2);
+            line = format!("{line:width$}# {}", src.name);
+            if let Some(n) = source.and_then(|text| src.line(text)) {
+                write!(line, " (line {n})")?;
+            }
+        }
+        writeln!(s, "{line}")?;
+    }
+    let unstored = compiled.origins.iter().filter(|o| **o == Origin::Fused).count();
+    writeln!(s, "  # {unstored} values are computed inside fused steps and never stored")?;
+    for (k, kernel) in compiled.kernels.iter().enumerate() {
+        writeln!(s, "  fused#{k} {{")?;
+        for line in kernel.to_string().lines() {
+            writeln!(s, "  {line}")?;
+        }
+        writeln!(s, "  }}")?;
+    }
+    writeln!(s, "}}")
+}

@@ -1,0 +1,262 @@
+//! The fusion pass: chains of elementwise instructions become one JIT-compiled kernel each.
+//!
+//! An elementwise value read by exactly one instruction of the same shape, which is itself
+//! elementwise, is computed inside that reader's kernel and never stored. Each remaining
+//! elementwise instruction roots a kernel: a [`netc_jit::Kernel`] whose operands are the
+//! stored values the chain reads. A per-channel bias, a broadcast mask or a fill is read in a
+//! broadcast layout instead of being materialised, when all of a kernel's broadcasts agree on
+//! the grid (see `netc_jit::Layout`). Bias and activation right after a GEMM are fused into
+//! the GEMM instead (see `plan.rs`); they never reach this pass.
+
+use netc_ir::{Dim, Op, Program, Shape, ValueId};
+use netc_jit::{Kernel, Layout, Node, NodeId};
+
+/// The most pointers (operands and the result) a fused kernel takes; the executor passes them
+/// in a fixed array so running a kernel does not allocate.
+pub(crate) const MAX_POINTERS: usize = 16;
+
+/// A fused kernel as a step.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Fused {
+    /// Index into [`Fusion::kernels`].
+    pub kernel: usize,
+    /// The grid's width; `None` makes the whole tensor one row.
+    pub inner: Option<usize>,
+    /// The value each operand reads.
+    pub operands: Vec<ValueId>,
+    /// The instruction each node computes, where it is one.
+    pub values: Vec<Option<ValueId>>,
+}
+
+/// The outcome of the pass.
+#[derive(Debug)]
+pub(crate) struct Fusion {
+    /// The distinct kernels.
+    pub kernels: Vec<Kernel>,
+    /// The kernel each instruction roots.
+    pub roots: Vec<Option<Fused>>,
+    /// Instructions computed inside another instruction's kernel, and broadcasts only ever
+    /// read through a layout: neither is stored.
+    pub unstored: Vec<bool>,
+}
+
+/// Whether the pass puts `op` in a kernel: every elementwise op does.
+pub(crate) fn is_elementwise(op: &Op) -> bool {
+    matches!(op, Op::Unary(_) | Op::Add | Op::Sub | Op::Mul | Op::Select | Op::BiasAdd)
+}
+
+/// The pass. `uses` counts each value's readers (program outputs included); `taken` marks the
+/// instructions already fused into a GEMM. Fails with an instruction no kernel can compute (a
+/// bias over a shape whose trailing extents are not fixed).
+pub(crate) fn fuse(program: &Program, uses: &[usize], taken: &[bool]) -> Result<Fusion, ValueId> {
+    let insts = program.insts();
+    let outputs: Vec<bool> = (0..insts.len()).map(|v| program.outputs().iter().any(|o| o.value.0 == v)).collect();
+    let candidate = |v: usize| !taken[v] && is_elementwise(&insts[v].op);
+    let mut reader = vec![None; insts.len()];
+    for (i, inst) in insts.iter().enumerate() {
+        for a in &inst.args {
+            reader[a.0] = Some(i);
+        }
+    }
+    let mut inlined: Vec<bool> = (0..insts.len())
+        .map(|v| {
+            let single = uses[v] == 1 && !outputs[v] && candidate(v);
+            single && reader[v].is_some_and(|r| candidate(r) && insts[r].shape == insts[v].shape)
+        })
+        .collect();
+
+    // A chain whose broadcasts disagree on the grid, or that reads too many values, is cut
+    // where that happens and built again.
+    'build: loop {
+        let mut kernels: Vec<Kernel> = Vec::new();
+        let mut roots = vec![None; insts.len()];
+        let mut layout_reads = vec![0usize; insts.len()];
+        for root in (0..insts.len()).filter(|&v| candidate(v) && !inlined[v]) {
+            let mut chain = Chain {
+                program,
+                inlined: &inlined,
+                root,
+                grid: None,
+                kernel: Kernel::default(),
+                operands: Vec::new(),
+                values: Vec::new(),
+                layout_reads: Vec::new(),
+                leaves: Vec::new(),
+            };
+            let out = match chain.translate(ValueId(root)) {
+                Ok(out) => out,
+                // Cutting makes progress: it turns an inlined instruction into a root.
+                Err(cut) if inlined[cut.0] => {
+                    inlined[cut.0] = false;
+                    continue 'build;
+                }
+                Err(cut) => return Err(cut),
+            };
+            chain.kernel.outputs.push(out);
+            for b in &chain.layout_reads {
+                layout_reads[b.0] += 1;
+            }
+            let kernel = match kernels.iter().position(|k| *k == chain.kernel) {
+                Some(k) => k,
+                None => {
+                    kernels.push(chain.kernel);
+                    kernels.len() - 1
+                }
+            };
+            roots[root] = Some(Fused {
+                kernel,
+                inner: chain.grid,
+                operands: chain.operands.iter().map(|o| o.0).collect(),
+                values: chain.values,
+            });
+        }
+        let unstored = (0..insts.len())
+            .map(|v| inlined[v] || (matches!(insts[v].op, Op::Broadcast { .. }) && layout_reads[v] == uses[v]))
+            .collect();
+        return Ok(Fusion { kernels, roots, unstored });
+    }
+}
+
+/// One kernel being built from the chain ending in `root`.
+struct Chain<'a> {
+    program: &'a Program,
+    inlined: &'a [bool],
+    root: usize,
+    /// The grid width the broadcasts read so far require.
+    grid: Option<usize>,
+    kernel: Kernel,
+    /// The value and layout of each operand.
+    operands: Vec<(ValueId, Layout)>,
+    values: Vec<Option<ValueId>>,
+    /// Broadcast instructions read as a layout (once per read).
+    layout_reads: Vec<ValueId>,
+    /// The node of each operand or constant read so far, so each is read once.
+    leaves: Vec<(Node, NodeId)>,
+}
+
+impl Chain<'_> {
+    /// The node computing `v`, or `Err(cut)`: the kernel cannot hold the chain, and the
+    /// inlined instruction `cut` must get a kernel of its own.
+    fn translate(&mut self, v: ValueId) -> Result<NodeId, ValueId> {
+        let inst = &self.program.insts()[v.0];
+        if v.0 != self.root && !self.inlined[v.0] {
+            return self.read(v);
+        }
+        let node = match &inst.op {
+            Op::BiasAdd => {
+                let (layout, width) = channel_layout(&inst.shape).ok_or(v)?;
+                if !self.require(width) {
+                    return Err(v);
+                }
+                let x = self.translate(inst.args[0])?;
+                let bias = self.operand(inst.args[1], layout).ok_or(v)?;
+                Node::Add(x, bias)
+            }
+            op => {
+                let mut args = [0; 3];
+                for (slot, &a) in args.iter_mut().zip(&inst.args) {
+                    *slot = self.translate(a)?;
+                }
+                match op {
+                    Op::Unary(f) => Node::Unary(*f, args[0]),
+                    Op::Add => Node::Add(args[0], args[1]),
+                    Op::Sub => Node::Sub(args[0], args[1]),
+                    Op::Mul => Node::Mul(args[0], args[1]),
+                    _ => Node::Select { mask: args[0], a: args[1], b: args[2] },
+                }
+            }
+        };
+        if self.kernel.operands.len() >= MAX_POINTERS {
+            // Over the limit: cut the chain at one of this instruction's inlined operands.
+            let inlined_arg = inst.args.iter().find(|a| self.inlined[a.0]);
+            return Err(*inlined_arg.unwrap_or(&v));
+        }
+        Ok(self.node(node, Some(v)))
+    }
+
+    /// A node reading stored value `v`: a constant for a fill, a broadcast layout of the
+    /// broadcast's source where the grid allows, else `v` itself element by element.
+    fn read(&mut self, v: ValueId) -> Result<NodeId, ValueId> {
+        let inst = &self.program.insts()[v.0];
+        match &inst.op {
+            Op::Fill { value, .. } => return Ok(self.leaf(Node::Const(*value))),
+            Op::Broadcast { shape, axes } => {
+                if let Some((layout, width)) = broadcast_layout(shape, axes) {
+                    if self.require(width) {
+                        self.layout_reads.push(v);
+                        return self.operand(inst.args[0], layout).ok_or(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.operand(v, Layout::Full).ok_or(v)
+    }
+
+    /// Fixes the grid width, if `width` asks for one; false if it conflicts.
+    fn require(&mut self, width: Option<usize>) -> bool {
+        match (width, self.grid) {
+            (None, _) => true,
+            (Some(w), None) => {
+                self.grid = Some(w);
+                true
+            }
+            (Some(w), Some(g)) => w == g,
+        }
+    }
+
+    /// The node reading operand `(v, layout)`, adding it if new; `None` if the kernel has no
+    /// room for another.
+    fn operand(&mut self, v: ValueId, layout: Layout) -> Option<NodeId> {
+        let index = match self.operands.iter().position(|&o| o == (v, layout)) {
+            Some(i) => i,
+            None if self.operands.len() + 1 < MAX_POINTERS => {
+                self.operands.push((v, layout));
+                self.kernel.operands.push(layout);
+                self.operands.len() - 1
+            }
+            None => return None,
+        };
+        Some(self.leaf(Node::Operand(index)))
+    }
+
+    /// The node of an operand read or constant, added the first time.
+    fn leaf(&mut self, leaf: Node) -> NodeId {
+        if let Some(&(_, node)) = self.leaves.iter().find(|(l, _)| *l == leaf) {
+            return node;
+        }
+        let node = self.node(leaf, None);
+        self.leaves.push((leaf, node));
+        node
+    }
+
+    fn node(&mut self, node: Node, value: Option<ValueId>) -> NodeId {
+        self.values.push(value);
+        self.kernel.push(node)
+    }
+}
+
+/// The layout of a per-channel (axis 1) vector over `shape`, and the grid width it needs:
+/// one value per row for spatial shapes, per column for `[N, C]`.
+fn channel_layout(shape: &Shape) -> Option<(Layout, Option<usize>)> {
+    let channels = shape.fixed_at(1)?;
+    let inner = fixed_product(&shape.dims()[2..])?;
+    Some(if inner == 1 { (Layout::Col, Some(channels)) } else { (Layout::Row { period: channels }, Some(inner)) })
+}
+
+/// The layout in which a broadcast to `shape` along `axes` reads its source, and the grid
+/// width it needs; `None` unless the source's axes are consecutive and their extents fixed.
+fn broadcast_layout(shape: &Shape, axes: &[usize]) -> Option<(Layout, Option<usize>)> {
+    let Some(&first) = axes.first() else { return Some((Layout::Scalar, None)) };
+    let end = first + axes.len();
+    if axes.iter().enumerate().any(|(i, &a)| a != first + i) {
+        return None;
+    }
+    let period = fixed_product(&shape.dims()[first..end])?;
+    let inner = fixed_product(&shape.dims()[end..])?;
+    Some(if inner == 1 { (Layout::Col, Some(period)) } else { (Layout::Row { period }, Some(inner)) })
+}
+
+fn fixed_product(dims: &[Dim]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |acc, d| d.fixed().map(|d| acc * d))
+}
