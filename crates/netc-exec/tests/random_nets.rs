@@ -39,10 +39,13 @@ fn net_source(channels: usize, h: usize, w: usize, choices: &[u32], classes: usi
             (3, _) => {
                 ["relu", "tanh", "sigmoid", "leaky_relu(alpha=0.1)", "neglu", "softneglu"][pick(6, 8)].to_string()
             }
-            (4, _) => {
-                let mask = ["fixed", "resample"][pick(2, 8)];
-                format!("mixlu(negfrac=0.3, mask={mask})")
-            }
+            (4, _) => match pick(4, 8) {
+                0 => "mixlu(negfrac=0.3, mask=fixed)".to_string(),
+                1 => "mixlu(negfrac=0.3, mask=resample)".to_string(),
+                // Per-position masks broadcast differently from a bias: fusion must not merge them.
+                2 => "mix(relu=0.5, neglu=0.25, tanh=0.25, per=position)".to_string(),
+                _ => "mix(relu=0.4, softneglu=0.3, leaky_relu=0.3, mask=resample)".to_string(),
+            },
             (5, _) => "dropout(0.3)".to_string(),
             (6, Some(_)) => format!("convact(k={})", [1, 3][pick(2, 8)]),
             (7, _) => {

@@ -1,0 +1,91 @@
+//! What the fusion pass makes of every example (insta snapshots of `describe`, the text
+//! `netc ir --fused` prints), and the fusions the executor's speed relies on.
+
+use netc_ir::{grad, lower, LowerOptions, Mode, Program};
+
+fn training_program(src: &str) -> Program {
+    let checked = netc_check::check(&netc_syntax::parse(src).unwrap(), &[]).unwrap();
+    grad(&lower(&checked.nets[0], LowerOptions { mode: Mode::Train, seed: 0 }).unwrap()).unwrap()
+}
+
+fn example(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The step lines of a description.
+fn steps(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| l.trim_start().starts_with('k')).collect()
+}
+
+#[test]
+fn every_example_fuses_as_snapshotted() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.retain(|p| p.extension().is_some_and(|e| e == "net"));
+    paths.sort();
+    assert!(!paths.is_empty(), "no examples in {}", dir.display());
+    for path in paths {
+        let src = std::fs::read_to_string(&path).unwrap();
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("example");
+        let text = netc_exec::describe(&training_program(&src), Some(&src)).unwrap();
+        insta::assert_snapshot!(format!("{stem}_fused"), text);
+    }
+}
+
+#[test]
+fn a_mixlu_layer_is_one_kernel_forward_and_one_backward() {
+    let src = example("mixlu_lenet.net");
+    let text = netc_exec::describe(&training_program(&src), Some(&src)).unwrap();
+    let mixlu: Vec<&str> = steps(&text).into_iter().filter(|l| l.contains("# mixlu1")).collect();
+    assert_eq!(mixlu.len(), 2, "{text}");
+    for line in &mixlu {
+        assert!(line.contains("fused#") && line.contains("select") && line.contains("[rows of 500]"), "{line}");
+    }
+    assert!(mixlu[0].contains("relu %") && mixlu[0].contains("neglu %"), "{}", mixlu[0]);
+    assert!(mixlu[1].contains("relu_deriv") && mixlu[1].contains("neglu_deriv"), "{}", mixlu[1]);
+    // The fixed mask is read per column where it is used, never broadcast into memory.
+    assert!(!text.contains("= broadcast"), "{text}");
+}
+
+#[test]
+fn gemm_bias_and_activation_fuse_into_the_gemm() {
+    let src = example("lenet.net");
+    let checked = netc_check::check(&netc_syntax::parse(&src).unwrap(), &[]).unwrap();
+    let eval = lower(&checked.nets[0], LowerOptions { mode: Mode::Eval, seed: 0 }).unwrap();
+    let text = netc_exec::describe(&eval, Some(&src)).unwrap();
+    let fused: Vec<&str> = steps(&text).into_iter().filter(|l| l.contains("+bias +relu ")).collect();
+    assert_eq!(fused.len(), 1, "{text}");
+    assert!(fused[0].contains("= conv2d %") && fused[0].contains("[N,500,1,1]"), "{}", fused[0]);
+    assert!(!text.contains("fused#"), "an inference LeNet needs no elementwise kernel:\n{text}");
+
+    // Training keeps the biased product for the backward pass, so the ReLU is a kernel of its
+    // own; its backward, the derivative times the incoming gradient, is one kernel too.
+    let text = netc_exec::describe(&training_program(&src), Some(&src)).unwrap();
+    let conv3 = steps(&text).into_iter().find(|l| l.contains("# conv3") && l.contains("= conv2d ")).unwrap();
+    assert!(conv3.contains("+bias ") && !conv3.contains("+relu"), "{conv3}");
+    let relu_back = steps(&text).into_iter().find(|l| l.contains("relu_deriv")).unwrap();
+    assert!(relu_back.contains("fused#") && relu_back.contains("mul"), "{relu_back}");
+}
+
+#[test]
+fn identical_chains_share_one_compiled_kernel() {
+    let src = "net twice {
+  input x: [6]
+  dense(5)
+  tanh
+  dense(5)
+  tanh
+  dense(2)
+  loss softmax_xent(classes=2)
+}";
+    let text = netc_exec::describe(&training_program(src), Some(src)).unwrap();
+    let forward: Vec<&str> = steps(&text).into_iter().filter(|l| l.contains("tanh %")).collect();
+    let backward: Vec<&str> = steps(&text).into_iter().filter(|l| l.contains("tanh_deriv")).collect();
+    assert_eq!((forward.len(), backward.len()), (2, 2), "{text}");
+    let kernel_of = |line: &str| line.split("fused#").nth(1).and_then(|r| r.split(' ').next()).map(str::to_string);
+    assert_eq!(kernel_of(forward[0]), kernel_of(forward[1]), "{text}");
+    assert_eq!(kernel_of(backward[0]), kernel_of(backward[1]), "{text}");
+    assert_ne!(kernel_of(forward[0]), kernel_of(backward[0]), "{text}");
+    assert!(text.contains("4 fused elementwise, compiled as 2 distinct"), "{text}");
+}
