@@ -5,7 +5,7 @@
 //! `netc-bench --model examples/lenet.net [--threads 2] [--seconds 3]`
 
 use netc::ir::Mode;
-use netc::train::{optimizer, Backend, Slot};
+use netc::train::{Backend, Slot};
 use std::time::Instant;
 
 struct Options {
@@ -76,6 +76,7 @@ fn main() -> Result<(), String> {
     let labels: Vec<u8> = (0..infer_batch).map(|i| (i % 10) as u8).collect();
     let config = model.train();
     let mut grads: Vec<Vec<f32>> = params.iter().map(|(_, t)| vec![0.0; t.len()]).collect();
+    let mults = vec![(1.0, 1.0); params.len()];
     let mut slots: Vec<Slot> = params.iter().map(|(_, t)| Slot::new(&config.optimizer, t.len())).collect();
     let mut step = 0u64;
     let mut failure = None;
@@ -85,8 +86,10 @@ fn main() -> Result<(), String> {
             failure = Some(format!("{e:?}"));
         }
         step += 1;
-        for (((_, p), g), slot) in params.iter_mut().zip(&grads).zip(&mut slots) {
-            optimizer::update(&config.optimizer, config.lr_at(0), 1.0, 1.0, step, p.data_mut(), g, slot);
+        if let Err(e) =
+            backend.update(&config.optimizer, config.lr_at(0), step, &mut params, &grads, &mut slots, &mults)
+        {
+            failure = Some(format!("{e:?}"));
         }
     });
     let infer = throughput(infer_batch, options.seconds, || {

@@ -49,6 +49,7 @@ mod memory;
 mod par;
 mod plan;
 mod pool;
+mod update;
 
 use batch::BatchPlan;
 use netc_ir::{Dim, Program, Source, ValueId};
@@ -59,6 +60,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 pub use describe::describe;
+pub use update::Sgd;
 
 /// How to execute.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -122,6 +124,8 @@ pub enum ExecError {
     Unsupported { value: ValueId, op: &'static str },
     /// Cranelift could not compile the fused kernels.
     Codegen { message: String },
+    /// A parameter update's tensors differ in length.
+    UpdateLengths { weights: usize, momentum: usize, gradient: usize },
 }
 
 impl fmt::Display for ExecError {
@@ -142,6 +146,10 @@ impl fmt::Display for ExecError {
             }
             ExecError::Unsupported { value, op } => write!(f, "no kernel computes {op} %{}", value.0),
             ExecError::Codegen { message } => write!(f, "cannot compile the fused kernels: {message}"),
+            ExecError::UpdateLengths { weights, momentum, gradient } => write!(
+                f,
+                "an update needs equally long tensors: {weights} weights, {momentum} momenta, {gradient} gradients"
+            ),
         }
     }
 }
@@ -199,7 +207,9 @@ impl Executor {
         let compiled = compile(program)?;
         let fusion = start.elapsed();
         let start = Instant::now();
-        let code = netc_jit::compile(&compiled.kernels).map_err(|e| ExecError::Codegen { message: e.0 })?;
+        let mut kernels = compiled.kernels.clone();
+        kernels.push(update::sgd_kernel());
+        let code = netc_jit::compile(&kernels).map_err(|e| ExecError::Codegen { message: e.0 })?;
         let times = CompileTimes { fusion, machine_code: start.elapsed() };
         Ok(Executor {
             program: program.clone(),
@@ -216,6 +226,23 @@ impl Executor {
     /// The program this executor runs.
     pub fn program(&self) -> &Program {
         &self.program
+    }
+
+    /// One SGD-with-momentum step of a parameter tensor `w` with momentum `m` and gradient
+    /// `g`, as compiled code over the executor's threads.
+    pub fn sgd_update(&mut self, sgd: Sgd, w: &mut [f32], m: &mut [f32], g: &[f32]) -> Result<(), ExecError> {
+        if w.len() != m.len() || w.len() != g.len() {
+            return Err(ExecError::UpdateLengths { weights: w.len(), momentum: m.len(), gradient: g.len() });
+        }
+        let (code, par) = (&self.code, Par::new(self.threads));
+        // The update kernel follows the program's kernels.
+        let kernel = self.compiled.kernels.len();
+        let mut update = || update::run_sgd(code, kernel, par, sgd, w, m, g);
+        match &self.pool {
+            Some(pool) => pool.run(&mut update),
+            None => update(),
+        }
+        Ok(())
     }
 
     /// How long compilation took.

@@ -12,7 +12,7 @@ pub mod optimizer;
 pub use checkpoint::{Named, State};
 pub use optimizer::Slot;
 
-use netc_check::{Net, Preprocess, TrainConfig};
+use netc_check::{Net, Optimizer, Preprocess, TrainConfig};
 use netc_syntax::Span;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -35,6 +35,27 @@ pub trait Backend {
 
     /// Forward pass in evaluation mode.
     fn evaluate(&mut self, params: &[Named], images: &[f32], labels: &[u8]) -> Result<BatchResult, StepError>;
+
+    /// One optimizer step for every parameter (in the net's order) given its gradient: `lr` is
+    /// the schedule's rate, `t` counts steps from 1, `mults` holds each parameter's
+    /// `(lr_mult, wd_mult)`. The default is the reference, [`optimizer::update`], one tensor
+    /// after another; a backend may compute the same formulas faster.
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &mut self,
+        optimizer: &Optimizer,
+        lr: f64,
+        t: u64,
+        params: &mut [Named],
+        grads: &[Vec<f32>],
+        slots: &mut [Slot],
+        mults: &[(f64, f64)],
+    ) -> Result<(), StepError> {
+        for (((p, g), slot), &(lr_mult, wd_mult)) in params.iter_mut().zip(grads).zip(slots).zip(mults) {
+            optimizer::update(optimizer, lr, lr_mult, wd_mult, t, p.1.data_mut(), g, slot);
+        }
+        Ok(())
+    }
 }
 
 /// Mean loss and number of misclassified examples of one batch.
@@ -295,11 +316,9 @@ pub fn train(
                 });
             }
             state.step += 1;
-            for (((p, g), slot), &(lr_mult, wd_mult)) in
-                state.params.iter_mut().zip(&grads).zip(&mut state.slots).zip(&mults)
-            {
-                optimizer::update(&config.optimizer, lr, lr_mult, wd_mult, state.step, p.1.data_mut(), g, slot);
-            }
+            backend
+                .update(&config.optimizer, lr, state.step, &mut state.params, &grads, &mut state.slots, &mults)
+                .map_err(|e| step_failed(e, epoch + 1, state.step))?;
             loss_sum += result.loss * n as f64;
             errors += result.errors;
             seen += n;

@@ -2,10 +2,11 @@
 //! trainer's [`Backend`] trait, and training and evaluation on a named data set.
 
 use crate::{Error, Model, Source};
+use netc_check::Optimizer;
 use netc_interp::{Feed, Interpreter, RunError};
 use netc_ir::{Mode, Program, Tensor};
 use netc_syntax::{Diagnostic, Label};
-use netc_train::{Backend, BatchResult, EpochMetrics, Event, Named, RunOptions, Samples, StepError, TrainError};
+use netc_train::{Backend, BatchResult, EpochMetrics, Event, Named, RunOptions, Samples, Slot, StepError, TrainError};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -268,6 +269,34 @@ impl Backend for ExecBackend {
 
     fn evaluate(&mut self, params: &[Named], images: &[f32], labels: &[u8]) -> Result<BatchResult, StepError> {
         Self::run(&mut self.eval, &self.data_input, &mut self.labels, params, images, labels, 0)
+    }
+
+    /// SGD runs as a compiled kernel over the executor's threads; Adam uses the reference.
+    fn update(
+        &mut self,
+        optimizer: &Optimizer,
+        lr: f64,
+        t: u64,
+        params: &mut [Named],
+        grads: &[Vec<f32>],
+        slots: &mut [Slot],
+        mults: &[(f64, f64)],
+    ) -> Result<(), StepError> {
+        let Optimizer::Sgd { momentum, weight_decay, .. } = *optimizer else {
+            for (((p, g), slot), &(lr_mult, wd_mult)) in params.iter_mut().zip(grads).zip(slots).zip(mults) {
+                netc_train::optimizer::update(optimizer, lr, lr_mult, wd_mult, t, p.1.data_mut(), g, slot);
+            }
+            return Ok(());
+        };
+        for (((p, g), slot), &(lr_mult, wd_mult)) in params.iter_mut().zip(grads).zip(slots).zip(mults) {
+            let sgd = netc_exec::Sgd {
+                lr: (lr * lr_mult) as f32,
+                momentum: momentum as f32,
+                weight_decay: (weight_decay * wd_mult) as f32,
+            };
+            self.train.sgd_update(sgd, p.1.data_mut(), &mut slot.m, g).map_err(|e| StepError::Failed(e.to_string()))?;
+        }
+        Ok(())
     }
 }
 
