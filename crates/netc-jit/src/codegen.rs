@@ -143,9 +143,8 @@ pub fn compile(kernels: &[Kernel]) -> Result<Code, JitError> {
     callout_sig.returns.push(AbiParam::new(types::F32));
     let callouts: Vec<FuncId> = CALLOUTS
         .iter()
-        .map(|(_, name, _)| module.declare_function(name, Linkage::Import, &callout_sig))
-        .collect::<Result<_, _>>()
-        .map_err(err)?;
+        .map(|(_, name, _)| module.declare_function(name, Linkage::Import, &callout_sig).map_err(err))
+        .collect::<Result<_, _>>()?;
 
     let mut sig = module.make_signature();
     sig.params.extend([AbiParam::new(ptr); 6]);
