@@ -35,11 +35,15 @@ mod program;
 pub mod rng;
 mod shape;
 mod tensor;
+mod units;
 
 pub use autodiff::{grad, GradError};
 pub use init::init_params;
-pub use lower::{lower, LowerError, LowerOptions, LABELS, LOGITS, LOSS, STEP};
-pub use op::{Conv, Input, InputKind, Op, ParamInfo, ParamInit, PoolKind, RandomKey, ShapeError, UnaryFn, Window};
+pub use lower::{lower, param_infos, LowerError, LowerOptions, LABELS, LOGITS, LOSS, STEP};
+pub use op::{
+    Conv, Input, InputKind, Op, ParamInfo, ParamInit, PoolKind, RandomKey, ShapeError, SignConstraint, UnaryFn, Window,
+};
 pub use program::{Builder, Inst, Mode, Output, OutputKind, ParamRef, Program, Source, SourceId, ValueId};
 pub use shape::{Dim, Shape};
 pub use tensor::{Tensor, TensorSizeError};
+pub use units::{all_fixed_units, fixed_units, UnitChoice};

@@ -227,6 +227,9 @@ pub struct Job<'a> {
 
 /// Trains `job.net` by `job.config` and writes the run folder. `init` gives fresh parameters
 /// (in the net's order) when the run does not resume. Returns every epoch's metrics.
+///
+/// A weight with a sign constraint (Dale's principle, [`netc_ir::SignConstraint`]) is projected
+/// after every optimizer step: elements of the wrong sign are set to 0.
 pub fn train(
     job: &Job,
     backend: &mut dyn Backend,
@@ -255,11 +258,7 @@ pub fn train(
     checkpoint::write_text(&out.join("model.net"), source)?;
     checkpoint::write_text(&out.join("run.json"), &run_json(net, config, options))?;
 
-    let mults: Vec<(f64, f64)> = net
-        .layers
-        .iter()
-        .flat_map(|l| l.parameters(net.in_shape(l)).into_iter().map(move |_| (l.lr_mult, l.wd_mult)))
-        .collect();
+    let infos = netc_ir::param_infos(net, config.seed);
     let mut grads: Vec<Vec<f32>> = state.params.iter().map(|(_, p)| vec![0.0; p.len()]).collect();
     let image_len = train_set.image_len;
     let mut images = vec![0f32; config.batch * image_len];
@@ -295,10 +294,13 @@ pub fn train(
                 });
             }
             state.step += 1;
-            for (((p, g), slot), &(lr_mult, wd_mult)) in
-                state.params.iter_mut().zip(&grads).zip(&mut state.slots).zip(&mults)
-            {
-                optimizer::update(&config.optimizer, lr, lr_mult, wd_mult, state.step, p.1.data_mut(), g, slot);
+            for (((p, g), slot), (_, info)) in state.params.iter_mut().zip(&grads).zip(&mut state.slots).zip(&infos) {
+                let weight = p.1.data_mut();
+                optimizer::update(&config.optimizer, lr, info.lr_mult, info.wd_mult, state.step, weight, g, slot);
+                // Dale's principle by projection: a weight that crossed zero stops at zero.
+                if let Some(sign) = &info.sign {
+                    sign.project(weight);
+                }
             }
             loss_sum += result.loss * n as f64;
             errors += result.errors;
