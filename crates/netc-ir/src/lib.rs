@@ -10,6 +10,10 @@
 //!   [`Program::display_with_source`] adds line numbers.
 //! * [`Tensor`] is the data every executor exchanges, [`rng`] the counter-based randomness
 //!   they share, and [`init_params`] the initial parameter values.
+//! * [`fixed_units`] is the seeded choice of which units of a layer play which part (NegLUs,
+//!   min units, inhibitory units), shared by lowering and `netc summary`; [`param_infos`] is what
+//!   a trainer needs to know about each parameter, including the [`SignConstraint`] of a weight
+//!   that reads a `dale` population.
 //!
 //! ```
 //! let src = "net tiny {\n  input x: [4]\n  dense(3)\n  relu\n  dense(2)\n  loss softmax_xent(classes=2)\n}";
