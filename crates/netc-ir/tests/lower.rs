@@ -284,6 +284,23 @@ fn dale_populations_are_reproducible_from_the_seed() {
 }
 
 #[test]
+fn dale_populations_have_exactly_the_rounded_share_of_inhibitory_units() {
+    for units in [1, 2, 3, 7, 20, 101] {
+        for f in [0.0, 0.1, 0.25, 0.5, 0.7, 0.9, 1.0] {
+            let src = format!(
+                "net d {{ input x: [4]\n dense({units})\n relu\n dale(inhibitory={f:?})\n dense(2)\n loss softmax_xent(classes=2) }}"
+            );
+            for seed in [0, 9] {
+                let sign = signs(&lowered(&src, Mode::Train, seed)).remove(0).1;
+                assert_eq!(sign.inhibitory.len(), units);
+                assert_eq!(sign.inhibitory_units(), (f * units as f64).round() as usize, "f={f} units={units}");
+                assert_eq!(sign, signs(&lowered(&src, Mode::Eval, seed)).remove(0).1);
+            }
+        }
+    }
+}
+
+#[test]
 fn dale_weights_start_with_their_signs() {
     let with_dale = lowered(DALE, Mode::Train, 1);
     let without = lowered(&DALE.replace("dale(inhibitory=0.3)", "dropout(p=0)"), Mode::Train, 1);
