@@ -66,6 +66,9 @@ pub const LOGITS: &str = "logits";
 ///   of `pieces` consecutive channels; the gradient goes to the first selected piece.
 /// * `convact` is `dwconv(relu(x), pos) + dwconv(neglu(x), neg)` with 'same' zero padding; a
 ///   flat input is a column of positions for its 1×1 filters.
+/// * `dale` is the identity. Its population ([`fixed_units`](crate::fixed_units)) becomes a
+///   [`SignConstraint`] in the [`ParamInfo`] of every weight that reads it (through flatten,
+///   dropout and pooling); initialisation and the trainer keep the signs.
 pub fn lower(net: &Net, options: LowerOptions) -> Result<Program, LowerError> {
     validate(net)?;
     let mut l = Lowerer {
