@@ -61,6 +61,70 @@ fn summary_prints_shapes_parameters_and_totals() {
     assert!(table.contains("total: 431,080 parameters, 2,293,000 MACs per example"), "{table}");
 }
 
+/// The units of a summary line `LAYER: K of N units PART: 3, 17, 41-43`.
+fn listed_units(line: &str) -> Vec<usize> {
+    let list = line.rsplit(": ").next().unwrap();
+    list.split(", ")
+        .flat_map(|item| match item.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).collect::<Vec<usize>>(),
+            None => vec![item.parse().unwrap()],
+        })
+        .collect()
+}
+
+#[test]
+fn summary_lists_the_fixed_units_the_compiled_net_uses() {
+    let out = netc(&["summary", "examples/mixlu_lenet.net"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("fixed units (seed 0):"), "{stdout}");
+    let line = stdout.lines().find(|l| l.starts_with("  mixlu1: ")).unwrap();
+    assert!(line.starts_with("  mixlu1: 20 of 500 units neglu: "), "{line}");
+    let listed = listed_units(line);
+    assert_eq!(listed.len(), 20);
+
+    // The NegLU units of the compiled program's mask.
+    let source = netc::Source::read(&root().join("examples/mixlu_lenet.net")).unwrap();
+    let model = netc::model(&source, &[], None).unwrap();
+    let program = netc::run::compile(&model, netc::ir::Mode::Eval, false).unwrap();
+    let mask = program
+        .insts()
+        .iter()
+        .find_map(|i| match &i.op {
+            netc::ir::Op::Const(t) => Some(t.data().to_vec()),
+            _ => None,
+        })
+        .unwrap();
+    let neglu: Vec<usize> = (0..mask.len()).filter(|&u| mask[u] == 1.0).collect();
+    assert_eq!(listed, neglu);
+}
+
+#[test]
+fn summary_lists_the_inhibitory_units_of_each_population() {
+    let out = netc(&["summary", "examples/dale.net"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for (layer, count, units) in [("dale1", 4, 20), ("dale2", 10, 50), ("dale3", 100, 500)] {
+        let prefix = format!("  {layer}: {count} of {units} units inhibitory: ");
+        let line = stdout.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("{prefix}\n{stdout}"));
+        let listed = listed_units(line);
+        assert_eq!(listed.len(), count, "{line}");
+        assert!(listed.windows(2).all(|w| w[0] < w[1]) && listed.iter().all(|&u| u < units), "{line}");
+    }
+    // Another seed, other units.
+    let reseeded = temp_file(
+        "dale.net",
+        std::fs::read_to_string(root().join("examples/dale.net"))
+            .unwrap()
+            .replace("data = mnist", "data = mnist\n    seed = 1")
+            .as_bytes(),
+    );
+    let other = text(&netc(&["summary", reseeded.to_str().unwrap()]).stdout);
+    assert!(other.contains("fixed units (seed 1):"), "{other}");
+    let dale3 = |s: &str| s.lines().find(|l| l.starts_with("  dale3: ")).map(str::to_string);
+    assert_ne!(dale3(&stdout), dale3(&other));
+}
+
 #[test]
 fn mistakes_in_the_file_exit_1_with_located_diagnostics() {
     let path = temp_file("bad.net", b"net a {\n  input x: [4]\n  dense(3)\n  loss softmax_xent(classes=10)\n}\n");

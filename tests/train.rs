@@ -185,3 +185,66 @@ fn a_short_run_on_real_mnist_learns() {
     // An untrained or broken network errs on about 90% of the digits.
     assert!(metrics[0].test_error < 0.15, "{metrics:?}");
 }
+
+const DALE: &str = "
+net dale {
+    input image: [1, 6, 6]
+    conv(8, k=3)
+    relu
+    dale(inhibitory=0.25)
+    maxpool(2)
+    dense(10)
+    loss softmax_xent(classes=10)
+}
+train { optimizer = sgd(lr=0.05, momentum=0.9, weight_decay=0.0005) batch = 8 epochs = 3 init = normal(std=0.1) preprocess = scale seed = 7 }
+";
+
+/// Trains `model` on synthetic data; returns the trained `dense1.weight`, its sign constraint
+/// if it has one, and the last epoch's training error.
+fn trained_reader(
+    backend: &mut dyn netc::train::Backend,
+    model: &netc::Model,
+) -> (Vec<f32>, Option<netc::ir::SignConstraint>, f64) {
+    let (dir, data_dir) = temp();
+    let out = dir.path().join("run");
+    let history = run_on(backend, model, &data(&data_dir), &out, false).unwrap();
+    let shapes = netc::train::param_shapes(model.net());
+    let state = netc::train::checkpoint::load_state(&out.join("checkpoint.safetensors"), &shapes).unwrap();
+    let (_, weight) = state.params.iter().find(|(name, _)| name == "dense1.weight").unwrap();
+    let infos = netc::ir::param_infos(model.net(), model.train().seed);
+    let (_, info) = infos.iter().find(|(name, _)| name == "dense1.weight").unwrap();
+    (weight.data().to_vec(), info.sign.clone(), history.last().unwrap().train_error)
+}
+
+#[test]
+fn dale_weights_keep_their_signs_through_training_on_both_backends() {
+    let model = model(DALE);
+    let backends: [Box<dyn netc::train::Backend>; 2] =
+        [Box::new(InterpBackend::new(&model).unwrap()), Box::new(netc::run::ExecBackend::new(&model, 2).unwrap())];
+    for mut backend in backends {
+        let (weight, sign, train_error) = trained_reader(backend.as_mut(), &model);
+        let sign = sign.expect("dense1 reads the population");
+        // round(0.25·8) = 2 inhibitory channels, each owning the 2×2 pooled positions of a row.
+        assert_eq!((sign.inhibitory_units(), sign.inhibitory.len(), sign.block), (2, 8, 4));
+        for (i, &w) in weight.iter().enumerate() {
+            assert!(if sign.is_inhibitory(i) { w <= 0.0 } else { w >= 0.0 }, "dense1.weight[{i}] = {w}");
+        }
+        // The projection did work: some weights were pushed across zero and stopped there.
+        assert!(weight.contains(&0.0));
+        assert!(weight.iter().any(|&w| w < 0.0) && weight.iter().any(|&w| w > 0.0));
+        assert!(train_error < 0.5, "the constrained net learns: train error {train_error}");
+    }
+}
+
+#[test]
+fn a_population_without_inhibitory_units_trains_nonnegative_weights() {
+    let all_excitatory = model(&DALE.replace("inhibitory=0.25", "inhibitory=0"));
+    let (weight, sign, _) = trained_reader(&mut InterpBackend::new(&all_excitatory).unwrap(), &all_excitatory);
+    assert_eq!(sign.unwrap().inhibitory_units(), 0);
+    assert!(weight.iter().all(|&w| w >= 0.0), "{weight:?}");
+    // Without the population the same net learns weights of both signs.
+    let free = model(&DALE.replace("dale(inhibitory=0.25)", ""));
+    let (weight, sign, _) = trained_reader(&mut InterpBackend::new(&free).unwrap(), &free);
+    assert!(sign.is_none());
+    assert!(weight.iter().any(|&w| w < 0.0));
+}

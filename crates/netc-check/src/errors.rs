@@ -188,6 +188,27 @@ pub fn from_with_join(from: &Ident, op: &Ident) -> Diagnostic {
         .with_labels(vec![primary(from.span, "remove this `from`")])
 }
 
+pub fn population_unread(dale: Span, name: &str) -> Diagnostic {
+    error("E0207", format!("no weight layer reads the population declared by `{name}`"))
+        .with_labels(vec![primary(dale, "excitatory and inhibitory units declared here")])
+        .with_notes(vec![
+            "note: the signs constrain the weights leaving the units, so a `dense` or `conv` layer must read them"
+                .into(),
+            "help: follow `dale` with the weight layer that reads its units (flatten, pooling and dropout may come between)"
+                .into(),
+        ])
+}
+
+pub fn population_read_by(reader: Span, reader_name: &str, dale: Span, dale_name: &str) -> Diagnostic {
+    error("E0208", format!("`{reader_name}` reads the population of `{dale_name}`, but has no weights to sign"))
+        .with_labels(vec![primary(reader, "not a `dense` or `conv` layer"), secondary(dale, "population declared here")])
+        .with_notes(vec![
+            "note: only the weights of `dense` and `conv` layers carry the excitatory and inhibitory signs; flatten, pooling and dropout may come between"
+                .into(),
+            "help: put `dale` right before the weight layer that reads the units".into(),
+        ])
+}
+
 pub fn shape(code_message: String, span: Span, label: String, notes: Vec<String>) -> Diagnostic {
     error("E0300", code_message).with_labels(vec![primary(span, label)]).with_notes(notes)
 }

@@ -102,6 +102,13 @@ pub enum Op {
     ConvAct {
         k: usize,
     },
+    /// `dale(inhibitory)`: the identity, declaring the units of its input (channels of a
+    /// `[C, ...]` tensor, elements of a flat one) an excitatory/inhibitory population: a seeded
+    /// fraction `inhibitory` of them are inhibitory. The weight layers that read the units keep
+    /// the weights leaving excitatory units ≥ 0 and those leaving inhibitory units ≤ 0.
+    Dale {
+        inhibitory: f64,
+    },
     /// Elementwise sum of two or more equal shapes.
     Add,
     /// Concatenation along the channel (first) axis.
@@ -187,7 +194,32 @@ pub enum ParamKind {
     ActivationFilter,
 }
 
+impl Op {
+    /// Whether a population of units declared before this op is still one after it: the op
+    /// keeps every unit's values apart (flatten, dropout, pooling within each channel).
+    pub fn keeps_units(&self) -> bool {
+        matches!(self, Op::Flatten | Op::Dropout { .. } | Op::Pool { .. })
+    }
+
+    /// Whether the op has a weight whose inputs are the units of the layer it reads.
+    pub fn has_weights(&self) -> bool {
+        matches!(self, Op::Conv { .. } | Op::Dense { .. })
+    }
+}
+
 impl Net {
+    /// The `dale` layer whose population `node` carries: `node` itself, or the layer it reads
+    /// through ops that keep units.
+    pub fn population(&self, node: Node) -> Option<usize> {
+        let Node::Layer(i) = node else { return None };
+        let layer = self.layers.get(i)?;
+        match layer.op {
+            Op::Dale { .. } => Some(i),
+            _ if layer.op.keeps_units() => self.population(*layer.inputs.first()?),
+            _ => None,
+        }
+    }
+
     pub fn shape_of(&self, node: Node) -> &Shape {
         match node {
             Node::Input => &self.input.shape,
@@ -337,6 +369,7 @@ impl fmt::Display for Op {
                 write!(f, "minmaxout(units={units}, pieces={pieces}, minfrac={minfrac})")
             }
             Op::ConvAct { k } => write!(f, "convact(k={k})"),
+            Op::Dale { inhibitory } => write!(f, "dale(inhibitory={inhibitory})"),
             Op::Add => f.write_str("add"),
             Op::Concat => f.write_str("concat"),
         }

@@ -196,6 +196,9 @@ pub fn check_net(
     if loss.is_none() && !loss_written {
         errors.push(errors::no_loss(&decl.name));
     }
+    if !errors[before..].iter().any(|d| d.severity == netc_syntax::Severity::Error) {
+        check_populations(&layers, loss.as_ref(), errors);
+    }
     let used = scope.used.into_inner();
     for p in &decl.params {
         if !used.contains(&p.name.name) {
@@ -217,6 +220,37 @@ pub fn check_net(
             span: decl.span,
         }),
         _ => None,
+    }
+}
+
+/// Every `dale` population must be read by weight layers only (through ops that keep units),
+/// and by at least one.
+fn check_populations(layers: &[Layer], loss: Option<&Loss>, errors: &mut Vec<Diagnostic>) {
+    for (index, dale) in layers.iter().enumerate() {
+        if !matches!(dale.op, Op::Dale { .. }) {
+            continue;
+        }
+        let (mut weight_layers, mut misread) = (0, false);
+        let mut carriers = vec![Node::Layer(index)];
+        while let Some(node) = carriers.pop() {
+            for (reader_index, reader) in layers.iter().enumerate().filter(|(_, l)| l.inputs.contains(&node)) {
+                if reader.op.has_weights() {
+                    weight_layers += 1;
+                } else if reader.op.keeps_units() {
+                    carriers.push(Node::Layer(reader_index));
+                } else {
+                    errors.push(errors::population_read_by(reader.span, &reader.name, dale.span, &dale.name));
+                    misread = true;
+                }
+            }
+            if let Some(loss) = loss.filter(|l| l.input == node) {
+                errors.push(errors::population_read_by(loss.span, "loss", dale.span, &dale.name));
+                misread = true;
+            }
+        }
+        if weight_layers == 0 && !misread {
+            errors.push(errors::population_unread(dale.span, &dale.name));
+        }
     }
 }
 

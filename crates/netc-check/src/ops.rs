@@ -33,6 +33,7 @@ pub const LAYER_OPS: &[&str] = &[
     "mix",
     "minmaxout",
     "convact",
+    "dale",
     "add",
     "concat",
 ];
@@ -69,6 +70,7 @@ pub fn signature(op: &str) -> Option<Vec<Param>> {
         }
         "minmaxout" => vec![req("pieces", Ty::Positive), opt("units", Ty::Positive), opt("minfrac", Ty::Fraction)],
         "convact" => with(vec![opt_pos("k", Ty::Positive)], &MULTS),
+        "dale" => vec![req("inhibitory", Ty::Fraction)],
         "softmax_xent" => vec![req("classes", Ty::Positive)],
         _ => return None,
     })
@@ -148,6 +150,7 @@ pub fn build(op: &str, args: &Args) -> Result<Op, OpError> {
             }
             Op::ConvAct { k }
         }
+        "dale" => Op::Dale { inhibitory: args.f64_or("inhibitory", 0.0) },
         _ => unreachable_op(op)?,
     })
 }

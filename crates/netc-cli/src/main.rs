@@ -216,7 +216,7 @@ fn run(command: Command) -> Result<(), Failure> {
         }
         Command::Summary(args) => {
             let model = args.model()?;
-            print!("{}", netc::check::summary(model.net()));
+            print!("{}", netc::run::summary(&model));
             Ok(())
         }
         Command::Ir(args) => {

@@ -28,7 +28,13 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 }
 
 fn param_input(name: &str, shape: &[usize]) -> Op {
-    let info = ParamInfo { kind: netc_check::ParamKind::Weight, init: ParamInit::Zeros, lr_mult: 1.0, wd_mult: 1.0 };
+    let info = ParamInfo {
+        kind: netc_check::ParamKind::Weight,
+        init: ParamInit::Zeros,
+        lr_mult: 1.0,
+        wd_mult: 1.0,
+        sign: None,
+    };
     Op::Input(Input { name: name.into(), kind: InputKind::Param(info), shape: Shape::fixed(shape) })
 }
 

@@ -114,8 +114,24 @@ const MINMAX_CONVACT: &str = "net minmax_convact {
   minmaxout(pieces=2, minfrac=0.34)
   flatten
   convact(k=1)
-  dense(3)
+  dense(6)
+  minmaxout(pieces=2, minfrac=0.5)
   loss softmax_xent(classes=3)
+}";
+
+const DALE: &str = "net dale {
+  input x: [2, 6, 6]
+  conv(4, k=3)
+  relu
+  cells = dale(inhibitory=0.5)
+  maxpool(2)
+  flatten
+  dense(5)
+  softneglu
+  dale(inhibitory=0.4)
+  scores = dense(3)
+  conv(3, k=1) from cells
+  loss softmax_xent(classes=3) from scores
 }";
 
 #[test]
@@ -136,6 +152,11 @@ fn gradients_through_add_and_concat() {
 #[test]
 fn gradients_of_minmaxout_and_convact() {
     assert!(check_net(&net(MINMAX_CONVACT), 2, 9, &NET_OPTIONS) > 30);
+}
+
+#[test]
+fn gradients_through_dale_populations() {
+    assert!(check_net(&net(DALE), 2, 4, &NET_OPTIONS) > 30);
 }
 
 /// The `.net` files in the repository's examples, each parameter along a random direction.

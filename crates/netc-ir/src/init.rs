@@ -10,6 +10,10 @@ use netc_check::Init;
 /// Initial values of every parameter of `program`, in order, named like the parameters.
 /// Weights draw from `init`; biases and ConvAct's negative filters start at 0, ConvAct's
 /// positive filters at the identity (1 at the centre), so a ConvAct layer starts as a ReLU.
+/// A weight with a sign constraint (Dale's principle) takes the signs of its input units, with
+/// magnitudes balanced between excitatory and inhibitory units
+/// ([`SignConstraint::balance_signs`](crate::SignConstraint::balance_signs)), so training starts
+/// from weights that keep the signs.
 pub fn init_params(program: &Program, init: &Init, seed: u64) -> Vec<(String, Tensor)> {
     program
         .params()
@@ -26,6 +30,9 @@ pub fn init_params(program: &Program, init: &Init, seed: u64) -> Vec<(String, Te
                             Init::Xavier => (6.0 / (fan_in + fan_out)).sqrt() * (2.0 * key.uniform(i) - 1.0),
                             Init::He => (2.0 / fan_in).sqrt() * key.normal(i),
                         } as f32;
+                    }
+                    if let Some(sign) = &p.info.sign {
+                        sign.balance_signs(tensor.data_mut());
                     }
                 }
                 ParamInit::Zeros => {}

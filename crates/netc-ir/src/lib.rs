@@ -10,6 +10,10 @@
 //!   [`Program::display_with_source`] adds line numbers.
 //! * [`Tensor`] is the data every executor exchanges, [`rng`] the counter-based randomness
 //!   they share, and [`init_params`] the initial parameter values.
+//! * [`fixed_units`] is the seeded choice of which units of a layer play which part (NegLUs,
+//!   min units, inhibitory units), shared by lowering and `netc summary`; [`param_infos`] is what
+//!   a trainer needs to know about each parameter, including the [`SignConstraint`] of a weight
+//!   that reads a `dale` population.
 //!
 //! ```
 //! let src = "net tiny {\n  input x: [4]\n  dense(3)\n  relu\n  dense(2)\n  loss softmax_xent(classes=2)\n}";
@@ -35,11 +39,15 @@ mod program;
 pub mod rng;
 mod shape;
 mod tensor;
+mod units;
 
 pub use autodiff::{grad, GradError};
 pub use init::init_params;
-pub use lower::{lower, LowerError, LowerOptions, LABELS, LOGITS, LOSS, STEP};
-pub use op::{Conv, Input, InputKind, Op, ParamInfo, ParamInit, PoolKind, RandomKey, ShapeError, UnaryFn, Window};
+pub use lower::{lower, param_infos, LowerError, LowerOptions, LABELS, LOGITS, LOSS, STEP};
+pub use op::{
+    Conv, Input, InputKind, Op, ParamInfo, ParamInit, PoolKind, RandomKey, ShapeError, SignConstraint, UnaryFn, Window,
+};
 pub use program::{Builder, Inst, Mode, Output, OutputKind, ParamRef, Program, Source, SourceId, ValueId};
 pub use shape::{Dim, Shape};
 pub use tensor::{Tensor, TensorSizeError};
+pub use units::{all_fixed_units, fixed_units, UnitChoice};

@@ -1,12 +1,14 @@
 //! Lowering a checked [`Net`] to a forward [`Program`] that computes the loss and the logits.
 //! The semantics of the layers are documented on [`lower`].
 
-use crate::op::{Conv, Input, InputKind, Op, ParamInfo, ParamInit, PoolKind as IrPool, RandomKey, UnaryFn, Window};
+use crate::op::{
+    Conv, Input, InputKind, Op, ParamInfo, ParamInit, PoolKind as IrPool, RandomKey, SignConstraint, UnaryFn, Window,
+};
 use crate::program::{Builder, Mode, OutputKind, Program, Source, ValueId};
-use crate::rng::Key;
 use crate::shape::{Dim, Shape};
 use crate::tensor::Tensor;
-use netc_check::{Activation, Layer, Mask, MaskGrad, MaskMode, MaskPer, Net, Node, ParamKind, PoolKind};
+use crate::units::{fixed_units, mixed_parts};
+use netc_check::{Activation, Layer, Mask, MaskGrad, MaskMode, Net, Node, ParamKind, ParamSpec, PoolKind};
 use netc_syntax::Span;
 use std::fmt;
 
@@ -64,6 +66,9 @@ pub const LOGITS: &str = "logits";
 ///   of `pieces` consecutive channels; the gradient goes to the first selected piece.
 /// * `convact` is `dwconv(relu(x), pos) + dwconv(neglu(x), neg)` with 'same' zero padding; a
 ///   flat input is a column of positions for its 1×1 filters.
+/// * `dale` is the identity. Its population ([`fixed_units`](crate::fixed_units)) becomes a
+///   [`SignConstraint`] in the [`ParamInfo`] of every weight that reads it (through flatten,
+///   dropout and pooling); initialisation and the trainer keep the signs.
 pub fn lower(net: &Net, options: LowerOptions) -> Result<Program, LowerError> {
     validate(net)?;
     let mut l = Lowerer {
@@ -178,12 +183,7 @@ impl Lowerer<'_> {
             self.b.set_source(Source { name: layer.name.clone(), layer: Some(i), span: layer.span });
             let mut values = Vec::new();
             for spec in layer.parameters(net.in_shape(layer)) {
-                let info = ParamInfo {
-                    kind: spec.kind,
-                    init: param_init(spec.kind, spec.name, &spec.shape),
-                    lr_mult: layer.lr_mult,
-                    wd_mult: layer.wd_mult,
-                };
+                let info = param_info(net, i, &spec, self.options.seed);
                 values.push(self.input(
                     &format!("{}.{}", layer.name, spec.name),
                     InputKind::Param(info),
@@ -261,18 +261,14 @@ impl Lowerer<'_> {
                 self.unary(UnaryFn::Scale { c: 1.0 / (1.0 - p) }, kept)
             }
             netc_check::Op::Activation(a) => self.unary(unary(*a), x),
-            netc_check::Op::MixLU { negfrac, mask } => {
-                let parts = [(Activation::Relu, 1.0 - negfrac), (Activation::NegLU, *negfrac)];
-                self.mix(x, &dims, &parts, *mask, &layer.name)
-            }
-            netc_check::Op::Mix { parts, mask } => self.mix(x, &dims, parts, *mask, &layer.name),
-            netc_check::Op::MinMaxout { units, pieces, minfrac } => {
-                self.minmaxout(x, &dims, *units, *pieces, *minfrac, &layer.name)
-            }
+            netc_check::Op::MixLU { mask, .. } | netc_check::Op::Mix { mask, .. } => self.mix(x, index, layer, *mask),
+            netc_check::Op::MinMaxout { units, pieces, .. } => self.minmaxout(x, &dims, *units, *pieces, index),
             netc_check::Op::ConvAct { k } => {
                 let (pos, neg) = (self.param(index, 0)?, self.param(index, 1)?);
                 self.convact(x, &dims, *k, pos, neg)
             }
+            // The population's signs live on the weights of the layers that read it.
+            netc_check::Op::Dale { .. } => Ok(x),
             netc_check::Op::Add => {
                 let mut sum = x;
                 for &node in &layer.inputs[1..] {
@@ -292,48 +288,37 @@ impl Lowerer<'_> {
     }
 
     /// A per-unit mix of activations; see the module docs for the semantics.
-    fn mix(
-        &mut self,
-        x: ValueId,
-        dims: &[usize],
-        parts: &[(Activation, f64)],
-        mask: Mask,
-        name: &str,
-    ) -> Result<ValueId, LowerError> {
-        let parts: Vec<(UnaryFn, f64)> = parts
-            .iter()
-            .filter(|(_, f)| *f > 0.0)
-            .map(|&(a, f)| match (a, mask.grad) {
-                (Activation::NegLU, MaskGrad::Relu) => (UnaryFn::NegLUReluGrad, f),
-                _ => (unary(a), f),
+    fn mix(&mut self, x: ValueId, index: usize, layer: &Layer, mask: Mask) -> Result<ValueId, LowerError> {
+        let declared = mixed_parts(&layer.op);
+        // The parts that get units, as (function, fraction, declared index).
+        let parts: Vec<(UnaryFn, f64, usize)> = (0..declared.len())
+            .filter(|&p| declared[p].1 > 0.0)
+            .map(|p| match (declared[p].0, mask.grad) {
+                (Activation::NegLU, MaskGrad::Relu) => (UnaryFn::NegLUReluGrad, declared[p].1, p),
+                (a, _) => (unary(a), declared[p].1, p),
             })
             .collect();
         let fracs: Vec<f64> = parts.iter().map(|p| p.1).collect();
-        let Some(&(first, _)) = parts.first() else {
+        let Some(&(first, _, _)) = parts.first() else {
             return Err(self.error("the mix has no activation with a positive fraction".into()));
         };
         if parts.len() == 1 {
             return self.unary(first, x);
         }
         let full = self.shape(x)?;
-        let stream = format!("mask:{name}");
         match (mask.mode, self.options.mode) {
             (MaskMode::Fixed, _) => {
-                let units: Vec<usize> = match mask.per {
-                    MaskPer::Channel => dims.first().map(|&c| vec![c]).unwrap_or_default(),
-                    MaskPer::Position => dims.to_vec(),
-                };
-                let assignment = Key::new(self.options.seed, &stream, 0).assign_parts(&fracs, units.iter().product());
-                let used: Vec<usize> = (0..parts.len()).filter(|p| assignment.contains(p)).collect();
-                let axes: Vec<usize> = (1..=units.len()).collect();
+                let choice = fixed_units(self.net, index, self.options.seed)
+                    .ok_or_else(|| self.error("internal error: no fixed units".into()))?;
+                let axes: Vec<usize> = (1..=choice.shape.len()).collect();
                 let mut y = None;
-                for &p in &used {
-                    let act = self.unary(parts[p].0, x)?;
+                for &(f, _, p) in parts.iter().filter(|part| choice.part_of.contains(&part.2)) {
+                    let act = self.unary(f, x)?;
                     y = Some(match y {
                         None => act,
                         Some(rest) => {
-                            let ones = assignment.iter().map(|&q| f32::from(u8::from(q == p))).collect();
-                            let tensor = Tensor::new(units.clone(), ones)
+                            let ones = choice.part_of.iter().map(|&q| f32::from(u8::from(q == p))).collect();
+                            let tensor = Tensor::new(choice.shape.clone(), ones)
                                 .map_err(|e| self.error(format!("internal error: {e}")))?;
                             let m = self.push(Op::Const(tensor), &[])?;
                             let m = self.push(Op::Broadcast { shape: full.clone(), axes: axes.clone() }, &[m])?;
@@ -345,10 +330,10 @@ impl Lowerer<'_> {
             }
             (MaskMode::Resample, Mode::Train) => {
                 let step = self.step()?;
-                let key = RandomKey { seed: self.options.seed, stream };
+                let key = RandomKey { seed: self.options.seed, stream: format!("mask:{}", layer.name) };
                 let index = self.push(Op::RandomParts { fracs: fracs.clone(), key, shape: full }, &[step])?;
                 let mut y = self.unary(first, x)?;
-                for (p, &(f, _)) in parts.iter().enumerate().skip(1) {
+                for (p, &(f, _, _)) in parts.iter().enumerate().skip(1) {
                     let act = self.unary(f, x)?;
                     // With two parts the index is the mask itself.
                     let m =
@@ -359,7 +344,7 @@ impl Lowerer<'_> {
             }
             (MaskMode::Resample, Mode::Eval) => {
                 let mut y: Option<ValueId> = None;
-                for &(f, frac) in &parts {
+                for &(f, frac, _) in &parts {
                     let act = self.unary(f, x)?;
                     let term = self.unary(UnaryFn::Scale { c: frac }, act)?;
                     y = Some(match y {
@@ -378,8 +363,7 @@ impl Lowerer<'_> {
         dims: &[usize],
         units: usize,
         pieces: usize,
-        minfrac: f64,
-        name: &str,
+        index: usize,
     ) -> Result<ValueId, LowerError> {
         let Some((&channels, rest)) = dims.split_first() else {
             return Err(self.error("needs an input with channels".into()));
@@ -390,8 +374,9 @@ impl Lowerer<'_> {
         let mut grouped = vec![Dim::Batch, Dim::Fixed(units), Dim::Fixed(pieces)];
         grouped.extend(rest.iter().map(|&d| Dim::Fixed(d)));
         let xr = self.reshape(x, Shape(grouped))?;
-        let assignment =
-            Key::new(self.options.seed, &format!("mask:{name}"), 0).assign_parts(&[1.0 - minfrac, minfrac], units);
+        let assignment = fixed_units(self.net, index, self.options.seed)
+            .ok_or_else(|| self.error("internal error: no fixed units".into()))?
+            .part_of;
         let mins = assignment.iter().filter(|&&p| p == 1).count();
         let max = if mins < units { Some(self.push(Op::ReduceMax { axis: 2 }, &[xr])?) } else { None };
         let min = if mins > 0 {
@@ -466,6 +451,51 @@ impl Lowerer<'_> {
         }
         Ok(self.b.finish())
     }
+}
+
+/// What a trainer needs to know about every parameter of `net`, in order and by name: the
+/// [`ParamInfo`] lowering gives the parameter's input.
+pub fn param_infos(net: &Net, seed: u64) -> Vec<(String, ParamInfo)> {
+    net.layers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, layer)| {
+            layer
+                .parameters(net.in_shape(layer))
+                .into_iter()
+                .map(move |spec| (format!("{}.{}", layer.name, spec.name), param_info(net, i, &spec, seed)))
+        })
+        .collect()
+}
+
+fn param_info(net: &Net, index: usize, spec: &ParamSpec, seed: u64) -> ParamInfo {
+    let layer = &net.layers[index];
+    ParamInfo {
+        kind: spec.kind,
+        init: param_init(spec.kind, spec.name, &spec.shape),
+        lr_mult: layer.lr_mult,
+        wd_mult: layer.wd_mult,
+        sign: sign_constraint(net, index, spec, seed),
+    }
+}
+
+/// The signs Dale's principle asks of a weight whose layer reads a `dale` population: the
+/// weights leaving an inhibitory unit ≤ 0, those leaving an excitatory unit ≥ 0.
+fn sign_constraint(net: &Net, index: usize, spec: &ParamSpec, seed: u64) -> Option<SignConstraint> {
+    let layer = &net.layers[index];
+    if spec.kind != ParamKind::Weight || !layer.op.has_weights() {
+        return None;
+    }
+    let choice = fixed_units(net, net.population(*layer.inputs.first()?)?, seed)?;
+    let units = choice.part_of.len();
+    // A weight row is `[C, kh, kw]` (conv) or the flattened `[C, ...]` input (dense): each unit
+    // owns a block of consecutive elements.
+    let row: usize = spec.shape.iter().skip(1).product();
+    Some(SignConstraint {
+        population: choice.layer,
+        inhibitory: choice.part_of.iter().map(|&p| p == 1).collect(),
+        block: row.checked_div(units)?,
+    })
 }
 
 /// Whether a layer draws fresh random numbers at every training step.

@@ -102,6 +102,61 @@ pub struct ParamInfo {
     /// Multipliers of the global learning rate and weight decay, from the layer.
     pub lr_mult: f64,
     pub wd_mult: f64,
+    /// The signs the weight must keep, when its layer reads a `dale` population.
+    pub sign: Option<SignConstraint>,
+}
+
+/// Dale's principle on a weight `[out, units·block]`: the elements leaving an excitatory
+/// input unit stay ≥ 0, those leaving an inhibitory one ≤ 0. Element `i` leaves unit
+/// `(i / block) mod units`; a block is `kh·kw` for a convolution and the positions of one
+/// channel for a dense layer over a flattened `[C, H, W]` tensor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignConstraint {
+    /// The `dale` layer that declares the population.
+    pub population: String,
+    /// Per input unit, whether it is inhibitory.
+    pub inhibitory: Vec<bool>,
+    /// The consecutive elements of a weight row that leave one unit.
+    pub block: usize,
+}
+
+impl SignConstraint {
+    /// Whether element `index` of the weight must be ≤ 0 (otherwise it must be ≥ 0).
+    pub fn is_inhibitory(&self, index: usize) -> bool {
+        let units = self.inhibitory.len().max(1);
+        self.inhibitory.get((index / self.block.max(1)) % units).copied().unwrap_or(false)
+    }
+
+    /// Sets every element of the wrong sign to 0: the closest weight that keeps the signs.
+    pub fn project(&self, weight: &mut [f32]) {
+        for (i, w) in weight.iter_mut().enumerate() {
+            *w = if self.is_inhibitory(i) { w.min(0.0) } else { w.max(0.0) };
+        }
+    }
+
+    /// Turns a weight drawn from a symmetric distribution into one that keeps the signs and is
+    /// balanced: every element gets its unit's sign, and when the population has units of both
+    /// kinds (`e` excitatory, `i` inhibitory), excitatory magnitudes are scaled by `√(i/e)` and
+    /// inhibitory ones by `√(e/i)`. A unit's excitatory and inhibitory inputs then cancel in
+    /// expectation (for inputs of equal mean), and the weights keep their mean square, so the
+    /// layer starts as scaled as without the constraint. Without inhibitory units this is |w|.
+    pub fn balance_signs(&self, weight: &mut [f32]) {
+        let inhibitory = self.inhibitory_units();
+        let excitatory = self.inhibitory.len() - inhibitory;
+        let (excitatory_scale, inhibitory_scale) = if inhibitory > 0 && excitatory > 0 {
+            let ratio = inhibitory as f64 / excitatory as f64;
+            (ratio.sqrt() as f32, (1.0 / ratio).sqrt() as f32)
+        } else {
+            (1.0, 1.0)
+        };
+        for (i, w) in weight.iter_mut().enumerate() {
+            *w = if self.is_inhibitory(i) { -inhibitory_scale * w.abs() } else { excitatory_scale * w.abs() };
+        }
+    }
+
+    pub fn inhibitory_units(&self) -> usize {
+        self.inhibitory.iter().filter(|&&i| i).count()
+    }
 }
 
 /// How a parameter starts.
@@ -562,6 +617,15 @@ impl Op {
                     }
                     if p.wd_mult != 1.0 {
                         write!(s, " wd_mult={}", p.wd_mult)?;
+                    }
+                    if let Some(sign) = &p.sign {
+                        write!(
+                            s,
+                            " population={} inhibitory={}/{}",
+                            sign.population,
+                            sign.inhibitory_units(),
+                            sign.inhibitory.len()
+                        )?;
                     }
                 }
             }

@@ -98,7 +98,13 @@ fn gradients_are_named_like_the_parameters_in_order() {
 }
 
 fn param(name: &str, shape: &[usize]) -> Op {
-    let info = ParamInfo { kind: netc_check::ParamKind::Weight, init: ParamInit::Zeros, lr_mult: 1.0, wd_mult: 1.0 };
+    let info = ParamInfo {
+        kind: netc_check::ParamKind::Weight,
+        init: ParamInit::Zeros,
+        lr_mult: 1.0,
+        wd_mult: 1.0,
+        sign: None,
+    };
     Op::Input(Input { name: name.into(), kind: InputKind::Param(info), shape: Shape::fixed(shape) })
 }
 
@@ -219,4 +225,162 @@ fn initial_values_follow_the_configured_distribution() {
 
     assert_eq!(init_params(&p, &Init::He, 1), he);
     assert_ne!(init_params(&p, &Init::He, 2), he);
+}
+
+const DALE: &str = "net d {
+  input x: [3, 6, 6]
+  conv(10, k=3)
+  relu
+  cells = dale(inhibitory=0.3)
+  maxpool(2)
+  flatten
+  hidden = dense(5)
+  conv(4, k=1) from cells
+  dense(2) from hidden
+  loss softmax_xent(classes=2)
+}";
+
+fn signs(program: &Program) -> Vec<(String, netc_ir::SignConstraint)> {
+    program.params().iter().filter_map(|p| Some((p.name.to_string(), p.info.sign.clone()?))).collect()
+}
+
+#[test]
+fn dale_signs_every_weight_that_reads_the_population_and_nothing_else() {
+    let program = lowered(DALE, Mode::Train, 5);
+    let signs = signs(&program);
+    let names: Vec<&str> = signs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["hidden.weight", "conv2.weight"]);
+    let (_, dense) = &signs[0];
+    let (_, conv) = &signs[1];
+    // Exactly round(0.3·10) = 3 inhibitory channels, the same for both readers.
+    assert_eq!(dense.population, "cells");
+    assert_eq!(dense.inhibitory_units(), 3);
+    assert_eq!(dense.inhibitory, conv.inhibitory);
+    // `hidden` reads the flattened [10, 2, 2] pooling output: 4 columns per channel; conv2 is 1×1.
+    assert_eq!((dense.block, conv.block), (4, 1));
+    for channel in 0..10 {
+        let inhibitory = dense.inhibitory[channel];
+        assert!((0..4).all(|p| dense.is_inhibitory(channel * 4 + p) == inhibitory));
+        // Row 3 of hidden's [5, 40] weight, row 2 of conv2's [4, 10, 1, 1] weight.
+        assert_eq!(dense.is_inhibitory(3 * 40 + channel * 4), inhibitory);
+        assert_eq!(conv.is_inhibitory(2 * 10 + channel), inhibitory);
+    }
+    let text = program.to_string();
+    assert!(text.contains("param hidden.weight init=fans(40,5) population=cells inhibitory=3/10"), "{text}");
+}
+
+#[test]
+fn dale_populations_are_reproducible_from_the_seed() {
+    let inhibitory = |seed| signs(&lowered(DALE, Mode::Train, seed))[0].1.inhibitory.clone();
+    assert_eq!(inhibitory(5), inhibitory(5));
+    assert_eq!(signs(&lowered(DALE, Mode::Eval, 5))[0].1.inhibitory, inhibitory(5));
+    assert!((0..8).any(|seed| inhibitory(seed) != inhibitory(5)));
+    // The summary's list is the lowering's.
+    let choice = netc_ir::fixed_units(&net(DALE), 2, 5).unwrap();
+    let listed: Vec<usize> = choice.units_of(1);
+    let lowered: Vec<usize> = (0..10).filter(|&c| inhibitory(5)[c]).collect();
+    assert_eq!(listed, lowered);
+    assert_eq!(choice.parts, ["excitatory", "inhibitory"]);
+}
+
+#[test]
+fn dale_populations_have_exactly_the_rounded_share_of_inhibitory_units() {
+    for units in [1, 2, 3, 7, 20, 101] {
+        for f in [0.0, 0.1, 0.25, 0.5, 0.7, 0.9, 1.0] {
+            let src = format!(
+                "net d {{ input x: [4]\n dense({units})\n relu\n dale(inhibitory={f:?})\n dense(2)\n loss softmax_xent(classes=2) }}"
+            );
+            for seed in [0, 9] {
+                let sign = signs(&lowered(&src, Mode::Train, seed)).remove(0).1;
+                assert_eq!(sign.inhibitory.len(), units);
+                assert_eq!(sign.inhibitory_units(), (f * units as f64).round() as usize, "f={f} units={units}");
+                assert_eq!(sign, signs(&lowered(&src, Mode::Eval, seed)).remove(0).1);
+            }
+        }
+    }
+}
+
+#[test]
+fn dale_weights_start_with_their_signs() {
+    let with_dale = lowered(DALE, Mode::Train, 1);
+    let without = lowered(&DALE.replace("dale(inhibitory=0.3)", "dropout(p=0)"), Mode::Train, 1);
+    let init = init_params(&with_dale, &Init::Normal { std: 0.1 }, 1);
+    let plain = init_params(&without, &Init::Normal { std: 0.1 }, 1);
+    let by_name =
+        |params: &[(String, netc_ir::Tensor)], name: &str| params.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    for (name, sign) in signs(&with_dale) {
+        let (w, unconstrained) = (by_name(&init, &name), by_name(&plain, &name));
+        // 3 inhibitory and 7 excitatory channels: magnitudes scaled by √(7/3) and √(3/7).
+        let scale = |inhibitory: bool| if inhibitory { (7.0f32 / 3.0).sqrt() } else { (3.0f32 / 7.0).sqrt() };
+        for (i, (&v, &u)) in w.data().iter().zip(unconstrained.data()).enumerate() {
+            let expected = scale(sign.is_inhibitory(i)) * u.abs();
+            assert!((v.abs() - expected).abs() <= 1e-6 * expected, "{name}[{i}]: {v} for {u}");
+            assert!(if sign.is_inhibitory(i) { v <= 0.0 } else { v >= 0.0 }, "{name}[{i}] = {v}");
+        }
+    }
+}
+
+#[test]
+fn a_population_without_inhibitory_units_keeps_weights_nonnegative() {
+    let src = DALE.replace("inhibitory=0.3", "inhibitory=0");
+    let program = lowered(&src, Mode::Train, 1);
+    let (_, sign) = &signs(&program)[0];
+    assert_eq!(sign.inhibitory_units(), 0);
+    let mut weight = vec![-2.0, -0.5, 0.0, 0.25, 3.0];
+    sign.project(&mut weight);
+    assert_eq!(weight, [0.0, 0.0, 0.0, 0.25, 3.0]);
+    let mut weight = vec![-2.0, 0.5];
+    sign.balance_signs(&mut weight);
+    assert_eq!(weight, [2.0, 0.5]);
+}
+
+#[test]
+fn projection_zeroes_exactly_the_wrong_signed_weights() {
+    let sign = netc_ir::SignConstraint { population: "p".into(), inhibitory: vec![false, true], block: 2 };
+    // Row of 4: units 0, 0, 1, 1; two rows.
+    let mut weight = vec![1.0, -1.0, 1.0, -1.0, -3.0, 2.0, -4.0, 5.0];
+    sign.project(&mut weight);
+    assert_eq!(weight, [1.0, 0.0, 0.0, -1.0, 0.0, 2.0, -4.0, 0.0]);
+}
+
+#[test]
+fn balanced_signs_cancel_in_expectation_and_keep_the_mean_square() {
+    let sign =
+        netc_ir::SignConstraint { population: "p".into(), inhibitory: vec![false, true, false, false], block: 1 };
+    let mut weight = vec![1.0, 1.0, -1.0, 1.0];
+    sign.balance_signs(&mut weight);
+    let third = (1.0f32 / 3.0).sqrt();
+    assert_eq!(weight, [third, -(3.0f32.sqrt()), third, third]);
+    assert!(weight.iter().sum::<f32>().abs() < 1e-6);
+    assert!((weight.iter().map(|w| w * w).sum::<f32>() - 4.0).abs() < 1e-5);
+}
+
+#[test]
+fn fixed_units_cover_every_mixed_layer_with_exact_counts() {
+    let src = "net m { input x: [2, 4, 4]
+      conv(50, k=1)
+      mixlu(negfrac=0.04)
+      mix(relu=0.5, neglu=0.25, tanh=0.25, per=position)
+      conv(20, k=1)
+      minmaxout(pieces=2, minfrac=0.3)
+      mixlu(negfrac=0.5, mask=resample)
+      dense(2)
+      loss softmax_xent(classes=2) }";
+    let choices = netc_ir::all_fixed_units(&net(src), 0);
+    let summary: Vec<(&str, Vec<usize>, Vec<usize>)> = choices
+        .iter()
+        .map(|c| {
+            let counts = (0..c.parts.len()).map(|p| c.units_of(p).len()).collect();
+            (c.layer.as_str(), c.shape.clone(), counts)
+        })
+        .collect();
+    // The resampled mixlu has no fixed choice.
+    assert_eq!(
+        summary,
+        [
+            ("mixlu1", vec![50], vec![48, 2]),
+            ("mix1", vec![50, 4, 4], vec![400, 200, 200]),
+            ("minmaxout1", vec![10], vec![7, 3]),
+        ]
+    );
 }

@@ -248,6 +248,9 @@ pub struct Job<'a> {
 
 /// Trains `job.net` by `job.config` and writes the run folder. `init` gives fresh parameters
 /// (in the net's order) when the run does not resume. Returns every epoch's metrics.
+///
+/// A weight with a sign constraint (Dale's principle, [`netc_ir::SignConstraint`]) is projected
+/// after every optimizer step: elements of the wrong sign are set to 0.
 pub fn train(
     job: &Job,
     backend: &mut dyn Backend,
@@ -276,11 +279,8 @@ pub fn train(
     checkpoint::write_text(&out.join("model.net"), source)?;
     checkpoint::write_text(&out.join("run.json"), &run_json(net, config, options))?;
 
-    let mults: Vec<(f64, f64)> = net
-        .layers
-        .iter()
-        .flat_map(|l| l.parameters(net.in_shape(l)).into_iter().map(move |_| (l.lr_mult, l.wd_mult)))
-        .collect();
+    let infos = netc_ir::param_infos(net, config.seed);
+    let mults: Vec<(f64, f64)> = infos.iter().map(|(_, info)| (info.lr_mult, info.wd_mult)).collect();
     let mut grads: Vec<Vec<f32>> = state.params.iter().map(|(_, p)| vec![0.0; p.len()]).collect();
     let image_len = train_set.image_len;
     let mut images = vec![0f32; config.batch * image_len];
@@ -319,6 +319,12 @@ pub fn train(
             backend
                 .update(&config.optimizer, lr, state.step, &mut state.params, &grads, &mut state.slots, &mults)
                 .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+            // Dale's principle by projection: a weight that crossed zero stops at zero.
+            for (p, (_, info)) in state.params.iter_mut().zip(&infos) {
+                if let Some(sign) = &info.sign {
+                    sign.project(p.1.data_mut());
+                }
+            }
             loss_sum += result.loss * n as f64;
             errors += result.errors;
             seen += n;

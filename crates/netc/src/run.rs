@@ -91,6 +91,47 @@ pub fn ir_text(model: &Model, grad: bool) -> Result<String, Error> {
     Ok(text)
 }
 
+/// `netc summary`: the checker's table of layers, then the fixed, seeded choice of units of
+/// every layer that has one (as lowering draws it): which units are NegLUs, min units,
+/// inhibitory, and so on. Each part but a layer's first is listed, its units compressed into
+/// ranges (`3, 17, 41-43`).
+pub fn summary(model: &Model) -> String {
+    let mut out = netc_check::summary(model.net());
+    let choices = netc_ir::all_fixed_units(model.net(), model.train().seed);
+    if !choices.is_empty() {
+        out.push_str(&format!("fixed units (seed {}):\n", model.train().seed));
+    }
+    for choice in &choices {
+        let total = choice.part_of.len();
+        let per = if choice.shape.len() > 1 { " (per position)" } else { "" };
+        for (part, name) in choice.parts.iter().enumerate().skip(1) {
+            let units = choice.units_of(part);
+            let listed = if units.is_empty() { "none".to_string() } else { ranges(&units) };
+            out.push_str(&format!("  {}: {} of {total} units{per} {name}: {listed}\n", choice.layer, units.len()));
+        }
+    }
+    out
+}
+
+/// Increasing indices as a list with runs of three or more shown as ranges: `3, 17, 41-43`.
+fn ranges(sorted: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < sorted.len() {
+        let mut end = start;
+        while end + 1 < sorted.len() && sorted[end + 1] == sorted[end] + 1 {
+            end += 1;
+        }
+        match end - start {
+            0 => parts.push(sorted[start].to_string()),
+            1 => parts.extend([sorted[start].to_string(), sorted[end].to_string()]),
+            _ => parts.push(format!("{}-{}", sorted[start], sorted[end])),
+        }
+        start = end + 1;
+    }
+    parts.join(", ")
+}
+
 /// Fresh parameters for the model, by its `train` block's `init` and seed.
 pub fn init_params(model: &Model, program: &Program) -> Vec<Named> {
     netc_ir::init_params(program, &model.train().init, model.train().seed)
@@ -424,4 +465,16 @@ pub fn evaluate(
             StepError::Failed(message) => Error::Io(message),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges;
+
+    #[test]
+    fn runs_of_three_or_more_units_become_ranges() {
+        assert_eq!(ranges(&[3, 17, 41, 42, 43, 50, 51, 60]), "3, 17, 41-43, 50, 51, 60");
+        assert_eq!(ranges(&[0, 1, 2, 3]), "0-3");
+        assert_eq!(ranges(&[7]), "7");
+    }
 }
