@@ -32,6 +32,11 @@ def main(path: str) -> None:
             ratio = f"{a / b:.2f}×" if b else "–"
             shown_b = f"{b:,.1f}" if b is not None else "–"
             print(f"| {model} | {figure} | {a:,.1f} | {shown_b} | {ratio} | {len(netc[figure])} |")
+    relu, mixlu = runs[("lenet", "netc")], runs[("mixlu_lenet", "netc")]
+    for figure in ["train_images_per_sec", "infer_images_per_sec"]:
+        if figure in relu and figure in mixlu:
+            ratio = statistics.median(mixlu[figure]) / statistics.median(relu[figure])
+            print(f"\nMixLU (negfrac 0.04) vs ReLU LeNet, {figure}: {ratio:.3f} ({(1 - ratio) * 100:+.1f}% cost)")
 
 
 if __name__ == "__main__":

@@ -103,7 +103,8 @@ fn main() -> Result<(), String> {
     println!(
         "{{\"engine\": \"netc\", \"model\": \"{}\", \"threads\": {}, \"check_ms\": {:.2}, \"compile_ms\": {:.2}, \
          \"train_images_per_sec\": {train:.1}, \"infer_images_per_sec\": {infer:.1}, \"peak_mib\": {:.1}}}",
-        model.net().name,
+        // The file's stem names the benchmark: two files may define nets of the same name.
+        std::path::Path::new(&options.model).file_stem().and_then(|s| s.to_str()).unwrap_or("model"),
         options.threads,
         checked.as_secs_f64() * 1e3,
         compiled.as_secs_f64() * 1e3,
