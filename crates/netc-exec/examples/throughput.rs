@@ -1,7 +1,8 @@
-//! LeNet (examples/lenet.net) throughput: training steps (forward and backward) at batch 100
-//! and inference at batch 1000, with 1 and 2 threads, plus where the time goes per kernel.
+//! Executor throughput of a net (default examples/lenet.net): training steps (forward and
+//! backward) at batch 100 and inference at batch 1000, with 1 and 2 threads, plus where the time
+//! goes per kernel.
 //!
-//! `cargo run --release -p netc-exec --example throughput [-- seconds]`
+//! `cargo run --release -p netc-exec --example throughput [-- seconds [file.net]]`
 //!
 //! Each figure is the median of several timed rounds of about `seconds / 8` (default 8 s in
 //! all); the best round is shown too, since other processes on the machine slow some rounds.
@@ -14,17 +15,18 @@ use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let budget: f64 = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(8.0);
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/lenet.net");
-    let src = std::fs::read_to_string(path)?;
-    let checked = netc_check::check(&netc_syntax::parse(&src).map_err(|_| "lenet.net does not parse")?, &[])
-        .map_err(|_| "lenet.net does not check")?;
+    let default = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/lenet.net").to_string();
+    let path = std::env::args().nth(2).unwrap_or(default);
+    let src = std::fs::read_to_string(&path)?;
+    let checked = netc_check::check(&netc_syntax::parse(&src).map_err(|_| format!("{path} does not parse"))?, &[])
+        .map_err(|_| format!("{path} does not check"))?;
     let net = &checked.nets[0];
     let options = |mode| netc_ir::LowerOptions { mode, seed: 0 };
     let train = netc_ir::grad(&netc_ir::lower(net, options(Mode::Train))?)?;
     let infer = netc_ir::lower(net, options(Mode::Eval))?;
     let params = netc_ir::init_params(&train, &netc_check::Init::Normal { std: 0.01 }, 0);
 
-    println!("LeNet on {} ({} cores available)", std::env::consts::ARCH, available());
+    println!("{} on {} ({} cores available)", net.name, std::env::consts::ARCH, available());
     for threads in [1, 2] {
         let (train_rate, train_best) = throughput(&train, &params, 100, threads, budget / 8.0)?;
         let (infer_rate, infer_best) = throughput(&infer, &params, 1000, threads, budget / 8.0)?;

@@ -38,7 +38,7 @@ pub trait Backend {
 
     /// One optimizer step for every parameter (in the net's order) given its gradient: `lr` is
     /// the schedule's rate, `t` counts steps from 1, `mults` holds each parameter's
-    /// `(lr_mult, wd_mult)`. The default is the reference, [`optimizer::update`], one tensor
+    /// `(lr_mult, wd_mult)`. The default is the reference, [`optimizer::update_all`], one tensor
     /// after another; a backend may compute the same formulas faster.
     #[allow(clippy::too_many_arguments)]
     fn update(
@@ -51,9 +51,7 @@ pub trait Backend {
         slots: &mut [Slot],
         mults: &[(f64, f64)],
     ) -> Result<(), StepError> {
-        for (((p, g), slot), &(lr_mult, wd_mult)) in params.iter_mut().zip(grads).zip(slots).zip(mults) {
-            optimizer::update(optimizer, lr, lr_mult, wd_mult, t, p.1.data_mut(), g, slot);
-        }
+        optimizer::update_all(optimizer, lr, t, params, grads, slots, mults);
         Ok(())
     }
 }

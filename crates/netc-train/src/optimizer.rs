@@ -2,6 +2,7 @@
 //! `m = momentum·m − wd·w − g;  w = w + lr·m`, with `g` the gradient averaged over the batch and
 //! `lr`, `wd` scaled by the layer's multipliers.
 
+use crate::Named;
 use netc_check::Optimizer;
 
 /// One parameter tensor's optimizer state.
@@ -53,6 +54,21 @@ pub fn update(
                 *w -= step * *m / (v.sqrt() + eps as f32);
             }
         }
+    }
+}
+
+/// [`update`] for every parameter tensor, with each one's `(lr_mult, wd_mult)`.
+pub fn update_all(
+    optimizer: &Optimizer,
+    lr: f64,
+    t: u64,
+    params: &mut [Named],
+    grads: &[Vec<f32>],
+    slots: &mut [Slot],
+    mults: &[(f64, f64)],
+) {
+    for (((p, g), slot), &(lr_mult, wd_mult)) in params.iter_mut().zip(grads).zip(slots).zip(mults) {
+        update(optimizer, lr, lr_mult, wd_mult, t, p.1.data_mut(), g, slot);
     }
 }
 

@@ -324,9 +324,7 @@ impl Backend for ExecBackend {
         mults: &[(f64, f64)],
     ) -> Result<(), StepError> {
         let Optimizer::Sgd { momentum, weight_decay, .. } = *optimizer else {
-            for (((p, g), slot), &(lr_mult, wd_mult)) in params.iter_mut().zip(grads).zip(slots).zip(mults) {
-                netc_train::optimizer::update(optimizer, lr, lr_mult, wd_mult, t, p.1.data_mut(), g, slot);
-            }
+            netc_train::optimizer::update_all(optimizer, lr, t, params, grads, slots, mults);
             return Ok(());
         };
         for (((p, g), slot), &(lr_mult, wd_mult)) in params.iter_mut().zip(grads).zip(slots).zip(mults) {
