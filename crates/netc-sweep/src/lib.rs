@@ -28,6 +28,9 @@ impl From<GridError> for Error {
     }
 }
 
+/// Makes the executor for one run's model.
+pub type MakeBackend<'b> = dyn FnMut(&Model) -> Result<Box<dyn Backend>, Error> + 'b;
+
 /// What to sweep and where.
 pub struct Sweep<'a> {
     pub source: &'a Source,
@@ -96,11 +99,7 @@ impl Report {
 /// then writes and returns the folder's results. Every point is checked before any training,
 /// so a bad value fails at once. A diverged run is recorded and the sweep goes on; any other
 /// error stops it.
-pub fn run(
-    sweep: &Sweep,
-    backend: &mut dyn FnMut(&Model) -> Result<Box<dyn Backend>, Error>,
-    on_progress: &mut dyn FnMut(Progress),
-) -> Result<Report, Error> {
+pub fn run(sweep: &Sweep, backend: &mut MakeBackend, on_progress: &mut dyn FnMut(Progress)) -> Result<Report, Error> {
     let points = sweep.grid.points();
     let mut models = Vec::with_capacity(points.len());
     for point in &points {
@@ -137,7 +136,7 @@ fn train_one(
     model: &Model,
     dir: &Path,
     resume: bool,
-    backend: &mut dyn FnMut(&Model) -> Result<Box<dyn Backend>, Error>,
+    backend: &mut MakeBackend,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Outcome, Error> {
     let mut backend = backend(model)?;
