@@ -213,3 +213,173 @@ fn missing_data_says_where_it_looked() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("nowhere") && stderr.contains("netc data fetch mnist"), "{stderr}");
 }
+
+const SWEPT: &str = "net tiny(boost = 1.0) {\n  input image: [1, 6, 6]\n  conv(4, k=3, lr_mult=boost)\n  relu\n  \
+dense(10, lr_mult=boost)\n  loss softmax_xent(classes=10)\n}\n\
+train { optimizer = sgd(lr=0.05) batch = 16 epochs = 2 init = normal(std=0.1) preprocess = mean_image }\n";
+
+/// A tiny net whose `boost` multiplies its learning rate, synthetic data, and a sweep folder.
+fn sweep_setup() -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, 64, 32);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, SWEPT).unwrap();
+    let (net, data) = (net.to_str().unwrap().to_string(), data.to_str().unwrap().to_string());
+    (dir, net, data)
+}
+
+fn files_of(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn sweep_trains_every_combination_and_skips_finished_runs_when_rerun() {
+    let (dir, net, data) = sweep_setup();
+    let out = dir.path().join("sweep");
+    let args =
+        ["sweep", &net, "--data", &data, "--set", "boost=1:2:1", "--seeds", "0,1", "--out", out.to_str().unwrap()];
+    let first = netc(&args);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let stdout = text(&first.stdout);
+    assert!(stdout.contains("[4/4] boost=2,seed=1: test error"), "{stdout}");
+    let header = stdout.lines().find(|l| l.starts_with("boost")).unwrap();
+    assert!(header.contains("test error %") && header.contains("train error %") && header.contains("diverged"));
+    assert!(stdout.lines().any(|l| l.starts_with("1 ") && l.contains(" ± ") && l.ends_with("2     0")), "{stdout}");
+
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "boost,seed,epochs,train_error,test_error,gap,best_epoch,best_test_error,diverged");
+    assert_eq!(lines.len(), 5, "{csv}");
+    for (line, prefix) in lines[1..].iter().zip(["1,0,2,", "1,1,2,", "2,0,2,", "2,1,2,"]) {
+        assert!(line.starts_with(prefix) && line.ends_with(",no"), "{csv}");
+    }
+    let run = out.join("boost=1,seed=1");
+    assert!(std::fs::read_to_string(run.join("run.json")).unwrap().contains("\"seed\": 1"));
+    assert_eq!(std::fs::read_to_string(run.join("metrics.csv")).unwrap().lines().count(), 3);
+
+    let before = files_of(&run);
+    let again = netc(&args);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(text(&again.stdout).matches("finished before, skipped").count(), 4, "{}", text(&again.stdout));
+    assert!(!text(&again.stdout).contains("epoch 1/2"));
+    assert_eq!(files_of(&run), before, "a finished run was touched");
+    assert_eq!(std::fs::read_to_string(out.join("sweep.csv")).unwrap(), csv);
+}
+
+#[test]
+fn sweep_resumes_an_unfinished_run_to_the_same_result() {
+    let (dir, net, data) = sweep_setup();
+    let (cut, whole) = (dir.path().join("cut"), dir.path().join("whole"));
+    let sweep = |out: &Path, epochs: &str| {
+        netc(&["sweep", &net, "--data", &data, "--set", "boost=1", "--epochs", epochs, "--out", out.to_str().unwrap()])
+    };
+    assert_eq!(sweep(&cut, "1").status.code(), Some(0));
+    let resumed = sweep(&cut, "2");
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    assert!(text(&resumed.stdout).contains("boost=1,seed=0: resuming after epoch 1 of 2"), "{}", text(&resumed.stdout));
+    assert!(!text(&resumed.stdout).contains("epoch 1/2 "), "{}", text(&resumed.stdout));
+    assert_eq!(sweep(&whole, "2").status.code(), Some(0));
+    let weights = |out: &Path| std::fs::read(out.join("boost=1,seed=0/model.safetensors")).unwrap();
+    assert_eq!(weights(&cut), weights(&whole), "a resumed run must end where an uninterrupted one does");
+}
+
+#[test]
+fn a_diverging_setting_is_recorded_and_the_sweep_goes_on() {
+    let (dir, net, data) = sweep_setup();
+    let out = dir.path().join("sweep");
+    let args = ["sweep", &net, "--data", &data, "--set", "boost=1e9,1", "--out", out.to_str().unwrap()];
+    let run = netc(&args);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let stdout = text(&run.stdout);
+    assert!(stdout.contains("[1/2] boost=1000000000,seed=0: diverged after"), "{stdout}");
+    assert!(stdout.contains("[2/2] boost=1,seed=0: test error"), "{stdout}");
+    let recorded = std::fs::read_to_string(out.join("boost=1000000000,seed=0/diverged.json")).unwrap();
+    assert!(recorded.contains("E0800"), "{recorded}");
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    assert!(csv.lines().nth(1).unwrap().starts_with("1,0,2,") && csv.contains("\n1000000000,0,"), "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with("1000000000,") && l.ends_with(",yes")), "{csv}");
+
+    let again = netc(&args);
+    assert!(text(&again.stdout).contains("boost=1000000000,seed=0: diverged before (recorded), skipped"));
+}
+
+#[test]
+fn malformed_sweeps_are_usage_errors_naming_the_problem() {
+    let (dir, net, data) = sweep_setup();
+    let out = dir.path().join("sweep");
+    for (set, expected) in [
+        (vec!["boost=0:1:0"], "--set boost=0:1:0: the step of the range `0:1:0` must be greater than 0"),
+        (vec!["boost=0:1"], "`0:1` is not a range; write START:END:STEP"),
+        (vec!["boost=1:0:0.5"], "the range `1:0:0.5` is reversed"),
+        (vec!["boost=a:b:1"], "`a` in the range `a:b:1` is not a number"),
+        (vec!["boost=1", "--set", "boost=2"], "--set boost: the parameter is given twice"),
+        (vec!["bost=1,2"], "did you mean `boost`?"),
+    ] {
+        let mut args = vec!["sweep", &net, "--data", &data, "--out", out.to_str().unwrap(), "--set"];
+        args.extend(set);
+        let run = netc(&args);
+        assert_eq!(run.status.code(), Some(2), "{expected}: {}", text(&run.stderr));
+        assert!(text(&run.stderr).contains(expected), "{}", text(&run.stderr));
+    }
+    let run = netc(&["sweep", &net, "--data", &data, "--seeds", "0,x", "--out", out.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(text(&run.stderr).contains("--seeds 0,x: `x` is not a whole number"), "{}", text(&run.stderr));
+    assert!(!out.exists(), "nothing may be trained before the grid is valid");
+}
+
+/// Width and height from a PNG's IHDR chunk, after checking the signature.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (be(&bytes[16..20]), be(&bytes[20..24]))
+}
+
+#[test]
+fn plot_draws_runs_and_sweeps_as_png_and_svg() {
+    let (dir, net, data) = sweep_setup();
+    let out = dir.path().join("sweep");
+    let sweep = netc(&[
+        "sweep",
+        &net,
+        "--data",
+        &data,
+        "--set",
+        "boost=0.5,1",
+        "--seeds",
+        "0,1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(sweep.status.code(), Some(0), "{}", text(&sweep.stderr));
+
+    let run = out.join("boost=1,seed=0");
+    let plot = netc(&["plot", run.to_str().unwrap()]);
+    assert_eq!(plot.status.code(), Some(0), "{}", text(&plot.stderr));
+    assert!(text(&plot.stdout).contains("errors.png"), "{}", text(&plot.stdout));
+    let figures = dir.path().join("figures");
+    let plot = netc(&["plot", out.to_str().unwrap(), "--out", figures.to_str().unwrap()]);
+    assert_eq!(plot.status.code(), Some(0), "{}", text(&plot.stderr));
+
+    for (png, svg) in
+        [(run.join("errors.png"), run.join("errors.svg")), (figures.join("sweep.png"), figures.join("sweep.svg"))]
+    {
+        assert_eq!(png_size(&std::fs::read(&png).unwrap()), (900, 560));
+        let svg = std::fs::read_to_string(&svg).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+        assert!(svg.contains("test error") && svg.contains("training error"), "{svg}");
+    }
+    assert!(std::fs::read_to_string(figures.join("sweep.svg")).unwrap().contains("boost"));
+
+    let nothing = netc(&["plot", dir.path().to_str().unwrap()]);
+    assert_eq!(nothing.status.code(), Some(2));
+    assert!(text(&nothing.stderr).contains("holds neither metrics.csv (a run) nor sweep.csv (a sweep)"));
+}

@@ -1,6 +1,8 @@
 //! `netc`: check, summarise and (as the pipeline grows) compile and train `.net` networks.
 //! Exit status: 0 success, 1 mistakes in the user's file, 2 usage or I/O errors.
 
+mod plot;
+mod sweep;
 mod train;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -37,6 +39,10 @@ enum Command {
     Train(TrainArgs),
     /// Report test loss and error of saved weights.
     Eval(EvalArgs),
+    /// Train every combination of swept parameters and seeds; tabulate errors over seeds.
+    Sweep(sweep::SweepArgs),
+    /// Draw error curves of a run folder, or errors against the swept parameter of a sweep.
+    Plot(plot::PlotArgs),
     /// Manage data sets.
     #[command(subcommand)]
     Data(DataCommand),
@@ -95,6 +101,16 @@ struct TrainArgs {
     /// Continue the run in DIR from its last checkpoint.
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
+    #[command(flatten)]
+    recipe: RecipeArgs,
+    /// Override the train block: random seed (initialisation, masks, shuffling).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// Training flags shared by `train` and `sweep`.
+#[derive(Args)]
+struct RecipeArgs {
     /// Override the train block: number of epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -104,9 +120,6 @@ struct TrainArgs {
     /// Override the train block: constant learning rate (replaces any schedule).
     #[arg(long)]
     lr: Option<f64>,
-    /// Override the train block: random seed (initialisation, masks, shuffling).
-    #[arg(long)]
-    seed: Option<u64>,
     /// Train on the first N training images only.
     #[arg(long, value_name = "N")]
     limit_train: Option<usize>,
@@ -238,6 +251,8 @@ fn run(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Train(args) => train::run(args),
+        Command::Sweep(args) => sweep::run(args),
+        Command::Plot(args) => plot::run(args),
         Command::Eval(args) => {
             let model = args.file.model()?;
             let data = args.data.load(&model)?;
@@ -280,6 +295,17 @@ impl FileArgs {
     }
 }
 
+impl RecipeArgs {
+    fn overrides(&self, seed: Option<u64>) -> netc::run::TrainOverrides {
+        netc::run::TrainOverrides { epochs: self.epochs, batch: self.batch.map(|b| b as usize), lr: self.lr, seed }
+    }
+}
+
+/// A file's name without its extension, for default output folders.
+fn file_stem(file: &std::path::Path) -> String {
+    file.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned())
+}
+
 impl DataArgs {
     fn load(&self, model: &netc::Model) -> Result<netc::run::Data, Failure> {
         let name = self.data.clone().or_else(|| model.train().data.clone()).ok_or_else(|| {
@@ -288,7 +314,7 @@ impl DataArgs {
         Ok(netc::run::Data::load(&netc::run::DataRequest { name, dir: self.data_dir.clone() })?)
     }
 
-    fn backend(&self, model: &netc::Model) -> Result<Box<dyn netc::train::Backend>, Failure> {
+    fn backend(&self, model: &netc::Model) -> Result<Box<dyn netc::train::Backend>, netc::Error> {
         match self.exec {
             Exec::Compiled => Ok(Box::new(netc::run::ExecBackend::new(model, self.threads.unwrap_or(0))?)),
             Exec::Interp => Ok(Box::new(netc::run::InterpBackend::new(model)?)),

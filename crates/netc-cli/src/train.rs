@@ -2,14 +2,13 @@
 
 use crate::{Failure, TrainArgs};
 use indicatif::{ProgressBar, ProgressStyle};
-use netc::check::Optimizer;
 use netc::train::{Event, RunOptions};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let mut model = args.file.model()?;
-    apply_overrides(&mut model.checked.train, &args);
+    args.recipe.overrides(args.seed).apply(&mut model.checked.train);
     let (out, resume) = match &args.resume {
         Some(dir) => (dir.clone(), true),
         None => (args.out.clone().unwrap_or_else(|| default_out(&args.file.file)), false),
@@ -25,14 +24,13 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let mut backend = args.data.backend(&model)?;
     let program = netc::run::compile(&model, netc::ir::Mode::Train, false)?;
     let init = || netc::run::init_params(&model, &program);
-    let mut provenance = vec![
-        ("source".to_string(), args.file.file.display().to_string()),
-        ("data".to_string(), data.folder.display().to_string()),
-    ];
-    provenance.extend(data.mnist.checksums.iter().map(|c| (format!("sha256:{}", c.name), c.sha256.clone())));
-    provenance.extend(args.file.set.iter().map(|(k, v)| (format!("set:{k}"), v.clone())));
-    let options =
-        RunOptions { out: out.clone(), resume, limit_train: args.limit_train, limit_test: args.limit_test, provenance };
+    let options = RunOptions {
+        out: out.clone(),
+        resume,
+        limit_train: args.recipe.limit_train,
+        limit_test: args.recipe.limit_test,
+        provenance: netc::run::provenance(&args.file.file, &data, &args.file.set),
+    };
 
     let config = model.train().clone();
     eprintln!(
@@ -64,16 +62,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             }
         }
         Event::Epoch(m) => {
-            let line = format!(
-                "epoch {}/{epochs}  train loss {:.4}  train error {:.2}%  test loss {:.4}  test error {:.2}%  {:.1} s  {:.0} img/s",
-                m.epoch,
-                m.train_loss,
-                m.train_error * 100.0,
-                m.test_loss,
-                m.test_error * 100.0,
-                m.seconds,
-                m.images_per_sec
-            );
+            let line = epoch_line(m, epochs);
             match &bar {
                 Some(bar) => bar.println(line),
                 None => println!("{line}"),
@@ -89,25 +78,20 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn apply_overrides(config: &mut netc::check::TrainConfig, args: &TrainArgs) {
-    if let Some(epochs) = args.epochs {
-        config.epochs = epochs;
-    }
-    if let Some(batch) = args.batch {
-        config.batch = batch as usize;
-    }
-    if let Some(seed) = args.seed {
-        config.seed = seed;
-    }
-    if let Some(rate) = args.lr {
-        config.lr_schedule.clear();
-        match &mut config.optimizer {
-            Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } => *lr = rate,
-        }
-    }
+/// The line printed after each epoch.
+pub fn epoch_line(m: &netc::train::EpochMetrics, epochs: usize) -> String {
+    format!(
+        "epoch {}/{epochs}  train loss {:.4}  train error {:.2}%  test loss {:.4}  test error {:.2}%  {:.1} s  {:.0} img/s",
+        m.epoch,
+        m.train_loss,
+        m.train_error * 100.0,
+        m.test_loss,
+        m.test_error * 100.0,
+        m.seconds,
+        m.images_per_sec
+    )
 }
 
 fn default_out(file: &std::path::Path) -> PathBuf {
-    let stem = file.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
-    PathBuf::from("runs").join(stem)
+    PathBuf::from("runs").join(crate::file_stem(file))
 }

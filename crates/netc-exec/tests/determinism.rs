@@ -25,7 +25,8 @@ fn lenet_forward_and_backward_is_bitwise_reproducible() {
 
 #[test]
 fn resampled_mixlu_is_bitwise_reproducible() {
-    let src = example("mixlu_lenet.net").replace("mixlu(negfrac=negfrac)", "mixlu(negfrac=0.25, mask=resample)");
+    let src = example("mixlu_lenet.net")
+        .replace("mixlu(negfrac=negfrac, mask=mask, grad=grad)", "mixlu(negfrac=0.25, mask=resample)");
     check("mixlu_lenet resampled", &src);
 }
 

@@ -36,7 +36,8 @@ fn every_example_net_matches_the_interpreter() {
 
 #[test]
 fn resampled_masks_and_dropout_match_the_interpreter() {
-    let mixlu = example("mixlu_lenet.net").replace("mixlu(negfrac=negfrac)", "mixlu(negfrac=0.3, mask=resample)");
+    let mixlu = example("mixlu_lenet.net")
+        .replace("mixlu(negfrac=negfrac, mask=mask, grad=grad)", "mixlu(negfrac=0.3, mask=resample)");
     assert!(mixlu.contains("resample"));
     check_example("mixlu_lenet.net (resampled)", &mixlu);
     let dropout = example("mlp.net").replace("relu\n", "relu\n    dropout(p=0.4)\n");

@@ -273,7 +273,8 @@ pub fn train(
         let mean = (config.preprocess == Preprocess::MeanImage).then(|| mean_image(&train_set));
         State { params, slots, epoch: 0, step: 0, mean }
     };
-    let mut history = if options.resume { read_metrics(&metrics_path, state.epoch)? } else { Vec::new() };
+    let mut history = if options.resume { read_metrics(&metrics_path)? } else { Vec::new() };
+    history.truncate(state.epoch);
     checkpoint::write_text(&out.join("model.net"), source)?;
     checkpoint::write_text(&out.join("run.json"), &run_json(net, config, options))?;
 
@@ -378,13 +379,15 @@ fn save_run(out: &Path, state: &State, history: &[EpochMetrics], net: &Net) -> R
     checkpoint::save_state(&out.join("checkpoint.safetensors"), state, metadata)
 }
 
-/// The first `epochs` rows of an existing metrics file.
-fn read_metrics(path: &Path, epochs: usize) -> Result<Vec<EpochMetrics>, String> {
+/// The rows of a run folder's `metrics.csv`.
+pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let bad = |line: usize| format!("{}:{line}: not a metrics row", path.display());
+    if text.lines().next() != Some(METRICS_HEADER) {
+        return Err(format!("{}: not a netc metrics file (expected the header `{METRICS_HEADER}`)", path.display()));
+    }
     text.lines()
         .skip(1)
-        .take(epochs)
         .enumerate()
         .map(|(i, line)| {
             let v: Vec<f64> =

@@ -107,6 +107,12 @@ impl Error {
         }
     }
 
+    /// Whether training stopped because a value became NaN or infinite ([`run::DIVERGED`]).
+    pub fn is_divergence(&self) -> bool {
+        matches!(self, Error::Source { diagnostics, .. }
+            if diagnostics.iter().any(|d| d.code.as_deref() == Some(run::DIVERGED)))
+    }
+
     fn usage(source: &Source, message: String) -> Error {
         Error::Usage { source: Some(source.clone()), diagnostics: vec![Diagnostic::error().with_message(message)] }
     }

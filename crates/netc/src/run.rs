@@ -401,6 +401,51 @@ impl Data {
     }
 }
 
+/// The code of the diagnostic [`train`] returns when a run diverges.
+pub const DIVERGED: &str = "E0800";
+
+/// Command-line settings that replace the `train` block's.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOverrides {
+    pub epochs: Option<usize>,
+    pub batch: Option<usize>,
+    /// A constant learning rate; replaces any schedule.
+    pub lr: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+impl TrainOverrides {
+    pub fn apply(&self, config: &mut netc_check::TrainConfig) {
+        if let Some(epochs) = self.epochs {
+            config.epochs = epochs;
+        }
+        if let Some(batch) = self.batch {
+            config.batch = batch;
+        }
+        if let Some(seed) = self.seed {
+            config.seed = seed;
+        }
+        if let Some(rate) = self.lr {
+            config.lr_schedule.clear();
+            match &mut config.optimizer {
+                netc_check::Optimizer::Sgd { lr, .. } | netc_check::Optimizer::Adam { lr, .. } => *lr = rate,
+            }
+        }
+    }
+}
+
+/// What `run.json` records about a run's origin: the source file, the data folder and the
+/// checksum of every data file, and the `--set` overrides.
+pub fn provenance(file: &std::path::Path, data: &Data, set: &[(String, String)]) -> Vec<(String, String)> {
+    let mut facts = vec![
+        ("source".to_string(), file.display().to_string()),
+        ("data".to_string(), data.folder.display().to_string()),
+    ];
+    facts.extend(data.mnist.checksums.iter().map(|c| (format!("sha256:{}", c.name), c.sha256.clone())));
+    facts.extend(set.iter().map(|(k, v)| (format!("set:{k}"), v.clone())));
+    facts
+}
+
 /// Trains `model` on `data` with `backend`, writing the run folder `options.out`.
 pub fn train(
     model: &Model,
@@ -422,7 +467,7 @@ pub fn train(
         TrainError::Io(message) => Error::Io(message),
         TrainError::Diverged { epoch, step, layer, span } => model.source_error(
             Diagnostic::error()
-                .with_code("E0800")
+                .with_code(DIVERGED)
                 .with_message(format!("training diverged in epoch {epoch}, step {step}"))
                 .with_labels(vec![Label::primary((), span.range())
                     .with_message(format!("`{layer}` produced the first NaN or infinity"))])

@@ -1,0 +1,172 @@
+//! `netc sweep`: every combination of swept `--set` values and seeds as a run folder, with
+//! overall progress, then `sweep.csv` and the per-setting table.
+
+use crate::train::epoch_line;
+use crate::{DataArgs, Failure, FileArgs, RecipeArgs};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use netc_sweep::{Grid, Progress};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct SweepArgs {
+    /// `--set NAME=V1,V2,...` or `--set NAME=START:END:STEP` sweeps a parameter; several
+    /// `--set` make a grid.
+    #[command(flatten)]
+    file: FileArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    recipe: RecipeArgs,
+    /// The seeds every setting runs with: `0,1,2` or `0:4:1` (default: the train block's seed).
+    #[arg(long, value_name = "LIST")]
+    seeds: Option<String>,
+    /// The sweep folder (default: runs/sweep-<file name>). Rerunning a sweep skips its finished
+    /// runs and resumes unfinished ones.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+pub fn run(args: SweepArgs) -> Result<(), Failure> {
+    let source = netc::Source::read(&args.file.file)?;
+    let net = args.file.net.as_deref();
+    let probe = Grid::new(&args.file.set, vec![0]).map_err(netc::Error::from)?;
+    // The first setting's model gives the train block's seed and data set.
+    let first = netc::model(&source, &probe.points()[0].params, net)?;
+    let seeds = match &args.seeds {
+        Some(text) => netc_sweep::parse_seeds(text).map_err(netc::Error::from)?,
+        None => vec![first.train().seed],
+    };
+    let grid = Grid::new(&args.file.set, seeds).map_err(netc::Error::from)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("sweep-{}", crate::file_stem(&args.file.file))));
+    let data = args.data.load(&first)?;
+    let sweep = netc_sweep::Sweep {
+        source: &source,
+        file: &args.file.file,
+        net,
+        grid: &grid,
+        overrides: args.recipe.overrides(None),
+        data: &data,
+        out: &out,
+        limit_train: args.recipe.limit_train,
+        limit_test: args.recipe.limit_test,
+    };
+
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("sweep [{bar:30}] {pos}/{len} epochs  {elapsed} (ETA {eta})  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let say = |line: String| match &bar {
+        Some(bar) => bar.println(line),
+        None => println!("{line}"),
+    };
+    let mut total = 0;
+    let mut current = (String::new(), 0);
+    let mut on_progress = |progress: Progress| match progress {
+        Progress::Planned { runs, epochs } => {
+            total = runs;
+            eprintln!(
+                "sweeping `{}` over {runs} run{} ({} setting{} × {} seed{}) → {}",
+                first.net().name,
+                plural(runs),
+                runs / grid.seeds.len(),
+                plural(runs / grid.seeds.len()),
+                grid.seeds.len(),
+                plural(grid.seeds.len()),
+                out.display()
+            );
+            if let Some(bar) = &bar {
+                bar.set_length(epochs as u64);
+            }
+        }
+        Progress::Skipped { index, outcome, epochs } => {
+            let state =
+                if outcome.diverged { "diverged before (recorded), skipped" } else { "finished before, skipped" };
+            say(format!("[{}/{total}] {}: {state}", index + 1, outcome.point.name()));
+            if let Some(bar) = &bar {
+                bar.set_length(bar.length().unwrap_or(0).saturating_sub(epochs as u64));
+            }
+        }
+        Progress::Started { index, point, from_epoch, epochs } => {
+            current = (point.name(), epochs);
+            let what = if from_epoch == 0 {
+                format!("training {epochs} epochs")
+            } else {
+                format!("resuming after epoch {from_epoch} of {epochs}")
+            };
+            say(format!("[{}/{total}] {}: {what}", index + 1, current.0));
+            if let Some(bar) = &bar {
+                bar.set_length(bar.length().unwrap_or(0).saturating_sub(from_epoch as u64));
+            }
+        }
+        Progress::Train(netc::train::Event::Step { epoch, batch, batches, loss, .. }) => {
+            if let Some(bar) = &bar {
+                bar.set_message(format!(
+                    "{} epoch {epoch}/{} batch {batch}/{batches} loss {loss:.4}",
+                    current.0, current.1
+                ));
+            }
+        }
+        Progress::Train(netc::train::Event::Epoch(m)) => {
+            say(format!("    {}", epoch_line(m, current.1)));
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
+        }
+        Progress::Finished { index, outcome } => {
+            let result = match (outcome.diverged, outcome.last) {
+                (true, _) => format!(
+                    "diverged after {} good epoch{}; recorded in {}",
+                    outcome.epochs,
+                    plural(outcome.epochs),
+                    out.join(outcome.point.name()).join(netc_sweep::DIVERGED_FILE).display()
+                ),
+                (false, Some(e)) => {
+                    format!("test error {:.2}%  train error {:.2}%", e.test * 100.0, e.train * 100.0)
+                }
+                (false, None) => "no epochs".into(),
+            };
+            say(format!("[{}/{total}] {}: {result}", index + 1, outcome.point.name()));
+        }
+    };
+    let mut backend = |model: &netc::Model| args.data.backend(model);
+    let result = netc_sweep::run(&sweep, &mut backend, &mut on_progress);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = result?;
+    println!();
+    print!("{}", report.table());
+    println!(
+        "\n{} run{} in {}; std is over seeds (n − 1), – for a single run; diverged runs are left out of the means",
+        report.outcomes.len(),
+        plural(report.outcomes.len()),
+        out.join(netc_sweep::CSV_FILE).display()
+    );
+    if report.unfinished > 0 {
+        println!(
+            "{} unfinished run{} in {} not in the table",
+            report.unfinished,
+            plural(report.unfinished),
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}

@@ -1,0 +1,336 @@
+//! A sweep's results: one [`Outcome`] per run, `sweep.csv`, and the per-setting table of mean ±
+//! sample standard deviation over seeds.
+
+use crate::grid::Point;
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+
+/// The columns of `sweep.csv` after the swept parameters. Errors are fractions, as in
+/// `metrics.csv`; `gap` is test error minus training error.
+pub const CSV_COLUMNS: &str = "seed,epochs,train_error,test_error,gap,best_epoch,best_test_error,diverged";
+
+/// How one run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub point: Point,
+    /// Epochs finished.
+    pub epochs: usize,
+    /// The last finished epoch's errors (a diverged run's last good epoch, if any).
+    pub last: Option<Errors>,
+    /// The epoch with the lowest test error (the first, on ties) and that error.
+    pub best: Option<(usize, f64)>,
+    pub diverged: bool,
+}
+
+/// Error rates as fractions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Errors {
+    pub train: f64,
+    pub test: f64,
+}
+
+impl Outcome {
+    pub fn new(point: Point, metrics: &[netc::train::EpochMetrics], diverged: bool) -> Outcome {
+        let last = metrics.last().map(|m| Errors { train: m.train_error, test: m.test_error });
+        let best = metrics.iter().fold(None, |best: Option<(usize, f64)>, m| match best {
+            Some((_, error)) if error <= m.test_error => best,
+            _ => Some((m.epoch, m.test_error)),
+        });
+        Outcome { point, epochs: metrics.len(), last, best, diverged }
+    }
+}
+
+/// Orders runs by their parameter values (as numbers where both are numbers), then seed.
+pub fn sort(outcomes: &mut [Outcome]) {
+    outcomes.sort_by(|a, b| compare_params(&a.point.params, &b.point.params).then(a.point.seed.cmp(&b.point.seed)));
+}
+
+fn compare_params(a: &[(String, String)], b: &[(String, String)]) -> Ordering {
+    a.iter().zip(b).map(|((_, x), (_, y))| compare_values(x, y)).find(|o| o.is_ne()).unwrap_or(Ordering::Equal)
+}
+
+fn compare_values(a: &str, b: &str) -> Ordering {
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.total_cmp(&y),
+        _ => a.cmp(b),
+    }
+}
+
+/// `sweep.csv`: a header of the parameter names and [`CSV_COLUMNS`], one row per run.
+pub fn to_csv(names: &[String], outcomes: &[Outcome]) -> String {
+    let mut csv = names.iter().map(|n| format!("{n},")).collect::<String>() + CSV_COLUMNS + "\n";
+    let number = |x: Option<f64>| x.map_or(String::new(), |x| x.to_string());
+    for o in outcomes {
+        for (_, value) in &o.point.params {
+            csv += &csv_field(value);
+            csv.push(',');
+        }
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{}",
+            o.point.seed,
+            o.epochs,
+            number(o.last.map(|e| e.train)),
+            number(o.last.map(|e| e.test)),
+            number(o.last.map(|e| e.test - e.train)),
+            o.best.map_or(String::new(), |(epoch, _)| epoch.to_string()),
+            number(o.best.map(|(_, error)| error)),
+            if o.diverged { "yes" } else { "no" }
+        );
+    }
+    csv
+}
+
+/// Quotes a value holding a comma or quote (a list or a string parameter).
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_string()
+    }
+}
+
+/// Reads `sweep.csv` back: the parameter names and the runs.
+pub fn read_csv(path: &std::path::Path) -> Result<(Vec<String>, Vec<Outcome>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let Some(names) = header.strip_suffix(CSV_COLUMNS) else {
+        return Err(format!("{}: not a netc sweep.csv (its header does not end in `{CSV_COLUMNS}`)", path.display()));
+    };
+    let names: Vec<String> = names.split(',').filter(|n| !n.is_empty()).map(String::from).collect();
+    let columns = names.len() + CSV_COLUMNS.split(',').count();
+    lines
+        .enumerate()
+        .map(|(i, line)| {
+            let bad = || format!("{}:{}: not a sweep.csv row", path.display(), i + 2);
+            let fields = split_csv(line);
+            if fields.len() != columns {
+                return Err(bad());
+            }
+            let (params, rest) = fields.split_at(names.len());
+            let float = |text: &str| if text.is_empty() { Ok(None) } else { text.parse::<f64>().map(Some) };
+            let [seed, epochs, train, test, _gap, best_epoch, best_error, diverged] = rest else {
+                return Err(bad());
+            };
+            let (train, test, best_error) = (
+                float(train).map_err(|_| bad())?,
+                float(test).map_err(|_| bad())?,
+                float(best_error).map_err(|_| bad())?,
+            );
+            let best_epoch: Option<usize> = if best_epoch.is_empty() { None } else { best_epoch.parse().ok() };
+            Ok(Outcome {
+                point: Point {
+                    params: names.iter().cloned().zip(params.iter().cloned()).collect(),
+                    seed: seed.parse().map_err(|_| bad())?,
+                },
+                epochs: epochs.parse().map_err(|_| bad())?,
+                last: train.zip(test).map(|(train, test)| Errors { train, test }),
+                best: best_epoch.zip(best_error),
+                diverged: match diverged.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(bad()),
+                },
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|outcomes| (names, outcomes))
+}
+
+fn split_csv(line: &str) -> Vec<String> {
+    let (mut fields, mut field, mut quoted, mut chars) = (Vec::new(), String::new(), false, line.chars().peekable());
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut field)),
+            _ => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+/// A mean and, for two or more values, the sample standard deviation (n − 1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stat {
+    pub mean: f64,
+    pub std: Option<f64>,
+}
+
+impl Stat {
+    /// `None` for no values.
+    pub fn of(values: &[f64]) -> Option<Stat> {
+        let n = values.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let std = (n > 1).then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
+        Some(Stat { mean, std })
+    }
+}
+
+/// One setting's line of the table, in percent over the runs that did not diverge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub params: Vec<(String, String)>,
+    pub test: Option<Stat>,
+    pub train: Option<Stat>,
+    pub gap: Option<Stat>,
+    pub runs: usize,
+    pub diverged: usize,
+}
+
+/// Groups sorted runs by setting.
+pub fn summarise(outcomes: &[Outcome]) -> Vec<Row> {
+    let mut rows: Vec<(Row, Vec<Errors>)> = Vec::new();
+    for o in outcomes {
+        if rows.last().is_none_or(|(row, _)| row.params != o.point.params) {
+            let row = Row { params: o.point.params.clone(), test: None, train: None, gap: None, runs: 0, diverged: 0 };
+            rows.push((row, Vec::new()));
+        }
+        let Some((row, errors)) = rows.last_mut() else { continue };
+        row.runs += 1;
+        match (o.diverged, o.last) {
+            (true, _) => row.diverged += 1,
+            (false, Some(e)) => errors.push(e),
+            (false, None) => {}
+        }
+    }
+    rows.into_iter()
+        .map(|(mut row, errors)| {
+            let percent = |f: &dyn Fn(&Errors) -> f64| errors.iter().map(|e| 100.0 * f(e)).collect::<Vec<f64>>();
+            row.test = Stat::of(&percent(&|e| e.test));
+            row.train = Stat::of(&percent(&|e| e.train));
+            row.gap = Stat::of(&percent(&|e| e.test - e.train));
+            row
+        })
+        .collect()
+}
+
+/// The table `netc sweep` prints, like the thesis's Table 7.
+pub fn render(names: &[String], rows: &[Row]) -> String {
+    let cell = |s: Option<Stat>| match s {
+        Some(Stat { mean, std: Some(std) }) => format!("{mean:.2} ± {std:.2}"),
+        Some(Stat { mean, std: None }) => format!("{mean:.2} ± –"),
+        None => "–".to_string(),
+    };
+    let mut header: Vec<String> = names.to_vec();
+    header.extend(["test error %", "train error %", "gap (test − train)", "runs", "diverged"].map(String::from));
+    let lines: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut line: Vec<String> = r.params.iter().map(|(_, v)| v.clone()).collect();
+            line.extend([cell(r.test), cell(r.train), cell(r.gap), r.runs.to_string(), r.diverged.to_string()]);
+            line
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| lines.iter().map(|l| l[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
+        .collect();
+    let format_line = |cells: &[String]| {
+        let padded: Vec<String> =
+            cells.iter().zip(&widths).map(|(c, &w)| format!("{c}{}", " ".repeat(w - c.chars().count()))).collect();
+        padded.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut text = format_line(&header);
+    text += &format_line(&widths.iter().map(|&w| "─".repeat(w)).collect::<Vec<_>>());
+    for line in &lines {
+        text += &format_line(line);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(negfrac: &str, seed: u64, train: f64, test: f64, diverged: bool) -> Outcome {
+        Outcome {
+            point: Point { params: vec![("negfrac".into(), negfrac.into())], seed },
+            epochs: 5,
+            last: Some(Errors { train, test }),
+            best: Some((4, test)),
+            diverged,
+        }
+    }
+
+    #[test]
+    fn stats_use_the_sample_standard_deviation() {
+        let s = Stat::of(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(s.mean, 2.5);
+        assert!((s.std.unwrap() - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(Stat::of(&[0.5]), Some(Stat { mean: 0.5, std: None }));
+        assert_eq!(Stat::of(&[]), None);
+    }
+
+    #[test]
+    fn rows_group_settings_and_leave_diverged_runs_out_of_the_means() {
+        let mut runs = vec![
+            outcome("0.1", 0, 0.9, 0.9, true),
+            outcome("0.04", 1, 0.01, 0.02, false),
+            outcome("0", 0, 0.0, 0.01, false),
+            outcome("0.04", 0, 0.03, 0.04, false),
+            outcome("0.1", 1, 0.02, 0.05, false),
+        ];
+        sort(&mut runs);
+        let order: Vec<(String, u64)> = runs.iter().map(|o| (o.point.params[0].1.clone(), o.point.seed)).collect();
+        assert_eq!(order[..3], [("0".into(), 0), ("0.04".into(), 0), ("0.04".into(), 1)]);
+        let rows = summarise(&runs);
+        assert_eq!(rows.len(), 3);
+        let row = &rows[1];
+        assert_eq!((row.runs, row.diverged), (2, 0));
+        assert!((row.test.unwrap().mean - 3.0).abs() < 1e-9);
+        assert!((row.test.unwrap().std.unwrap() - 2f64.sqrt()).abs() < 1e-9);
+        assert!((row.gap.unwrap().mean - 1.0).abs() < 1e-9);
+        assert_eq!((rows[2].runs, rows[2].diverged), (2, 1));
+        assert!((rows[2].test.unwrap().mean - 5.0).abs() < 1e-9);
+        assert_eq!(rows[2].test.unwrap().std, None);
+
+        let table = render(&["negfrac".into()], &rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("negfrac  test error %"), "{table}");
+        assert!(lines[3].starts_with("0.04     3.00 ± 1.41   2.00 ± 1.41    1.00 ± 0.00"), "{table}");
+        assert!(lines[4].contains("5.00 ± –") && lines[4].ends_with("2     1"), "{table}");
+    }
+
+    #[test]
+    fn csv_round_trips() {
+        let mut runs = vec![outcome("0.04", 1, 0.01, 0.02, false), outcome("0.1", 0, 0.5, 0.9, true)];
+        runs[1].last = None;
+        runs[1].best = None;
+        runs[1].epochs = 0;
+        let names = vec!["negfrac".to_string()];
+        let csv = to_csv(&names, &runs);
+        assert!(csv.starts_with("negfrac,seed,epochs,train_error,test_error,gap,best_epoch,best_test_error,diverged\n"));
+        assert!(csv.contains("\n0.04,1,5,0.01,0.02,0.01,4,0.02,no\n"), "{csv}");
+        assert!(csv.contains("\n0.1,0,0,,,,,,yes\n"), "{csv}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sweep.csv");
+        std::fs::write(&path, &csv).unwrap();
+        assert_eq!(read_csv(&path).unwrap(), (names, runs));
+    }
+
+    #[test]
+    fn best_epoch_is_the_first_lowest_test_error() {
+        let m = |epoch, test_error| netc::train::EpochMetrics {
+            epoch,
+            train_loss: 0.0,
+            train_error: 0.0,
+            test_loss: 0.0,
+            test_error,
+            seconds: 0.0,
+            images_per_sec: 0.0,
+        };
+        let point = Point { params: vec![], seed: 0 };
+        let o = Outcome::new(point, &[m(1, 0.3), m(2, 0.1), m(3, 0.1), m(4, 0.2)], false);
+        assert_eq!(o.best, Some((2, 0.1)));
+        assert_eq!(o.last, Some(Errors { train: 0.0, test: 0.2 }));
+        assert_eq!(o.epochs, 4);
+    }
+}
