@@ -86,11 +86,12 @@ pub(crate) fn fuse(program: &Program, uses: &[usize], taken: &[bool]) -> Result<
             let out = match chain.translate(ValueId(root)) {
                 Ok(out) => out,
                 // Cutting makes progress: it turns an inlined instruction into a root.
-                Err(cut) if inlined[cut.0] => {
+                Err(Misfit::Cut(cut)) if inlined[cut.0] => {
                     inlined[cut.0] = false;
                     continue 'build;
                 }
-                Err(cut) => return Err(cut),
+                Err(Misfit::Cut(v) | Misfit::Unsupported(v)) => return Err(v),
+                Err(Misfit::Full) => return Err(ValueId(root)),
             };
             chain.kernel.outputs.push(out);
             for b in &chain.layout_reads {
@@ -134,28 +135,50 @@ struct Chain<'a> {
     leaves: Vec<(Node, NodeId)>,
 }
 
+/// Why a chain does not fit one kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Misfit {
+    /// Its operands would exceed [`MAX_POINTERS`]; the nearest inlined instruction on the way
+    /// to the root must be cut.
+    Full,
+    /// This inlined instruction must root a kernel of its own.
+    Cut(ValueId),
+    /// No kernel computes this instruction.
+    Unsupported(ValueId),
+}
+
 impl Chain<'_> {
-    /// The node computing `v`, or `Err(cut)`: the kernel cannot hold the chain, and the
-    /// inlined instruction `cut` must get a kernel of its own.
-    fn translate(&mut self, v: ValueId) -> Result<NodeId, ValueId> {
+    /// The node computing `v`.
+    fn translate(&mut self, v: ValueId) -> Result<NodeId, Misfit> {
         let inst = &self.program.insts()[v.0];
         if v.0 != self.root && !self.inlined[v.0] {
             return self.read(v);
         }
+        let (root, inlined) = (self.root, self.inlined);
+        let cut_here = |m: Misfit| match m {
+            Misfit::Full if v.0 != root => Misfit::Cut(v),
+            // At the root: give up the first inlined operand instead (one exists, since the
+            // root's own operands are at most three).
+            Misfit::Full => inst.args.iter().find(|a| inlined[a.0]).map_or(Misfit::Unsupported(v), |&a| Misfit::Cut(a)),
+            other => other,
+        };
         let node = match &inst.op {
             Op::BiasAdd => {
-                let (layout, width) = channel_layout(&inst.shape).ok_or(v)?;
+                let Some((layout, width)) = channel_layout(&inst.shape) else {
+                    return Err(if v.0 == root { Misfit::Unsupported(v) } else { Misfit::Cut(v) });
+                };
                 if !self.require(width) {
-                    return Err(v);
+                    // Only the root fixes the grid before any operand: this is an inlined bias.
+                    return Err(Misfit::Cut(v));
                 }
-                let x = self.translate(inst.args[0])?;
-                let bias = self.operand(inst.args[1], layout).ok_or(v)?;
+                let x = self.translate(inst.args[0]).map_err(cut_here)?;
+                let bias = self.operand(inst.args[1], layout).map_err(cut_here)?;
                 Node::Add(x, bias)
             }
             op => {
                 let mut args = [0; 3];
                 for (slot, &a) in args.iter_mut().zip(&inst.args) {
-                    *slot = self.translate(a)?;
+                    *slot = self.translate(a).map_err(cut_here)?;
                 }
                 match op {
                     Op::Unary(f) => Node::Unary(*f, args[0]),
@@ -166,17 +189,12 @@ impl Chain<'_> {
                 }
             }
         };
-        if self.kernel.operands.len() >= MAX_POINTERS {
-            // Over the limit: cut the chain at one of this instruction's inlined operands.
-            let inlined_arg = inst.args.iter().find(|a| self.inlined[a.0]);
-            return Err(*inlined_arg.unwrap_or(&v));
-        }
         Ok(self.node(node, Some(v)))
     }
 
     /// A node reading stored value `v`: a constant for a fill, a broadcast layout of the
     /// broadcast's source where the grid allows, else `v` itself element by element.
-    fn read(&mut self, v: ValueId) -> Result<NodeId, ValueId> {
+    fn read(&mut self, v: ValueId) -> Result<NodeId, Misfit> {
         let inst = &self.program.insts()[v.0];
         match &inst.op {
             Op::Fill { value, .. } => return Ok(self.leaf(Node::Const(*value))),
@@ -184,13 +202,13 @@ impl Chain<'_> {
                 if let Some((layout, width)) = broadcast_layout(shape, axes) {
                     if self.require(width) {
                         self.layout_reads.push(v);
-                        return self.operand(inst.args[0], layout).ok_or(v);
+                        return self.operand(inst.args[0], layout);
                     }
                 }
             }
             _ => {}
         }
-        self.operand(v, Layout::Full).ok_or(v)
+        self.operand(v, Layout::Full)
     }
 
     /// Fixes the grid width, if `width` asks for one; false if it conflicts.
@@ -205,9 +223,9 @@ impl Chain<'_> {
         }
     }
 
-    /// The node reading operand `(v, layout)`, adding it if new; `None` if the kernel has no
-    /// room for another.
-    fn operand(&mut self, v: ValueId, layout: Layout) -> Option<NodeId> {
+    /// The node reading operand `(v, layout)`, adding it if new and there is room (one
+    /// pointer stays for the result).
+    fn operand(&mut self, v: ValueId, layout: Layout) -> Result<NodeId, Misfit> {
         let index = match self.operands.iter().position(|&o| o == (v, layout)) {
             Some(i) => i,
             None if self.operands.len() + 1 < MAX_POINTERS => {
@@ -215,9 +233,9 @@ impl Chain<'_> {
                 self.kernel.operands.push(layout);
                 self.operands.len() - 1
             }
-            None => return None,
+            None => return Err(Misfit::Full),
         };
-        Some(self.leaf(Node::Operand(index)))
+        Ok(self.leaf(Node::Operand(index)))
     }
 
     /// The node of an operand read or constant, added the first time.

@@ -56,3 +56,26 @@ fn batches_split_into_many_tasks_match_the_interpreter() {
     let c = case(src, Mode::Train, true, 600, 4);
     assert_close("1x1 output, batch 600", &c.execute(2), &c.interpret(), REL, ABS);
 }
+
+#[test]
+fn chains_reading_more_values_than_a_kernel_holds_are_split_and_still_agree() {
+    // Twenty branches summed by a chain of adds: one elementwise chain reading twenty stored
+    // values, more than one fused kernel takes.
+    let mut lines = vec!["input x: [5]".to_string()];
+    for i in 0..20 {
+        lines.push(format!("b{i} = dense(4) from x"));
+    }
+    lines.push("s1 = add(b0, b1)".to_string());
+    for i in 2..20 {
+        lines.push(format!("s{i} = add(s{}, b{i})", i - 1));
+    }
+    lines.push("tanh".to_string());
+    lines.push("loss softmax_xent(classes=4)".to_string());
+    let src = format!("net sum {{\n    {}\n}}\n", lines.join("\n    "));
+    let train = case(&src, Mode::Train, true, 3, 5);
+    assert_close("sum of twenty branches", &train.execute(2), &train.interpret(), REL, ABS);
+
+    let text = netc_exec::describe(&train.program, None).unwrap();
+    let fused = text.lines().filter(|l| l.contains("fused#") && l.contains(" = fused")).count();
+    assert!(fused >= 3, "the chain is split over several kernels:\n{text}");
+}
