@@ -191,17 +191,27 @@ fn batch_result(outputs: &netc_interp::Outputs, labels: &[u8]) -> Result<BatchRe
     Ok(BatchResult { loss, errors: count_errors(logits.data(), labels) })
 }
 
-/// Copies each parameter's gradient, an output named like the parameter, into `grads`.
+/// Copies each parameter's gradient, an output named like the parameter, into `grads`, and
+/// tells whether every gradient is finite.
 fn copy_gradients<'a>(
     params: &[Named],
     grads: &mut [Vec<f32>],
     output: impl Fn(&str) -> Option<&'a [f32]>,
-) -> Result<(), StepError> {
+) -> Result<bool, StepError> {
+    // Checked chunk by chunk while each is in cache: a second pass would read it all again.
+    const CHUNK: usize = 4096;
+    let mut finite = true;
     for (grad, (name, _)) in grads.iter_mut().zip(params) {
         let computed = output(name).ok_or_else(|| StepError::Failed(format!("no gradient for `{name}`")))?;
-        grad.copy_from_slice(computed);
+        if grad.len() != computed.len() {
+            return Err(StepError::Failed(format!("the gradient of `{name}` has the wrong length")));
+        }
+        for (dst, src) in grad.chunks_mut(CHUNK).zip(computed.chunks(CHUNK)) {
+            dst.copy_from_slice(src);
+            finite &= src.iter().fold(true, |ok, g| ok & g.is_finite());
+        }
     }
-    Ok(())
+    Ok(finite)
 }
 
 /// Examples whose highest score (the first, on ties) is not their label.
@@ -227,6 +237,7 @@ impl Backend for InterpBackend {
         grads: &mut [Vec<f32>],
     ) -> Result<BatchResult, StepError> {
         let outputs = self.run(&self.train, params, images, labels, step)?;
+        // The interpreter checks every value it computes, so the gradients are finite here.
         copy_gradients(params, grads, |name| outputs.get(name).map(Tensor::data))?;
         batch_result(&outputs, labels)
     }
@@ -297,10 +308,10 @@ impl Backend for ExecBackend {
         grads: &mut [Vec<f32>],
     ) -> Result<BatchResult, StepError> {
         let result = Self::run(&mut self.train, &self.data_input, &mut self.labels, params, images, labels, step)?;
-        copy_gradients(params, grads, |name| self.train.output(name))?;
+        let finite = copy_gradients(params, grads, |name| self.train.output(name))?;
         // A ReLU turns a NaN into 0, so a diverging layer can leave the loss finite: check the
         // gradients too, and name the layer that produced the first non-finite value.
-        if grads.iter().flatten().any(|g| !g.is_finite()) {
+        if !finite {
             if let Some(source) = self.train.first_non_finite().and_then(|nf| nf.source) {
                 return Err(StepError::NonFinite { layer: source.name, span: source.span });
             }
