@@ -77,11 +77,6 @@ impl Code {
         self.kernels.is_empty()
     }
 
-    /// Whether the code uses fused multiply-add (the CPU has it).
-    pub fn fma(&self) -> bool {
-        self.fma
-    }
-
     /// Runs kernel `k` on rows `rows` and columns `cols` of a grid `inner` columns wide.
     /// `pointers` holds the kernel's operands' base pointers, then its outputs'.
     ///
