@@ -10,7 +10,7 @@
 //! orientation and whether panels are packed do not change it).
 
 /// Rows and columns of the register tile.
-const MR: usize = 6;
+pub(crate) const MR: usize = 6;
 const NR: usize = 16;
 /// Cache blocking: an `MC × KC` block of `a` stays in L2, a `KC × NC` block of `b` in L3.
 const MC: usize = 144;

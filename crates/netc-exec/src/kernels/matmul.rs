@@ -2,7 +2,7 @@
 //! so no sum is ever split across tasks; tiles depend only on the shapes.
 
 use super::elementwise::bias_act_cols;
-use crate::gemm::{gemm, pack_len, MatMut, MatRef};
+use crate::gemm::{gemm, pack_len, MatMut, MatRef, MR};
 use crate::par::{split, Par, Scratch};
 use netc_ir::UnaryFn;
 
@@ -29,8 +29,9 @@ impl MatMul {
         let (b0, b1) = (b[0], b[1]);
         let (m, k, a_rs, a_cs) = if trans_a { (a1, a0, 1, a1) } else { (a0, a1, a1, 1) };
         let (n, b_rs, b_cs) = if trans_b { (b0, 1, b1) } else { (b1, b1, 1) };
-        // A few large tiles: each GEMM packs its operands, so many small tiles repeat work.
-        let rows = if m * n * k <= SMALL { m } else { split(m, m.div_ceil(8).max(32)).1 };
+        // A few large tiles: each GEMM packs its operands, so many small tiles repeat work. Whole
+        // register tiles of rows per task leave at most one partial tile in the product.
+        let rows = if m * n * k <= SMALL { m } else { split(m, m.div_ceil(8).max(32)).1.next_multiple_of(MR) };
         MatMul { m, n, k, a_rs, a_cs, b_rs, b_cs, rows: rows.max(1) }
     }
 
