@@ -41,7 +41,7 @@ pub(crate) struct Fusion {
 }
 
 /// Whether the pass puts `op` in a kernel: every elementwise op does.
-pub(crate) fn is_elementwise(op: &Op) -> bool {
+fn is_elementwise(op: &Op) -> bool {
     matches!(op, Op::Unary(_) | Op::Add | Op::Sub | Op::Mul | Op::Select | Op::BiasAdd)
 }
 
