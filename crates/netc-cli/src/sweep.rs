@@ -100,7 +100,7 @@ pub fn run(args: SweepArgs) -> Result<(), Failure> {
         Progress::Started { index, point, from_epoch, epochs } => {
             current = (point.name(), epochs);
             let what = if from_epoch == 0 {
-                format!("training {epochs} epochs")
+                format!("training {epochs} epoch{}", plural(epochs))
             } else {
                 format!("resuming after epoch {from_epoch} of {epochs}")
             };
