@@ -10,9 +10,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(Args)]
+#[command(mut_arg("set", |a| a.help(
+    "Sweep a net parameter over values `0,0.01,0.02` and/or ranges `0:0.1:0.01` (repeatable: a grid)"
+)))]
 pub struct SweepArgs {
-    /// `--set NAME=V1,V2,...` or `--set NAME=START:END:STEP` sweeps a parameter; several
-    /// `--set` make a grid.
     #[command(flatten)]
     file: FileArgs,
     #[command(flatten)]
@@ -99,7 +100,7 @@ pub fn run(args: SweepArgs) -> Result<(), Failure> {
         Progress::Started { index, point, from_epoch, epochs } => {
             current = (point.name(), epochs);
             let what = if from_epoch == 0 {
-                format!("training {epochs} epochs")
+                format!("training {epochs} epoch{}", plural(epochs))
             } else {
                 format!("resuming after epoch {from_epoch} of {epochs}")
             };

@@ -158,7 +158,8 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, figure: &Figure) -> Re
     let (x_min, x_max) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
     let y_max = points().map(|p| p.1 + p.2.unwrap_or(0.0)).fold(0.0, f64::max);
     let pad = if x_max > x_min { (x_max - x_min) * 0.05 } else { 0.5 };
-    let y_top = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+    // Headroom for the legend in the upper right corner.
+    let y_top = if y_max > 0.0 { y_max * 1.3 } else { 1.0 };
     let mut chart = ChartBuilder::on(&root)
         .caption(&figure.title, (FAMILY, 22))
         .margin(20)
