@@ -383,3 +383,21 @@ fn plot_draws_runs_and_sweeps_as_png_and_svg() {
     assert_eq!(nothing.status.code(), Some(2));
     assert!(text(&nothing.stderr).contains("holds neither metrics.csv (a run) nor sweep.csv (a sweep)"));
 }
+
+#[test]
+fn output_to_a_closed_pipe_stops_quietly() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(["ir", "examples/lenet.net", "--grad", "--fused"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before netc has written anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}

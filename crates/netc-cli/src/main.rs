@@ -194,6 +194,13 @@ fn colored(terminal: bool) -> bool {
 static COLOR: std::sync::OnceLock<Color> = std::sync::OnceLock::new();
 
 fn main() -> ExitCode {
+    // Like other command-line tools, stop quietly when the reader of the output goes away
+    // (`netc ir model.net | head`) rather than fail to print.
+    #[cfg(unix)]
+    // SAFETY: restores the default action of SIGPIPE before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let _ = COLOR.set(cli.color);
     match run(cli.command) {
