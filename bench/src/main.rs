@@ -5,6 +5,7 @@
 //! `netc-bench --model examples/lenet.net [--threads 2] [--seconds 3]`
 
 use netc::ir::Mode;
+use netc::train::optimizer::Update;
 use netc::train::{Backend, Slot};
 use std::time::Instant;
 
@@ -86,9 +87,8 @@ fn main() -> Result<(), String> {
             failure = Some(format!("{e:?}"));
         }
         step += 1;
-        if let Err(e) =
-            backend.update(&config.optimizer, config.lr_at(0), step, &mut params, &grads, &mut slots, &mults)
-        {
+        let update = Update { optimizer: &config.optimizer, lr: config.lr_at(0), t: step, mults: &mults };
+        if let Err(e) = backend.update(&update, &mut params, &grads, &mut slots) {
             failure = Some(format!("{e:?}"));
         }
     });

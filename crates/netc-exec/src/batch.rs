@@ -469,14 +469,14 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
             random::parts(par, key, counts, &mut env.perm[..n], &mut env.swaps[..n], out);
         }
         Exec::Fused { kernel, rows, inner } => {
-            let Kernel::Fused(fused) = &step.kernel else { unreachable!("fused execs come from fused kernels") };
             let mut pointers = Pointers([std::ptr::null_mut(); MAX_POINTERS]);
             for (slot, &r) in pointers.0.iter_mut().zip(&p.args) {
                 *slot = mem.ptr(r);
             }
             pointers.0[p.args.len()] = out.as_mut_ptr();
             run_fused(env.code, *kernel, &pointers, p.args.len() + 1, *rows, *inner, par);
-            if let Some(found) = env.check.as_deref_mut() {
+            // Values inside the kernel never reach memory: recompute them to check them.
+            if let (Some(found), Kernel::Fused(fused)) = (env.check.as_deref_mut(), &step.kernel) {
                 let operands: Vec<&[f32]> = (0..p.args.len()).map(arg).collect();
                 let values = env.kernels[*kernel].evaluate(&operands, *rows, *inner);
                 for (v, data) in fused.values.iter().zip(&values) {

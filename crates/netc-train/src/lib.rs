@@ -12,7 +12,7 @@ pub mod optimizer;
 pub use checkpoint::{Named, State};
 pub use optimizer::Slot;
 
-use netc_check::{Net, Optimizer, Preprocess, TrainConfig};
+use netc_check::{Net, Preprocess, TrainConfig};
 use netc_syntax::Span;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -36,22 +36,17 @@ pub trait Backend {
     /// Forward pass in evaluation mode.
     fn evaluate(&mut self, params: &[Named], images: &[f32], labels: &[u8]) -> Result<BatchResult, StepError>;
 
-    /// One optimizer step for every parameter (in the net's order) given its gradient: `lr` is
-    /// the schedule's rate, `t` counts steps from 1, `mults` holds each parameter's
-    /// `(lr_mult, wd_mult)`. The default is the reference, [`optimizer::update_all`], one tensor
-    /// after another; a backend may compute the same formulas faster.
-    #[allow(clippy::too_many_arguments)]
+    /// Applies one optimizer step to every parameter (in the net's order) given its gradient.
+    /// The default is the reference, [`optimizer::Update::apply`]; a backend may compute the same
+    /// formulas faster.
     fn update(
         &mut self,
-        optimizer: &Optimizer,
-        lr: f64,
-        t: u64,
+        update: &optimizer::Update<'_>,
         params: &mut [Named],
         grads: &[Vec<f32>],
         slots: &mut [Slot],
-        mults: &[(f64, f64)],
     ) -> Result<(), StepError> {
-        optimizer::update_all(optimizer, lr, t, params, grads, slots, mults);
+        update.apply(params, grads, slots);
         Ok(())
     }
 }
@@ -315,8 +310,9 @@ pub fn train(
                 });
             }
             state.step += 1;
+            let update = optimizer::Update { optimizer: &config.optimizer, lr, t: state.step, mults: &mults };
             backend
-                .update(&config.optimizer, lr, state.step, &mut state.params, &grads, &mut state.slots, &mults)
+                .update(&update, &mut state.params, &grads, &mut state.slots)
                 .map_err(|e| step_failed(e, epoch + 1, state.step))?;
             // Dale's principle by projection: a weight that crossed zero stops at zero.
             for (p, (_, info)) in state.params.iter_mut().zip(&infos) {

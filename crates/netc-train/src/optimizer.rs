@@ -57,18 +57,23 @@ pub fn update(
     }
 }
 
-/// [`update`] for every parameter tensor, with each one's `(lr_mult, wd_mult)`.
-pub fn update_all(
-    optimizer: &Optimizer,
-    lr: f64,
-    t: u64,
-    params: &mut [Named],
-    grads: &[Vec<f32>],
-    slots: &mut [Slot],
-    mults: &[(f64, f64)],
-) {
-    for (((p, g), slot), &(lr_mult, wd_mult)) in params.iter_mut().zip(grads).zip(slots).zip(mults) {
-        update(optimizer, lr, lr_mult, wd_mult, t, p.1.data_mut(), g, slot);
+/// One optimizer step of every parameter: the optimizer, the schedule's rate for this epoch,
+/// the step count `t` (from 1, for Adam's bias correction) and each parameter's
+/// `(lr_mult, wd_mult)`, in the net's parameter order.
+#[derive(Clone, Copy, Debug)]
+pub struct Update<'a> {
+    pub optimizer: &'a Optimizer,
+    pub lr: f64,
+    pub t: u64,
+    pub mults: &'a [(f64, f64)],
+}
+
+impl Update<'_> {
+    /// The reference: [`update`] of each parameter tensor in turn.
+    pub fn apply(&self, params: &mut [Named], grads: &[Vec<f32>], slots: &mut [Slot]) {
+        for (((p, g), slot), &(lr_mult, wd_mult)) in params.iter_mut().zip(grads).zip(slots).zip(self.mults) {
+            update(self.optimizer, self.lr, lr_mult, wd_mult, self.t, p.1.data_mut(), g, slot);
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use netc_check::Optimizer;
 use netc_interp::{Feed, Interpreter, RunError};
 use netc_ir::{Mode, Program, Tensor};
 use netc_syntax::{Diagnostic, Label};
+use netc_train::optimizer::Update;
 use netc_train::{Backend, BatchResult, EpochMetrics, Event, Named, RunOptions, Samples, Slot, StepError, TrainError};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -326,21 +327,18 @@ impl Backend for ExecBackend {
     /// SGD runs as a compiled kernel over the executor's threads; Adam uses the reference.
     fn update(
         &mut self,
-        optimizer: &Optimizer,
-        lr: f64,
-        t: u64,
+        update: &Update<'_>,
         params: &mut [Named],
         grads: &[Vec<f32>],
         slots: &mut [Slot],
-        mults: &[(f64, f64)],
     ) -> Result<(), StepError> {
-        let Optimizer::Sgd { momentum, weight_decay, .. } = *optimizer else {
-            netc_train::optimizer::update_all(optimizer, lr, t, params, grads, slots, mults);
+        let Optimizer::Sgd { momentum, weight_decay, .. } = *update.optimizer else {
+            update.apply(params, grads, slots);
             return Ok(());
         };
-        for (((p, g), slot), &(lr_mult, wd_mult)) in params.iter_mut().zip(grads).zip(slots).zip(mults) {
+        for (((p, g), slot), &(lr_mult, wd_mult)) in params.iter_mut().zip(grads).zip(slots).zip(update.mults) {
             let sgd = netc_exec::Sgd {
-                lr: (lr * lr_mult) as f32,
+                lr: (update.lr * lr_mult) as f32,
                 momentum: momentum as f32,
                 weight_decay: (weight_decay * wd_mult) as f32,
             };
