@@ -211,7 +211,7 @@ fn trained_reader(
     let shapes = netc::train::param_shapes(model.net());
     let state = netc::train::checkpoint::load_state(&out.join("checkpoint.safetensors"), &shapes).unwrap();
     let (_, weight) = state.params.iter().find(|(name, _)| name == "dense1.weight").unwrap();
-    let infos = netc::ir::param_infos(model.net(), model.train().seed);
+    let infos = netc::lower::param_infos(model.net(), model.train().seed);
     let (_, info) = infos.iter().find(|(name, _)| name == "dense1.weight").unwrap();
     (weight.data().to_vec(), info.sign.clone(), history.last().unwrap().train_error)
 }

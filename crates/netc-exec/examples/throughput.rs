@@ -21,10 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let checked = netc_check::check(&netc_syntax::parse(&src).map_err(|_| format!("{path} does not parse"))?, &[])
         .map_err(|_| format!("{path} does not check"))?;
     let net = &checked.nets[0];
-    let options = |mode| netc_ir::LowerOptions { mode, seed: 0 };
-    let train = netc_ir::grad(&netc_ir::lower(net, options(Mode::Train))?)?;
-    let infer = netc_ir::lower(net, options(Mode::Eval))?;
-    let params = netc_ir::init_params(&train, &netc_check::Init::Normal { std: 0.01 }, 0);
+    let options = |mode| netc_lower::LowerOptions { mode, seed: 0 };
+    let train = netc_ir::grad(&netc_lower::lower(net, options(Mode::Train))?)?;
+    let infer = netc_lower::lower(net, options(Mode::Eval))?;
+    let params = netc_lower::init_params(&train, &netc_check::Init::Normal { std: 0.01 }, 0);
 
     println!("{} on {} ({} cores available)", net.name, std::env::consts::ARCH, available());
     for threads in [1, 2] {
@@ -50,7 +50,7 @@ fn available() -> usize {
 
 /// Random images in [0, 1) and labels for `batch` examples.
 fn batch_data(batch: usize) -> (Vec<f32>, Vec<f32>) {
-    let key = Key::new(1, "throughput", 0);
+    let key = Key { seed: 1, stream: netc_ir::rng::stream("throughput"), step: 0 };
     let images = (0..(batch * 784) as u64).map(|i| key.uniform(i) as f32).collect();
     let labels = (0..batch as u64).map(|i| key.below(i, 10) as f32).collect();
     (images, labels)

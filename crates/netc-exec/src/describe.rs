@@ -10,17 +10,17 @@ use std::fmt::Write;
 const COMMENT_COLUMN: usize = 64;
 
 /// The steps `program` compiles to, one per line with the IR values they read and compute,
-/// followed by each distinct fused kernel's body. With the source text the net was checked
-/// from, each step names its layer and line.
-pub fn describe(program: &Program, source: Option<&str>) -> Result<String, ExecError> {
+/// followed by each distinct fused kernel's body. Each step names its layer, and its line when
+/// the program knows it ([`Program::with_source_lines`]).
+pub fn describe(program: &Program) -> Result<String, ExecError> {
     let compiled = compile(program)?;
     let mut s = String::new();
     // Writing to a String cannot fail.
-    let _ = write_steps(&mut s, program, &compiled, source);
+    let _ = write_steps(&mut s, program, &compiled);
     Ok(s)
 }
 
-fn write_steps(s: &mut String, program: &Program, compiled: &Compiled, source: Option<&str>) -> std::fmt::Result {
+fn write_steps(s: &mut String, program: &Program, compiled: &Compiled) -> std::fmt::Result {
     let values = |vs: &[ValueId]| vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ");
     let fused_count = compiled.steps.iter().filter(|s| matches!(s.kernel, Kernel::Fused(_))).count();
     writeln!(
@@ -67,7 +67,7 @@ fn write_steps(s: &mut String, program: &Program, compiled: &Compiled, source: O
         if let Some(src) = program.source_of(out) {
             let width = COMMENT_COLUMN.max(line.chars().count() + 2);
             line = format!("{line:width$}# {}", src.name);
-            if let Some(n) = source.and_then(|text| src.line(text)) {
+            if let Some(n) = src.line {
                 write!(line, " (line {n})")?;
             }
         }

@@ -22,7 +22,8 @@
 //!
 //! ```
 //! use netc_exec::{ExecOptions, Executor, Feed};
-//! use netc_ir::{grad, init_params, lower, LowerOptions, Mode};
+//! use netc_ir::{grad, Mode};
+//! use netc_lower::{init_params, lower, LowerOptions};
 //!
 //! let src = "net tiny {\n  input x: [4]\n  dense(3)\n  tanh\n  dense(2)\n  loss softmax_xent(classes=2)\n}";
 //! let checked = netc_check::check(&netc_syntax::parse(src).unwrap(), &[]).unwrap();

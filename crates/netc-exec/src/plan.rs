@@ -209,10 +209,10 @@ fn gemm_epilogue_mut(kernel: &mut Kernel) -> Option<&mut Epilogue> {
 fn plain_kernel(op: &Op) -> Option<Kernel> {
     Some(match op {
         Op::RandomBernoulli { keep, key, .. } => {
-            Kernel::Bernoulli { keep: *keep, seed: key.seed, stream: netc_ir::rng::stream(&key.stream) }
+            Kernel::Bernoulli { keep: *keep, seed: key.seed, stream: key.stream.id() }
         }
         Op::RandomParts { fracs, key, .. } => {
-            Kernel::Parts { fracs: fracs.clone(), seed: key.seed, stream: netc_ir::rng::stream(&key.stream) }
+            Kernel::Parts { fracs: fracs.clone(), seed: key.seed, stream: key.stream.id() }
         }
         Op::Broadcast { axes, .. } => Kernel::Broadcast { axes: axes.clone() },
         Op::Concat { axis } => Kernel::Concat { axis: *axis },

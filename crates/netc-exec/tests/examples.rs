@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, case, example};
+use common::{assert_bitwise, assert_close, case, example};
 use netc_ir::Mode;
 
 const REL: f32 = 1e-4;
@@ -13,9 +13,15 @@ fn check_example(file: &str, src: &str) {
     for (batch, seed, threads) in [(2, 1, 1), (3, 2, 2)] {
         let train = case(src, Mode::Train, true, batch, seed);
         let want = train.interpret();
-        assert_close(&format!("{file} train batch {batch}"), &train.execute(threads), &want, REL, ABS);
+        let got = train.execute(threads);
+        assert_close(&format!("{file} train batch {batch}"), &got, &want, REL, ABS);
         let eval = case(src, Mode::Eval, false, batch, seed);
         assert_close(&format!("{file} eval batch {batch}"), &eval.execute(threads), &eval.interpret(), REL, ABS);
+        // The textual IR loses nothing: the program read back from it computes the same bits.
+        let context = format!("{file} train, read back from its text");
+        assert_bitwise(&context, &train.reparsed(&context).execute(threads), &got);
+        let context = format!("{file} eval, read back from its text");
+        assert_bitwise(&context, &eval.reparsed(&context).execute(threads), &eval.execute(threads));
     }
 }
 
@@ -75,7 +81,7 @@ fn chains_reading_more_values_than_a_kernel_holds_are_split_and_still_agree() {
     let train = case(&src, Mode::Train, true, 3, 5);
     assert_close("sum of twenty branches", &train.execute(2), &train.interpret(), REL, ABS);
 
-    let text = netc_exec::describe(&train.program, None).unwrap();
+    let text = netc_exec::describe(&train.program).unwrap();
     let fused = text.lines().filter(|l| l.contains("fused#") && l.contains(" = fused")).count();
     assert!(fused >= 3, "the chain is split over several kernels:\n{text}");
 }

@@ -1,11 +1,12 @@
 //! What the fusion pass makes of every example (insta snapshots of `describe`, the text
 //! `netc ir --fused` prints), and the fusions the executor's speed relies on.
 
-use netc_ir::{grad, lower, LowerOptions, Mode, Program};
+use netc_ir::{grad, Mode, Program};
+use netc_lower::{lower, LowerOptions};
 
 fn training_program(src: &str) -> Program {
     let checked = netc_check::check(&netc_syntax::parse(src).unwrap(), &[]).unwrap();
-    grad(&lower(&checked.nets[0], LowerOptions { mode: Mode::Train, seed: 0 }).unwrap()).unwrap()
+    grad(&lower(&checked.nets[0], LowerOptions { mode: Mode::Train, seed: 0 }).unwrap().with_source_lines(src)).unwrap()
 }
 
 fn example(name: &str) -> String {
@@ -28,7 +29,7 @@ fn every_example_fuses_as_snapshotted() {
     for path in paths {
         let src = std::fs::read_to_string(&path).unwrap();
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("example");
-        let text = netc_exec::describe(&training_program(&src), Some(&src)).unwrap();
+        let text = netc_exec::describe(&training_program(&src)).unwrap();
         insta::assert_snapshot!(format!("{stem}_fused"), text);
     }
 }
@@ -36,7 +37,7 @@ fn every_example_fuses_as_snapshotted() {
 #[test]
 fn a_mixlu_layer_is_one_kernel_forward_and_one_backward() {
     let src = example("mixlu_lenet.net");
-    let text = netc_exec::describe(&training_program(&src), Some(&src)).unwrap();
+    let text = netc_exec::describe(&training_program(&src)).unwrap();
     let mixlu: Vec<&str> = steps(&text).into_iter().filter(|l| l.contains("# mixlu1")).collect();
     assert_eq!(mixlu.len(), 2, "{text}");
     for line in &mixlu {
@@ -52,8 +53,8 @@ fn a_mixlu_layer_is_one_kernel_forward_and_one_backward() {
 fn gemm_bias_and_activation_fuse_into_the_gemm() {
     let src = example("lenet.net");
     let checked = netc_check::check(&netc_syntax::parse(&src).unwrap(), &[]).unwrap();
-    let eval = lower(&checked.nets[0], LowerOptions { mode: Mode::Eval, seed: 0 }).unwrap();
-    let text = netc_exec::describe(&eval, Some(&src)).unwrap();
+    let eval = lower(&checked.nets[0], LowerOptions { mode: Mode::Eval, seed: 0 }).unwrap().with_source_lines(&src);
+    let text = netc_exec::describe(&eval).unwrap();
     let fused: Vec<&str> = steps(&text).into_iter().filter(|l| l.contains("+bias +relu ")).collect();
     assert_eq!(fused.len(), 1, "{text}");
     assert!(fused[0].contains("= conv2d %") && fused[0].contains("[N,500,1,1]"), "{}", fused[0]);
@@ -61,7 +62,7 @@ fn gemm_bias_and_activation_fuse_into_the_gemm() {
 
     // Training keeps the biased product for the backward pass, so the ReLU is a kernel of its
     // own; its backward, the derivative times the incoming gradient, is one kernel too.
-    let text = netc_exec::describe(&training_program(&src), Some(&src)).unwrap();
+    let text = netc_exec::describe(&training_program(&src)).unwrap();
     let conv3 = steps(&text).into_iter().find(|l| l.contains("# conv3") && l.contains("= conv2d ")).unwrap();
     assert!(conv3.contains("+bias ") && !conv3.contains("+relu"), "{conv3}");
     let relu_back = steps(&text).into_iter().find(|l| l.contains("relu_deriv")).unwrap();
@@ -79,7 +80,7 @@ fn identical_chains_share_one_compiled_kernel() {
   dense(2)
   loss softmax_xent(classes=2)
 }";
-    let text = netc_exec::describe(&training_program(src), Some(src)).unwrap();
+    let text = netc_exec::describe(&training_program(src)).unwrap();
     let forward: Vec<&str> = steps(&text).into_iter().filter(|l| l.contains("tanh %")).collect();
     let backward: Vec<&str> = steps(&text).into_iter().filter(|l| l.contains("tanh_deriv")).collect();
     assert_eq!((forward.len(), backward.len()), (2, 2), "{text}");

@@ -1,9 +1,10 @@
 //! Random small nets with odd sizes agree with the reference interpreter, forward and
-//! backward, at random batch sizes and thread counts.
+//! backward, at random batch sizes and thread counts; their programs read back from their text
+//! form compute the same bits.
 
 mod common;
 
-use common::{assert_close, case};
+use common::{assert_bitwise, assert_close, case};
 use netc_ir::Mode;
 use proptest::prelude::*;
 
@@ -79,7 +80,10 @@ proptest! {
         for (mode, grad) in [(Mode::Train, true), (Mode::Eval, false)] {
             let c = case(&src, mode, grad, batch, seed);
             let context = format!("{src}\n{mode:?}, batch {batch}, {threads} threads");
-            assert_close(&context, &c.execute(threads), &c.interpret(), 1e-4, 1e-5);
+            let got = c.execute(threads);
+            assert_close(&context, &got, &c.interpret(), 1e-4, 1e-5);
+            let context = format!("{context}, read back from its text");
+            assert_bitwise(&context, &c.reparsed(&context).execute(threads), &got);
         }
     }
 }

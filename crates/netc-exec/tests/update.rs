@@ -6,7 +6,7 @@ fn executor(threads: usize) -> Executor {
     let src = "net tiny {\n  input x: [3]\n  dense(2)\n  loss softmax_xent(classes=2)\n}";
     let checked = netc_check::check(&netc_syntax::parse(src).unwrap(), &[]).unwrap();
     let forward =
-        netc_ir::lower(&checked.nets[0], netc_ir::LowerOptions { mode: netc_ir::Mode::Train, seed: 0 }).unwrap();
+        netc_lower::lower(&checked.nets[0], netc_lower::LowerOptions { mode: netc_ir::Mode::Train, seed: 0 }).unwrap();
     Executor::new(&netc_ir::grad(&forward).unwrap(), ExecOptions { threads }).unwrap()
 }
 

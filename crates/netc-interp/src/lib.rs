@@ -2,7 +2,8 @@
 //! any batch size. It defines what compiled executors must compute.
 //!
 //! ```
-//! use netc_ir::{grad, init_params, lower, LowerOptions, Mode, Tensor};
+//! use netc_ir::{grad, Mode, Tensor};
+//! use netc_lower::{init_params, lower, LowerOptions};
 //! use netc_interp::{Feed, Interpreter};
 //!
 //! let src = "net tiny {\n  input x: [4]\n  dense(3)\n  tanh\n  dense(2)\n  loss softmax_xent(classes=2)\n}";
@@ -49,7 +50,7 @@ pub struct Feed<'a> {
     pub labels: Option<&'a Tensor>,
     /// The training-step counter; per-step random numbers are keyed by it.
     pub step: u64,
-    /// Parameters by name, e.g. from [`netc_ir::init_params`].
+    /// Parameters by name, e.g. from [`netc_lower::init_params`].
     pub params: &'a [(String, Tensor)],
 }
 

@@ -10,13 +10,8 @@ use netc_ir::{
 use proptest::prelude::*;
 
 fn param_input(name: &str, shape: &[usize]) -> Op {
-    let info = ParamInfo {
-        kind: netc_check::ParamKind::Weight,
-        init: ParamInit::Zeros,
-        lr_mult: 1.0,
-        wd_mult: 1.0,
-        sign: None,
-    };
+    let info =
+        ParamInfo { role: netc_ir::ParamRole::Weight, init: ParamInit::Zeros, lr_mult: 1.0, wd_mult: 1.0, sign: None };
     Op::Input(Input { name: name.into(), kind: InputKind::Param(info), shape: Shape::fixed(shape) })
 }
 
@@ -39,7 +34,7 @@ fn t(shape: &[usize], data: &[f32]) -> Tensor {
 }
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
-    let key = Key::new(seed, "random", 0);
+    let key = Key { seed, stream: netc_ir::rng::stream("random"), step: 0 };
     let len: usize = shape.iter().product();
     t(shape, &(0..len as u64).map(|i| (2.0 * key.uniform(i) - 1.0) as f32).collect::<Vec<_>>())
 }
@@ -198,7 +193,7 @@ fn inputs_are_checked_against_the_program() {
 fn a_nan_is_reported_with_its_source_layer() {
     let mut b = Builder::new("t", Mode::Eval);
     let x = b.push(param_input("p", &[2]), &[]).unwrap();
-    b.set_source(Source { name: "blowup".into(), layer: Some(3), span: netc_syntax::Span::new(5, 9) });
+    b.set_source(Source::new("blowup", Some(3), netc_ir::Span::new(5, 9)));
     let y = b.push(Op::Unary(UnaryFn::Scale { c: 1e30 }), &[x]).unwrap();
     let z = b.push(Op::Sub, &[y, y]).unwrap();
     b.output("z", OutputKind::Logits, z).unwrap();
@@ -228,7 +223,7 @@ fn random_program(op: Op) -> Program {
 
 #[test]
 fn random_ops_depend_on_seed_stream_and_step_only() {
-    let key = netc_ir::RandomKey { seed: 4, stream: "dropout:d".into() };
+    let key = netc_ir::RandomKey { seed: 4, stream: netc_ir::RandomStream::Dropout("d".into()) };
     let program = random_program(Op::RandomBernoulli { keep: 0.7, key, shape: Shape::batched(&[50, 40]) });
     let x = Tensor::zeros(vec![3, 1]);
     let run = |step| {
@@ -246,7 +241,7 @@ fn random_ops_depend_on_seed_stream_and_step_only() {
     assert!((kept - 0.7).abs() < 0.03, "kept {kept}");
     assert!(a.data().iter().all(|&v| v == 0.0 || v == 1.0));
 
-    let key = netc_ir::RandomKey { seed: 4, stream: "mask:m".into() };
+    let key = netc_ir::RandomKey { seed: 4, stream: netc_ir::RandomStream::Mask("m".into()) };
     let program = random_program(Op::RandomParts { fracs: vec![0.5, 0.3, 0.2], key, shape: Shape::batched(&[7]) });
     let out =
         Interpreter::default().run(&program, &Feed { data: Some(&x), labels: None, step: 9, params: &[] }).unwrap();

@@ -16,7 +16,7 @@ const OPTIONS: Options = Options { h: 1.0 / 1024.0, max_coords: 48, abs: 1e-6, r
 
 /// `n` distinct non-zero multiples of 1/64 with random signs.
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let key = Key::new(seed, "values", 0);
+    let key = Key { seed, stream: netc_ir::rng::stream("values"), step: 0 };
     key.permutation(n)
         .into_iter()
         .enumerate()
@@ -28,13 +28,8 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 }
 
 fn param_input(name: &str, shape: &[usize]) -> Op {
-    let info = ParamInfo {
-        kind: netc_check::ParamKind::Weight,
-        init: ParamInit::Zeros,
-        lr_mult: 1.0,
-        wd_mult: 1.0,
-        sign: None,
-    };
+    let info =
+        ParamInfo { role: netc_ir::ParamRole::Weight, init: ParamInit::Zeros, lr_mult: 1.0, wd_mult: 1.0, sign: None };
     Op::Input(Input { name: name.into(), kind: InputKind::Param(info), shape: Shape::fixed(shape) })
 }
 
@@ -56,7 +51,7 @@ fn program(
     }
     let y = body(&mut b, &ids)?;
     let shape = b.shape(y).cloned().expect("defined").as_fixed().expect("no batch");
-    let key = Key::new(seed, "projection", 0);
+    let key = Key { seed, stream: netc_ir::rng::stream("projection"), step: 0 };
     let r: Vec<f32> =
         (0..shape.iter().product::<usize>() as u64).map(|i| (2.0 * key.uniform(i) - 1.0) as f32).collect();
     let rank = shape.len();
@@ -114,7 +109,7 @@ proptest! {
     #[test]
     fn select(shape in dims(1..=3, 1..5), seed: u64) {
         check(&[shape.clone(), shape.clone()], seed, |b, p| {
-            let key = Key::new(seed, "mask", 0);
+            let key = Key { seed, stream: netc_ir::rng::stream("mask"), step: 0 };
             let mask = (0..shape.iter().product::<usize>() as u64).map(|i| (key.bits(i) & 1) as f32).collect();
             let m = b.push(Op::Const(Tensor::new(shape.clone(), mask).expect("sized")), &[])?;
             b.push(Op::Select, &[m, p[0], p[1]])
@@ -202,7 +197,7 @@ proptest! {
 
     #[test]
     fn softmax_xent(batch in 1..5usize, classes in 1..7usize, seed: u64) {
-        let key = Key::new(seed, "labels", 0);
+        let key = Key { seed, stream: netc_ir::rng::stream("labels"), step: 0 };
         let labels: Vec<f32> = (0..batch as u64).map(|i| key.below(i, classes as u64) as f32).collect();
         let labels = Tensor::new(vec![batch], labels).expect("sized");
         let (program, params) = program(&[vec![batch, classes]], seed, |b, p| {

@@ -7,7 +7,8 @@ use common::{check_gradients, loss, Options, Setup};
 use netc_check::{Init, Net};
 use netc_interp::{Feed, Interpreter};
 use netc_ir::rng::Key;
-use netc_ir::{grad, init_params, lower, LowerOptions, Mode, Program, Tensor};
+use netc_ir::{grad, Mode, Program, Tensor};
+use netc_lower::{init_params, lower, LowerOptions};
 
 fn net(src: &str) -> Net {
     let file = netc_syntax::parse(src).unwrap_or_else(|e| panic!("{e:?}"));
@@ -17,7 +18,7 @@ fn net(src: &str) -> Net {
 }
 
 fn random(shape: &[usize], seed: u64, scale: f64) -> Tensor {
-    let key = Key::new(seed, "data", 0);
+    let key = Key { seed, stream: netc_ir::rng::stream("data"), step: 0 };
     let len: usize = shape.iter().product();
     Tensor::new(shape.to_vec(), (0..len as u64).map(|i| (scale * (2.0 * key.uniform(i) - 1.0)) as f32).collect())
         .unwrap()
@@ -26,7 +27,7 @@ fn random(shape: &[usize], seed: u64, scale: f64) -> Tensor {
 fn batch(net: &Net, n: usize, seed: u64) -> (Tensor, Tensor) {
     let mut shape = vec![n];
     shape.extend(&net.input.shape);
-    let key = Key::new(seed, "labels", 0);
+    let key = Key { seed, stream: netc_ir::rng::stream("labels"), step: 0 };
     let labels = (0..n as u64).map(|i| key.below(i, net.loss.classes as u64) as f32).collect();
     (random(&shape, seed, 1.0), Tensor::new(vec![n], labels).unwrap())
 }
@@ -342,7 +343,7 @@ fn check_directions(
     for p in 0..params.len() {
         let name = params[p].0.clone();
         let g = analytic.get(&name).ok_or_else(|| format!("no gradient for {name}"))?.to_vec();
-        let key = Key::new(11, &name, 0);
+        let key = Key { seed: 11, stream: netc_ir::rng::stream(&name), step: 0 };
         let mut outcome = Ok(());
         for step in [h, h / 10.0] {
             let base = params[p].1.clone();

@@ -1,53 +1,62 @@
 //! The netc tensor IR: programs of SSA values over small tensor operations, with element type
 //! `f32` and static shapes whose batch dimension `N` stays symbolic, so one program serves
-//! every batch size.
+//! every batch size. This crate depends on no other netc crate: the front end lowers into it
+//! (`netc-lower`), and executors read it.
 //!
-//! * [`lower`] turns a checked [`netc_check::Net`] into a forward [`Program`] computing the
-//!   loss and the logits; [`LowerOptions`] choose training or evaluation and the seed.
+//! * [`Program`] is made only through [`Builder`], which applies every op's shape rule.
 //! * [`grad`] turns a forward program into one that also computes the gradient of the loss
 //!   with respect to every parameter (reverse-mode autodiff, program to program).
-//! * [`Program`] prints as text, one instruction per line with its shape and source layer;
-//!   [`Program::display_with_source`] adds line numbers.
+//! * A program prints as text, one instruction per line with its shape and source layer, and
+//!   [`parse`] reads that text back to the same program (see [`text`](crate::parse)).
 //! * [`Tensor`] is the data every executor exchanges, [`rng`] the counter-based randomness
-//!   they share, and [`init_params`] the initial parameter values.
-//! * [`fixed_units`] is the seeded choice of which units of a layer play which part (NegLUs,
-//!   min units, inhibitory units), shared by lowering and `netc summary`; [`param_infos`] is what
-//!   a trainer needs to know about each parameter, including the [`SignConstraint`] of a weight
-//!   that reads a `dale` population.
+//!   they share.
 //!
 //! ```
-//! let src = "net tiny {\n  input x: [4]\n  dense(3)\n  relu\n  dense(2)\n  loss softmax_xent(classes=2)\n}";
-//! let checked = netc_check::check(&netc_syntax::parse(src).unwrap(), &[]).unwrap();
-//! let options = netc_ir::LowerOptions { mode: netc_ir::Mode::Train, seed: 0 };
-//! let forward = netc_ir::lower(&checked.nets[0], options).unwrap();
-//! let backward = netc_ir::grad(&forward).unwrap();
-//! let names: Vec<&str> = backward.params().iter().map(|p| p.name).collect();
-//! assert_eq!(names, ["dense1.weight", "dense1.bias", "dense2.weight", "dense2.bias"]);
-//! assert!(backward.output("dense1.weight").is_some());
-//! let text = forward.display_with_source(src).to_string();
-//! assert!(text.contains("%6: [N,3] = matmul %0, %2 trans_b"), "{text}");
-//! assert!(text.contains("# dense1 (line 3)"));
-//! let params = netc_ir::init_params(&forward, &netc_check::Init::He, 7);
-//! assert_eq!(params[0].1.shape(), &[3, 4]);
+//! let text = "program tiny (eval) {
+//!   source x span=0..9
+//!   %0: [N,3] = input x                                   # x
+//!   %1: [N] = labels
+//!   %2: [2,3] = param w role=weight init=fans(3,2)
+//!   %3: [N,2] = matmul %0, %2 trans_b                     # x
+//!   %4: [] = softmax_xent %3, %1
+//!   return loss = %4
+//!   return logits = %3
+//! }
+//! ";
+//! let program = netc_ir::parse(text).unwrap();
+//! assert_eq!(program.to_string(), text);
+//! let backward = netc_ir::grad(&program).unwrap();
+//! assert!(backward.output("w").is_some());
+//! let bad = netc_ir::parse(&text.replace("[N,2] = matmul", "[N,5] = matmul")).unwrap_err();
+//! assert_eq!((bad.line, bad.column), (6, 7));
 //! ```
 
 mod autodiff;
-mod init;
-mod lower;
 mod op;
 mod program;
 pub mod rng;
 mod shape;
+mod span;
 mod tensor;
-mod units;
+mod text;
 
 pub use autodiff::{grad, GradError};
-pub use init::init_params;
-pub use lower::{lower, param_infos, LowerError, LowerOptions, LABELS, LOGITS, LOSS, STEP};
 pub use op::{
-    Conv, Input, InputKind, Op, ParamInfo, ParamInit, PoolKind, RandomKey, ShapeError, SignConstraint, UnaryFn, Window,
+    Conv, Input, InputKind, Op, ParamInfo, ParamInit, ParamRole, PoolKind, RandomKey, ShapeError, SignConstraint,
+    UnaryFn, Window,
 };
 pub use program::{Builder, Inst, Mode, Output, OutputKind, ParamRef, Program, Source, SourceId, ValueId};
+pub use rng::RandomStream;
 pub use shape::{Dim, Shape};
+pub use span::Span;
 pub use tensor::{Tensor, TensorSizeError};
-pub use units::{all_fixed_units, fixed_units, UnitChoice};
+pub use text::{parse, TextError};
+
+/// The name of the labels input; the data input keeps the user's name.
+pub const LABELS: &str = "labels";
+/// The name of the step-counter input of programs with per-step randomness.
+pub const STEP: &str = "step";
+/// The name of the scalar loss output; gradients are named like their parameters.
+pub const LOSS: &str = "loss";
+/// The name of the class-scores output.
+pub const LOGITS: &str = "logits";

@@ -2,10 +2,10 @@
 //! lowers to several of them, and each has one shape rule (here) and one vector-Jacobian rule
 //! (in `autodiff`).
 
+use crate::rng::RandomStream;
 use crate::shape::{Dim, Shape};
 use crate::tensor::Tensor;
-use netc_check::ParamKind;
-use std::fmt::{self, Write};
+use std::fmt;
 
 /// An IR operation. The operands are the instruction's `args`, in the order documented on
 /// each variant. Spatial tensors are NCHW.
@@ -97,13 +97,35 @@ pub enum InputKind {
 /// What a trainer needs to know about a parameter.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamInfo {
-    pub kind: ParamKind,
+    pub role: ParamRole,
     pub init: ParamInit,
     /// Multipliers of the global learning rate and weight decay, from the layer.
     pub lr_mult: f64,
     pub wd_mult: f64,
     /// The signs the weight must keep, when its layer reads a `dale` population.
     pub sign: Option<SignConstraint>,
+}
+
+/// What a parameter is for: weight decay and sign constraints treat the roles differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ParamRole {
+    /// The weight of a dense layer or a convolution.
+    Weight,
+    Bias,
+    /// A learned filter of an activation (ConvAct's `pos` and `neg`).
+    ActivationFilter,
+}
+
+impl ParamRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            ParamRole::Weight => "weight",
+            ParamRole::Bias => "bias",
+            ParamRole::ActivationFilter => "activation_filter",
+        }
+    }
+
+    pub const ALL: [ParamRole; 3] = [ParamRole::Weight, ParamRole::Bias, ParamRole::ActivationFilter];
 }
 
 /// Dale's principle on a weight `[out, units·block]`: the elements leaving an excitatory
@@ -162,7 +184,7 @@ impl SignConstraint {
 /// How a parameter starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamInit {
-    /// Drawn from the configured distribution (`netc_check::Init`) with these fans.
+    /// Drawn from the run's configured distribution with these fans.
     Weight {
         fan_in: usize,
         fan_out: usize,
@@ -177,7 +199,7 @@ pub enum ParamInit {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RandomKey {
     pub seed: u64,
-    pub stream: String,
+    pub stream: RandomStream,
 }
 
 /// Elementwise functions.
@@ -578,125 +600,6 @@ impl Op {
             Op::SoftmaxXent => "softmax_xent",
             Op::SoftmaxXentGrad => "softmax_xent_grad",
         }
-    }
-
-    /// The op's attributes as ` key=value` pairs (with a leading space each), for the text form.
-    pub fn attributes(&self) -> String {
-        let mut s = String::new();
-        // Writing to a String cannot fail.
-        let _ = self.write_attributes(&mut s);
-        s
-    }
-
-    fn write_attributes(&self, s: &mut String) -> fmt::Result {
-        let kernel = |[h, w]: [usize; 2]| if h == w { h.to_string() } else { format!("{h}x{w}") };
-        let hw = |[h, w]: [usize; 2]| format!("{h}x{w}");
-        let conv_attrs = |s: &mut String, c: &Conv| {
-            write!(s, " stride={} pad={}", c.stride, c.pad)?;
-            if c.groups != 1 {
-                write!(s, " groups={}", c.groups)?;
-            }
-            Ok(())
-        };
-        let window =
-            |s: &mut String, w: &Window| write!(s, " k={} stride={} pad={}", kernel(w.kernel), w.stride, w.pad);
-        match self {
-            Op::Input(input) => {
-                // Labels and step are known by their kind; their names are fixed.
-                if matches!(input.kind, InputKind::Data | InputKind::Param(_)) {
-                    write!(s, " {}", input.name)?;
-                }
-                if let InputKind::Param(p) = &input.kind {
-                    match p.init {
-                        ParamInit::Weight { fan_in, fan_out } => write!(s, " init=fans({fan_in},{fan_out})")?,
-                        ParamInit::Zeros => s.push_str(" init=zeros"),
-                        ParamInit::CentreTap => s.push_str(" init=centre"),
-                    }
-                    if p.lr_mult != 1.0 {
-                        write!(s, " lr_mult={}", p.lr_mult)?;
-                    }
-                    if p.wd_mult != 1.0 {
-                        write!(s, " wd_mult={}", p.wd_mult)?;
-                    }
-                    if let Some(sign) = &p.sign {
-                        write!(
-                            s,
-                            " population={} inhibitory={}/{}",
-                            sign.population,
-                            sign.inhibitory_units(),
-                            sign.inhibitory.len()
-                        )?;
-                    }
-                }
-            }
-            Op::Const(t) => {
-                const SHOWN: usize = 16;
-                let more = |s: &mut String, shown: usize, total: usize| {
-                    if total > shown {
-                        s.push_str(", ...")
-                    }
-                };
-                if t.data().iter().all(|&v| v == 0.0 || v == 1.0) {
-                    // A mask: where its ones are says more than a run of leading zeros.
-                    let ones: Vec<String> =
-                        t.data().iter().enumerate().filter(|(_, &v)| v == 1.0).map(|(i, _)| i.to_string()).collect();
-                    write!(
-                        s,
-                        " mask ones={}/{} at [{}",
-                        ones.len(),
-                        t.len(),
-                        ones[..ones.len().min(SHOWN)].join(", ")
-                    )?;
-                    more(s, SHOWN, ones.len());
-                } else {
-                    let values: Vec<String> = t.data().iter().take(SHOWN).map(|v| v.to_string()).collect();
-                    write!(s, " [{}", values.join(", "))?;
-                    more(s, SHOWN, t.len());
-                }
-                s.push(']');
-            }
-            Op::Fill { value, .. } => write!(s, " {value}")?,
-            Op::RandomBernoulli { keep, key, .. } => write!(s, " keep={keep} seed={} stream={}", key.seed, key.stream)?,
-            Op::RandomParts { fracs, key, .. } => {
-                let fracs: Vec<String> = fracs.iter().map(|f| f.to_string()).collect();
-                write!(s, " fracs=[{}] seed={} stream={}", fracs.join(", "), key.seed, key.stream)?;
-            }
-            Op::Unary(f) => match f {
-                UnaryFn::LeakyRelu { alpha } | UnaryFn::LeakyReluDeriv { alpha } => write!(s, " alpha={alpha}")?,
-                UnaryFn::Scale { c } => write!(s, " by={c}")?,
-                UnaryFn::Equal { value } => write!(s, " value={value}")?,
-                _ => {}
-            },
-            Op::Broadcast { axes, .. } => write!(s, " axes={axes:?}")?,
-            Op::Concat { axis } | Op::ReduceMax { axis } | Op::ReduceMaxBackward { axis } => write!(s, " axis={axis}")?,
-            Op::Slice { axis, start, len } => write!(s, " axis={axis} start={start} len={len}")?,
-            Op::ReduceSum { axes } => write!(s, " axes={axes:?}")?,
-            Op::MatMul { trans_a, trans_b } => {
-                if *trans_a {
-                    s.push_str(" trans_a");
-                }
-                if *trans_b {
-                    s.push_str(" trans_b");
-                }
-            }
-            Op::Conv2d(c) => conv_attrs(s, c)?,
-            Op::Conv2dBackwardData { conv, input_hw } => {
-                conv_attrs(s, conv)?;
-                write!(s, " input={}", hw(*input_hw))?;
-            }
-            Op::Conv2dBackwardFilter { conv, kernel } => {
-                conv_attrs(s, conv)?;
-                write!(s, " kernel={}", hw(*kernel))?;
-            }
-            Op::Pool { window: w, .. } | Op::MaxPoolBackward(w) => window(s, w)?,
-            Op::AvgPoolBackward { window: w, input_hw } => {
-                window(s, w)?;
-                write!(s, " input={}", hw(*input_hw))?;
-            }
-            Op::Reshape { .. } | Op::Add | Op::Sub | Op::Mul | Op::Select | Op::BiasAdd => {}
-            Op::SoftmaxXent | Op::SoftmaxXentGrad => {}
-        }
-        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::op::{Input, InputKind, Op, ParamInfo, ShapeError};
 use crate::shape::Shape;
-use netc_syntax::Span;
+use crate::span::Span;
 use std::fmt;
 
 /// A value: the result of instruction `.0` of its program.
@@ -22,15 +22,17 @@ impl fmt::Display for ValueId {
 pub struct Source {
     /// The layer's name (`conv1`), the input's name, or `loss`.
     pub name: String,
-    /// The layer's index in `Net::layers`, if it is a layer.
+    /// The layer's index in the checked net's layers, if it is a layer.
     pub layer: Option<usize>,
     pub span: Span,
+    /// The 1-based line the span starts on, once known ([`Program::with_source_lines`]).
+    pub line: Option<usize>,
 }
 
 impl Source {
-    /// The 1-based line of the span's start in `text`, the source the net was checked from.
-    pub fn line(&self, text: &str) -> Option<usize> {
-        text.get(..self.span.start).map(|before| before.matches('\n').count() + 1)
+    /// A source whose line is not known yet.
+    pub fn new(name: impl Into<String>, layer: Option<usize>, span: Span) -> Source {
+        Source { name: name.into(), layer, span, line: None }
     }
 }
 
@@ -153,10 +155,13 @@ impl Program {
         self.inputs().any(|(_, i)| i.kind == InputKind::Step)
     }
 
-    /// The text form with each instruction's source line, computed from the source text the
-    /// net was checked from.
-    pub fn display_with_source<'a>(&'a self, source: &'a str) -> impl fmt::Display + 'a {
-        Printer { program: self, source: Some(source) }
+    /// The program with the line of every source computed from `text`, the source the net was
+    /// lowered from, so that the text form and runtime errors can name lines.
+    pub fn with_source_lines(mut self, text: &str) -> Program {
+        for source in &mut self.sources {
+            source.line = text.get(..source.span.start).map(|before| before.matches('\n').count() + 1);
+        }
+        self
     }
 }
 
@@ -277,56 +282,6 @@ fn prune(program: Program) -> Program {
     Program { insts, outputs, ..program }
 }
 
-struct Printer<'a> {
-    program: &'a Program,
-    source: Option<&'a str>,
-}
-
-/// Instructions are padded to this width before their `# source` comment.
-const COMMENT_COLUMN: usize = 56;
-
-impl fmt::Display for Printer<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p = self.program;
-        let mode = match p.mode {
-            Mode::Train => "train",
-            Mode::Eval => "eval",
-        };
-        writeln!(f, "program {} ({mode}) {{", p.name)?;
-        for (i, inst) in p.insts.iter().enumerate() {
-            let args: Vec<String> = inst.args.iter().map(|a| a.to_string()).collect();
-            let mut line = format!("  %{i}: {} = {}", inst.shape, inst.op.name());
-            if !args.is_empty() {
-                line.push(' ');
-                line.push_str(&args.join(", "));
-            }
-            line.push_str(&inst.op.attributes());
-            if let Some(src) = inst.source.and_then(|s| p.sources.get(s.0)) {
-                let width = COMMENT_COLUMN.max(line.chars().count() + 2);
-                write!(f, "{line:width$}# {}", src.name)?;
-                if let Some(line) = self.source.and_then(|text| src.line(text)) {
-                    write!(f, " (line {line})")?;
-                }
-                writeln!(f)?;
-            } else {
-                writeln!(f, "{line}")?;
-            }
-        }
-        for o in &p.outputs {
-            let kind = if o.kind == OutputKind::Gradient { "grad " } else { "" };
-            writeln!(f, "  return {kind}{} = {}", o.name, o.value)?;
-        }
-        writeln!(f, "}}")
-    }
-}
-
-/// The text form: one instruction per line with its shape (`N` for the batch) and source layer.
-impl fmt::Display for Program {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        Printer { program: self, source: None }.fmt(f)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,14 +294,14 @@ mod tests {
             .push(Op::Input(Input { name: "x".into(), kind: InputKind::Data, shape: Shape::batched(&[3]) }), &[])
             .unwrap();
         let dead = b.push(Op::Unary(UnaryFn::Tanh), &[x]).unwrap();
-        b.set_source(Source { name: "relu1".into(), layer: Some(0), span: Span::new(10, 14) });
+        b.set_source(Source::new("relu1", Some(0), Span::new(10, 14)));
         let y = b.push(Op::Unary(UnaryFn::Relu), &[x]).unwrap();
         b.output("y", OutputKind::Logits, y).unwrap();
         let _ = dead;
         let p = b.finish();
         assert_eq!(p.insts().len(), 2);
         assert_eq!(p.output("y").map(|o| o.value), Some(ValueId(1)));
-        let text = p.display_with_source("net t {\n input x: [3]\n relu\n}").to_string();
+        let text = p.with_source_lines("net t {\n input x: [3]\n relu\n}").to_string();
         assert!(text.contains("%1: [N,3] = relu %0"), "{text}");
         assert!(text.contains("# relu1 (line 2)"), "{text}");
         assert!(text.contains("return y = %1"), "{text}");

@@ -2,8 +2,10 @@
 //! the element's index, so results never depend on execution order or thread count, and any
 //! executor (interpreter, JIT, trainer) reproduces the same masks and initial weights.
 //!
-//! A stream names what the numbers are for, e.g. `stream("dropout:drop1")`; the step is the
-//! training-step counter for per-step randomness and 0 for one-off draws.
+//! A [`RandomStream`] names what the numbers are for, e.g. the dropout mask of layer `drop1`;
+//! the step is the training-step counter for per-step randomness and 0 for one-off draws.
+
+use std::fmt;
 
 /// SplitMix64's finaliser: a bijective mix of 64 bits with good avalanche.
 fn mix64(mut z: u64) -> u64 {
@@ -17,6 +19,56 @@ pub fn stream(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// What a family of random numbers is for. Every stream has its own 64-bit id, the hash of its
+/// text form (`mask:mixlu1`), so the numbers drawn for one purpose never depend on another's.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RandomStream {
+    /// The initial values of a parameter, by its name (`init:conv1.weight`).
+    Init(String),
+    /// The units a layer's mask chooses, fixed or per step (`mask:mixlu1`).
+    Mask(String),
+    /// A dropout layer's mask at each step (`dropout:drop1`).
+    Dropout(String),
+    /// The order of the training set in each epoch.
+    Shuffle,
+}
+
+impl RandomStream {
+    /// The stream's 64-bit id.
+    pub fn id(&self) -> u64 {
+        stream(&self.to_string())
+    }
+
+    /// The stream of a text form (`dropout:drop1`), or `None` when it names none.
+    pub fn parse(text: &str) -> Option<RandomStream> {
+        if text == "shuffle" {
+            return Some(RandomStream::Shuffle);
+        }
+        let (kind, name) = text.split_once(':')?;
+        if name.is_empty() {
+            return None;
+        }
+        let name = name.to_string();
+        Some(match kind {
+            "init" => RandomStream::Init(name),
+            "mask" => RandomStream::Mask(name),
+            "dropout" => RandomStream::Dropout(name),
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for RandomStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RandomStream::Init(name) => write!(f, "init:{name}"),
+            RandomStream::Mask(name) => write!(f, "mask:{name}"),
+            RandomStream::Dropout(name) => write!(f, "dropout:{name}"),
+            RandomStream::Shuffle => f.write_str("shuffle"),
+        }
+    }
+}
+
 /// The key of a family of random numbers; `index` picks one member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Key {
@@ -28,8 +80,8 @@ pub struct Key {
 const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl Key {
-    pub fn new(seed: u64, stream_name: &str, step: u64) -> Key {
-        Key { seed, stream: stream(stream_name), step }
+    pub fn new(seed: u64, stream: &RandomStream, step: u64) -> Key {
+        Key { seed, stream: stream.id(), step }
     }
 
     /// 64 random bits for element `index`.
@@ -127,18 +179,22 @@ mod tests {
 
     #[test]
     fn keys_differing_in_one_word_give_different_numbers() {
-        let base = Key::new(1, "mask:mix1", 0);
-        let others = [Key::new(2, "mask:mix1", 0), Key::new(1, "mask:mix2", 0), Key::new(1, "mask:mix1", 1)];
+        let base = Key::new(1, &RandomStream::Mask("mix1".into()), 0);
+        let others = [
+            Key::new(2, &RandomStream::Mask("mix1".into()), 0),
+            Key::new(1, &RandomStream::Mask("mix2".into()), 0),
+            Key::new(1, &RandomStream::Mask("mix1".into()), 1),
+        ];
         for other in others {
             assert_ne!(base.bits(0), other.bits(0));
         }
         assert_ne!(base.bits(0), base.bits(1));
-        assert_eq!(base.bits(7), Key::new(1, "mask:mix1", 0).bits(7));
+        assert_eq!(base.bits(7), Key::new(1, &RandomStream::Mask("mix1".into()), 0).bits(7));
     }
 
     #[test]
     fn uniform_numbers_have_the_right_mean_and_range() {
-        let key = Key::new(3, "test", 0);
+        let key = Key { seed: 3, stream: stream("test"), step: 0 };
         let xs: Vec<f64> = (0..20_000).map(|i| key.uniform(i)).collect();
         assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
         let mean = xs.iter().sum::<f64>() / xs.len() as f64;
@@ -147,7 +203,7 @@ mod tests {
 
     #[test]
     fn normals_have_zero_mean_and_unit_variance() {
-        let key = Key::new(5, "init:conv1.weight", 0);
+        let key = Key::new(5, &RandomStream::Init("conv1.weight".into()), 0);
         let n = 20_000;
         let xs: Vec<f64> = (0..n).map(|i| key.normal(i)).collect();
         let mean = xs.iter().sum::<f64>() / n as f64;
@@ -159,7 +215,7 @@ mod tests {
     #[test]
     fn permutations_are_permutations() {
         for n in [0, 1, 2, 7, 100] {
-            let mut p = Key::new(9, "perm", 4).permutation(n);
+            let mut p = Key { seed: 9, stream: stream("perm"), step: 4 }.permutation(n);
             p.sort_unstable();
             assert_eq!(p, (0..n).collect::<Vec<_>>());
         }
@@ -184,7 +240,7 @@ mod tests {
 
     #[test]
     fn assigned_parts_have_the_exact_counts() {
-        let parts = Key::new(0, "mask:mixlu1", 0).assign_parts(&[0.9, 0.1], 50);
+        let parts = Key::new(0, &RandomStream::Mask("mixlu1".into()), 0).assign_parts(&[0.9, 0.1], 50);
         assert_eq!(parts.iter().filter(|&&p| p == 1).count(), 5);
         assert_eq!(parts.len(), 50);
     }

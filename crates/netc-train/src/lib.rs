@@ -203,7 +203,7 @@ pub fn mean_image(samples: &Samples) -> Vec<f32> {
 /// The order of the training examples in `epoch`: a permutation drawn from the seed alone, so a
 /// resumed run sees the same order as an uninterrupted one.
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    netc_ir::rng::Key::new(seed, "shuffle", epoch as u64).permutation(n)
+    netc_ir::rng::Key::new(seed, &netc_ir::RandomStream::Shuffle, epoch as u64).permutation(n)
 }
 
 /// Evaluates `params` on `samples` in batches; returns the mean loss and the error rate.
@@ -273,7 +273,7 @@ pub fn train(
     checkpoint::write_text(&out.join("model.net"), source)?;
     checkpoint::write_text(&out.join("run.json"), &run_json(net, config, options))?;
 
-    let infos = netc_ir::param_infos(net, config.seed);
+    let infos = netc_lower::param_infos(net, config.seed);
     let mults: Vec<(f64, f64)> = infos.iter().map(|(_, info)| (info.lr_mult, info.wd_mult)).collect();
     let mut grads: Vec<Vec<f32>> = state.params.iter().map(|(_, p)| vec![0.0; p.len()]).collect();
     let image_len = train_set.image_len;

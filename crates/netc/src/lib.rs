@@ -44,6 +44,7 @@ pub use netc_check as check;
 pub use netc_data as data;
 pub use netc_interp as interp;
 pub use netc_ir as ir;
+pub use netc_lower as lower;
 pub use netc_syntax as syntax;
 pub use netc_train as train;
 

@@ -13,15 +13,16 @@ use std::time::{Duration, Instant};
 
 /// Lowers the model's net (forward program, in training or evaluation mode).
 pub fn lower(model: &Model, mode: Mode) -> Result<Program, Error> {
-    let options = netc_ir::LowerOptions { mode, seed: model.train().seed };
-    netc_ir::lower(model.net(), options).map_err(|e| {
+    let options = netc_lower::LowerOptions { mode, seed: model.train().seed };
+    let program = netc_lower::lower(model.net(), options).map_err(|e| {
         model.source_error(
             Diagnostic::error()
                 .with_code("E0600")
                 .with_message(format!("cannot compile `{}`: {}", e.layer, e.message))
                 .with_labels(vec![Label::primary((), e.span.range()).with_message("this layer")]),
         )
-    })
+    })?;
+    Ok(program.with_source_lines(&model.source.text))
 }
 
 /// The forward program and, with `grad`, its backward pass: the program that computes the
@@ -41,7 +42,7 @@ fn differentiate(model: &Model, forward: &Program) -> Result<Program, Error> {
 /// The kernels the compiled executor runs, as `netc ir --fused` prints them.
 pub fn fused_text(model: &Model, grad: bool) -> Result<String, Error> {
     let program = compile(model, Mode::Train, grad)?;
-    netc_exec::describe(&program, Some(&model.source.text)).map_err(executor_error)
+    netc_exec::describe(&program).map_err(executor_error)
 }
 
 /// A compiler stage and how long it took.
@@ -88,8 +89,7 @@ fn executor_error(e: netc_exec::ExecError) -> Error {
 /// The textual IR `netc ir` prints.
 pub fn ir_text(model: &Model, grad: bool) -> Result<String, Error> {
     let program = compile(model, Mode::Train, grad)?;
-    let text = program.display_with_source(&model.source.text).to_string();
-    Ok(text)
+    Ok(program.to_string())
 }
 
 /// `netc summary`: the checker's table of layers, then the fixed, seeded choice of units of
@@ -98,7 +98,7 @@ pub fn ir_text(model: &Model, grad: bool) -> Result<String, Error> {
 /// ranges (`3, 17, 41-43`).
 pub fn summary(model: &Model) -> String {
     let mut out = netc_check::summary(model.net());
-    let choices = netc_ir::all_fixed_units(model.net(), model.train().seed);
+    let choices = netc_lower::all_fixed_units(model.net(), model.train().seed);
     if !choices.is_empty() {
         out.push_str(&format!("fixed units (seed {}):\n", model.train().seed));
     }
@@ -135,7 +135,7 @@ fn ranges(sorted: &[usize]) -> String {
 
 /// Fresh parameters for the model, by its `train` block's `init` and seed.
 pub fn init_params(model: &Model, program: &Program) -> Vec<Named> {
-    netc_ir::init_params(program, &model.train().init, model.train().seed)
+    netc_lower::init_params(program, &model.train().init, model.train().seed)
 }
 
 /// The reference interpreter as a training backend.
@@ -177,11 +177,16 @@ impl InterpBackend {
         let feed = Feed { data: Some(&data), labels: Some(&labels), step, params };
         self.interpreter.run(program, &feed).map_err(|e| match e {
             RunError::NonFinite { source: Some(source), .. } => {
-                StepError::NonFinite { layer: source.name, span: source.span }
+                StepError::NonFinite { layer: source.name, span: syntax_span(source.span) }
             }
             other => StepError::Failed(other.to_string()),
         })
     }
+}
+
+/// The span of an IR value's source, for a diagnostic against the `.net` text.
+fn syntax_span(span: netc_ir::Span) -> netc_syntax::Span {
+    netc_syntax::Span::new(span.start, span.end)
 }
 
 /// Loss and error count from a program's outputs.
@@ -292,7 +297,7 @@ impl ExecBackend {
         let errors = count_errors(output(netc_ir::LOGITS)?, labels);
         if !loss.is_finite() {
             if let Some(source) = executor.first_non_finite().and_then(|nf| nf.source) {
-                return Err(StepError::NonFinite { layer: source.name, span: source.span });
+                return Err(StepError::NonFinite { layer: source.name, span: syntax_span(source.span) });
             }
         }
         Ok(BatchResult { loss, errors })
@@ -314,7 +319,7 @@ impl Backend for ExecBackend {
         // gradients too, and name the layer that produced the first non-finite value.
         if !finite {
             if let Some(source) = self.train.first_non_finite().and_then(|nf| nf.source) {
-                return Err(StepError::NonFinite { layer: source.name, span: source.span });
+                return Err(StepError::NonFinite { layer: source.name, span: syntax_span(source.span) });
             }
         }
         Ok(result)

@@ -45,7 +45,7 @@ mod tests {
 
     #[test]
     fn parts_match_the_reference_assignment() {
-        let key = Key::new(3, "mask:mix1", 17);
+        let key = Key::new(3, &netc_ir::RandomStream::Mask("mix1".into()), 17);
         for n in [0, 1, 2, 9, 1000] {
             let fracs = [0.7, 0.2, 0.1];
             let want = key.assign_parts(&fracs, n);

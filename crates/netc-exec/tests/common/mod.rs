@@ -24,7 +24,7 @@ pub fn example(name: &str) -> String {
 pub fn program(src: &str, mode: Mode, grad: bool, seed: u64) -> (Program, netc_check::Net) {
     let checked = netc_check::check(&netc_syntax::parse(src).expect("parses"), &[]).expect("checks");
     let net = checked.nets[0].clone();
-    let forward = netc_ir::lower(&net, netc_ir::LowerOptions { mode, seed }).expect("lowers");
+    let forward = netc_lower::lower(&net, netc_lower::LowerOptions { mode, seed }).expect("lowers");
     let program = if grad { netc_ir::grad(&forward).expect("differentiates") } else { forward };
     (program, net)
 }
@@ -32,9 +32,9 @@ pub fn program(src: &str, mode: Mode, grad: bool, seed: u64) -> (Program, netc_c
 /// Parameters from `init_params` (He), with the ones that start constant (biases, ConvAct
 /// filters) perturbed so that every parameter matters.
 pub fn params(program: &Program, seed: u64) -> Vec<(String, Tensor)> {
-    let mut params = netc_ir::init_params(program, &netc_check::Init::He, seed);
+    let mut params = netc_lower::init_params(program, &netc_check::Init::He, seed);
     for (name, t) in &mut params {
-        let key = Key::new(seed, &format!("perturb:{name}"), 0);
+        let key = Key { seed, stream: netc_ir::rng::stream(&format!("perturb:{name}")), step: 0 };
         for (i, v) in (0..).zip(t.data_mut()) {
             *v += (0.1 * key.normal(i)) as f32;
         }
@@ -47,7 +47,7 @@ pub fn inputs(example: &[usize], classes: usize, batch: usize, seed: u64) -> (Te
     let mut shape = vec![batch];
     shape.extend_from_slice(example);
     let len: usize = shape.iter().product();
-    let key = Key::new(seed, "test:data", 0);
+    let key = Key { seed, stream: netc_ir::rng::stream("test:data"), step: 0 };
     let data = (0..len as u64).map(|i| (2.0 * key.uniform(i) - 1.0) as f32).collect();
     let labels = (0..batch as u64).map(|i| key.below(1_000_000 + i, classes as u64) as f32).collect();
     (Tensor::new(shape, data).expect("shape"), Tensor::new(vec![batch], labels).expect("shape"))
@@ -89,6 +89,22 @@ impl Case {
         inputs.extend(self.params.iter().map(|(n, t)| (n.as_str(), t.data())));
         let feed = Feed { batch: self.labels.len(), step: self.step, inputs: &inputs };
         exec.run(&feed).expect("the executor runs");
+    }
+
+    /// The case with its program printed and read back. The text must read back to the same
+    /// program and print identically.
+    pub fn reparsed(&self, context: &str) -> Case {
+        let text = self.program.to_string();
+        let program = netc_ir::parse(&text).unwrap_or_else(|e| panic!("{context}: {e}\n{text}"));
+        assert_eq!(program.to_string(), text, "{context}: the text does not print back identically");
+        assert!(program == self.program, "{context}: the text does not read back to the same program");
+        Case {
+            program,
+            params: self.params.clone(),
+            data: self.data.clone(),
+            labels: self.labels.clone(),
+            step: self.step,
+        }
     }
 
     /// The outputs by the executor with `threads` threads.

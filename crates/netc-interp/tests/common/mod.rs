@@ -83,7 +83,7 @@ pub fn check_gradients(
         let coords: Vec<usize> = if len <= options.max_coords {
             (0..len).collect()
         } else {
-            let key = Key::new(7, &name, 0);
+            let key = Key { seed: 7, stream: netc_ir::rng::stream(&name), step: 0 };
             (0..options.max_coords as u64).map(|k| key.below(k, len as u64) as usize).collect()
         };
         for i in coords {
