@@ -33,7 +33,7 @@ enum Command {
     Check(FileArgs),
     /// Print the per-layer table of a net: output shapes, parameters, MACs.
     Summary(FileArgs),
-    /// Print the tensor IR a net compiles to.
+    /// Print the tensor IR a net compiles to, or read back a program in the textual IR (`.nir`).
     Ir(IrArgs),
     /// Train a net on a data set, writing metrics, weights and checkpoints to a run folder.
     Train(TrainArgs),
@@ -237,6 +237,24 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Summary(args) => {
             let model = args.model()?;
             print!("{}", netc::run::summary(&model));
+            Ok(())
+        }
+        Command::Ir(args) if netc::nir::is_ir_file(&args.file.file) => {
+            if !args.file.set.is_empty() || args.file.net.is_some() || args.timings {
+                return Err(Failure::usage(format!(
+                    "{}: --set, --net and --timings apply to .net files, not to IR programs",
+                    args.file.file.display()
+                )));
+            }
+            let source = netc::Source::read(&args.file.file)?;
+            let mut program = netc::nir::read(&source)?;
+            if args.grad {
+                program = netc::nir::differentiate(&program)?;
+            }
+            match args.fused {
+                true => print!("{}", netc::nir::fused_text(&program)?),
+                false => print!("{program}"),
+            }
             Ok(())
         }
         Command::Ir(args) => {

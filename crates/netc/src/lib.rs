@@ -38,6 +38,7 @@
 //! assert_eq!(outputs.get("dense1.weight").unwrap().shape(), &[3, 4]); // its gradient
 //! ```
 
+pub mod nir;
 pub mod run;
 
 pub use netc_check as check;
