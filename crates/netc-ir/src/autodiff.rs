@@ -8,8 +8,9 @@
 //! Only forward ops have rules; the backward and derivative ops that `grad` emits do not, so a
 //! gradient program cannot be differentiated again.
 
-use crate::op::{Input, InputKind, Op, PoolKind, ShapeError, UnaryFn};
+use crate::op::{Input, InputKind, Op, PoolKind, UnaryFn};
 use crate::program::{Builder, Inst, OutputKind, Program, ValueId};
+use crate::rules::ShapeError;
 use crate::shape::{Dim, Shape};
 use std::fmt;
 

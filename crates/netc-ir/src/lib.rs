@@ -35,6 +35,7 @@ mod autodiff;
 mod op;
 mod program;
 pub mod rng;
+mod rules;
 mod shape;
 mod span;
 mod tensor;
@@ -42,11 +43,11 @@ mod text;
 
 pub use autodiff::{grad, GradError};
 pub use op::{
-    Conv, Input, InputKind, Op, ParamInfo, ParamInit, ParamRole, PoolKind, RandomKey, ShapeError, SignConstraint,
-    UnaryFn, Window,
+    Conv, Input, InputKind, Op, ParamInfo, ParamInit, ParamRole, PoolKind, RandomKey, SignConstraint, UnaryFn, Window,
 };
 pub use program::{Builder, Inst, Mode, Output, OutputKind, ParamRef, Program, Source, SourceId, ValueId};
 pub use rng::RandomStream;
+pub use rules::ShapeError;
 pub use shape::{Dim, Shape};
 pub use span::Span;
 pub use tensor::{Tensor, TensorSizeError};

@@ -3,9 +3,8 @@
 //! (in `autodiff`).
 
 use crate::rng::RandomStream;
-use crate::shape::{Dim, Shape};
+use crate::shape::Shape;
 use crate::tensor::Tensor;
-use std::fmt;
 
 /// An IR operation. The operands are the instruction's `args`, in the order documented on
 /// each variant. Spatial tensors are NCHW.
@@ -331,238 +330,7 @@ fn sigmoid(x: f64) -> f64 {
     }
 }
 
-/// Output extent of a sliding window, `floor((input + 2·pad − k) / stride) + 1`, or `None`
-/// when the window does not fit or the stride is 0.
-fn window_out(input: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
-    if stride == 0 || k == 0 {
-        return None;
-    }
-    (input + 2 * pad).checked_sub(k).map(|room| room / stride + 1)
-}
-
-/// Why an instruction's operands do not fit its op.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ShapeError {
-    pub op: String,
-    pub message: String,
-}
-
-impl fmt::Display for ShapeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}`: {}", self.op, self.message)
-    }
-}
-
-impl std::error::Error for ShapeError {}
-
-fn text(shapes: &[&Shape]) -> String {
-    shapes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
-}
-
-fn axes_ok(axes: &[usize], rank: usize) -> bool {
-    axes.windows(2).all(|w| w[0] < w[1]) && axes.iter().all(|&a| a < rank)
-}
-
-/// `[B, C, H, W]` with known C, H, W.
-fn nchw(s: &Shape) -> Option<(Dim, usize, usize, usize)> {
-    match s.dims() {
-        [b, c, h, w] => Some((*b, c.fixed()?, h.fixed()?, w.fixed()?)),
-        _ => None,
-    }
-}
-
 impl Op {
-    /// The op's shape rule: the result shape for operands of shapes `args`.
-    pub fn infer(&self, args: &[&Shape]) -> Result<Shape, ShapeError> {
-        self.infer_inner(args).map_err(|message| ShapeError { op: self.name().to_string(), message })
-    }
-
-    fn arity(&self) -> Option<usize> {
-        Some(match self {
-            Op::Input(_) | Op::Const(_) | Op::Fill { .. } => 0,
-            Op::RandomBernoulli { .. } | Op::RandomParts { .. } => 1,
-            Op::Unary(_) | Op::Broadcast { .. } | Op::Reshape { .. } | Op::Slice { .. } => 1,
-            Op::ReduceSum { .. } | Op::ReduceMax { .. } | Op::Pool { .. } | Op::AvgPoolBackward { .. } => 1,
-            Op::Add | Op::Sub | Op::Mul | Op::ReduceMaxBackward { .. } | Op::MatMul { .. } | Op::BiasAdd => 2,
-            Op::Conv2d(_) | Op::Conv2dBackwardData { .. } | Op::Conv2dBackwardFilter { .. } => 2,
-            Op::MaxPoolBackward(_) | Op::SoftmaxXent | Op::SoftmaxXentGrad => 2,
-            Op::Select => 3,
-            Op::Concat { .. } => return None,
-        })
-    }
-
-    fn infer_inner(&self, args: &[&Shape]) -> Result<Shape, String> {
-        match self.arity() {
-            Some(n) if n != args.len() => return Err(format!("takes {n} operands, got {}", args.len())),
-            None if args.is_empty() => return Err("needs at least one operand".into()),
-            _ => {}
-        }
-        let mismatch = || Err(format!("operand shapes {} do not fit", text(args)));
-        match self {
-            Op::Input(input) => Ok(input.shape.clone()),
-            Op::Const(t) => Ok(Shape::fixed(t.shape())),
-            Op::Fill { shape, .. } => Ok(shape.clone()),
-            Op::RandomBernoulli { shape, .. } | Op::RandomParts { shape, .. } => {
-                if args[0].rank() != 0 {
-                    return Err(format!("the step operand must be a scalar, got {}", args[0]));
-                }
-                Ok(shape.clone())
-            }
-            Op::Unary(_) => Ok(args[0].clone()),
-            Op::Add | Op::Sub | Op::Mul => {
-                if args[0] != args[1] {
-                    return mismatch();
-                }
-                Ok(args[0].clone())
-            }
-            Op::Select => {
-                if args[0] != args[1] || args[1] != args[2] {
-                    return mismatch();
-                }
-                Ok(args[1].clone())
-            }
-            Op::Broadcast { shape, axes } => {
-                let fits = axes.len() == args[0].rank()
-                    && axes_ok(axes, shape.rank())
-                    && axes.iter().zip(args[0].dims()).all(|(&a, d)| shape.dims()[a] == *d);
-                if !fits {
-                    return Err(format!("cannot broadcast {} to {shape} along axes {axes:?}", args[0]));
-                }
-                Ok(shape.clone())
-            }
-            Op::Reshape { shape } => {
-                let x = args[0];
-                if x.batch_count() != shape.batch_count() || x.fixed_product() != shape.fixed_product() {
-                    return Err(format!("cannot reshape {x} to {shape}: the element counts differ"));
-                }
-                Ok(shape.clone())
-            }
-            Op::Concat { axis } => {
-                let first = args[0];
-                let mut total = 0;
-                for s in args {
-                    let same_elsewhere =
-                        s.rank() == first.rank() && (0..s.rank()).all(|i| i == *axis || s.dims()[i] == first.dims()[i]);
-                    match s.fixed_at(*axis) {
-                        Some(d) if same_elsewhere => total += d,
-                        _ => return Err(format!("cannot join {} along axis {axis}", text(args))),
-                    }
-                }
-                let mut out = first.clone();
-                out.0[*axis] = Dim::Fixed(total);
-                Ok(out)
-            }
-            Op::Slice { axis, start, len } => match args[0].fixed_at(*axis) {
-                Some(d) if start + len <= d && *len > 0 => {
-                    let mut out = args[0].clone();
-                    out.0[*axis] = Dim::Fixed(*len);
-                    Ok(out)
-                }
-                _ => Err(format!("cannot take {start}..{} of axis {axis} of {}", start + len, args[0])),
-            },
-            Op::ReduceSum { axes } => {
-                if !axes_ok(axes, args[0].rank()) {
-                    return Err(format!("bad axes {axes:?} for {}", args[0]));
-                }
-                Ok(Shape(
-                    args[0].dims().iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| *d).collect(),
-                ))
-            }
-            Op::ReduceMax { axis } => {
-                if *axis >= args[0].rank() {
-                    return Err(format!("bad axis {axis} for {}", args[0]));
-                }
-                let mut out = args[0].clone();
-                out.0.remove(*axis);
-                Ok(out)
-            }
-            Op::ReduceMaxBackward { axis } => {
-                let reduced = Op::ReduceMax { axis: *axis }.infer_inner(&args[..1])?;
-                if &reduced != args[1] {
-                    return mismatch();
-                }
-                Ok(args[0].clone())
-            }
-            Op::MatMul { trans_a, trans_b } => {
-                let (a, b) = match (args[0].dims(), args[1].dims()) {
-                    ([a0, a1], [b0, b1]) => {
-                        (if *trans_a { [*a1, *a0] } else { [*a0, *a1] }, if *trans_b { [*b1, *b0] } else { [*b0, *b1] })
-                    }
-                    _ => return Err(format!("needs two matrices, got {}", text(args))),
-                };
-                if a[1] != b[0] {
-                    return mismatch();
-                }
-                Ok(Shape(vec![a[0], b[1]]))
-            }
-            Op::BiasAdd => match (args[0].dims().get(1), args[1].dims()) {
-                (Some(c), [b]) if c == b && c.fixed().is_some() => Ok(args[0].clone()),
-                _ => mismatch(),
-            },
-            Op::Conv2d(conv) => {
-                let ((b, c, h, w), wshape) = match (nchw(args[0]), args[1].as_fixed()) {
-                    (Some(x), Some(w)) if w.len() == 4 => (x, w),
-                    _ => return mismatch(),
-                };
-                let (o, kh, kw) = (wshape[0], wshape[2], wshape[3]);
-                conv_groups_fit(conv, c, o, wshape[1])?;
-                let (ho, wo) = conv_out(conv, [h, w], [kh, kw])?;
-                Ok(Shape(vec![b, Dim::Fixed(o), Dim::Fixed(ho), Dim::Fixed(wo)]))
-            }
-            Op::Conv2dBackwardData { conv, input_hw } => {
-                let ((b, o, ho, wo), wshape) = match (nchw(args[0]), args[1].as_fixed()) {
-                    (Some(dy), Some(w)) if w.len() == 4 && w[0] == o_of(args[0]) => (dy, w),
-                    _ => return mismatch(),
-                };
-                let c = wshape[1] * conv.groups;
-                conv_groups_fit(conv, c, o, wshape[1])?;
-                if conv_out(conv, *input_hw, [wshape[2], wshape[3]])? != (ho, wo) {
-                    return mismatch();
-                }
-                Ok(Shape(vec![b, Dim::Fixed(c), Dim::Fixed(input_hw[0]), Dim::Fixed(input_hw[1])]))
-            }
-            Op::Conv2dBackwardFilter { conv, kernel } => {
-                let ((b, c, h, w), (b2, o, ho, wo)) = match (nchw(args[0]), nchw(args[1])) {
-                    (Some(x), Some(dy)) => (x, dy),
-                    _ => return mismatch(),
-                };
-                if b != b2 || conv.groups == 0 || c % conv.groups != 0 {
-                    return mismatch();
-                }
-                conv_groups_fit(conv, c, o, c / conv.groups)?;
-                if conv_out(conv, [h, w], *kernel)? != (ho, wo) {
-                    return mismatch();
-                }
-                Ok(Shape::fixed(&[o, c / conv.groups, kernel[0], kernel[1]]))
-            }
-            Op::Pool { window, .. } => {
-                let (b, c, h, w) = nchw(args[0]).ok_or_else(|| format!("needs [B,C,H,W], got {}", args[0]))?;
-                let (ho, wo) = pool_out(window, [h, w])?;
-                Ok(Shape(vec![b, Dim::Fixed(c), Dim::Fixed(ho), Dim::Fixed(wo)]))
-            }
-            Op::MaxPoolBackward(window) => {
-                let pooled = Op::Pool { kind: PoolKind::Max, window: *window }.infer_inner(&args[..1])?;
-                if &pooled != args[1] {
-                    return mismatch();
-                }
-                Ok(args[0].clone())
-            }
-            Op::AvgPoolBackward { window, input_hw } => {
-                let (b, c, ho, wo) = nchw(args[0]).ok_or_else(|| format!("needs [B,C,H,W], got {}", args[0]))?;
-                if pool_out(window, *input_hw)? != (ho, wo) {
-                    return mismatch();
-                }
-                Ok(Shape(vec![b, Dim::Fixed(c), Dim::Fixed(input_hw[0]), Dim::Fixed(input_hw[1])]))
-            }
-            Op::SoftmaxXent | Op::SoftmaxXentGrad => match (args[0].dims(), args[1].dims()) {
-                ([b, k], [b2]) if b == b2 && k.fixed().is_some_and(|k| k > 0) => {
-                    Ok(if *self == Op::SoftmaxXent { Shape::scalar() } else { args[0].clone() })
-                }
-                _ => Err(format!("needs logits [B,K] and labels [B], got {}", text(args))),
-            },
-        }
-    }
-
     /// The op's mnemonic in the textual IR.
     pub fn name(&self) -> &'static str {
         match self {
@@ -603,39 +371,6 @@ impl Op {
     }
 }
 
-/// The output channel count of a `[B,O,H,W]` shape, or 0 when unknown.
-fn o_of(s: &Shape) -> usize {
-    s.fixed_at(1).unwrap_or(0)
-}
-
-fn conv_groups_fit(conv: &Conv, c: usize, o: usize, c_per_group: usize) -> Result<(), String> {
-    let g = conv.groups;
-    if g == 0 || c % g != 0 || o % g != 0 || c / g != c_per_group {
-        return Err(format!("{c} input and {o} output channels do not split into {g} groups of {c_per_group} inputs"));
-    }
-    Ok(())
-}
-
-fn conv_out(conv: &Conv, [h, w]: [usize; 2], [kh, kw]: [usize; 2]) -> Result<(usize, usize), String> {
-    match (window_out(h, kh, conv.stride, conv.pad), window_out(w, kw, conv.stride, conv.pad)) {
-        (Some(ho), Some(wo)) => Ok((ho, wo)),
-        _ => Err(format!("a {kh}x{kw} filter with stride {} and pad {} does not fit {h}x{w}", conv.stride, conv.pad)),
-    }
-}
-
-/// Pooling output size; padding must be smaller than the window so that every window holds
-/// at least one input element.
-fn pool_out(window: &Window, [h, w]: [usize; 2]) -> Result<(usize, usize), String> {
-    let [kh, kw] = window.kernel;
-    if window.pad >= kh.min(kw) {
-        return Err(format!("padding {} is not smaller than the {kh}x{kw} window", window.pad));
-    }
-    match (window_out(h, kh, window.stride, window.pad), window_out(w, kw, window.stride, window.pad)) {
-        (Some(ho), Some(wo)) => Ok((ho, wo)),
-        _ => Err(format!("a {kh}x{kw} window with stride {} does not fit {h}x{w}", window.stride)),
-    }
-}
-
 impl UnaryFn {
     pub fn name(self) -> &'static str {
         match self {
@@ -661,6 +396,7 @@ impl UnaryFn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::ShapeError;
 
     fn infer(op: Op, args: &[Shape]) -> Result<String, ShapeError> {
         op.infer(&args.iter().collect::<Vec<_>>()).map(|s| s.to_string())

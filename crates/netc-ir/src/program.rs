@@ -1,7 +1,8 @@
 //! Programs: an arena of SSA instructions in topological order, each with its shape and the
 //! source layer it came from, and the named outputs.
 
-use crate::op::{Input, InputKind, Op, ParamInfo, ShapeError};
+use crate::op::{Input, InputKind, Op, ParamInfo};
+use crate::rules::ShapeError;
 use crate::shape::Shape;
 use crate::span::Span;
 use std::fmt;

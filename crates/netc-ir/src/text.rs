@@ -38,6 +38,10 @@ use std::str::FromStr;
 /// Instructions are padded to this width before their `# source` comment.
 const COMMENT_COLUMN: usize = 56;
 
+/// The most elements a constant of the text form may have: its zeros are implicit in a mask, so
+/// the text's length does not bound them.
+const MAX_CONSTANT_ELEMENTS: usize = 1 << 24;
+
 impl fmt::Display for Program {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mode = match self.mode() {
@@ -797,7 +801,10 @@ fn param_info(attrs: &mut Attrs<'_>) -> Result<ParamInfo, Fault> {
 
 /// `mask ones=K/T at [i, …]` or `[v, …]`.
 fn constant(attrs: &mut Attrs<'_>, shape: Vec<usize>) -> Result<Tensor, Fault> {
-    let elements: usize = shape.iter().product();
+    let elements = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|&n| n <= MAX_CONSTANT_ELEMENTS);
+    let Some(elements) = elements else {
+        return Err((attrs.at, format!("a constant holds at most {MAX_CONSTANT_ELEMENTS} elements")));
+    };
     let first = attrs.positional("its values `[…]` or `mask ones=K/T at […]`")?;
     let data = if first.value == "mask" {
         let ones_item = attrs.required("ones")?;
