@@ -401,3 +401,41 @@ fn output_to_a_closed_pipe_stops_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+#[test]
+fn ir_reads_back_what_it_printed() {
+    for example in ["examples/lenet.net", "examples/dale.net", "examples/residual.net"] {
+        for grad in [false, true] {
+            let mut args = vec!["ir", example];
+            if grad {
+                args.push("--grad");
+            }
+            let printed = netc(&args);
+            assert_eq!(printed.status.code(), Some(0), "{}", text(&printed.stderr));
+            let file = temp_file(&format!("roundtrip-{grad}.nir"), &printed.stdout);
+            let again = netc(&["ir", file.to_str().unwrap()]);
+            assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+            assert_eq!(text(&again.stdout), text(&printed.stdout), "{example} --grad={grad}");
+        }
+    }
+    // Fusion and planning run on the parsed program as on the net.
+    let printed = netc(&["ir", "examples/lenet.net"]);
+    let file = temp_file("lenet.nir", &printed.stdout);
+    let from_text = netc(&["ir", file.to_str().unwrap(), "--grad", "--fused"]);
+    assert_eq!(text(&from_text.stdout), text(&netc(&["ir", "examples/lenet.net", "--grad", "--fused"]).stdout));
+}
+
+#[test]
+fn a_malformed_ir_program_is_located_and_exits_1() {
+    let printed = text(&netc(&["ir", "examples/mlp.net"]).stdout);
+    let broken = printed.replacen("= matmul", "= matmull", 1);
+    let file = temp_file("broken.nir", broken.as_bytes());
+    let out = netc(&["ir", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("`matmull` is not an op"), "{err}");
+    let line = broken.lines().position(|l| l.contains("matmull")).unwrap() + 1;
+    assert!(err.contains(&format!("broken.nir:{line}:")), "{err}");
+    let usage = netc(&["ir", file.to_str().unwrap(), "--set", "a=1"]);
+    assert_eq!(usage.status.code(), Some(2));
+}
