@@ -42,7 +42,7 @@ pub(crate) struct Fusion {
 
 /// Whether the pass puts `op` in a kernel: every elementwise op does.
 fn is_elementwise(op: &Op) -> bool {
-    matches!(op, Op::Unary(_) | Op::Add | Op::Sub | Op::Mul | Op::Select | Op::BiasAdd)
+    matches!(op, Op::Unary(_) | Op::Add | Op::Sub | Op::Mul | Op::Binary(_) | Op::Select | Op::BiasAdd)
 }
 
 /// The pass. `uses` counts each value's readers (program outputs included); `taken` marks the
@@ -185,6 +185,7 @@ impl Chain<'_> {
                     Op::Add => Node::Add(args[0], args[1]),
                     Op::Sub => Node::Sub(args[0], args[1]),
                     Op::Mul => Node::Mul(args[0], args[1]),
+                    Op::Binary(f) => Node::Binary(*f, args[0], args[1]),
                     _ => Node::Select { mask: args[0], a: args[1], b: args[2] },
                 }
             }

@@ -232,6 +232,6 @@ fn plain_kernel(op: &Op) -> Option<Kernel> {
         Op::SoftmaxXent => Kernel::SoftmaxXent,
         Op::SoftmaxXentGrad => Kernel::SoftmaxXentGrad,
         Op::Input(_) | Op::Const(_) | Op::Fill { .. } | Op::Reshape { .. } => return None,
-        Op::Unary(_) | Op::Add | Op::Sub | Op::Mul | Op::Select | Op::BiasAdd => return None,
+        Op::Unary(_) | Op::Add | Op::Sub | Op::Mul | Op::Binary(_) | Op::Select | Op::BiasAdd => return None,
     })
 }

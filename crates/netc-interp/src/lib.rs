@@ -223,6 +223,7 @@ impl Interpreter {
                 Op::Add => kernels::zip(arg(0)?, arg(1)?, |a, b| a + b),
                 Op::Sub => kernels::zip(arg(0)?, arg(1)?, |a, b| a - b),
                 Op::Mul => kernels::zip(arg(0)?, arg(1)?, |a, b| a * b),
+                Op::Binary(f) => kernels::zip(arg(0)?, arg(1)?, |a, b| T::from_f64(f.eval(a.to_f64(), b.to_f64()))),
                 Op::Select => kernels::select(arg(0)?, arg(1)?, arg(2)?),
                 Op::Broadcast { axes, .. } => kernels::broadcast(arg(0)?, shape, axes),
                 Op::Reshape { .. } => Buf::new(shape, arg(0)?.data.clone()),

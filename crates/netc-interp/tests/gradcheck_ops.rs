@@ -7,8 +7,8 @@ mod common;
 use common::{check_gradients, Options, Setup};
 use netc_ir::rng::Key;
 use netc_ir::{
-    Builder, Conv, Dim, Input, InputKind, Mode, Op, OutputKind, ParamInfo, ParamInit, PoolKind, Program, Shape,
-    ShapeError, Tensor, UnaryFn, ValueId, Window,
+    BinaryFn, Builder, Conv, Dim, Input, InputKind, Mode, Op, OutputKind, ParamInfo, ParamInit, PoolKind, Program,
+    Shape, ShapeError, Tensor, UnaryFn, ValueId, Window,
 };
 use proptest::prelude::*;
 
@@ -77,7 +77,7 @@ fn dims(rank: std::ops::RangeInclusive<usize>, extent: std::ops::Range<usize>) -
     rank.prop_flat_map(move |r| proptest::collection::vec(extent.clone(), r))
 }
 
-const UNARY: [UnaryFn; 7] = [
+const UNARY: [UnaryFn; 10] = [
     UnaryFn::Relu,
     UnaryFn::NegLU,
     UnaryFn::SoftNegLU,
@@ -85,7 +85,32 @@ const UNARY: [UnaryFn; 7] = [
     UnaryFn::Tanh,
     UnaryFn::LeakyRelu { alpha: 0.1 },
     UnaryFn::Scale { c: -2.5 },
+    UnaryFn::Exp,
+    UnaryFn::Abs,
+    UnaryFn::Softplus,
 ];
+
+/// Functions defined for positive arguments only: checked on `|x| + 1`, where the step `h` is
+/// small against the curvature.
+const POSITIVE_UNARY: [UnaryFn; 3] = [UnaryFn::Log, UnaryFn::Log1p, UnaryFn::Sqrt];
+
+/// `x + c`.
+fn plus(b: &mut Builder, x: ValueId, c: f32) -> Result<ValueId, ShapeError> {
+    let shape = b.shape(x).cloned().expect("defined");
+    let c = b.push(Op::Fill { value: c, shape }, &[])?;
+    b.push(Op::Add, &[x, c])
+}
+
+/// `x + 1/128`: never a multiple of 1/64, so never within `h` of another input (no ties).
+fn offset(b: &mut Builder, x: ValueId) -> Result<ValueId, ShapeError> {
+    plus(b, x, 1.0 / 128.0)
+}
+
+/// `|x| + 1`.
+fn positive(b: &mut Builder, x: ValueId) -> Result<ValueId, ShapeError> {
+    let magnitude = b.push(Op::Unary(UnaryFn::Abs), &[x])?;
+    plus(b, magnitude, 1.0)
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
@@ -93,6 +118,40 @@ proptest! {
     #[test]
     fn unary(shape in dims(1..=3, 1..6), f in 0..UNARY.len(), seed: u64) {
         check(&[shape], seed, |b, p| b.push(Op::Unary(UNARY[f]), &[p[0]]))?;
+    }
+
+    #[test]
+    fn unary_on_positive_arguments(shape in dims(1..=3, 1..6), f in 0..POSITIVE_UNARY.len(), seed: u64) {
+        check(&[shape], seed, |b, p| {
+            let x = positive(b, p[0])?;
+            b.push(Op::Unary(POSITIVE_UNARY[f]), &[x])
+        })?;
+    }
+
+    #[test]
+    fn binary(shape in dims(1..=3, 1..5), f in 0..BinaryFn::ALL.len(), seed: u64) {
+        let f = BinaryFn::ALL[f];
+        check(&[shape.clone(), shape], seed, |b, p| {
+            let second = offset(b, p[1])?;
+            match f {
+                // A positive base, a denominator away from 0.
+                BinaryFn::Pow => {
+                    let base = positive(b, p[0])?;
+                    b.push(Op::Binary(f), &[base, second])
+                }
+                BinaryFn::Div => {
+                    let denominator = positive(b, p[1])?;
+                    b.push(Op::Binary(f), &[p[0], denominator])
+                }
+                // Comparisons are piecewise constant: multiplied by an operand, their gradient
+                // is the mask itself.
+                _ if !matches!(f, BinaryFn::Min | BinaryFn::Max) => {
+                    let mask = b.push(Op::Binary(f), &[p[0], second])?;
+                    b.push(Op::Mul, &[mask, p[0]])
+                }
+                _ => b.push(Op::Binary(f), &[p[0], second]),
+            }
+        })?;
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! Only forward ops have rules; the backward and derivative ops that `grad` emits do not, so a
 //! gradient program cannot be differentiated again.
 
-use crate::op::{Input, InputKind, Op, PoolKind, UnaryFn};
+use crate::op::{BinaryFn, Input, InputKind, Op, PoolKind, UnaryFn};
 use crate::program::{Builder, Inst, OutputKind, Program, ValueId};
 use crate::rules::ShapeError;
 use crate::shape::{Dim, Shape};
@@ -100,6 +100,71 @@ fn is_one(b: &Builder, v: ValueId) -> bool {
     matches!(b.inst(v).map(|i| &i.op), Some(Op::Fill { value, .. }) if *value == 1.0)
 }
 
+/// The gradients of `f(a, b)` with respect to `a` and `b` (where wanted), given the gradient `g`
+/// of its result. Where a function has no derivative, the conventions are the built-ins':
+/// `max(a, b)` passes the gradient to `a` only where `a > b` (so `max(x, 0)` has ReLU's
+/// derivative 0 at 0), `min(a, b)` to `a` only where `a < b`; comparisons are piecewise constant
+/// and pass none. `pow(a, b)` with respect to `b` is `aᵇ·ln a`, NaN where `a < 0`.
+fn binary_vjp(
+    b: &mut Builder,
+    f: BinaryFn,
+    args: &[ValueId],
+    g: ValueId,
+    want_a: bool,
+    want_b: bool,
+) -> Result<Vec<Option<ValueId>>, GradError> {
+    let (x, y) = (args[0], args[1]);
+    let mut out = vec![None, None];
+    match f {
+        BinaryFn::Less
+        | BinaryFn::LessEqual
+        | BinaryFn::Greater
+        | BinaryFn::GreaterEqual
+        | BinaryFn::Equal
+        | BinaryFn::NotEqual => {}
+        BinaryFn::Div => {
+            if want_a {
+                out[0] = Some(b.push(Op::Binary(BinaryFn::Div), &[g, y])?);
+            }
+            if want_b {
+                // d(x/y)/dy = −(x/y)/y; the quotient is the forward value (the builder finds it).
+                let quotient = b.push(Op::Binary(BinaryFn::Div), &[x, y])?;
+                let scaled = b.push(Op::Mul, &[g, quotient])?;
+                let over = b.push(Op::Binary(BinaryFn::Div), &[scaled, y])?;
+                out[1] = Some(b.push(Op::Unary(UnaryFn::Scale { c: -1.0 }), &[over])?);
+            }
+        }
+        BinaryFn::Min | BinaryFn::Max => {
+            let picks_a = if f == BinaryFn::Max { BinaryFn::Greater } else { BinaryFn::Less };
+            let mask = b.push(Op::Binary(picks_a), &[x, y])?;
+            let z = zeros(b, shape_of(b, g)?)?;
+            if want_a {
+                out[0] = Some(b.push(Op::Select, &[mask, g, z])?);
+            }
+            if want_b {
+                out[1] = Some(b.push(Op::Select, &[mask, z, g])?);
+            }
+        }
+        BinaryFn::Pow => {
+            let power = b.push(Op::Binary(BinaryFn::Pow), &[x, y])?;
+            if want_a {
+                // d(xʸ)/dx = y·x^(y−1), which is finite at x = 0 for y ≥ 1.
+                let one = b.push(Op::Fill { value: 1.0, shape: shape_of(b, y)? }, &[])?;
+                let lowered = b.push(Op::Sub, &[y, one])?;
+                let lower_power = b.push(Op::Binary(BinaryFn::Pow), &[x, lowered])?;
+                let slope = b.push(Op::Mul, &[y, lower_power])?;
+                out[0] = Some(b.push(Op::Mul, &[g, slope])?);
+            }
+            if want_b {
+                let ln = b.push(Op::Unary(UnaryFn::Log), &[x])?;
+                let slope = b.push(Op::Mul, &[power, ln])?;
+                out[1] = Some(b.push(Op::Mul, &[g, slope])?);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The gradient with respect to each operand (where `wants` says so) of an instruction whose
 /// result has gradient `g`.
 fn vjp(b: &mut Builder, inst: &Inst, g: ValueId, wants: &[bool]) -> Result<Vec<Option<ValueId>>, GradError> {
@@ -134,6 +199,7 @@ fn vjp(b: &mut Builder, inst: &Inst, g: ValueId, wants: &[bool]) -> Result<Vec<O
                 out[1] = Some(b.push(Op::Mul, &[g, args[0]])?);
             }
         }
+        Op::Binary(f) => out = binary_vjp(b, *f, args, g, want(0), want(1))?,
         // The mask is piecewise constant: it gets no gradient.
         Op::Select => {
             let z = zeros(b, shape_of(b, g)?)?;

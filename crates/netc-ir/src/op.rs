@@ -30,6 +30,8 @@ pub enum Op {
     Sub,
     /// `(a, b)`: elementwise `a · b`.
     Mul,
+    /// `(a, b)`: an elementwise function of two operands of one shape.
+    Binary(BinaryFn),
     /// `(mask, a, b)`: `a` where the mask is non-zero, else `b`. All three shapes are equal.
     Select,
     /// `(x)`: repeats `x` into `shape`; input dimension `i` becomes output axis `axes[i]`, the
@@ -226,6 +228,17 @@ pub enum UnaryFn {
     Equal {
         value: f64,
     },
+    Exp,
+    /// `ln x`
+    Log,
+    /// `ln(1 + x)`, accurate near 0.
+    Log1p,
+    Sqrt,
+    Abs,
+    /// `ln(1 + e^x)`, computed stably.
+    Softplus,
+    /// `−1`, `0` or `1`: the derivative of `abs` (0 at 0).
+    Sign,
     /// `1[x > 0]`
     ReluDeriv,
     /// `1[x < 0]`
@@ -236,10 +249,94 @@ pub enum UnaryFn {
     SigmoidDeriv,
     /// `1 − tanh²(x)`
     TanhDeriv,
+    /// `1 / x`
+    LogDeriv,
+    /// `1 / (1 + x)`
+    Log1pDeriv,
+    /// `1 / (2·√x)`
+    SqrtDeriv,
     /// `1` for `x > 0`, else `alpha`.
     LeakyReluDeriv {
         alpha: f64,
     },
+}
+
+/// Elementwise functions of two operands. Comparisons give 1 where they hold, else 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryFn {
+    Div,
+    /// `a` if `a < b`, else `b`.
+    Min,
+    /// `a` if `a > b`, else `b`.
+    Max,
+    /// `a^b`
+    Pow,
+    Less,
+    LessEqual,
+    Greater,
+    GreaterEqual,
+    Equal,
+    NotEqual,
+}
+
+impl BinaryFn {
+    pub const ALL: [BinaryFn; 10] = [
+        BinaryFn::Div,
+        BinaryFn::Min,
+        BinaryFn::Max,
+        BinaryFn::Pow,
+        BinaryFn::Less,
+        BinaryFn::LessEqual,
+        BinaryFn::Greater,
+        BinaryFn::GreaterEqual,
+        BinaryFn::Equal,
+        BinaryFn::NotEqual,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryFn::Div => "div",
+            BinaryFn::Min => "min",
+            BinaryFn::Max => "max",
+            BinaryFn::Pow => "pow",
+            BinaryFn::Less => "lt",
+            BinaryFn::LessEqual => "le",
+            BinaryFn::Greater => "gt",
+            BinaryFn::GreaterEqual => "ge",
+            BinaryFn::Equal => "eq",
+            BinaryFn::NotEqual => "ne",
+        }
+    }
+
+    /// The function's value in `f64`; every executor computes these formulas (division and the
+    /// comparisons round alike in `f32` and `f64`, so `f32` executors may compute them directly).
+    pub fn eval(self, a: f64, b: f64) -> f64 {
+        let holds = |c: bool| f64::from(u8::from(c));
+        match self {
+            BinaryFn::Div => a / b,
+            BinaryFn::Min => {
+                if a < b {
+                    a
+                } else {
+                    b
+                }
+            }
+            BinaryFn::Max => {
+                if a > b {
+                    a
+                } else {
+                    b
+                }
+            }
+            BinaryFn::Pow => a.powf(b),
+            BinaryFn::Less => holds(a < b),
+            BinaryFn::LessEqual => holds(a <= b),
+            BinaryFn::Greater => holds(a > b),
+            BinaryFn::GreaterEqual => holds(a >= b),
+            BinaryFn::Equal => holds(a == b),
+            BinaryFn::NotEqual => holds(a != b),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -276,6 +373,12 @@ impl UnaryFn {
             UnaryFn::Sigmoid => UnaryFn::SigmoidDeriv,
             UnaryFn::Tanh => UnaryFn::TanhDeriv,
             UnaryFn::LeakyRelu { alpha } => UnaryFn::LeakyReluDeriv { alpha },
+            UnaryFn::Exp => UnaryFn::Exp,
+            UnaryFn::Log => UnaryFn::LogDeriv,
+            UnaryFn::Log1p => UnaryFn::Log1pDeriv,
+            UnaryFn::Sqrt => UnaryFn::SqrtDeriv,
+            UnaryFn::Abs => UnaryFn::Sign,
+            UnaryFn::Softplus => UnaryFn::Sigmoid,
             _ => return None,
         })
     }
@@ -297,6 +400,17 @@ impl UnaryFn {
                 }
             }
             UnaryFn::Scale { c } => c * x,
+            UnaryFn::Exp => x.exp(),
+            UnaryFn::Log => x.ln(),
+            UnaryFn::Log1p => x.ln_1p(),
+            UnaryFn::Sqrt => x.sqrt(),
+            UnaryFn::Abs => x.abs(),
+            // ln(1 + e^x) = max(x, 0) + ln(1 + e^−|x|): no overflow for any x.
+            UnaryFn::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            UnaryFn::Sign => f64::from(u8::from(x > 0.0)) - f64::from(u8::from(x < 0.0)),
+            UnaryFn::LogDeriv => 1.0 / x,
+            UnaryFn::Log1pDeriv => 1.0 / (1.0 + x),
+            UnaryFn::SqrtDeriv => 0.5 / x.sqrt(),
             UnaryFn::Equal { value } => f64::from(u8::from(x == value)),
             UnaryFn::ReluDeriv => f64::from(u8::from(x > 0.0)),
             UnaryFn::NegLUDeriv => f64::from(u8::from(x < 0.0)),
@@ -348,6 +462,7 @@ impl Op {
             Op::Add => "add",
             Op::Sub => "sub",
             Op::Mul => "mul",
+            Op::Binary(f) => f.name(),
             Op::Select => "select",
             Op::Broadcast { .. } => "broadcast",
             Op::Reshape { .. } => "reshape",
@@ -389,6 +504,16 @@ impl UnaryFn {
             UnaryFn::SigmoidDeriv => "sigmoid_deriv",
             UnaryFn::TanhDeriv => "tanh_deriv",
             UnaryFn::LeakyReluDeriv { .. } => "leaky_relu_deriv",
+            UnaryFn::Exp => "exp",
+            UnaryFn::Log => "log",
+            UnaryFn::Log1p => "log1p",
+            UnaryFn::Sqrt => "sqrt",
+            UnaryFn::Abs => "abs",
+            UnaryFn::Softplus => "softplus",
+            UnaryFn::Sign => "sign",
+            UnaryFn::LogDeriv => "log_deriv",
+            UnaryFn::Log1pDeriv => "log1p_deriv",
+            UnaryFn::SqrtDeriv => "sqrt_deriv",
         }
     }
 }

@@ -23,7 +23,8 @@
 //! and column.
 
 use crate::op::{
-    Conv, Input, InputKind, Op, ParamInfo, ParamInit, ParamRole, PoolKind, RandomKey, SignConstraint, UnaryFn, Window,
+    BinaryFn, Conv, Input, InputKind, Op, ParamInfo, ParamInit, ParamRole, PoolKind, RandomKey, SignConstraint,
+    UnaryFn, Window,
 };
 use crate::program::{Builder, Mode, OutputKind, Program, Source, ValueId};
 use crate::rng::RandomStream;
@@ -194,7 +195,7 @@ impl Op {
                 window(s, w)?;
                 write!(s, " input={}", hw(*input_hw))?;
             }
-            Op::Reshape { .. } | Op::Add | Op::Sub | Op::Mul | Op::Select | Op::BiasAdd => {}
+            Op::Reshape { .. } | Op::Add | Op::Sub | Op::Mul | Op::Binary(_) | Op::Select | Op::BiasAdd => {}
             Op::SoftmaxXent | Op::SoftmaxXentGrad => {}
         }
         Ok(())
@@ -733,7 +734,10 @@ fn op(mnemonic: &str, shape: &Shape, shape_span: Span, attrs: &mut Attrs<'_>) ->
             let window = attrs.window()?;
             Op::AvgPoolBackward { window, input_hw: extent(&attrs.required("input")?, false)? }
         }
-        _ => Op::Unary(unary(mnemonic, attrs)?),
+        _ => match BinaryFn::ALL.into_iter().find(|f| f.name() == mnemonic) {
+            Some(f) => Op::Binary(f),
+            None => Op::Unary(unary(mnemonic, attrs)?),
+        },
     })
 }
 
@@ -754,6 +758,16 @@ fn unary(mnemonic: &str, attrs: &mut Attrs<'_>) -> Result<UnaryFn, Fault> {
         "sigmoid_deriv" => UnaryFn::SigmoidDeriv,
         "tanh_deriv" => UnaryFn::TanhDeriv,
         "leaky_relu_deriv" => UnaryFn::LeakyReluDeriv { alpha: attrs.f64("alpha")? },
+        "exp" => UnaryFn::Exp,
+        "log" => UnaryFn::Log,
+        "log1p" => UnaryFn::Log1p,
+        "sqrt" => UnaryFn::Sqrt,
+        "abs" => UnaryFn::Abs,
+        "softplus" => UnaryFn::Softplus,
+        "sign" => UnaryFn::Sign,
+        "log_deriv" => UnaryFn::LogDeriv,
+        "log1p_deriv" => UnaryFn::Log1pDeriv,
+        "sqrt_deriv" => UnaryFn::SqrtDeriv,
         _ => return Err((attrs.at, format!("`{mnemonic}` is not an op"))),
     })
 }

@@ -13,7 +13,7 @@ use cranelift_codegen::ir::{
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
-use netc_ir::UnaryFn;
+use netc_ir::{BinaryFn, UnaryFn};
 use std::fmt;
 use std::ops::Range;
 
@@ -107,18 +107,44 @@ callout!(tanh, UnaryFn::Tanh);
 callout!(softneglu_deriv, UnaryFn::SoftNegLUDeriv);
 callout!(sigmoid_deriv, UnaryFn::SigmoidDeriv);
 callout!(tanh_deriv, UnaryFn::TanhDeriv);
+callout!(exp, UnaryFn::Exp);
+callout!(log, UnaryFn::Log);
+callout!(log1p, UnaryFn::Log1p);
+callout!(softplus, UnaryFn::Softplus);
+callout!(log1p_deriv, UnaryFn::Log1pDeriv);
+callout!(sqrt_deriv, UnaryFn::SqrtDeriv);
+
+extern "C" fn pow(a: f32, b: f32) -> f32 {
+    crate::kernel::apply_binary(BinaryFn::Pow, a, b)
+}
 
 type Callout = extern "C" fn(f32) -> f32;
 
 /// The transcendental functions: computed in `f64` by Rust, one lane at a time.
-const CALLOUTS: [(UnaryFn, &str, Callout); 6] = [
+const CALLOUTS: [(UnaryFn, &str, Callout); 12] = [
     (UnaryFn::SoftNegLU, "netc_softneglu", softneglu),
     (UnaryFn::Sigmoid, "netc_sigmoid", sigmoid),
     (UnaryFn::Tanh, "netc_tanh", tanh),
     (UnaryFn::SoftNegLUDeriv, "netc_softneglu_deriv", softneglu_deriv),
     (UnaryFn::SigmoidDeriv, "netc_sigmoid_deriv", sigmoid_deriv),
     (UnaryFn::TanhDeriv, "netc_tanh_deriv", tanh_deriv),
+    (UnaryFn::Exp, "netc_exp", exp),
+    (UnaryFn::Log, "netc_log", log),
+    (UnaryFn::Log1p, "netc_log1p", log1p),
+    (UnaryFn::Softplus, "netc_softplus", softplus),
+    (UnaryFn::Log1pDeriv, "netc_log1p_deriv", log1p_deriv),
+    (UnaryFn::SqrtDeriv, "netc_sqrt_deriv", sqrt_deriv),
 ];
+
+/// `pow`, the one function of two operands computed by Rust.
+const POW: &str = "netc_pow";
+
+/// A function compiled code calls: one of [`CALLOUTS`], or [`POW`].
+#[derive(Clone, Copy, PartialEq)]
+enum Callee {
+    Unary(UnaryFn),
+    Pow,
+}
 
 /// Compiles `kernels` for the host CPU.
 pub fn compile(kernels: &[Kernel]) -> Result<Code, JitError> {
@@ -129,6 +155,7 @@ pub fn compile(kernels: &[Kernel]) -> Result<Code, JitError> {
     for (_, name, f) in CALLOUTS {
         builder.symbol(name, f as *const u8);
     }
+    builder.symbol(POW, pow as extern "C" fn(f32, f32) -> f32 as *const u8);
     let mut module = JITModule::new(builder);
     let fma = module.isa().isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true));
 
@@ -136,10 +163,13 @@ pub fn compile(kernels: &[Kernel]) -> Result<Code, JitError> {
     let mut callout_sig = module.make_signature();
     callout_sig.params.push(AbiParam::new(types::F32));
     callout_sig.returns.push(AbiParam::new(types::F32));
-    let callouts: Vec<FuncId> = CALLOUTS
+    let mut callouts: Vec<FuncId> = CALLOUTS
         .iter()
         .map(|(_, name, _)| module.declare_function(name, Linkage::Import, &callout_sig).map_err(err))
         .collect::<Result<_, _>>()?;
+    let mut pow_sig = callout_sig.clone();
+    pow_sig.params.push(AbiParam::new(types::F32));
+    callouts.push(module.declare_function(POW, Linkage::Import, &pow_sig).map_err(err)?);
 
     let mut sig = module.make_signature();
     sig.params.extend([AbiParam::new(ptr); 6]);
@@ -153,9 +183,12 @@ pub fn compile(kernels: &[Kernel]) -> Result<Code, JitError> {
         ctx.func.name = UserFuncName::user(0, id.as_u32());
         {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-            let mut refs = vec![None; CALLOUTS.len()];
-            let mut callout = |b: &mut FunctionBuilder, f: UnaryFn| {
-                let i = CALLOUTS.iter().position(|(g, _, _)| *g == f)?;
+            let mut refs = vec![None; callouts.len()];
+            let mut callout = |b: &mut FunctionBuilder, callee: Callee| {
+                let i = match callee {
+                    Callee::Unary(f) => CALLOUTS.iter().position(|(g, _, _)| *g == f)?,
+                    Callee::Pow => CALLOUTS.len(),
+                };
                 Some(*refs[i].get_or_insert_with(|| module.declare_func_in_func(callouts[i], b.func)))
             };
             Emitter { kernel, ptr, fma, callout: &mut callout }.function(&mut b);
@@ -201,7 +234,7 @@ struct Row {
 
 const LANES: i64 = 4;
 
-impl<C: FnMut(&mut FunctionBuilder, UnaryFn) -> Option<FuncRef>> Emitter<'_, C> {
+impl<C: FnMut(&mut FunctionBuilder, Callee) -> Option<FuncRef>> Emitter<'_, C> {
     fn function(&mut self, b: &mut FunctionBuilder) {
         let ptr = self.ptr;
         let k = self.kernel;
@@ -348,6 +381,7 @@ impl<C: FnMut(&mut FunctionBuilder, UnaryFn) -> Option<FuncRef>> Emitter<'_, C> 
                     choose(b, ty, cond, v(a), v(other))
                 }
                 Node::Unary(f, x) => self.unary(b, ty, f, v(x)),
+                Node::Binary(f, x, y) => self.binary(b, ty, f, v(x), v(y)),
             };
             values[n] = Some(value);
         }
@@ -400,33 +434,78 @@ impl<C: FnMut(&mut FunctionBuilder, UnaryFn) -> Option<FuncRef>> Emitter<'_, C> 
                 let c = compare(b, FloatCC::Equal, v);
                 choose(b, ty, c, one, zero)
             }
+            UnaryFn::Sqrt => b.ins().sqrt(x),
+            UnaryFn::Abs => b.ins().fabs(x),
+            UnaryFn::Sign => {
+                let minus_one = constant(b, ty, -1.0);
+                let negative = compare(b, FloatCC::LessThan, zero);
+                let rest = choose(b, ty, negative, minus_one, zero);
+                let positive = compare(b, FloatCC::GreaterThan, zero);
+                choose(b, ty, positive, one, rest)
+            }
+            UnaryFn::LogDeriv => b.ins().fdiv(one, x),
             UnaryFn::SoftNegLU
             | UnaryFn::Sigmoid
             | UnaryFn::Tanh
             | UnaryFn::SoftNegLUDeriv
             | UnaryFn::SigmoidDeriv
-            | UnaryFn::TanhDeriv => {
-                let callee = (self.callout)(b, f).expect("every transcendental function has a callout");
-                let call = |b: &mut FunctionBuilder, s: Value| {
-                    let inst = b.ins().call(callee, &[s]);
-                    b.inst_results(inst)[0]
-                };
-                if ty == types::F32 {
-                    return call(b, x);
-                }
-                let lanes: Vec<Value> = (0..LANES as u8)
-                    .map(|l| {
-                        let s = b.ins().extractlane(x, l);
-                        call(b, s)
-                    })
-                    .collect();
-                let mut v = b.ins().scalar_to_vector(types::F32X4, lanes[0]);
-                for (l, &s) in lanes.iter().enumerate().skip(1) {
-                    v = b.ins().insertlane(v, s, l as u8);
-                }
-                v
-            }
+            | UnaryFn::TanhDeriv
+            | UnaryFn::Exp
+            | UnaryFn::Log
+            | UnaryFn::Log1p
+            | UnaryFn::Softplus
+            | UnaryFn::Log1pDeriv
+            | UnaryFn::SqrtDeriv => self.call(b, ty, Callee::Unary(f), &[x]),
         }
+    }
+
+    fn binary(&mut self, b: &mut FunctionBuilder, ty: Type, f: BinaryFn, x: Value, y: Value) -> Value {
+        let compare = |b: &mut FunctionBuilder, cc: FloatCC| {
+            let c = b.ins().fcmp(cc, x, y);
+            let (one, zero) = (constant(b, ty, 1.0), constant(b, ty, 0.0));
+            choose(b, ty, c, one, zero)
+        };
+        match f {
+            BinaryFn::Div => b.ins().fdiv(x, y),
+            BinaryFn::Min => {
+                let c = b.ins().fcmp(FloatCC::LessThan, x, y);
+                choose(b, ty, c, x, y)
+            }
+            BinaryFn::Max => {
+                let c = b.ins().fcmp(FloatCC::GreaterThan, x, y);
+                choose(b, ty, c, x, y)
+            }
+            BinaryFn::Pow => self.call(b, ty, Callee::Pow, &[x, y]),
+            BinaryFn::Less => compare(b, FloatCC::LessThan),
+            BinaryFn::LessEqual => compare(b, FloatCC::LessThanOrEqual),
+            BinaryFn::Greater => compare(b, FloatCC::GreaterThan),
+            BinaryFn::GreaterEqual => compare(b, FloatCC::GreaterThanOrEqual),
+            BinaryFn::Equal => compare(b, FloatCC::Equal),
+            BinaryFn::NotEqual => compare(b, FloatCC::NotEqual),
+        }
+    }
+
+    /// A call of a Rust function, lane by lane for vectors.
+    fn call(&mut self, b: &mut FunctionBuilder, ty: Type, callee: Callee, args: &[Value]) -> Value {
+        let callee = (self.callout)(b, callee).expect("every called function is declared");
+        let call = |b: &mut FunctionBuilder, scalars: &[Value]| {
+            let inst = b.ins().call(callee, scalars);
+            b.inst_results(inst)[0]
+        };
+        if ty == types::F32 {
+            return call(b, args);
+        }
+        let lanes: Vec<Value> = (0..LANES as u8)
+            .map(|l| {
+                let scalars: Vec<Value> = args.iter().map(|&a| b.ins().extractlane(a, l)).collect();
+                call(b, &scalars)
+            })
+            .collect();
+        let mut v = b.ins().scalar_to_vector(types::F32X4, lanes[0]);
+        for (l, &s) in lanes.iter().enumerate().skip(1) {
+            v = b.ins().insertlane(v, s, l as u8);
+        }
+        v
     }
 }
 

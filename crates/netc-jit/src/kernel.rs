@@ -7,7 +7,7 @@
 //! (a single row), a per-channel bias or mask over `[N, C, H, W]` (`inner = H·W`, the channel
 //! is `r mod C`), and one over the columns of a `[N, C]` matrix (`inner = C`).
 
-use netc_ir::UnaryFn;
+use netc_ir::{BinaryFn, UnaryFn};
 use std::fmt;
 
 /// How an operand's elements map onto the kernel's grid.
@@ -45,6 +45,7 @@ pub enum Node {
     Operand(usize),
     Const(f32),
     Unary(UnaryFn, NodeId),
+    Binary(BinaryFn, NodeId, NodeId),
     Add(NodeId, NodeId),
     Sub(NodeId, NodeId),
     Mul(NodeId, NodeId),
@@ -65,7 +66,7 @@ impl Node {
         let (list, n) = match *self {
             Node::Operand(_) | Node::Const(_) => ([0; 3], 0),
             Node::Unary(_, a) => ([a, 0, 0], 1),
-            Node::Add(a, b) | Node::Sub(a, b) | Node::Mul(a, b) => ([a, b, 0], 2),
+            Node::Add(a, b) | Node::Sub(a, b) | Node::Mul(a, b) | Node::Binary(_, a, b) => ([a, b, 0], 2),
             Node::MulAdd(a, b, c) => ([a, b, c], 3),
             Node::Select { mask, a, b } => ([mask, a, b], 3),
         };
@@ -151,6 +152,7 @@ impl Kernel {
                         Node::Operand(o) => operands[o][self.operands[o].index(r, j, inner)],
                         Node::Const(c) => c,
                         Node::Unary(f, a) => apply(f, at(a)),
+                        Node::Binary(f, a, b) => apply_binary(f, at(a), at(b)),
                         Node::Add(a, b) => at(a) + at(b),
                         Node::Sub(a, b) => at(a) - at(b),
                         Node::Mul(a, b) => at(a) * at(b),
@@ -171,10 +173,15 @@ impl Kernel {
     }
 }
 
-/// `f(x)` as compiled code computes it: comparisons and products in `f32`, the
+/// `f(x)` as compiled code computes it: comparisons, products, square roots and reciprocals
+/// in `f32` (correctly rounded, so equal to the `f64` definition rounded once), the
 /// transcendental functions through their `f64` definition (rounded once).
 pub fn apply(f: UnaryFn, x: f32) -> f32 {
     match f {
+        UnaryFn::Sqrt => x.sqrt(),
+        UnaryFn::Abs => x.abs(),
+        UnaryFn::Sign => select(x > 0.0, 1.0, select(x < 0.0, -1.0, 0.0)),
+        UnaryFn::LogDeriv => 1.0 / x,
         UnaryFn::Relu => select(x > 0.0, x, 0.0),
         UnaryFn::NegLU | UnaryFn::NegLUReluGrad => select(x < 0.0, x, 0.0),
         UnaryFn::ReluDeriv => select(x > 0.0, 1.0, 0.0),
@@ -188,7 +195,30 @@ pub fn apply(f: UnaryFn, x: f32) -> f32 {
         | UnaryFn::Tanh
         | UnaryFn::SoftNegLUDeriv
         | UnaryFn::SigmoidDeriv
-        | UnaryFn::TanhDeriv => f.eval(f64::from(x)) as f32,
+        | UnaryFn::TanhDeriv
+        | UnaryFn::Exp
+        | UnaryFn::Log
+        | UnaryFn::Log1p
+        | UnaryFn::Softplus
+        | UnaryFn::Log1pDeriv
+        | UnaryFn::SqrtDeriv => f.eval(f64::from(x)) as f32,
+    }
+}
+
+/// `f(a, b)` as compiled code computes it: in `f32`, but `pow` through its `f64` definition.
+pub fn apply_binary(f: BinaryFn, a: f32, b: f32) -> f32 {
+    let holds = |c: bool| select(c, 1.0, 0.0);
+    match f {
+        BinaryFn::Div => a / b,
+        BinaryFn::Min => select(a < b, a, b),
+        BinaryFn::Max => select(a > b, a, b),
+        BinaryFn::Pow => f.eval(f64::from(a), f64::from(b)) as f32,
+        BinaryFn::Less => holds(a < b),
+        BinaryFn::LessEqual => holds(a <= b),
+        BinaryFn::Greater => holds(a > b),
+        BinaryFn::GreaterEqual => holds(a >= b),
+        BinaryFn::Equal => holds(a == b),
+        BinaryFn::NotEqual => holds(a != b),
     }
 }
 
@@ -214,6 +244,7 @@ impl fmt::Display for Kernel {
                 },
                 Node::Const(c) => write!(f, "const {c}")?,
                 Node::Unary(u, a) => write!(f, "{} %{a}{}", u.name(), netc_ir::Op::Unary(u).attributes())?,
+                Node::Binary(g, a, b) => write!(f, "{} %{a}, %{b}", g.name())?,
                 Node::Add(a, b) => write!(f, "add %{a}, %{b}")?,
                 Node::Sub(a, b) => write!(f, "sub %{a}, %{b}")?,
                 Node::Mul(a, b) => write!(f, "mul %{a}, %{b}")?,

@@ -30,4 +30,4 @@ mod codegen;
 mod kernel;
 
 pub use codegen::{compile, Code, JitError};
-pub use kernel::{apply, InvalidKernel, Kernel, Layout, Node, NodeId};
+pub use kernel::{apply, apply_binary, InvalidKernel, Kernel, Layout, Node, NodeId};

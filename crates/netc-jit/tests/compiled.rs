@@ -1,11 +1,11 @@
 //! Compiled kernels against the reference evaluator, on random kernels and grids (odd widths
 //! exercise the scalar tails), and invariance under any split of the grid.
 
-use netc_ir::UnaryFn;
+use netc_ir::{BinaryFn, UnaryFn};
 use netc_jit::{compile, Kernel, Layout, Node};
 use proptest::prelude::*;
 
-const FUNCTIONS: [UnaryFn; 15] = [
+const FUNCTIONS: [UnaryFn; 25] = [
     UnaryFn::Relu,
     UnaryFn::NegLU,
     UnaryFn::NegLUReluGrad,
@@ -21,6 +21,16 @@ const FUNCTIONS: [UnaryFn; 15] = [
     UnaryFn::SigmoidDeriv,
     UnaryFn::TanhDeriv,
     UnaryFn::LeakyReluDeriv { alpha: 0.1 },
+    UnaryFn::Exp,
+    UnaryFn::Log,
+    UnaryFn::Log1p,
+    UnaryFn::Sqrt,
+    UnaryFn::Abs,
+    UnaryFn::Softplus,
+    UnaryFn::Sign,
+    UnaryFn::LogDeriv,
+    UnaryFn::Log1pDeriv,
+    UnaryFn::SqrtDeriv,
 ];
 
 fn layout() -> impl Strategy<Value = Layout> {
@@ -35,7 +45,7 @@ fn layout() -> impl Strategy<Value = Layout> {
 /// A random kernel: operands, then nodes each reading earlier ones (picked by `u32`s taken
 /// modulo the number of earlier nodes), then one or two outputs.
 fn kernel() -> impl Strategy<Value = Kernel> {
-    let node = (0u8..7, any::<[u32; 3]>(), 0..FUNCTIONS.len(), -2.0f32..2.0);
+    let node = (0u8..8, any::<[u32; 3]>(), 0..FUNCTIONS.len(), -2.0f32..2.0);
     (prop::collection::vec(layout(), 1..5), prop::collection::vec(node, 1..12), any::<u32>()).prop_map(
         |(layouts, nodes, extra)| {
             let mut k = Kernel::default();
@@ -52,6 +62,7 @@ fn kernel() -> impl Strategy<Value = Kernel> {
                     3 => Node::Sub(a, b),
                     4 => Node::Mul(a, b),
                     5 => Node::MulAdd(a, b, m),
+                    6 => Node::Binary(BinaryFn::ALL[f % BinaryFn::ALL.len()], a, b),
                     _ => Node::Select { mask: m, a, b },
                 });
             }

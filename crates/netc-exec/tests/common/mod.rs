@@ -60,6 +60,21 @@ pub fn case(src: &str, mode: Mode, grad: bool, batch: usize, seed: u64) -> Case 
     Case { program, params, data, labels, step: seed % 5 + 1 }
 }
 
+/// A case for a program read from the textual IR: its data input's example shape and its
+/// logits' class count decide the batch.
+pub fn program_case(program: Program, batch: usize, seed: u64) -> Case {
+    let example: Vec<usize> = program
+        .inputs()
+        .find(|(_, i)| i.kind == netc_ir::InputKind::Data)
+        .map(|(_, i)| i.shape.dims()[1..].iter().filter_map(|d| d.fixed()).collect())
+        .expect("a data input");
+    let logits = program.output(netc_ir::LOGITS).expect("a logits output").value;
+    let classes = program.insts()[logits.0].shape.fixed_at(1).expect("[N, classes] logits");
+    let params = params(&program, seed);
+    let (data, labels) = inputs(&example, classes, batch, seed);
+    Case { program, params, data, labels, step: seed % 5 + 1 }
+}
+
 impl Case {
     pub fn data_name(&self) -> String {
         self.program
