@@ -1,6 +1,7 @@
 //! pest parse tree → typed AST.
 
 use crate::ast::*;
+use crate::codes::Code;
 use crate::diagnostics::{Diagnostic, Label};
 use pest::error::{ErrorVariant, InputLocation};
 use pest::iterators::Pair;
@@ -235,8 +236,8 @@ fn unescape(raw: &str) -> String {
 }
 
 fn literal_error(span: Span, message: &str, note: &str) -> Diagnostic {
-    Diagnostic::error()
-        .with_code("E0002")
+    Code::LiteralRange
+        .error()
         .with_message(message)
         .with_labels(vec![Label::primary((), span.range()).with_message("this literal")])
         .with_notes(vec![note.to_string()])
@@ -315,8 +316,8 @@ fn syntax_error(source: &str, error: pest::error::Error<Rule>) -> Diagnostic {
             notes.push(format!("help: `{token}` starts a new block; is the `}}` closing the block above missing?"));
         } else if expected.iter().any(|e| ["a name", "a layer", "a value", "an argument"].contains(&e.as_str())) {
             let keywords: Vec<String> = KEYWORDS.iter().map(|k| format!("`{k}`")).collect();
-            return Diagnostic::error()
-                .with_code("E0001")
+            return Code::Syntax
+                .error()
                 .with_message(format!("syntax error: `{token}` is a keyword and cannot be used as a name"))
                 .with_labels(vec![Label::primary((), found_span).with_message("keyword")])
                 .with_notes(vec![format!("help: choose another name; the keywords are {}", keywords.join(", "))]);
@@ -342,7 +343,7 @@ fn syntax_error(source: &str, error: pest::error::Error<Rule>) -> Diagnostic {
         ],
         _ => vec![Label::primary((), found_span).with_message("unexpected here")],
     };
-    Diagnostic::error().with_code("E0001").with_message(message).with_labels(labels).with_notes(notes)
+    Code::Syntax.error().with_message(message).with_labels(labels).with_notes(notes)
 }
 
 /// The end of the code before `at`, when it lies on an earlier line: the place a token missing
@@ -364,16 +365,16 @@ fn end_of_previous_line(source: &str, at: usize) -> Option<usize> {
 fn bad_escape(source: &str, backslash: usize) -> Diagnostic {
     let len = source.get(backslash + 1..).and_then(|r| r.chars().next()).map_or(1, |c| 1 + c.len_utf8());
     let text = source.get(backslash..backslash + len).unwrap_or("\\");
-    Diagnostic::error()
-        .with_code("E0001")
+    Code::Syntax
+        .error()
         .with_message(format!("syntax error: unknown escape `{}` in a string", text.trim_end()))
         .with_labels(vec![Label::primary((), backslash..backslash + len).with_message("unknown escape")])
         .with_notes(vec!["note: the escapes are `\\\"`, `\\\\`, `\\n` and `\\t`".into()])
 }
 
 fn unterminated_string(span: std::ops::Range<usize>) -> Diagnostic {
-    Diagnostic::error()
-        .with_code("E0001")
+    Code::Syntax
+        .error()
         .with_message("syntax error: unterminated string")
         .with_labels(vec![Label::primary((), span).with_message("this string is not closed")])
         .with_notes(vec!["help: close it with `\"` on the same line; a string cannot span lines".into()])

@@ -110,7 +110,7 @@ impl Error {
     /// Whether training stopped because a value became NaN or infinite ([`run::DIVERGED`]).
     pub fn is_divergence(&self) -> bool {
         matches!(self, Error::Source { diagnostics, .. }
-            if diagnostics.iter().any(|d| d.code.as_deref() == Some(run::DIVERGED)))
+            if diagnostics.iter().any(|d| run::DIVERGED.is_code_of(d)))
     }
 
     fn usage(source: &Source, message: String) -> Error {
