@@ -36,6 +36,8 @@ macro_rules! codes {
 codes! {
     Syntax = "E0001", "syntax error: what was expected and what was found";
     LiteralRange = "E0002", "an integer or number literal too large for 64 bits";
+    BadCharacter = "E0003", "a character that cannot be where it is: NUL, a lone CR, an invisible or non-ASCII one";
+    TooDeep = "E0004", "brackets nested deeper than the language allows";
     UnknownOp = "E0100", "unknown layer or loss operation";
     UnknownArgument = "E0101", "unknown argument, or a keyword argument to `add`/`concat`";
     DuplicateArgument = "E0102", "an argument given twice";
