@@ -46,8 +46,15 @@ struct Names<'a> {
     seen: HashMap<&'a str, Seen>,
     /// The names of `seen`, in the order they were defined.
     order: Vec<&'a str>,
+    /// How many more undefined names get a did-you-mean search over the names above them.
+    suggestions_left: std::cell::Cell<usize>,
     defined: HashMap<&'a str, Vec<Span>>,
 }
+
+/// Undefined names of one net that get a suggestion. Each search is bounded
+/// (`netc_syntax::did_you_mean`); this bounds their number, so that a body of thousands of
+/// misspelt references costs linear time, not thousands of searches over thousands of names.
+const MAX_NAME_SUGGESTIONS: usize = 100;
 
 /// The state of the walk over one net body.
 struct Walker<'a> {
@@ -91,7 +98,12 @@ impl<'a> Walker<'a> {
             layers: Vec::new(),
             loss: None,
             current: None,
-            names: Names { seen: HashMap::new(), order: Vec::new(), defined },
+            names: Names {
+                seen: HashMap::new(),
+                order: Vec::new(),
+                suggestions_left: MAX_NAME_SUGGESTIONS.into(),
+                defined,
+            },
             explicit,
             counters: HashMap::new(),
             loss_written: false,
@@ -386,8 +398,11 @@ fn lookup(name: &Ident, names: &Names, errors: &mut Vec<Diagnostic>) -> Option<(
                 .defined
                 .get(name.name.as_str())
                 .and_then(|spans| spans.iter().copied().find(|span| span.start > name.span.start));
+            let budget = names.suggestions_left.get();
+            names.suggestions_left.set(budget.saturating_sub(1));
             // The latest definitions first: the likeliest to be meant.
-            errors.push(errors::undefined_name(name, names.order.iter().rev().copied(), later));
+            let candidates = names.order.iter().rev().copied().take(if budget > 0 { usize::MAX } else { 0 });
+            errors.push(errors::undefined_name(name, candidates, later));
             None
         }
     }
