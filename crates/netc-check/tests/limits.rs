@@ -9,7 +9,7 @@ fn check(source: &str) -> Result<netc_check::Checked, Vec<Diagnostic>> {
 }
 
 /// The one error of `source`: its code and the text its primary label points at.
-fn error<'a>(source: &'a str) -> (String, &'a str, Diagnostic) {
+fn error(source: &str) -> (String, &str, Diagnostic) {
     let errors = check(source).expect_err("must not check");
     let errors: Vec<Diagnostic> = errors.into_iter().filter(|d| d.severity == netc_syntax::Severity::Error).collect();
     assert_eq!(errors.len(), 1, "{errors:#?}");
