@@ -1,9 +1,9 @@
 //! Checking the `train { }` block into a [`TrainConfig`].
 
-use crate::args::{match_args, opt, req, Param, Scope, Ty};
+use crate::args::{match_args, opt, opt_pos, req, Param, Scope, Ty};
 use crate::config::*;
 use crate::errors;
-use netc_syntax::ast::{TrainBlock, Value, ValueKind};
+use netc_syntax::ast::{Arg, Call, Ident, TrainBlock, Value, ValueKind};
 use netc_syntax::{Diagnostic, Span};
 use std::collections::HashMap;
 
@@ -54,6 +54,8 @@ impl TrainSetting {
 
 /// The argument `lr` of both optimizers.
 const LR: Param = opt("lr", Ty::PositiveNumber);
+/// `lr` as the only, positional, argument of a command-line flag.
+const LR_POSITIONAL: Param = opt_pos("lr", Ty::PositiveNumber);
 
 pub fn check_train(block: &TrainBlock, errors: &mut Vec<Diagnostic>) -> TrainConfig {
     let mut config = TrainConfig::default();
@@ -106,6 +108,42 @@ pub fn check_train(block: &TrainBlock, errors: &mut Vec<Diagnostic>) -> TrainCon
         }
     }
     config
+}
+
+/// A whole-number setting that a command-line flag may override (`--batch`, `--epochs`, `--seed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountSetting {
+    Batch,
+    Epochs,
+    Seed,
+}
+
+/// A command-line override of a whole-number setting, checked exactly as the `train` block
+/// checks the setting (the same diagnostic, pointing into the flag's value).
+pub fn count_override(setting: CountSetting, value: &Value) -> Result<u64, Diagnostic> {
+    let setting = match setting {
+        CountSetting::Batch => TrainSetting::Batch,
+        CountSetting::Epochs => TrainSetting::Epochs,
+        CountSetting::Seed => TrainSetting::Seed,
+    };
+    count(setting, value)
+}
+
+/// A command-line learning rate (`--lr`), checked exactly as the optimizers' `lr` argument.
+pub fn lr_override(value: &Value) -> Result<f64, Diagnostic> {
+    let no_params = HashMap::new();
+    let scope = Scope { params: &no_params, used: Default::default() };
+    let call = Call {
+        op: Ident { name: "lr".into(), span: value.span },
+        args: Some(vec![Arg { key: None, value: value.clone(), span: value.span }]),
+        span: value.span,
+    };
+    let mut errors = Vec::new();
+    let args = match_args(&call, "lr", &[LR_POSITIONAL], &scope, &mut errors);
+    match errors.into_iter().next() {
+        Some(error) => Err(error),
+        None => Ok(args.f64_or(LR.name, f64::NAN)),
+    }
 }
 
 /// The value of `batch`, `epochs` or `seed`: a positive integer (`seed`: non-negative).
@@ -188,4 +226,42 @@ fn schedule(value: &Value) -> Option<Vec<(f64, usize)>> {
         })
         .collect::<Option<Vec<_>>>()
         .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message the `train` block gives for `text`.
+    fn block_error(text: &str) -> String {
+        let file = netc_syntax::parse(&format!("train {{ {text} }}")).unwrap();
+        let mut errors = Vec::new();
+        check_train(&file.trains[0], &mut errors);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.remove(0).message
+    }
+
+    fn value(text: &str) -> Value {
+        netc_syntax::parse_value(text).unwrap()
+    }
+
+    #[test]
+    fn flags_are_checked_exactly_as_the_train_block() {
+        for (setting, name) in [(CountSetting::Epochs, "epochs"), (CountSetting::Batch, "batch")] {
+            for bad in ["0", "-3", "1.5", "x"] {
+                let flag = count_override(setting, &value(bad)).unwrap_err();
+                assert_eq!(flag.message, block_error(&format!("{name} = {bad}")));
+            }
+            assert_eq!(count_override(setting, &value("7")).unwrap(), 7);
+        }
+        assert_eq!(count_override(CountSetting::Seed, &value("0")).unwrap(), 0);
+        assert_eq!(count_override(CountSetting::Seed, &value("-1")).unwrap_err().message, block_error("seed = -1"));
+        for bad in ["0", "-1", "nan", "\"0.1\""] {
+            let flag = lr_override(&value(bad)).unwrap_err();
+            assert_eq!(flag.message, block_error(&format!("optimizer = sgd(lr={bad})")), "{bad}");
+            assert_eq!(flag.labels[0].range, 0..bad.len());
+        }
+        assert_eq!(lr_override(&value("0.05")).unwrap(), 0.05);
+        assert_eq!(lr_override(&value("2")).unwrap(), 2.0);
+    }
 }

@@ -58,12 +58,14 @@ codes! {
     ShapeMismatch = "E0301", "shapes that must agree do not";
     BadInputShape = "E0302", "an input shape that is not a list of one to three positive integers";
     TooLarge = "E0303", "a tensor with more than 2^31 elements per example";
+    TooMuchMemory = "E0304", "a training or evaluation step that needs more memory than the limit";
     UnknownSetting = "E0400", "unknown `train` setting";
     BadSetting = "E0401", "a `train` setting (or its command-line flag) with a value it does not accept";
     DuplicateTrainBlock = "E0402", "a second `train` block";
     DuplicateSetting = "E0403", "a `train` setting given twice";
     SetUnknown = "E0500", "`--set` of a parameter no net declares";
     SetWrongType = "E0501", "`--set` with a value of another type than the parameter's default";
+    SetNotAValue = "E0502", "`--set` with text that is not a value, or a number out of range";
     Lowering = "E0600", "a checked layer the IR cannot lower (a bug in netc)";
     DataShape = "E0700", "the data set's images do not fit the net's input";
     DataClasses = "E0701", "the data set's classes differ from the loss's";

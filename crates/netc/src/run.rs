@@ -488,6 +488,9 @@ pub fn train(
     })
 }
 
+/// The batch [`evaluate`] runs the test set in.
+pub const EVAL_BATCH: usize = 1000;
+
 /// Test loss and error of saved weights.
 pub fn evaluate(
     model: &Model,
@@ -509,14 +512,13 @@ pub fn evaluate(
             netc_train::checkpoint::MEAN_IMAGE
         )));
     }
-    netc_train::evaluate(backend, &params, &Data::samples(&data.mnist.test), preprocess, mean.as_deref(), 1000).map_err(
-        |e| match e {
+    netc_train::evaluate(backend, &params, &Data::samples(&data.mnist.test), preprocess, mean.as_deref(), EVAL_BATCH)
+        .map_err(|e| match e {
             StepError::NonFinite { layer, .. } => {
                 Error::Io(format!("evaluation produced NaN or infinity in `{layer}`"))
             }
             StepError::Failed(message) => Error::Io(message),
-        },
-    )
+        })
 }
 
 #[cfg(test)]
