@@ -1,13 +1,13 @@
 //! Every diagnostic the checker emits, in one place so their wording stays consistent.
-//! Codes: E01xx arguments, E02xx names and structure, E03xx shapes, E04xx `train` blocks,
-//! E05xx command-line overrides. (E0001 syntax and E0002 literals come from netc-syntax.)
+//! Codes come from the registry, `netc_syntax::Code`: E01xx arguments, E02xx names and
+//! structure, E03xx shapes and sizes, E04xx `train` blocks, E05xx command-line overrides.
 
 use crate::args::{Param, Problem};
 use netc_syntax::ast::{Call, Ident, Value, ValueKind};
-use netc_syntax::{did_you_mean, Diagnostic, Label, Span};
+use netc_syntax::{did_you_mean, Code, Diagnostic, Label, Span};
 
-fn error(code: &str, message: impl std::fmt::Display) -> Diagnostic {
-    Diagnostic::error().with_code(code).with_message(message)
+fn error(code: Code, message: impl std::fmt::Display) -> Diagnostic {
+    code.error().with_message(message)
 }
 
 fn primary(span: Span, message: impl std::fmt::Display) -> Label<()> {
@@ -25,7 +25,7 @@ fn signature_text(what: &str, signature: &[Param]) -> String {
 }
 
 pub fn unknown_op(op: &Ident, kind: &str, known: &[&str]) -> Diagnostic {
-    let mut d = error("E0100", format!("unknown {kind} `{}`", op.name))
+    let mut d = error(Code::UnknownOp, format!("unknown {kind} `{}`", op.name))
         .with_labels(vec![primary(op.span, format!("not a known {kind}"))]);
     if let Some(best) = did_you_mean(&op.name, known.iter().copied()) {
         d = d.with_notes(vec![format!("help: did you mean `{best}`?")]);
@@ -42,31 +42,31 @@ pub fn unknown_argument(key: &Ident, what: &str, signature: &[Param]) -> Diagnos
         notes.push(format!("help: did you mean `{best}`?"));
     }
     notes.push(format!("note: `{what}` takes {}", signature_text(what, signature)));
-    error("E0101", format!("`{what}` has no argument `{}`", key.name))
+    error(Code::UnknownArgument, format!("`{what}` has no argument `{}`", key.name))
         .with_labels(vec![primary(key.span, "unknown argument")])
         .with_notes(notes)
 }
 
 pub fn duplicate_argument(name: &str, first: Span, again: Span) -> Diagnostic {
-    error("E0102", format!("argument `{name}` is given twice"))
+    error(Code::DuplicateArgument, format!("argument `{name}` is given twice"))
         .with_labels(vec![primary(again, "given again here"), secondary(first, "first given here")])
 }
 
 pub fn missing_arguments(call: &Call, what: &str, missing: &[&Param], signature: &[Param]) -> Diagnostic {
     let names: Vec<String> = missing.iter().map(|p| format!("`{}`", p.name)).collect();
     let plural = if missing.len() > 1 { "s" } else { "" };
-    error("E0103", format!("`{what}` is missing the argument{plural} {}", names.join(" and ")))
+    error(Code::MissingArgument, format!("`{what}` is missing the argument{plural} {}", names.join(" and ")))
         .with_labels(vec![primary(call.span, format!("missing {}", names.join(", ")))])
         .with_notes(vec![format!("help: write it as {}", signature_text(what, signature))])
 }
 
 pub fn positional_after_keyword(span: Span) -> Diagnostic {
-    error("E0106", "positional argument after a keyword argument")
+    error(Code::Positional, "positional argument after a keyword argument")
         .with_labels(vec![primary(span, "give this one by name")])
 }
 
 pub fn too_many_positional(span: Span, what: &str, signature: &[Param]) -> Diagnostic {
-    error("E0106", format!("too many positional arguments for `{what}`"))
+    error(Code::Positional, format!("too many positional arguments for `{what}`"))
         .with_labels(vec![primary(span, "no argument left to take this value")])
         .with_notes(vec![format!("note: `{what}` takes {}", signature_text(what, signature))])
 }
@@ -78,7 +78,7 @@ pub fn bad_value(name: &str, expected: String, resolved: &Value, written: &Value
     let (code, message, label) = match problem {
         // A fractional number where a whole one is due: show it, "a number" would not say why.
         Problem::WrongKind if matches!(resolved.kind, ValueKind::Float(_)) && expected.contains("integer") => {
-            ("E0104", format!("`{name}` must be {expected}, found {shown}"), "not an integer".to_string())
+            (Code::WrongKind, format!("`{name}` must be {expected}, found {shown}"), "not an integer".to_string())
         }
         Problem::WrongKind => {
             if let ValueKind::Str(text) = &resolved.kind {
@@ -87,45 +87,45 @@ pub fn bad_value(name: &str, expected: String, resolved: &Value, written: &Value
                 }
             }
             (
-                "E0104",
+                Code::WrongKind,
                 format!("`{name}` must be {expected}, found {}", resolved.kind.describe()),
                 format!("this is {}", resolved.kind.describe()),
             )
         }
         Problem::OutOfRange => {
             let label = if matches!(resolved.kind, ValueKind::List(_)) { "not accepted here" } else { "out of range" };
-            ("E0105", format!("`{name}` must be {expected}, found {shown}"), label.to_string())
+            (Code::OutOfRange, format!("`{name}` must be {expected}, found {shown}"), label.to_string())
         }
     };
     error(code, message).with_labels(vec![primary(written.span, label)]).with_notes(notes)
 }
 
-pub fn undefined_name(name: &Ident, known: &[&str], later: Option<Span>) -> Diagnostic {
-    let mut d = error("E0200", format!("no layer named `{}` before this point", name.name))
+pub fn undefined_name<'a>(name: &Ident, known: impl IntoIterator<Item = &'a str>, later: Option<Span>) -> Diagnostic {
+    let mut d = error(Code::UndefinedName, format!("no layer named `{}` before this point", name.name))
         .with_labels(vec![primary(name.span, "undefined")]);
     if let Some(at) = later {
         d.labels.push(secondary(at, "defined later here"));
         d = d.with_notes(vec!["note: a layer can only read the input and layers above it".into()]);
-    } else if let Some(best) = did_you_mean(&name.name, known.iter().copied()) {
+    } else if let Some(best) = did_you_mean(&name.name, known) {
         d = d.with_notes(vec![format!("help: did you mean `{best}`?")]);
     }
     d
 }
 
 pub fn duplicate_name(what: &str, name: &Ident, first: Span) -> Diagnostic {
-    error("E0201", format!("the {what} `{}` is defined twice", name.name))
+    error(Code::DuplicateName, format!("the {what} `{}` is defined twice", name.name))
         .with_labels(vec![primary(name.span, "defined again here"), secondary(first, "first defined here")])
         .with_notes(vec!["help: give each one its own name".into()])
 }
 
 pub fn no_input(net: &Ident) -> Diagnostic {
-    error("E0202", format!("net `{}` has no input", net.name))
+    error(Code::NoInput, format!("net `{}` has no input", net.name))
         .with_labels(vec![primary(net.span, "this net declares no input")])
         .with_notes(vec!["help: begin the body with an input declaration, e.g. `input image: [1, 28, 28]`".into()])
 }
 
 pub fn no_loss(net: &Ident) -> Diagnostic {
-    error("E0203", format!("net `{}` has no loss", net.name))
+    error(Code::NoLoss, format!("net `{}` has no loss", net.name))
         .with_labels(vec![primary(net.span, "this net ends without a loss")])
         .with_notes(vec!["help: end the body with a loss, e.g. `loss softmax_xent(classes=10)`".into()])
 }
@@ -135,23 +135,23 @@ pub fn misplaced(span: Span, message: &str, first: Option<(Span, &str)>, help: &
     if let Some((at, what)) = first {
         labels.push(secondary(at, what));
     }
-    error("E0204", message).with_labels(labels).with_notes(vec![format!("help: {help}")])
+    error(Code::Misplaced, message).with_labels(labels).with_notes(vec![format!("help: {help}")])
 }
 
 pub fn not_a_loss(op: &Ident) -> Diagnostic {
-    error("E0205", format!("`{}` is not a loss", op.name))
+    error(Code::LossMisuse, format!("`{}` is not a loss", op.name))
         .with_labels(vec![primary(op.span, "not a loss")])
         .with_notes(vec!["note: the known loss is softmax_xent(classes)".into()])
 }
 
 pub fn loss_as_layer(op: &Ident) -> Diagnostic {
-    error("E0205", format!("`{}` is a loss and must be written as one", op.name))
+    error(Code::LossMisuse, format!("`{}` is a loss and must be written as one", op.name))
         .with_labels(vec![primary(op.span, "a loss used as a layer")])
         .with_notes(vec![format!("help: write `loss {}(...)` as the last statement", op.name)])
 }
 
 pub fn param_without_value(param: &Ident) -> Diagnostic {
-    error("E0206", format!("parameter `{}` has no value", param.name))
+    error(Code::ParamWithoutValue, format!("parameter `{}` has no value", param.name))
         .with_labels(vec![primary(param.span, "no default")])
         .with_notes(vec![format!(
             "help: give it a default (`{} = ...`) or a value on the command line (`--set {}=...`)",
@@ -160,36 +160,36 @@ pub fn param_without_value(param: &Ident) -> Diagnostic {
 }
 
 pub fn unused_param(param: &Ident) -> Diagnostic {
-    Diagnostic::warning()
-        .with_code("W0001")
+    Code::UnusedParam
+        .warning()
         .with_message(format!("parameter `{}` is never used", param.name))
         .with_labels(vec![primary(param.span, "unused")])
 }
 
 pub fn needs_refs(op: &Ident, span: Span) -> Diagnostic {
-    error("E0103", format!("`{}` needs at least two layers to join", op.name))
+    error(Code::MissingArgument, format!("`{}` needs at least two layers to join", op.name))
         .with_labels(vec![primary(span, "give the names of the layers")])
         .with_notes(vec![format!("help: name the branches and write `{}(a, b)`", op.name)])
 }
 
 pub fn keyword_in_join(key: &Ident, op: &Ident) -> Diagnostic {
-    error("E0101", format!("`{}` takes only the names of the layers it joins", op.name))
+    error(Code::UnknownArgument, format!("`{}` takes only the names of the layers it joins", op.name))
         .with_labels(vec![primary(key.span, "no keyword arguments here")])
         .with_notes(vec![format!("help: write `{}(a, b)`", op.name)])
 }
 
 pub fn ref_expected(value: &Value) -> Diagnostic {
-    error("E0104", format!("expected the name of a layer, found {}", value.kind.describe()))
+    error(Code::WrongKind, format!("expected the name of a layer, found {}", value.kind.describe()))
         .with_labels(vec![primary(value.span, "not a layer name")])
 }
 
 pub fn from_with_join(from: &Ident, op: &Ident) -> Diagnostic {
-    error("E0204", format!("`{}` takes its inputs as arguments, not with `from`", op.name))
+    error(Code::Misplaced, format!("`{}` takes its inputs as arguments, not with `from`", op.name))
         .with_labels(vec![primary(from.span, "remove this `from`")])
 }
 
 pub fn population_unread(dale: Span, name: &str) -> Diagnostic {
-    error("E0207", format!("no weight layer reads the population declared by `{name}`"))
+    error(Code::PopulationUnread, format!("no weight layer reads the population declared by `{name}`"))
         .with_labels(vec![primary(dale, "excitatory and inhibitory units declared here")])
         .with_notes(vec![
             "note: the signs constrain the weights leaving the units, so a `dense` or `conv` layer must read them"
@@ -200,7 +200,7 @@ pub fn population_unread(dale: Span, name: &str) -> Diagnostic {
 }
 
 pub fn population_read_by(reader: Span, reader_name: &str, dale: Span, dale_name: &str) -> Diagnostic {
-    error("E0208", format!("`{reader_name}` reads the population of `{dale_name}`, but has no weights to sign"))
+    error(Code::PopulationMisread, format!("`{reader_name}` reads the population of `{dale_name}`, but has no weights to sign"))
         .with_labels(vec![primary(reader, "not a `dense` or `conv` layer"), secondary(dale, "population declared here")])
         .with_notes(vec![
             "note: only the weights of `dense` and `conv` layers carry the excitatory and inhibitory signs; flatten, pooling and dropout may come between"
@@ -210,7 +210,7 @@ pub fn population_read_by(reader: Span, reader_name: &str, dale: Span, dale_name
 }
 
 pub fn shape(code_message: String, span: Span, label: String, notes: Vec<String>) -> Diagnostic {
-    error("E0300", code_message).with_labels(vec![primary(span, label)]).with_notes(notes)
+    error(Code::LayerMisfit, code_message).with_labels(vec![primary(span, label)]).with_notes(notes)
 }
 
 pub fn shape_mismatch(message: String, spans: Vec<(Span, String)>, notes: Vec<String>) -> Diagnostic {
@@ -219,19 +219,19 @@ pub fn shape_mismatch(message: String, spans: Vec<(Span, String)>, notes: Vec<St
         .enumerate()
         .map(|(i, (span, text))| if i == 0 { primary(span, text) } else { secondary(span, text) })
         .collect();
-    error("E0301", message).with_labels(labels).with_notes(notes)
+    error(Code::ShapeMismatch, message).with_labels(labels).with_notes(notes)
 }
 
 /// `subject` is e.g. "output of `conv1`", "weight of `dense1`" or "input `image`".
 pub fn too_large(span: Span, subject: String, shape: &[usize]) -> Diagnostic {
     let shown: Vec<String> = shape.iter().map(usize::to_string).collect();
-    error("E0303", format!("the {subject} is too large: [{}]", shown.join(", ")))
+    error(Code::TooLarge, format!("the {subject} is too large: [{}]", shown.join(", ")))
         .with_labels(vec![primary(span, "too large")])
         .with_notes(vec!["note: a tensor may have at most 2^31 elements per example".into()])
 }
 
 pub fn bad_shape_decl(value: &Value) -> Diagnostic {
-    error("E0302", "an input shape is a list of positive integers")
+    error(Code::BadInputShape, "an input shape is a list of positive integers")
         .with_labels(vec![primary(value.span, format!("found {value}"))])
         .with_notes(vec!["help: write e.g. `[1, 28, 28]` for one 28×28 channel, or `[784]`".into()])
 }
@@ -242,24 +242,24 @@ pub fn unknown_setting(key: &Ident, known: &[&str]) -> Diagnostic {
         notes.push(format!("help: did you mean `{best}`?"));
     }
     notes.push(format!("note: the settings are {}", known.join(", ")));
-    error("E0400", format!("unknown training setting `{}`", key.name))
+    error(Code::UnknownSetting, format!("unknown training setting `{}`", key.name))
         .with_labels(vec![primary(key.span, "unknown setting")])
         .with_notes(notes)
 }
 
 pub fn bad_setting(key: &str, value: &Value, expected: &str) -> Diagnostic {
-    error("E0401", format!("`{key}` must be {expected}, found `{value}`"))
+    error(Code::BadSetting, format!("`{key}` must be {expected}, found `{value}`"))
         .with_labels(vec![primary(value.span, "not accepted here")])
 }
 
 pub fn duplicate_setting(key: &str, first: Span, again: Span) -> Diagnostic {
-    error("E0403", format!("the setting `{key}` is given twice"))
+    error(Code::DuplicateSetting, format!("the setting `{key}` is given twice"))
         .with_labels(vec![primary(again, "given again here"), secondary(first, "first given here")])
         .with_notes(vec!["help: keep one of them".into()])
 }
 
 pub fn duplicate_block(span: Span, first: Span) -> Diagnostic {
-    error("E0402", "a file has at most one `train` block")
+    error(Code::DuplicateTrainBlock, "a file has at most one `train` block")
         .with_labels(vec![primary(span, "second train block"), secondary(first, "first train block")])
         .with_notes(vec!["help: merge the settings into one block".into()])
 }
@@ -274,12 +274,12 @@ pub fn set_unknown(name: &str, known: &[&str]) -> Diagnostic {
     } else {
         notes.push(format!("note: the parameters are {}", known.join(", ")));
     }
-    error("E0500", format!("--set {name}: no net in this file has a parameter `{name}`")).with_notes(notes)
+    error(Code::SetUnknown, format!("--set {name}: no net in this file has a parameter `{name}`")).with_notes(notes)
 }
 
 pub fn set_wrong_type(name: &str, value: &Value, default: &Value) -> Diagnostic {
     error(
-        "E0501",
+        Code::SetWrongType,
         format!("--set {name}={value}: `{name}` takes {}, found {}", default.kind.describe(), value.kind.describe()),
     )
     .with_labels(vec![secondary(default.span, "the default sets its type")])

@@ -10,6 +10,7 @@
 mod args;
 mod config;
 mod errors;
+mod memory;
 mod model;
 mod net;
 mod ops;
@@ -17,8 +18,10 @@ mod summary;
 mod train;
 
 pub use config::*;
+pub use memory::{Bytes, Step, StepMemory};
 pub use model::*;
 pub use summary::summary;
+pub use train::{count_override, lr_override, CountSetting};
 
 use netc_syntax::ast::{self, Value, ValueKind};
 use netc_syntax::{Diagnostic, Severity};

@@ -210,13 +210,16 @@ impl Op {
 impl Net {
     /// The `dale` layer whose population `node` carries: `node` itself, or the layer it reads
     /// through ops that keep units.
-    pub fn population(&self, node: Node) -> Option<usize> {
-        let Node::Layer(i) = node else { return None };
-        let layer = self.layers.get(i)?;
-        match layer.op {
-            Op::Dale { .. } => Some(i),
-            _ if layer.op.keeps_units() => self.population(*layer.inputs.first()?),
-            _ => None,
+    pub fn population(&self, mut node: Node) -> Option<usize> {
+        // A loop, not recursion: a chain of such ops may be as long as the net.
+        loop {
+            let Node::Layer(i) = node else { return None };
+            let layer = self.layers.get(i)?;
+            match layer.op {
+                Op::Dale { .. } => return Some(i),
+                _ if layer.op.keeps_units() => node = *layer.inputs.first()?,
+                _ => return None,
+            }
         }
     }
 

@@ -4,76 +4,135 @@
 use crate::args::{opt, opt_pos, req, Args, Param, Ty};
 use crate::model::*;
 
-const MASK_ARGS: [Param; 3] = [
-    opt("mask", Ty::Word(&["fixed", "resample"])),
-    opt("per", Ty::Word(&["channel", "position"])),
-    opt("grad", Ty::Word(&["exact", "relu"])),
+/// What a statement written with a layer's name does in a net.
+#[derive(Clone, Copy)]
+pub enum Role {
+    /// `conv(20, k=5)`: typed arguments, from which the op it lowers from is built. Only rules
+    /// over several arguments can fail here; each argument's own type and range were checked
+    /// when matching.
+    Layer(fn(&Args) -> Result<Op, OpError>),
+    /// `add(a, b)`: the arguments are the names of the layers it joins.
+    Join(fn() -> Op),
+    /// `loss softmax_xent(classes=10)`: the last statement, not a layer.
+    Loss,
+}
+
+/// One entry of the layer vocabulary. Each op's shape rule and parameters are methods of the
+/// [`Op`] it builds ([`out_shape`], [`Layer::parameters`]), matched exhaustively, so a new op
+/// cannot go without them.
+pub struct LayerDef {
+    pub name: &'static str,
+    pub signature: &'static [Param],
+    pub role: Role,
+}
+
+const fn layer(name: &'static str, signature: &'static [Param], build: fn(&Args) -> Result<Op, OpError>) -> LayerDef {
+    LayerDef { name, signature, role: Role::Layer(build) }
+}
+
+const fn activation(name: &'static str, build: fn(&Args) -> Result<Op, OpError>) -> LayerDef {
+    layer(name, &[], build)
+}
+
+const POOL: [Param; 3] = [req("k", Ty::Kernel), opt_pos("stride", Ty::Positive), opt("pad", Ty::Count)];
+const CONV: [Param; 7] = [
+    req("out", Ty::Positive),
+    req("k", Ty::Kernel),
+    opt("stride", Ty::Positive),
+    opt("pad", Ty::Count),
+    opt("bias", Ty::Bool),
+    LR_MULT,
+    WD_MULT,
 ];
-const MULTS: [Param; 2] = [opt("lr_mult", Ty::NonNegative), opt("wd_mult", Ty::NonNegative)];
-
-/// The activations `mix` can combine, by their argument name.
-const MIX_PARTS: [&str; 6] = ["relu", "neglu", "softneglu", "sigmoid", "tanh", "leaky_relu"];
-
-/// Every layer operation a net body may use, with `add` and `concat` (whose arguments are
-/// layer names, handled by the net checker).
-pub const LAYER_OPS: &[&str] = &[
-    "conv",
-    "maxpool",
-    "avgpool",
-    "dense",
-    "flatten",
-    "dropout",
-    "relu",
-    "neglu",
-    "softneglu",
-    "sigmoid",
-    "tanh",
-    "leaky_relu",
-    "mixlu",
-    "mix",
-    "minmaxout",
-    "convact",
-    "dale",
-    "add",
-    "concat",
+const DENSE: [Param; 4] = [req("out", Ty::Positive), opt("bias", Ty::Bool), LR_MULT, WD_MULT];
+const MIXLU: [Param; 4] = [req("negfrac", Ty::Fraction), MASK, PER, GRAD];
+const MIX: [Param; 10] = [
+    opt(MIX_PARTS[0].0, Ty::Fraction),
+    opt(MIX_PARTS[1].0, Ty::Fraction),
+    opt(MIX_PARTS[2].0, Ty::Fraction),
+    opt(MIX_PARTS[3].0, Ty::Fraction),
+    opt(MIX_PARTS[4].0, Ty::Fraction),
+    opt(MIX_PARTS[5].0, Ty::Fraction),
+    opt("alpha", Ty::NonNegative),
+    MASK,
+    PER,
+    GRAD,
 ];
-pub const LOSS_OPS: &[&str] = &["softmax_xent"];
+const MASK: Param = opt("mask", Ty::Word(&["fixed", "resample"]));
+const PER: Param = opt("per", Ty::Word(&["channel", "position"]));
+const GRAD: Param = opt("grad", Ty::Word(&["exact", "relu"]));
+const LR_MULT: Param = opt("lr_mult", Ty::NonNegative);
+const WD_MULT: Param = opt("wd_mult", Ty::NonNegative);
 
-/// The signature of a layer operation, `None` for unknown names.
-pub fn signature(op: &str) -> Option<Vec<Param>> {
-    let pool = || vec![req("k", Ty::Kernel), opt_pos("stride", Ty::Positive), opt("pad", Ty::Count)];
-    let with = |mut base: Vec<Param>, extra: &[Param]| {
-        base.extend_from_slice(extra);
-        base
-    };
-    Some(match op {
-        "conv" => with(
-            vec![
-                req("out", Ty::Positive),
-                req("k", Ty::Kernel),
-                opt("stride", Ty::Positive),
-                opt("pad", Ty::Count),
-                opt("bias", Ty::Bool),
-            ],
-            &MULTS,
-        ),
-        "maxpool" | "avgpool" => pool(),
-        "dense" => with(vec![req("out", Ty::Positive), opt("bias", Ty::Bool)], &MULTS),
-        "flatten" | "relu" | "neglu" | "softneglu" | "sigmoid" | "tanh" => vec![],
-        "dropout" => vec![opt_pos("p", Ty::Probability)],
-        "leaky_relu" => vec![opt_pos("alpha", Ty::NonNegative)],
-        "mixlu" => with(vec![req("negfrac", Ty::Fraction)], &MASK_ARGS),
-        "mix" => {
-            let mut s: Vec<Param> = MIX_PARTS.iter().map(|&name| opt(name, Ty::Fraction)).collect();
-            s.push(opt("alpha", Ty::NonNegative));
-            with(s, &MASK_ARGS)
-        }
-        "minmaxout" => vec![req("pieces", Ty::Positive), opt("units", Ty::Positive), opt("minfrac", Ty::Fraction)],
-        "convact" => with(vec![opt_pos("k", Ty::Positive)], &MULTS),
-        "dale" => vec![req("inhibitory", Ty::Fraction)],
-        "softmax_xent" => vec![req("classes", Ty::Positive)],
-        _ => return None,
-    })
+/// An activation `mix` can combine: its argument name, and the activation it names given `mix`'s
+/// `alpha`.
+type MixPart = (&'static str, fn(f64) -> Activation);
+
+const MIX_PARTS: [MixPart; 6] = [
+    ("relu", |_| Activation::Relu),
+    ("neglu", |_| Activation::NegLU),
+    ("softneglu", |_| Activation::SoftNegLU),
+    ("sigmoid", |_| Activation::Sigmoid),
+    ("tanh", |_| Activation::Tanh),
+    ("leaky_relu", |alpha| Activation::LeakyRelu { alpha }),
+];
+
+/// Every operation a net may name, in the order diagnostics list them: the one place that maps
+/// a layer's name to its arguments and to the op it lowers from.
+pub static LAYERS: &[LayerDef] = &[
+    layer("conv", &CONV, |args| {
+        Ok(Op::Conv {
+            out: args.usize_or("out", 1),
+            kernel: args.kernel("k").unwrap_or([1, 1]),
+            stride: args.usize_or("stride", 1),
+            pad: args.usize_or("pad", 0),
+            bias: args.bool_or("bias", true),
+        })
+    }),
+    layer("maxpool", &POOL, |args| Ok(pool(PoolKind::Max, args))),
+    layer("avgpool", &POOL, |args| Ok(pool(PoolKind::Avg, args))),
+    layer("dense", &DENSE, |args| Ok(Op::Dense { out: args.usize_or("out", 1), bias: args.bool_or("bias", true) })),
+    activation("flatten", |_| Ok(Op::Flatten)),
+    layer("dropout", &[opt_pos("p", Ty::Probability)], |args| Ok(Op::Dropout { p: args.f64_or("p", 0.5) })),
+    activation("relu", |_| Ok(Op::Activation(Activation::Relu))),
+    activation("neglu", |_| Ok(Op::Activation(Activation::NegLU))),
+    activation("softneglu", |_| Ok(Op::Activation(Activation::SoftNegLU))),
+    activation("sigmoid", |_| Ok(Op::Activation(Activation::Sigmoid))),
+    activation("tanh", |_| Ok(Op::Activation(Activation::Tanh))),
+    layer("leaky_relu", &[opt_pos("alpha", Ty::NonNegative)], |args| {
+        Ok(Op::Activation(Activation::LeakyRelu { alpha: args.f64_or("alpha", 0.01) }))
+    }),
+    layer("mixlu", &MIXLU, |args| Ok(Op::MixLU { negfrac: args.f64_or("negfrac", 0.0), mask: mask(args) })),
+    layer("mix", &MIX, |args| Ok(Op::Mix { parts: mix_parts(args)?, mask: mask(args) })),
+    layer(
+        "minmaxout",
+        &[req("pieces", Ty::Positive), opt("units", Ty::Positive), opt("minfrac", Ty::Fraction)],
+        |args| {
+            Ok(Op::MinMaxout {
+                // Inferred from the input's channels when not given; see `out_shape`.
+                units: args.usize_or("units", 0),
+                pieces: args.usize_or("pieces", 1),
+                minfrac: args.f64_or("minfrac", 0.0),
+            })
+        },
+    ),
+    layer("convact", &[opt_pos("k", Ty::Positive), LR_MULT, WD_MULT], convact),
+    layer("dale", &[req("inhibitory", Ty::Fraction)], |args| {
+        Ok(Op::Dale { inhibitory: args.f64_or("inhibitory", 0.0) })
+    }),
+    LayerDef { name: "add", signature: &[], role: Role::Join(|| Op::Add) },
+    LayerDef { name: "concat", signature: &[], role: Role::Join(|| Op::Concat) },
+    LayerDef { name: "softmax_xent", signature: &[req("classes", Ty::Positive)], role: Role::Loss },
+];
+
+/// The entry of the operation called `name`.
+pub fn lookup(name: &str) -> Option<&'static LayerDef> {
+    LAYERS.iter().find(|def| def.name == name)
+}
+
+/// The names of the operations that may stand where `loss` does (`true`) or where a layer does.
+pub fn names(loss: bool) -> Vec<&'static str> {
+    LAYERS.iter().filter(|def| matches!(def.role, Role::Loss) == loss).map(|def| def.name).collect()
 }
 
 /// A problem found while building an op or inferring its shape: a message, where (an argument
@@ -93,87 +152,40 @@ pub fn shape_text(shape: &[usize]) -> String {
     format!("[{}]", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
 }
 
-/// Builds the op from its checked arguments. Only cross-argument rules can fail here; each
-/// argument's own type and range were checked when matching.
-// `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
-pub fn build(op: &str, args: &Args) -> Result<Op, OpError> {
-    let kernel = || args.kernel("k").unwrap_or([1, 1]);
-    let mask = || Mask {
+fn pool(kind: PoolKind, args: &Args) -> Op {
+    let kernel = args.kernel("k").unwrap_or([1, 1]);
+    // Non-overlapping windows unless told otherwise, as in most frameworks.
+    Op::Pool { kind, kernel, stride: args.usize_or("stride", kernel[0]), pad: args.usize_or("pad", 0) }
+}
+
+fn mask(args: &Args) -> Mask {
+    Mask {
         mode: if args.word_or("mask", "fixed") == "resample" { MaskMode::Resample } else { MaskMode::Fixed },
         per: if args.word_or("per", "channel") == "position" { MaskPer::Position } else { MaskPer::Channel },
         grad: if args.word_or("grad", "exact") == "relu" { MaskGrad::Relu } else { MaskGrad::Exact },
-    };
-    Ok(match op {
-        "conv" => Op::Conv {
-            out: args.usize_or("out", 1),
-            kernel: kernel(),
-            stride: args.usize_or("stride", 1),
-            pad: args.usize_or("pad", 0),
-            bias: args.bool_or("bias", true),
-        },
-        "maxpool" | "avgpool" => {
-            let k = kernel();
-            Op::Pool {
-                kind: if op == "maxpool" { PoolKind::Max } else { PoolKind::Avg },
-                kernel: k,
-                // Non-overlapping windows unless told otherwise, as in most frameworks.
-                stride: args.usize_or("stride", k[0]),
-                pad: args.usize_or("pad", 0),
-            }
-        }
-        "dense" => Op::Dense { out: args.usize_or("out", 1), bias: args.bool_or("bias", true) },
-        "flatten" => Op::Flatten,
-        "dropout" => Op::Dropout { p: args.f64_or("p", 0.5) },
-        "relu" => Op::Activation(Activation::Relu),
-        "neglu" => Op::Activation(Activation::NegLU),
-        "softneglu" => Op::Activation(Activation::SoftNegLU),
-        "sigmoid" => Op::Activation(Activation::Sigmoid),
-        "tanh" => Op::Activation(Activation::Tanh),
-        "leaky_relu" => Op::Activation(Activation::LeakyRelu { alpha: args.f64_or("alpha", 0.01) }),
-        "mixlu" => Op::MixLU { negfrac: args.f64_or("negfrac", 0.0), mask: mask() },
-        "mix" => Op::Mix { parts: mix_parts(args)?, mask: mask() },
-        "minmaxout" => Op::MinMaxout {
-            // Inferred from the input's channels when not given; see `out_shape`.
-            units: args.usize_or("units", 0),
-            pieces: args.usize_or("pieces", 1),
-            minfrac: args.f64_or("minfrac", 0.0),
-        },
-        "convact" => {
-            let k = args.usize_or("k", 1);
-            if k % 2 == 0 {
-                return Err(fail(
-                    format!("`convact` needs an odd filter size, found k={k}"),
-                    Some("k"),
-                    "even",
-                    vec!["note: the filter is centred on each unit, so it needs a middle element".into()],
-                ));
-            }
-            Op::ConvAct { k }
-        }
-        "dale" => Op::Dale { inhibitory: args.f64_or("inhibitory", 0.0) },
-        _ => unreachable_op(op)?,
-    })
+    }
 }
 
-fn unreachable_op(op: &str) -> Result<Op, OpError> {
-    Err(fail(format!("`{op}` is not a layer operation"), None, "here", vec![]))
+// `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+fn convact(args: &Args) -> Result<Op, OpError> {
+    let k = args.usize_or("k", 1);
+    if k % 2 == 0 {
+        return Err(fail(
+            format!("`convact` needs an odd filter size, found k={k}"),
+            Some("k"),
+            "even",
+            vec!["note: the filter is centred on each unit, so it needs a middle element".into()],
+        ));
+    }
+    Ok(Op::ConvAct { k })
 }
 
 fn mix_parts(args: &Args) -> Result<Vec<(Activation, f64)>, OpError> {
+    let alpha = args.f64_or("alpha", 0.01);
     let parts: Vec<(Activation, f64)> = MIX_PARTS
         .iter()
-        .filter(|name| args.has(name))
-        .map(|&name| {
-            let act = match name {
-                "relu" => Activation::Relu,
-                "neglu" => Activation::NegLU,
-                "softneglu" => Activation::SoftNegLU,
-                "sigmoid" => Activation::Sigmoid,
-                "tanh" => Activation::Tanh,
-                _ => Activation::LeakyRelu { alpha: args.f64_or("alpha", 0.01) },
-            };
-            (act, args.f64_or(name, 0.0))
-        })
+        .filter(|(name, _)| args.has(name))
+        .map(|&(name, activation)| (activation(alpha), args.f64_or(name, 0.0)))
         .collect();
     let total: f64 = parts.iter().map(|(_, f)| f).sum();
     if parts.is_empty() {
@@ -183,7 +195,7 @@ fn mix_parts(args: &Args) -> Result<Vec<(Activation, f64)>, OpError> {
             "no fractions given",
             vec![format!(
                 "help: give fractions that sum to 1, e.g. `mix(relu=0.9, neglu=0.1)`; the activations are {}",
-                MIX_PARTS.join(", ")
+                MIX_PARTS.map(|(name, _)| name).join(", ")
             )],
         ));
     }
@@ -206,11 +218,20 @@ pub fn elements(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|&n| n <= MAX_ELEMENTS)
 }
 
-/// Output size of a sliding window: floor((in + 2·pad − k) / stride) + 1, or `None` when the
-/// window does not fit. Saturates instead of overflowing on absurd paddings, whose outputs are
-/// then reported as too large.
-fn window(input: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
-    input.saturating_add(pad.saturating_mul(2)).checked_sub(k).map(|room| room / stride + 1)
+/// Why a sliding window has no output size.
+enum Misfit {
+    /// The padded input would be wider than a tensor may be.
+    Padding,
+    /// The window is larger than the padded input.
+    Window,
+}
+
+/// Output size of a sliding window: floor((in + 2·pad − k) / stride) + 1. The padded input must
+/// fit a tensor's bounds, so that every index the executors compute over it fits too.
+fn window(input: usize, k: usize, stride: usize, pad: usize) -> Result<usize, Misfit> {
+    let padded = pad.checked_mul(2).and_then(|p| p.checked_add(input)).filter(|&n| n <= MAX_ELEMENTS);
+    let room = padded.ok_or(Misfit::Padding)?.checked_sub(k).ok_or(Misfit::Window)?;
+    Ok(room / stride + 1)
 }
 
 /// The per-example output shape of `op` applied to `input`.
@@ -238,7 +259,16 @@ pub fn out_shape(op: &mut Op, name: &str, input: &[usize]) -> Result<Shape, OpEr
         window(h, kh, stride, pad),
         window(w, kw, stride, pad),
     ) {
-        (Some(ho), Some(wo)) => Ok((c, ho, wo)),
+        (Ok(ho), Ok(wo)) => Ok((c, ho, wo)),
+        (Err(Misfit::Padding), _) | (_, Err(Misfit::Padding)) => Err(fail(
+            format!("`{name}` pads its {h}×{w} input by {pad}, more than a tensor can hold"),
+            Some("pad"),
+            "too much padding",
+            vec![format!(
+                "note: the padded input, in + 2·pad, may be at most 2^31 wide; the input is {}",
+                shape_text(input)
+            )],
+        )),
         _ => Err(fail(
             format!(
                 "the {kh}×{kw} window of `{name}` is larger than its {h}×{w} input{}",
@@ -306,6 +336,44 @@ pub fn out_shape(op: &mut Op, name: &str, input: &[usize]) -> Result<Shape, OpEr
             "spatial filter on a flat input",
             vec!["help: use k=1 for a per-unit learned activation on flat inputs".into()],
         )),
-        _ => Ok(input.to_vec()),
+        Op::ConvAct { .. }
+        | Op::Dropout { .. }
+        | Op::Activation(_)
+        | Op::MixLU { .. }
+        | Op::Mix { .. }
+        | Op::Dale { .. }
+        | Op::Add
+        | Op::Concat => Ok(input.to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn the_layer_table_names_each_operation_and_argument_once() {
+        let mut seen = HashSet::new();
+        for def in LAYERS {
+            assert!(seen.insert(def.name), "`{}` is in the table twice", def.name);
+            let mut args = HashSet::new();
+            for param in def.signature {
+                assert!(args.insert(param.name), "`{}` has the argument `{}` twice", def.name, param.name);
+            }
+            assert!(std::ptr::eq(lookup(def.name).unwrap(), def));
+        }
+        assert_eq!(names(true), ["softmax_xent"]);
+        assert!(names(false).contains(&"add") && !names(false).contains(&"softmax_xent"));
+        assert!(lookup("Conv").is_none());
+    }
+
+    #[test]
+    fn a_layer_builds_the_op_it_lowers_from() {
+        let Some(Role::Layer(build)) = lookup("avgpool").map(|d| d.role) else { panic!("avgpool is a layer") };
+        let op = build(&Args::default()).unwrap_or_else(|e| panic!("{}", e.message));
+        assert_eq!(op, Op::Pool { kind: PoolKind::Avg, kernel: [1, 1], stride: 1, pad: 0 });
+        let Some(Role::Join(join)) = lookup("concat").map(|d| d.role) else { panic!("concat joins") };
+        assert_eq!(join(), Op::Concat);
     }
 }

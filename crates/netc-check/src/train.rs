@@ -1,66 +1,162 @@
 //! Checking the `train { }` block into a [`TrainConfig`].
 
-use crate::args::{match_args, opt, req, Scope, Ty};
+use crate::args::{match_args, opt, opt_pos, req, Param, Scope, Ty};
 use crate::config::*;
 use crate::errors;
-use netc_syntax::ast::{TrainBlock, Value, ValueKind};
+use netc_syntax::ast::{Arg, Call, Ident, TrainBlock, Value, ValueKind};
 use netc_syntax::{Diagnostic, Span};
 use std::collections::HashMap;
 
-const SETTINGS: &[&str] = &["optimizer", "lr_schedule", "batch", "epochs", "init", "preprocess", "seed", "data"];
+/// A setting of the `train` block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TrainSetting {
+    Optimizer,
+    LrSchedule,
+    Batch,
+    Epochs,
+    Init,
+    Preprocess,
+    Seed,
+    Data,
+}
+
+impl TrainSetting {
+    /// Every setting, in the order diagnostics list them.
+    pub const ALL: [TrainSetting; 8] = [
+        TrainSetting::Optimizer,
+        TrainSetting::LrSchedule,
+        TrainSetting::Batch,
+        TrainSetting::Epochs,
+        TrainSetting::Init,
+        TrainSetting::Preprocess,
+        TrainSetting::Seed,
+        TrainSetting::Data,
+    ];
+
+    /// The setting's name in a `train` block.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrainSetting::Optimizer => "optimizer",
+            TrainSetting::LrSchedule => "lr_schedule",
+            TrainSetting::Batch => "batch",
+            TrainSetting::Epochs => "epochs",
+            TrainSetting::Init => "init",
+            TrainSetting::Preprocess => "preprocess",
+            TrainSetting::Seed => "seed",
+            TrainSetting::Data => "data",
+        }
+    }
+
+    fn named(name: &str) -> Option<TrainSetting> {
+        TrainSetting::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// The argument `lr` of both optimizers.
+const LR: Param = opt("lr", Ty::PositiveNumber);
+/// `lr` as the only, positional, argument of a command-line flag.
+const LR_POSITIONAL: Param = opt_pos("lr", Ty::PositiveNumber);
 
 pub fn check_train(block: &TrainBlock, errors: &mut Vec<Diagnostic>) -> TrainConfig {
     let mut config = TrainConfig::default();
-    let mut seen: HashMap<&str, Span> = HashMap::new();
+    let mut seen: HashMap<TrainSetting, Span> = HashMap::new();
     let no_params = HashMap::new();
     let scope = Scope { params: &no_params, used: Default::default() };
     for setting in &block.settings {
-        let key = setting.key.name.as_str();
-        let Some(&known) = SETTINGS.iter().find(|&&k| k == key) else {
-            errors.push(errors::unknown_setting(&setting.key, SETTINGS));
+        let Some(known) = TrainSetting::named(&setting.key.name) else {
+            errors.push(errors::unknown_setting(&setting.key, &TrainSetting::ALL.map(TrainSetting::name)));
             continue;
         };
-        if let Some(&first) = seen.get(known) {
-            errors.push(errors::duplicate_setting(known, first, setting.span));
+        if let Some(&first) = seen.get(&known) {
+            errors.push(errors::duplicate_setting(known.name(), first, setting.span));
             continue;
         }
         seen.insert(known, setting.span);
         let value = &setting.value;
-        let bad = |expected: &str| errors::bad_setting(key, value, expected);
+        let bad = |expected: &str| errors::bad_setting(known.name(), value, expected);
         match known {
-            "optimizer" => match optimizer(value, &scope, errors) {
+            TrainSetting::Optimizer => match optimizer(value, &scope, errors) {
                 Some(opt) => config.optimizer = opt,
                 None => errors.push(bad("sgd(lr=.., momentum=.., weight_decay=..) or adam(lr=.., beta1=.., beta2=.., eps=.., weight_decay=..)")),
             },
-            "lr_schedule" => match schedule(value) {
+            TrainSetting::LrSchedule => match schedule(value) {
                 Some(s) => config.lr_schedule = s,
                 None => errors.push(bad("a list of [learning rate, epochs] pairs, e.g. [[0.05, 15], [0.005, 10]]")),
             },
-            "batch" | "epochs" | "seed" => match value.kind {
-                ValueKind::Int(v) if v >= 1 || (known == "seed" && v >= 0) => match known {
-                    "batch" => config.batch = v as usize,
-                    "epochs" => config.epochs = v as usize,
-                    _ => config.seed = v as u64,
+            TrainSetting::Batch | TrainSetting::Epochs | TrainSetting::Seed => match count(known, value) {
+                Ok(v) => match known {
+                    TrainSetting::Batch => config.batch = v as usize,
+                    TrainSetting::Epochs => config.epochs = v as usize,
+                    _ => config.seed = v,
                 },
-                _ => errors.push(bad(if known == "seed" { "a non-negative integer" } else { "a positive integer" })),
+                Err(e) => errors.push(e),
             },
-            "init" => match init(value, &scope, errors) {
+            TrainSetting::Init => match init(value, &scope, errors) {
                 Some(i) => config.init = i,
                 None => errors.push(bad("normal(std=..), xavier or he")),
             },
-            "preprocess" => match &value.kind {
+            TrainSetting::Preprocess => match &value.kind {
                 ValueKind::Ident(w) if w == "mean_image" => config.preprocess = Preprocess::MeanImage,
                 ValueKind::Ident(w) if w == "scale" => config.preprocess = Preprocess::Scale,
                 ValueKind::Ident(w) if w == "none" => config.preprocess = Preprocess::None,
                 _ => errors.push(bad("mean_image, scale or none")),
             },
-            _ => match &value.kind {
+            TrainSetting::Data => match &value.kind {
                 ValueKind::Ident(s) | ValueKind::Str(s) => config.data = Some(s.clone()),
                 _ => errors.push(bad("a data set name or a folder in quotes")),
             },
         }
     }
     config
+}
+
+/// A whole-number setting that a command-line flag may override (`--batch`, `--epochs`, `--seed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountSetting {
+    Batch,
+    Epochs,
+    Seed,
+}
+
+/// A command-line override of a whole-number setting, checked exactly as the `train` block
+/// checks the setting (the same diagnostic, pointing into the flag's value).
+pub fn count_override(setting: CountSetting, value: &Value) -> Result<u64, Diagnostic> {
+    let setting = match setting {
+        CountSetting::Batch => TrainSetting::Batch,
+        CountSetting::Epochs => TrainSetting::Epochs,
+        CountSetting::Seed => TrainSetting::Seed,
+    };
+    count(setting, value)
+}
+
+/// A command-line learning rate (`--lr`), checked exactly as the optimizers' `lr` argument.
+pub fn lr_override(value: &Value) -> Result<f64, Diagnostic> {
+    let no_params = HashMap::new();
+    let scope = Scope { params: &no_params, used: Default::default() };
+    let call = Call {
+        op: Ident { name: "lr".into(), span: value.span },
+        args: Some(vec![Arg { key: None, value: value.clone(), span: value.span }]),
+        span: value.span,
+    };
+    let mut errors = Vec::new();
+    let args = match_args(&call, "lr", &[LR_POSITIONAL], &scope, &mut errors);
+    match errors.into_iter().next() {
+        Some(error) => Err(error),
+        None => Ok(args.f64_or(LR.name, f64::NAN)),
+    }
+}
+
+/// The value of `batch`, `epochs` or `seed`: a positive integer (`seed`: non-negative).
+fn count(setting: TrainSetting, value: &Value) -> Result<u64, Diagnostic> {
+    let least = if setting == TrainSetting::Seed { 0 } else { 1 };
+    match value.kind {
+        ValueKind::Int(v) if v >= least => Ok(v as u64),
+        _ => Err(errors::bad_setting(
+            setting.name(),
+            value,
+            if least == 0 { "a non-negative integer" } else { "a positive integer" },
+        )),
+    }
 }
 
 /// `None` when the value is not a call of a known optimizer; argument problems of a known one
@@ -72,8 +168,7 @@ fn optimizer(value: &Value, scope: &Scope, errors: &mut Vec<Diagnostic>) -> Opti
     };
     match call.op.name.as_str() {
         "sgd" => {
-            let sig =
-                [opt("lr", Ty::PositiveNumber), opt("momentum", Ty::Probability), opt("weight_decay", Ty::NonNegative)];
+            let sig = [LR, opt("momentum", Ty::Probability), opt("weight_decay", Ty::NonNegative)];
             let args = match_args(call, "sgd", &sig, scope, errors);
             let (lr, momentum, weight_decay) = SGD_DEFAULTS;
             Some(Optimizer::Sgd {
@@ -84,7 +179,7 @@ fn optimizer(value: &Value, scope: &Scope, errors: &mut Vec<Diagnostic>) -> Opti
         }
         "adam" => {
             let sig = [
-                opt("lr", Ty::PositiveNumber),
+                LR,
                 opt("beta1", Ty::Probability),
                 opt("beta2", Ty::Probability),
                 opt("eps", Ty::PositiveNumber),
@@ -131,4 +226,42 @@ fn schedule(value: &Value) -> Option<Vec<(f64, usize)>> {
         })
         .collect::<Option<Vec<_>>>()
         .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message the `train` block gives for `text`.
+    fn block_error(text: &str) -> String {
+        let file = netc_syntax::parse(&format!("train {{ {text} }}")).unwrap();
+        let mut errors = Vec::new();
+        check_train(&file.trains[0], &mut errors);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.remove(0).message
+    }
+
+    fn value(text: &str) -> Value {
+        netc_syntax::parse_value(text).unwrap()
+    }
+
+    #[test]
+    fn flags_are_checked_exactly_as_the_train_block() {
+        for (setting, name) in [(CountSetting::Epochs, "epochs"), (CountSetting::Batch, "batch")] {
+            for bad in ["0", "-3", "1.5", "x"] {
+                let flag = count_override(setting, &value(bad)).unwrap_err();
+                assert_eq!(flag.message, block_error(&format!("{name} = {bad}")));
+            }
+            assert_eq!(count_override(setting, &value("7")).unwrap(), 7);
+        }
+        assert_eq!(count_override(CountSetting::Seed, &value("0")).unwrap(), 0);
+        assert_eq!(count_override(CountSetting::Seed, &value("-1")).unwrap_err().message, block_error("seed = -1"));
+        for bad in ["0", "-1", "nan", "\"0.1\""] {
+            let flag = lr_override(&value(bad)).unwrap_err();
+            assert_eq!(flag.message, block_error(&format!("optimizer = sgd(lr={bad})")), "{bad}");
+            assert_eq!(flag.labels[0].range, 0..bad.len());
+        }
+        assert_eq!(lr_override(&value("0.05")).unwrap(), 0.05);
+        assert_eq!(lr_override(&value("2")).unwrap(), 2.0);
+    }
 }

@@ -75,11 +75,19 @@ struct DataArgs {
     /// Which executor runs the net.
     #[arg(long, value_enum, default_value_t = Exec::Compiled)]
     exec: Exec,
-    /// Worker threads for the compiled executor (default: one per core). Results are the same
-    /// for any count.
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
+    /// Worker threads for the compiled executor, 1 to 256 (default: one per core). Results are
+    /// the same for any count.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_THREADS))]
+    threads: Option<u64>,
+    /// Refuse to start when a training or evaluation step needs more memory than this, e.g.
+    /// `8G`, `512M`, `2GiB` or a number of bytes (default: three quarters of physical memory).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_memory: Option<u64>,
 }
+
+/// The most worker threads `--threads` accepts: more than any machine netc runs on has cores,
+/// few enough that their stacks fit in memory.
+const MAX_THREADS: u64 = 256;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Exec {
@@ -104,27 +112,27 @@ struct TrainArgs {
     #[command(flatten)]
     recipe: RecipeArgs,
     /// Override the train block: random seed (initialisation, masks, shuffling).
-    #[arg(long)]
-    seed: Option<u64>,
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    seed: Option<String>,
 }
 
 /// Training flags shared by `train` and `sweep`.
 #[derive(Args)]
 struct RecipeArgs {
     /// Override the train block: number of epochs.
-    #[arg(long)]
-    epochs: Option<usize>,
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    epochs: Option<String>,
     /// Override the train block: batch size.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    batch: Option<u64>,
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    batch: Option<String>,
     /// Override the train block: constant learning rate (replaces any schedule).
-    #[arg(long)]
-    lr: Option<f64>,
+    #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
+    lr: Option<String>,
     /// Train on the first N training images only.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     limit_train: Option<usize>,
     /// Evaluate on the first N test images only.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     limit_test: Option<usize>,
 }
 
@@ -217,6 +225,9 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Check(args) => {
             let source = netc::Source::read(&args.file)?;
             let checked = netc::check(&source, &args.set)?;
+            if let Some(name) = &args.net {
+                checked.net(Some(name)).map_err(Failure::usage)?;
+            }
             let warnings = netc::syntax::render(
                 &checked.warnings,
                 &source.name,
@@ -280,6 +291,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Plot(args) => plot::run(args),
         Command::Eval(args) => {
             let model = args.file.model()?;
+            args.data.check_memory(&model, false)?;
             let data = args.data.load(&model)?;
             let mut backend = args.data.backend(&model)?;
             let (loss, error) = netc::run::evaluate(&model, &data, &args.weights, backend.as_mut())?;
@@ -321,9 +333,88 @@ impl FileArgs {
 }
 
 impl RecipeArgs {
-    fn overrides(&self, seed: Option<u64>) -> netc::run::TrainOverrides {
-        netc::run::TrainOverrides { epochs: self.epochs, batch: self.batch.map(|b| b as usize), lr: self.lr, seed }
+    /// The flags that override the train block, each checked as the train block checks it.
+    fn overrides(&self, seed: Option<&str>) -> Result<netc::run::TrainOverrides, Failure> {
+        use netc::check::{count_override, CountSetting};
+        let count = |flag: &str, text: &Option<String>, setting| {
+            text.as_deref().map(|t| flag_value(flag, t, |v| count_override(setting, v))).transpose()
+        };
+        let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Ok(netc::run::TrainOverrides {
+            epochs: count("--epochs", &self.epochs, CountSetting::Epochs)?.map(as_usize),
+            batch: count("--batch", &self.batch, CountSetting::Batch)?.map(as_usize),
+            lr: self.lr.as_deref().map(|t| flag_value("--lr", t, netc::check::lr_override)).transpose()?,
+            seed: count("--seed", &seed.map(str::to_string), CountSetting::Seed)?,
+        })
     }
+}
+
+/// A count of images: an integer of at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1 (an empty data set trains and tests nothing)".into()),
+        Err(e) => Err(format!("not a count of images: {e}")),
+    }
+}
+
+/// The value of a flag that stands for a train block setting, parsed and checked as the train
+/// block would; a mistake is a usage error shown against the flag (`--epochs 0`).
+fn flag_value<T>(
+    flag: &str,
+    text: &str,
+    check: impl Fn(&netc::syntax::ast::Value) -> Result<T, netc::syntax::Diagnostic>,
+) -> Result<T, Failure> {
+    let checked = netc::syntax::parse_value(text).and_then(|value| check(&value).map_err(|d| vec![d]));
+    checked.map_err(|mut diagnostics| {
+        // The diagnostics point into the value; show them in the flag as written.
+        let offset = flag.len() + 1;
+        for label in diagnostics.iter_mut().flat_map(|d| d.labels.iter_mut()) {
+            label.range = label.range.start + offset..label.range.end + offset;
+        }
+        let source = netc::Source::new("<command line>", format!("{flag} {text}"));
+        Failure::from(netc::Error::Usage { source: Some(source), diagnostics })
+    })
+}
+
+/// `8G`, `512M`, `1.5GB`, `2GiB` or a number of bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(split);
+    let scale: f64 = match unit.trim() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024f64.powi(2),
+        "gib" => 1024f64.powi(3),
+        "tib" => 1024f64.powi(4),
+        other => return Err(format!("unknown unit `{other}`; use K, M, G, T (powers of 1000) or KiB, MiB, GiB, TiB")),
+    };
+    let bytes = number.parse::<f64>().map_err(|_| format!("`{text}` is not a size, e.g. 8G or 512M"))? * scale;
+    if !bytes.is_finite() || bytes < 1.0 || bytes >= u64::MAX as f64 {
+        return Err(format!("`{text}` is not a size between 1 byte and 16 EB"));
+    }
+    Ok(bytes as u64)
+}
+
+/// The default `--max-memory`: three quarters of physical memory, or no limit where the
+/// system does not say how much it has.
+fn default_memory_limit() -> u64 {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf reads system configuration and has no preconditions.
+        let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+        if let (Ok(pages), Ok(page)) = (u64::try_from(pages), u64::try_from(page)) {
+            if pages > 0 && page > 0 {
+                return pages.saturating_mul(page) / 4 * 3;
+            }
+        }
+    }
+    u64::MAX
 }
 
 /// A file's name without its extension, for default output folders.
@@ -339,9 +430,24 @@ impl DataArgs {
         Ok(netc::run::Data::load(&netc::run::DataRequest { name, dir: self.data_dir.clone() })?)
     }
 
+    /// Refuses a model whose training step (with `training`) or evaluation step would need
+    /// more than `--max-memory`.
+    fn check_memory(&self, model: &netc::Model, training: bool) -> Result<(), Failure> {
+        let limit = self.max_memory.unwrap_or_else(default_memory_limit);
+        let config = model.train();
+        if training {
+            model
+                .check_memory(netc::check::Step::Train { batch: config.batch, optimizer: &config.optimizer }, limit)?;
+        }
+        model.check_memory(netc::check::Step::Evaluate { batch: netc::run::EVAL_BATCH }, limit)?;
+        Ok(())
+    }
+
     fn backend(&self, model: &netc::Model) -> Result<Box<dyn netc::train::Backend>, netc::Error> {
+        // 0 asks the executor for one thread per core.
+        let threads = self.threads.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
         match self.exec {
-            Exec::Compiled => Ok(Box::new(netc::run::ExecBackend::new(model, self.threads.unwrap_or(0))?)),
+            Exec::Compiled => Ok(Box::new(netc::run::ExecBackend::new(model, threads)?)),
             Exec::Interp => Ok(Box::new(netc::run::InterpBackend::new(model)?)),
         }
     }

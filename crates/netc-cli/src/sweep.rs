@@ -44,13 +44,21 @@ pub fn run(args: SweepArgs) -> Result<(), Failure> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("sweep-{}", crate::file_stem(&args.file.file))));
+    let overrides = args.recipe.overrides(None)?;
+    // Every setting's net once (seeds do not change its size).
+    let points = grid.points();
+    for point in points.iter().filter(|p| Some(p.seed) == points.first().map(|f| f.seed)) {
+        let mut model = netc::model(&source, &point.params, net)?;
+        overrides.apply(&mut model.checked.train);
+        args.data.check_memory(&model, true)?;
+    }
     let data = args.data.load(&first)?;
     let sweep = netc_sweep::Sweep {
         source: &source,
         file: &args.file.file,
         net,
         grid: &grid,
-        overrides: args.recipe.overrides(None),
+        overrides,
         data: &data,
         out: &out,
         limit_train: args.recipe.limit_train,

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let mut model = args.file.model()?;
-    args.recipe.overrides(args.seed).apply(&mut model.checked.train);
+    args.recipe.overrides(args.seed.as_deref())?.apply(&mut model.checked.train);
+    args.data.check_memory(&model, true)?;
     let (out, resume) = match &args.resume {
         Some(dir) => (dir.clone(), true),
         None => (args.out.clone().unwrap_or_else(|| default_out(&args.file.file)), false),

@@ -111,6 +111,14 @@ pub enum DataError {
         /// Every place looked in, each with why it was not used.
         searched: Vec<(PathBuf, String)>,
     },
+    /// The argument names a path that exists but cannot serve as a data folder: a file, an
+    /// unreadable folder, a symbolic link loop.
+    NotAFolder {
+        /// The path as resolved.
+        path: PathBuf,
+        /// Why it cannot be used.
+        why: String,
+    },
     /// The argument is neither a known data set name nor an existing folder.
     UnknownDataset {
         /// The argument as given.
@@ -207,6 +215,9 @@ impl fmt::Display for DataError {
                     writeln!(f, "  - {}: {why}", path.display())?;
                 }
                 write!(f, "to get it, run `netc data fetch {name}`, or set NETC_DATA to a folder that holds {name}/")
+            }
+            DataError::NotAFolder { path, why } => {
+                write!(f, "{}: {why}; --data takes a data set name or a folder holding its files", path.display())
             }
             DataError::UnknownDataset { name, known } => {
                 write!(f, "`{name}` is neither a known data set ({}) nor an existing folder", known.join(", "))

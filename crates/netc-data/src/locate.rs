@@ -86,15 +86,18 @@ fn locate_in(arg: &str, data_dir: Option<&Path>, places: &Places) -> Result<Path
             Some(cwd) => cwd.join(arg),
             None => PathBuf::from(arg),
         };
-        if path.is_dir() {
-            return Ok(path);
-        }
-        return Err(DataError::UnknownDataset { name: arg.to_string(), known: KNOWN_DATASETS.to_vec() });
+        return match unusable(&path) {
+            None => Ok(path),
+            Some(Unusable::Absent) => {
+                Err(DataError::UnknownDataset { name: arg.to_string(), known: KNOWN_DATASETS.to_vec() })
+            }
+            Some(why) => Err(DataError::NotAFolder { path, why: why.to_string() }),
+        };
     };
     let mut searched = Vec::new();
     for (dir, origin) in candidates(arg, data_dir, places) {
-        let why = if !dir.is_dir() {
-            "no such folder".to_string()
+        let why = if let Some(why) = unusable(&dir) {
+            why.to_string()
         } else {
             let missing: Vec<_> = files
                 .iter()
@@ -112,6 +115,34 @@ fn locate_in(arg: &str, data_dir: Option<&Path>, places: &Places) -> Result<Path
         searched.push((PathBuf::from("$NETC_DATA"), "not set".to_string()));
     }
     Err(DataError::NotFound { name: arg.to_string(), searched })
+}
+
+/// Why a path cannot be read as a folder.
+enum Unusable {
+    Absent,
+    File,
+    /// Unreadable, a symbolic link loop, a path through a file, ...: the system's reason.
+    Unreadable(std::io::Error),
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unusable::Absent => f.write_str("no such folder"),
+            Unusable::File => f.write_str("is a file, not a folder"),
+            Unusable::Unreadable(e) => write!(f, "cannot be read: {e}"),
+        }
+    }
+}
+
+/// `None` when `dir` is a folder whose entries can be listed.
+fn unusable(dir: &Path) -> Option<Unusable> {
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Unusable::Absent),
+        Err(e) => Some(Unusable::Unreadable(e)),
+        Ok(meta) if !meta.is_dir() => Some(Unusable::File),
+        Ok(_) => std::fs::read_dir(dir).err().map(Unusable::Unreadable),
+    }
 }
 
 fn fetch_dir_in(name: &str, data_dir: Option<&Path>, places: &Places) -> PathBuf {
@@ -217,6 +248,32 @@ mod tests {
         // ...absolute ones as they are.
         let absolute = fake.path("cwd/my-digits");
         assert_eq!(locate_in(absolute.to_str().unwrap(), None, &places).unwrap(), absolute);
+    }
+
+    #[test]
+    fn a_file_or_a_symlink_loop_is_reported_as_such_not_as_missing() {
+        let fake = Fake::new();
+        std::fs::create_dir_all(fake.path("env")).unwrap();
+        std::fs::write(fake.path("env/mnist"), "not a folder").unwrap();
+        std::fs::create_dir_all(fake.path("cwd/data")).unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(fake.path("cwd/data/mnist"), fake.path("cwd/data/mnist")).unwrap();
+        let places = fake.places();
+        let err = locate_in("mnist", None, &places).unwrap_err();
+        let DataError::NotFound { searched, .. } = &err else { panic!("{err:?}") };
+        assert_eq!(searched[0].1, "is a file, not a folder (from $NETC_DATA)");
+        #[cfg(unix)]
+        assert!(searched[1].1.starts_with("cannot be read: "), "{err}");
+
+        // A path given as the data set: the same causes, named.
+        std::fs::write(fake.path("cwd/digits.txt"), "x").unwrap();
+        let err = locate_in("digits.txt", None, &places).unwrap_err();
+        assert!(matches!(&err, DataError::NotAFolder { why, .. } if why == "is a file, not a folder"), "{err}");
+        #[cfg(unix)]
+        {
+            let err = locate_in(fake.path("cwd/data/mnist").to_str().unwrap(), None, &places).unwrap_err();
+            assert!(err.to_string().contains("cannot be read:"), "{err}");
+        }
     }
 
     #[test]

@@ -65,8 +65,11 @@ fn write_steps(s: &mut String, program: &Program, compiled: &Compiled) -> std::f
             }
         };
         if let Some(src) = program.source_of(out) {
-            let width = COMMENT_COLUMN.max(line.chars().count() + 2);
-            line = format!("{line:width$}# {}", src.name);
+            // Padded by hand: a format width is limited to u16::MAX, and a step joining
+            // thousands of values writes a longer line.
+            let pad = COMMENT_COLUMN.saturating_sub(line.chars().count()).max(2);
+            line.extend(std::iter::repeat_n(' ', pad));
+            write!(line, "# {}", src.name)?;
             if let Some(n) = src.line {
                 write!(line, " (line {n})")?;
             }

@@ -71,8 +71,10 @@ impl fmt::Display for Program {
             line.push_str(&inst.op.attributes());
             match inst.source.and_then(|s| self.sources().get(s.0)) {
                 Some(source) => {
-                    let width = COMMENT_COLUMN.max(line.chars().count() + 2);
-                    write!(f, "{line:width$}# {}", source.name)?;
+                    // Padded by hand: a format width is limited to u16::MAX, and an instruction
+                    // joining thousands of values is longer.
+                    let pad = COMMENT_COLUMN.saturating_sub(line.chars().count()).max(2);
+                    write!(f, "{line}{:pad$}# {}", "", source.name)?;
                     if let Some(n) = source.line {
                         write!(f, " (line {n})")?;
                     }

@@ -7,9 +7,13 @@
 //! ```
 
 pub mod ast;
+mod codes;
 mod diagnostics;
+mod lexical;
 mod parser;
 
 pub use ast::Span;
+pub use codes::Code;
 pub use diagnostics::{did_you_mean, render, Diagnostic, Label, Severity};
+pub use lexical::MAX_NESTING;
 pub use parser::{parse, parse_value};

@@ -1,7 +1,9 @@
 //! pest parse tree → typed AST.
 
 use crate::ast::*;
+use crate::codes::Code;
 use crate::diagnostics::{Diagnostic, Label};
+use crate::lexical;
 use pest::error::{ErrorVariant, InputLocation};
 use pest::iterators::Pair;
 use pest::Parser;
@@ -13,6 +15,10 @@ struct NetParser;
 /// Parses a whole `.net` file. A syntax error is returned as one diagnostic saying what was
 /// expected where; so is a literal that does not fit its type.
 pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
+    let unfit = lexical::check(source);
+    if !unfit.is_empty() {
+        return Err(unfit);
+    }
     let mut pairs = NetParser::parse(Rule::file, source)
         .map_err(|e| vec![syntax_error(source, detailed(Rule::file, source, e))])?;
     let file = pairs.next().into_iter().flat_map(Pair::into_inner);
@@ -34,6 +40,10 @@ pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
 
 /// Parses one value written on the command line, such as the `0.07` of `--set negfrac=0.07`.
 pub fn parse_value(text: &str) -> Result<Value, Vec<Diagnostic>> {
+    let unfit = lexical::check(text);
+    if !unfit.is_empty() {
+        return Err(unfit);
+    }
     let mut pairs = NetParser::parse(Rule::lone_value, text)
         .map_err(|e| vec![syntax_error(text, detailed(Rule::lone_value, text, e))])?;
     let mut errors = Vec::new();
@@ -235,8 +245,8 @@ fn unescape(raw: &str) -> String {
 }
 
 fn literal_error(span: Span, message: &str, note: &str) -> Diagnostic {
-    Diagnostic::error()
-        .with_code("E0002")
+    Code::LiteralRange
+        .error()
         .with_message(message)
         .with_labels(vec![Label::primary((), span.range()).with_message("this literal")])
         .with_notes(vec![note.to_string()])
@@ -299,8 +309,10 @@ fn syntax_error(source: &str, error: pest::error::Error<Rule>) -> Diagnostic {
         }
     }
     // Before the first block pest names nothing; a file is made of `net` and `train` blocks.
-    let at_start =
-        source.get(..at).is_some_and(|before| before.lines().all(|l| l.trim().is_empty() || l.trim().starts_with('#')));
+    let at_start = source.get(..at).is_some_and(|before| {
+        let before = before.trim_start_matches(lexical::BYTE_ORDER_MARK);
+        before.lines().all(|l| l.trim().is_empty() || l.trim().starts_with('#'))
+    });
     if expected.is_empty() && at_start {
         expected = vec!["`net`".into(), "`train`".into()];
     }
@@ -315,8 +327,8 @@ fn syntax_error(source: &str, error: pest::error::Error<Rule>) -> Diagnostic {
             notes.push(format!("help: `{token}` starts a new block; is the `}}` closing the block above missing?"));
         } else if expected.iter().any(|e| ["a name", "a layer", "a value", "an argument"].contains(&e.as_str())) {
             let keywords: Vec<String> = KEYWORDS.iter().map(|k| format!("`{k}`")).collect();
-            return Diagnostic::error()
-                .with_code("E0001")
+            return Code::Syntax
+                .error()
                 .with_message(format!("syntax error: `{token}` is a keyword and cannot be used as a name"))
                 .with_labels(vec![Label::primary((), found_span).with_message("keyword")])
                 .with_notes(vec![format!("help: choose another name; the keywords are {}", keywords.join(", "))]);
@@ -342,7 +354,7 @@ fn syntax_error(source: &str, error: pest::error::Error<Rule>) -> Diagnostic {
         ],
         _ => vec![Label::primary((), found_span).with_message("unexpected here")],
     };
-    Diagnostic::error().with_code("E0001").with_message(message).with_labels(labels).with_notes(notes)
+    Code::Syntax.error().with_message(message).with_labels(labels).with_notes(notes)
 }
 
 /// The end of the code before `at`, when it lies on an earlier line: the place a token missing
@@ -364,16 +376,16 @@ fn end_of_previous_line(source: &str, at: usize) -> Option<usize> {
 fn bad_escape(source: &str, backslash: usize) -> Diagnostic {
     let len = source.get(backslash + 1..).and_then(|r| r.chars().next()).map_or(1, |c| 1 + c.len_utf8());
     let text = source.get(backslash..backslash + len).unwrap_or("\\");
-    Diagnostic::error()
-        .with_code("E0001")
+    Code::Syntax
+        .error()
         .with_message(format!("syntax error: unknown escape `{}` in a string", text.trim_end()))
         .with_labels(vec![Label::primary((), backslash..backslash + len).with_message("unknown escape")])
         .with_notes(vec!["note: the escapes are `\\\"`, `\\\\`, `\\n` and `\\t`".into()])
 }
 
 fn unterminated_string(span: std::ops::Range<usize>) -> Diagnostic {
-    Diagnostic::error()
-        .with_code("E0001")
+    Code::Syntax
+        .error()
         .with_message("syntax error: unterminated string")
         .with_labels(vec![Label::primary((), span).with_message("this string is not closed")])
         .with_notes(vec!["help: close it with `\"` on the same line; a string cannot span lines".into()])
@@ -519,6 +531,30 @@ mod tests {
     fn oversized_literals_are_errors_not_panics() {
         assert!(parse("net a { conv(99999999999999999999) }").is_err());
         assert!(parse("net a { conv(1e999) }").is_err());
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_crlf_line_ends_are_accepted() {
+        let file = parse("\u{FEFF}net a {\r\n  input x: [4] # note\r\n  dense(2)\r\n}\r\n").unwrap();
+        assert_eq!(file.nets[0].name.name, "a");
+        assert_eq!(file.nets[0].body.len(), 2);
+    }
+
+    #[test]
+    fn nesting_at_the_limit_parses_and_deeper_is_an_error_not_an_overflow() {
+        // The net block and the call take two levels; the list the rest.
+        let lists = crate::MAX_NESTING - 2;
+        let deep = |n: usize| format!("net a {{ conv(k={}1{}) }}", "[".repeat(n), "]".repeat(n));
+        assert!(parse(&deep(lists)).is_ok());
+        let err = parse(&deep(10_000)).unwrap_err();
+        assert_eq!(err[0].code.as_deref(), Some("E0004"));
+        let err = parse(&format!("train {{ lr_schedule = {}", "[".repeat(10_000))).unwrap_err();
+        assert_eq!(err[0].code.as_deref(), Some("E0004"));
+        let err = parse(&format!("net a(w = {}0{}) {{ }}", "[".repeat(10_000), "]".repeat(10_000))).unwrap_err();
+        assert_eq!(err[0].code.as_deref(), Some("E0004"));
+        // A failing parse at the limit reparses with error tracking; that must fit the stack too.
+        assert!(parse(&format!("net a {{ conv(k={}1 }}", "[".repeat(lists))).is_err());
+        assert!(parse_value(&"[".repeat(10_000)).is_err());
     }
 
     #[test]

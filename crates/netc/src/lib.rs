@@ -112,7 +112,7 @@ impl Error {
     /// Whether training stopped because a value became NaN or infinite ([`run::DIVERGED`]).
     pub fn is_divergence(&self) -> bool {
         matches!(self, Error::Source { diagnostics, .. }
-            if diagnostics.iter().any(|d| d.code.as_deref() == Some(run::DIVERGED)))
+            if diagnostics.iter().any(|d| run::DIVERGED.is_code_of(d)))
     }
 
     fn usage(source: &Source, message: String) -> Error {
@@ -132,11 +132,23 @@ impl std::error::Error for Error {}
 pub fn parse_overrides(set: &[(String, String)]) -> Result<Vec<(String, ast::Value)>, Error> {
     set.iter()
         .map(|(name, text)| {
-            netc_syntax::parse_value(text).map(|v| (name.clone(), v)).map_err(|_| Error::Usage {
-                source: None,
-                diagnostics: vec![Diagnostic::error()
-                    .with_message(format!("--set {name}={text}: `{text}` is not a value"))
-                    .with_notes(vec!["help: write a number, `true`/`false`, a name, a \"string\" or a [list]".into()])],
+            netc_syntax::parse_value(text).map(|v| (name.clone(), v)).map_err(|problems| {
+                // A literal too large for its type is a value, just not one netc can hold.
+                let range = problems.iter().find(|d| netc_syntax::Code::LiteralRange.is_code_of(d));
+                let (what, note) = match range {
+                    Some(d) => ("is out of range", d.notes.first().cloned().unwrap_or_default()),
+                    None => (
+                        "is not a value",
+                        "help: write a number, `true`/`false`, a name, a \"string\" or a [list]".to_string(),
+                    ),
+                };
+                Error::Usage {
+                    source: None,
+                    diagnostics: vec![netc_syntax::Code::SetNotAValue
+                        .error()
+                        .with_message(format!("--set {name}={text}: `{text}` {what}"))
+                        .with_notes(vec![note])],
+                }
             })
         })
         .collect()
@@ -179,6 +191,18 @@ impl Model {
 
     pub fn train(&self) -> &netc_check::TrainConfig {
         &self.checked.train
+    }
+
+    /// Refuses a step of this model's net that needs more than `limit` bytes, before anything is
+    /// allocated: a usage error naming the step's figure and the limit.
+    pub fn check_memory(&self, step: netc_check::Step, limit: u64) -> Result<(), Error> {
+        let what = match step {
+            netc_check::Step::Train { .. } => format!("training `{}`", self.net().name),
+            netc_check::Step::Evaluate { .. } => format!("evaluating `{}`", self.net().name),
+        };
+        netc_check::StepMemory::of(self.net(), step)
+            .check(&what, limit)
+            .map_err(|d| Error::Usage { source: Some(self.source.clone()), diagnostics: vec![d] })
     }
 
     /// A diagnostic against this model's source.

@@ -3,7 +3,7 @@
 
 use crate::{Error, Source};
 use netc_ir::Program;
-use netc_syntax::{Diagnostic, Label};
+use netc_syntax::{Code, Diagnostic, Label};
 
 /// Whether a file holds a textual IR program rather than a `.net` source, by its extension.
 pub fn is_ir_file(path: &std::path::Path) -> bool {
@@ -14,8 +14,8 @@ pub fn is_ir_file(path: &std::path::Path) -> bool {
 pub fn read(source: &Source) -> Result<Program, Error> {
     netc_ir::parse(&source.text).map_err(|e| Error::Source {
         source: source.clone(),
-        diagnostics: vec![Diagnostic::error()
-            .with_code("E0610")
+        diagnostics: vec![Code::MalformedIr
+            .error()
             .with_message(format!("malformed IR program: {}", e.message))
             .with_labels(vec![Label::primary((), e.span.range())])],
     })

@@ -5,7 +5,7 @@ use crate::{Error, Model, Source};
 use netc_check::Optimizer;
 use netc_interp::{Feed, Interpreter, RunError};
 use netc_ir::{Mode, Program, Tensor};
-use netc_syntax::{Diagnostic, Label};
+use netc_syntax::{Code, Label};
 use netc_train::optimizer::Update;
 use netc_train::{Backend, BatchResult, EpochMetrics, Event, Named, RunOptions, Samples, Slot, StepError, TrainError};
 use std::path::PathBuf;
@@ -16,8 +16,8 @@ pub fn lower(model: &Model, mode: Mode) -> Result<Program, Error> {
     let options = netc_lower::LowerOptions { mode, seed: model.train().seed };
     let program = netc_lower::lower(model.net(), options).map_err(|e| {
         model.source_error(
-            Diagnostic::error()
-                .with_code("E0600")
+            Code::Lowering
+                .error()
                 .with_message(format!("cannot compile `{}`: {}", e.layer, e.message))
                 .with_labels(vec![Label::primary((), e.span.range()).with_message("this layer")]),
         )
@@ -390,8 +390,8 @@ impl Data {
         let (rows, cols) = (set.rows, set.cols);
         if net.input.shape != [1, rows, cols] && net.input.shape != [rows * cols] {
             return Err(model.source_error(
-                Diagnostic::error()
-                    .with_code("E0700")
+                Code::DataShape
+                    .error()
                     .with_message(format!(
                         "the data set's images are [1, {rows}, {cols}], but net `{}` takes {:?}",
                         net.name, net.input.shape
@@ -402,8 +402,8 @@ impl Data {
         }
         if net.loss.classes != set.classes {
             return Err(model.source_error(
-                Diagnostic::error()
-                    .with_code("E0701")
+                Code::DataClasses
+                    .error()
                     .with_message(format!(
                         "the data set has {} classes, but the loss has {}",
                         set.classes, net.loss.classes
@@ -416,7 +416,7 @@ impl Data {
 }
 
 /// The code of the diagnostic [`train`] returns when a run diverges.
-pub const DIVERGED: &str = "E0800";
+pub const DIVERGED: Code = Code::Diverged;
 
 /// Command-line settings that replace the `train` block's.
 #[derive(Clone, Debug, Default)]
@@ -480,8 +480,8 @@ pub fn train(
     netc_train::train(&job, backend, init, options, on_event).map_err(|e| match e {
         TrainError::Io(message) => Error::Io(message),
         TrainError::Diverged { epoch, step, layer, span } => model.source_error(
-            Diagnostic::error()
-                .with_code(DIVERGED)
+            DIVERGED
+                .error()
                 .with_message(format!("training diverged in epoch {epoch}, step {step}"))
                 .with_labels(vec![Label::primary((), span.range())
                     .with_message(format!("`{layer}` produced the first NaN or infinity"))])
@@ -492,6 +492,9 @@ pub fn train(
         ),
     })
 }
+
+/// The batch [`evaluate`] runs the test set in.
+pub const EVAL_BATCH: usize = 1000;
 
 /// Test loss and error of saved weights.
 pub fn evaluate(
@@ -514,14 +517,13 @@ pub fn evaluate(
             netc_train::checkpoint::MEAN_IMAGE
         )));
     }
-    netc_train::evaluate(backend, &params, &Data::samples(&data.mnist.test), preprocess, mean.as_deref(), 1000).map_err(
-        |e| match e {
+    netc_train::evaluate(backend, &params, &Data::samples(&data.mnist.test), preprocess, mean.as_deref(), EVAL_BATCH)
+        .map_err(|e| match e {
             StepError::NonFinite { layer, .. } => {
                 Error::Io(format!("evaluation produced NaN or infinity in `{layer}`"))
             }
             StepError::Failed(message) => Error::Io(message),
-        },
-    )
+        })
 }
 
 #[cfg(test)]
