@@ -5,7 +5,7 @@
 //! `$NETC_DATA/mnist`, `./data/mnist`, the user cache folder).
 
 use netc::run::{Data, DataRequest, ExecBackend};
-use netc::train::{Event, RunOptions};
+use netc::train::{Event, RunFolder, RunOptions};
 use std::process::ExitCode;
 
 const SOURCE: &str = "
@@ -36,20 +36,24 @@ fn run() -> Result<(), netc::Error> {
 
     let data = Data::load(&DataRequest { name: "mnist".into(), dir: None })?;
     let mut backend = ExecBackend::new(&model, 0)?;
-    let program = netc::run::compile(&model, netc::ir::Mode::Train, false)?;
-    let init = || netc::run::init_params(&model, &program);
-    let out = std::env::temp_dir().join(format!("netc-embed-{}", std::process::id()));
-    let options =
-        RunOptions { out: out.clone(), resume: false, limit_train: Some(20_000), limit_test: None, provenance: vec![] };
-    netc::run::train(&model, &data, &mut backend, &init, &options, &mut |event| {
+    let out = RunFolder::new(std::env::temp_dir().join(format!("netc-embed-{}", std::process::id())));
+    let options = RunOptions {
+        out: out.clone(),
+        resume: false,
+        limit_train: Some(20_000),
+        limit_test: None,
+        provenance: data.provenance(std::path::Path::new(&source.name), &[]),
+    };
+    netc::run::train(&model, &data, &mut backend, &options, &mut |event| {
         if let Event::Epoch(m) = event {
             println!("epoch {}: test error {:.2}% ({:.0} images/s)", m.epoch, m.test_error * 100.0, m.images_per_sec);
         }
     })?;
 
-    let weights = out.join("model.safetensors");
+    let weights = out.weights();
     let (loss, error) = netc::run::evaluate(&model, &data, &weights, &mut backend)?;
     println!("reloaded {}: test loss {loss:.4}, test error {:.2}%", weights.display(), error * 100.0);
-    std::fs::remove_dir_all(&out).map_err(|e| netc::Error::Io(format!("cannot remove {}: {e}", out.display())))?;
+    let dir = out.dir();
+    std::fs::remove_dir_all(dir).map_err(|e| netc::Error::Io(format!("cannot remove {}: {e}", dir.display())))?;
     Ok(())
 }

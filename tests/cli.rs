@@ -198,6 +198,80 @@ fn train_writes_a_run_folder_that_eval_and_resume_accept() {
     assert_eq!(text(&interp.stdout), text(&eval.stdout), "the interpreter and the compiled executor disagree");
 }
 
+const WIDE: &str = "net wide(width = 4) {\n  input image: [1, 6, 6]\n  conv(width, k=3)\n  relu\n  dense(10)\n  loss softmax_xent(classes=10)\n}\n\
+train { optimizer = sgd(lr=0.05) batch = 16 epochs = 1 init = normal(std=0.1) preprocess = scale }\n";
+
+#[test]
+fn resume_with_other_settings_is_a_usage_error_naming_the_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, 64, 32);
+    let net = dir.path().join("wide.net");
+    std::fs::write(&net, WIDE).unwrap();
+    let out = dir.path().join("run");
+    let (net_s, data, out) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let first = netc(&["train", net_s, "--data", data, "--out", out, "--set", "width=3"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let resume = |extra: &[&str]| {
+        let mut args = vec!["train", net_s, "--data", data, "--resume", out, "--epochs", "2"];
+        args.extend_from_slice(extra);
+        netc(&args)
+    };
+    for (extra, expected) in [
+        (&["--set", "width=5"][..], "net parameter `width`: 3 in the folder, 5 now"),
+        (&["--set", "width=3", "--seed", "4"][..], "seed: 0 in the folder, 4 now"),
+        (&["--set", "width=3", "--batch", "8"][..], "batch size: 16 in the folder, 8 now"),
+        (&["--set", "width=3", "--limit-train", "32"][..], "training images used: all in the folder, 32 now"),
+    ] {
+        let refused = resume(extra);
+        assert_eq!(refused.status.code(), Some(2), "{extra:?}: {}", text(&refused.stderr));
+        let stderr = text(&refused.stderr);
+        assert!(stderr.contains("it records a different run") && stderr.contains(expected), "{extra:?}: {stderr}");
+    }
+    std::fs::write(&net, WIDE.replace("relu", "neglu")).unwrap();
+    let edited = resume(&["--set", "width=3"]);
+    assert_eq!(edited.status.code(), Some(2));
+    assert!(text(&edited.stderr).contains("checked net (the .net file changed)"), "{}", text(&edited.stderr));
+    std::fs::write(&net, WIDE.replace("relu", "relu   # reformatted, same net")).unwrap();
+    let same = resume(&["--set", "width=3"]);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same.stderr));
+}
+
+#[test]
+fn a_second_train_into_a_busy_folder_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, 64, 32);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    let (net, data, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let mut first = Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args(["train", net, "--data", data, "--out", out_s, "--epochs", "100000000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first epoch's metrics mean the first run holds the lock and is training.
+    while !out.join("metrics.csv").exists() {
+        assert!(first.try_wait().unwrap().is_none(), "the first run ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = netc(&["train", net, "--data", data, "--out", out_s]);
+    let resumed = netc(&["train", net, "--data", data, "--resume", out_s]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    for refused in [second, resumed] {
+        assert_eq!(refused.status.code(), Some(2));
+        let stderr = text(&refused.stderr);
+        assert!(stderr.contains(&format!("is in use: process {} is training into it", first.id())), "{stderr}");
+    }
+    // Killed, the first run left its lock file behind; the lock went with it.
+    assert!(out.join("run.lock").exists());
+    let after = netc(&["train", net, "--data", data, "--resume", out_s, "--epochs", "1"]);
+    assert_eq!(after.status.code(), Some(0), "{}", text(&after.stderr));
+}
+
 #[test]
 fn missing_data_says_where_it_looked() {
     let dir = tempfile::tempdir().unwrap();

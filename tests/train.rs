@@ -3,7 +3,7 @@
 //! is a clear error, and on real MNIST (when `NETC_DATA` is set) a short run learns.
 
 use netc::run::{Data, DataRequest, InterpBackend};
-use netc::train::{Event, RunOptions};
+use netc::train::{Event, RunFolder, RunOptions};
 use std::path::{Path, PathBuf};
 
 mod support;
@@ -45,11 +45,14 @@ fn run_on(
     out: &Path,
     resume: bool,
 ) -> Result<Vec<netc::train::EpochMetrics>, netc::Error> {
-    let program = netc::run::compile(model, netc::ir::Mode::Train, false).unwrap();
-    let init = || netc::run::init_params(model, &program);
-    let options =
-        RunOptions { out: out.to_path_buf(), resume, limit_train: None, limit_test: None, provenance: vec![] };
-    netc::run::train(model, data, backend, &init, &options, &mut |_: Event| {})
+    let options = RunOptions {
+        out: RunFolder::new(out),
+        resume,
+        limit_train: None,
+        limit_test: None,
+        provenance: data.provenance(Path::new("tiny.net"), &[]),
+    };
+    netc::run::train(model, data, backend, &options, &mut |_: Event| {})
 }
 
 fn temp() -> (tempfile::TempDir, PathBuf) {
@@ -110,11 +113,12 @@ fn diverges(backend: &mut dyn netc::train::Backend, model: &netc::Model) {
     let out = dir.path().join("run");
     let err = run_on(backend, model, &data(&data_dir), &out, false).unwrap_err();
     let text = err.render(false);
-    assert!(matches!(err, netc::Error::Source { .. }), "{text}");
-    assert!(text.contains("training diverged in epoch 2"), "{text}");
-    assert!(text.contains("produced the first NaN or infinity"), "{text}");
+    let netc::Error::Diverged { divergence, .. } = &err else { panic!("not a divergence: {text}") };
+    assert_eq!(divergence.epoch, 2, "{text}");
+    assert!(text.contains("error[E0800]: training diverged in epoch 2"), "{text}");
+    assert!(text.contains(&format!("`{}` produced the first NaN or infinity", divergence.layer)), "{text}");
     let shapes = netc::train::param_shapes(model.net());
-    let kept = netc::train::checkpoint::load_state(&out.join("checkpoint.safetensors"), &shapes).unwrap();
+    let kept = netc::train::checkpoint::load_state(&RunFolder::new(&out).checkpoint(), &shapes, None).unwrap();
     assert_eq!(kept.epoch, 1);
     assert!(kept.params.iter().all(|(_, t)| t.data().iter().all(|v| v.is_finite())));
 }
@@ -172,16 +176,14 @@ fn a_short_run_on_real_mnist_learns() {
     model.checked.train.optimizer = netc::check::Optimizer::Sgd { lr: 0.05, momentum: 0.9, weight_decay: 0.0005 };
     let dir = tempfile::tempdir().unwrap();
     let mut backend = netc::run::ExecBackend::new(&model, 2).unwrap();
-    let program = netc::run::compile(&model, netc::ir::Mode::Train, false).unwrap();
-    let init = || netc::run::init_params(&model, &program);
     let options = RunOptions {
-        out: dir.path().to_path_buf(),
+        out: RunFolder::new(dir.path()),
         resume: false,
         limit_train: Some(10_000),
         limit_test: Some(2_000),
-        provenance: vec![],
+        provenance: data.provenance(Path::new("mlp.net"), &[]),
     };
-    let metrics = netc::run::train(&model, &data, &mut backend, &init, &options, &mut |_: Event| {}).unwrap();
+    let metrics = netc::run::train(&model, &data, &mut backend, &options, &mut |_: Event| {}).unwrap();
     // An untrained or broken network errs on about 90% of the digits.
     assert!(metrics[0].test_error < 0.15, "{metrics:?}");
 }
@@ -209,11 +211,10 @@ fn trained_reader(
     let out = dir.path().join("run");
     let history = run_on(backend, model, &data(&data_dir), &out, false).unwrap();
     let shapes = netc::train::param_shapes(model.net());
-    let state = netc::train::checkpoint::load_state(&out.join("checkpoint.safetensors"), &shapes).unwrap();
+    let state = netc::train::checkpoint::load_state(&RunFolder::new(&out).checkpoint(), &shapes, None).unwrap();
     let (_, weight) = state.params.iter().find(|(name, _)| name == "dense1.weight").unwrap();
-    let infos = netc::lower::param_infos(model.net(), model.train().seed);
-    let (_, info) = infos.iter().find(|(name, _)| name == "dense1.weight").unwrap();
-    (weight.data().to_vec(), info.sign.clone(), history.last().unwrap().train_error)
+    let param = backend.params().iter().find(|p| p.name == "dense1.weight").unwrap();
+    (weight.data().to_vec(), param.info.sign.clone(), history.last().unwrap().train_error)
 }
 
 #[test]
@@ -247,4 +248,182 @@ fn a_population_without_inhibitory_units_trains_nonnegative_weights() {
     let (weight, sign, _) = trained_reader(&mut InterpBackend::new(&free).unwrap(), &free);
     assert!(sign.is_none());
     assert!(weight.iter().any(|&w| w < 0.0));
+}
+
+/// A one-epoch run of `text` in `out`, then the error of resuming it as `resumed`.
+fn resume_error(text: &str, change: impl Fn(&mut netc::Model), data: &Data, out: &Path) -> String {
+    let mut first = model(text);
+    first.checked.train.epochs = 1;
+    run(&first, data, out, false).unwrap();
+    let mut resumed = model(text);
+    change(&mut resumed);
+    let err = run(&resumed, data, out, true).unwrap_err();
+    assert!(matches!(err, netc::Error::ResumeMismatch { .. }), "{}", err.render(false));
+    err.render(false)
+}
+
+const PARAMETRISED: &str = "
+net tiny(width = 4) {
+    input image: [1, 6, 6]
+    conv(width, k=3)
+    relu
+    maxpool(2)
+    dense(10)
+    loss softmax_xent(classes=10)
+}
+train { optimizer = sgd(lr=0.05, momentum=0.9, weight_decay=0.0005) batch = 8 epochs = 3 init = normal(std=0.1) preprocess = scale seed = 7 }
+";
+
+#[test]
+fn resume_refuses_a_run_that_is_not_the_recorded_one() {
+    let (dir, data_dir) = temp();
+    let data = data(&data_dir);
+    let text = resume_error(
+        PARAMETRISED,
+        |m| {
+            *m = netc::model(&netc::Source::new("tiny.net", PARAMETRISED), &[("width".into(), "5".into())], None)
+                .unwrap()
+        },
+        &data,
+        &dir.path().join("set"),
+    );
+    assert!(text.contains("net parameter `width`: 4 in the folder, 5 now"), "{text}");
+    let text = resume_error(PARAMETRISED, |m| m.checked.train.seed = 8, &data, &dir.path().join("seed"));
+    assert!(text.contains("seed: 7 in the folder, 8 now"), "{text}");
+    let text = resume_error(PARAMETRISED, |m| m.checked.train.batch = 16, &data, &dir.path().join("batch"));
+    assert!(text.contains("batch size: 8 in the folder, 16 now"), "{text}");
+    let text = resume_error(
+        PARAMETRISED,
+        |m| *m = model(&PARAMETRISED.replace("relu", "neglu")),
+        &data,
+        &dir.path().join("net"),
+    );
+    assert!(text.contains("checked net (the .net file changed): sha256"), "{text}");
+    // More epochs, another lr: the same run, continued.
+    let out = dir.path().join("seed");
+    let mut longer = model(PARAMETRISED);
+    longer.checked.train.epochs = 2;
+    longer.checked.train.optimizer = netc::check::Optimizer::Sgd { lr: 0.01, momentum: 0.9, weight_decay: 0.0005 };
+    assert_eq!(run(&longer, &data, &out, true).unwrap().len(), 2);
+}
+
+#[test]
+fn resume_refuses_other_data() {
+    let (dir, data_dir) = temp();
+    let out = dir.path().join("run");
+    let mut first = model(TINY);
+    first.checked.train.epochs = 1;
+    run(&first, &data(&data_dir), &out, false).unwrap();
+    let other = dir.path().join("other");
+    synthetic_mnist(&other, 95, 30);
+    let err = run(&model(TINY), &data(&other), &out, true).unwrap_err();
+    let text = err.render(false);
+    assert!(text.contains("data file `train-images-idx3-ubyte`: sha256 "), "{text}");
+}
+
+/// Trains one epoch of `text` and returns the run folder.
+fn trained(text: &str, dir: &Path, data: &Data) -> RunFolder {
+    let mut model = model(text);
+    model.checked.train.epochs = 1;
+    let out = dir.join("run");
+    run(&model, data, &out, false).unwrap();
+    RunFolder::new(out)
+}
+
+fn flip_last_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x40;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn flipped_bytes_in_weights_and_checkpoints_are_detected() {
+    let (dir, data_dir) = temp();
+    let data = data(&data_dir);
+    let folder = trained(TINY, dir.path(), &data);
+    flip_last_byte(&folder.weights());
+    let model = model(TINY);
+    let err = netc::run::evaluate(&model, &data, &folder.weights(), &mut InterpBackend::new(&model).unwrap());
+    let text = err.unwrap_err().render(false);
+    assert!(text.contains("does not match its checksum") && text.contains("the file is corrupt"), "{text}");
+    flip_last_byte(&folder.checkpoint());
+    let text = run(&model, &data, folder.dir(), true).unwrap_err().render(false);
+    assert!(text.contains("checkpoint.safetensors: the tensor data does not match its checksum"), "{text}");
+}
+
+/// Rewrites a weights file with `edit` applied to its tensors (with a valid checksum).
+fn rewrite(path: &Path, edit: impl Fn(&mut Vec<netc::train::Named>)) {
+    let (mut tensors, _) = netc::train::checkpoint::load(path).unwrap();
+    edit(&mut tensors);
+    netc::train::checkpoint::save(path, &tensors, Default::default()).unwrap();
+}
+
+fn eval_error(model: &netc::Model, data: &Data, weights: &Path) -> String {
+    let mut backend = netc::run::ExecBackend::new(model, 1).unwrap();
+    netc::run::evaluate(model, data, weights, &mut backend).unwrap_err().render(false)
+}
+
+#[test]
+fn non_finite_and_unknown_tensors_are_errors() {
+    let (dir, data_dir) = temp();
+    let data = data(&data_dir);
+    let folder = trained(TINY, dir.path(), &data);
+    let model = model(TINY);
+    let pristine = std::fs::read(folder.weights()).unwrap();
+    rewrite(&folder.weights(), |t| t[0].1.data_mut()[3] = f32::NAN);
+    let text = eval_error(&model, &data, &folder.weights());
+    assert!(text.contains(&format!("`{}` holds NaN at element 3", "conv1.bias")), "{text}");
+    std::fs::write(folder.weights(), &pristine).unwrap();
+    rewrite(&folder.weights(), |t| t.push(("conv9.weight".into(), netc::ir::Tensor::vector(vec![1.0]))));
+    let text = eval_error(&model, &data, &folder.weights());
+    assert!(text.contains("the file holds tensors the net does not have: `conv9.weight`"), "{text}");
+}
+
+const MEAN: &str = "
+net tiny {
+    input image: [1, 6, 6]
+    conv(4, k=3)
+    relu
+    dense(10)
+    loss softmax_xent(classes=10)
+}
+train { optimizer = sgd(lr=0.01) batch = 8 epochs = 1 init = normal(std=0.1) preprocess = mean_image seed = 7 }
+";
+
+#[test]
+fn a_missing_or_short_mean_image_is_an_error() {
+    let (dir, data_dir) = temp();
+    let data = data(&data_dir);
+    let folder = trained(MEAN, dir.path(), &data);
+    let model = model(MEAN);
+    let mean = netc::train::checkpoint::MEAN_IMAGE;
+    let pristine = std::fs::read(folder.weights()).unwrap();
+    rewrite(&folder.weights(), |t| t.retain(|(name, _)| name != mean));
+    let text = eval_error(&model, &data, &folder.weights());
+    assert!(text.contains(&format!("the recipe subtracts the mean image, but the file holds no `{mean}`")), "{text}");
+    std::fs::write(folder.weights(), &pristine).unwrap();
+    rewrite(&folder.weights(), |t| {
+        let (_, image) = t.iter_mut().find(|(name, _)| name == mean).unwrap();
+        *image = netc::ir::Tensor::vector(image.data()[..20].to_vec());
+    });
+    let text = eval_error(&model, &data, &folder.weights());
+    assert!(text.contains("has 20 values, but the net's images have 36"), "{text}");
+    // The checkpoint is held to the same rule on resume.
+    rewrite(&folder.checkpoint(), |t| t.retain(|(name, _)| name != mean));
+    let text = run(&model, &data, folder.dir(), true).unwrap_err().render(false);
+    assert!(text.contains(&format!("holds no `{mean}`")), "{text}");
+}
+
+#[test]
+fn a_locked_run_folder_is_refused_with_the_holder_named() {
+    let (dir, data_dir) = temp();
+    let folder = RunFolder::new(dir.path().join("run"));
+    let held = folder.lock().unwrap();
+    let err = run(&model(TINY), &data(&data_dir), folder.dir(), false).unwrap_err();
+    let text = err.render(false);
+    assert!(matches!(err, netc::Error::Locked { pid: Some(pid), .. } if pid == std::process::id()), "{text}");
+    assert!(text.contains(&format!("is in use: process {} is training into it", std::process::id())), "{text}");
+    assert!(!folder.has_checkpoint());
+    drop(held);
+    assert_eq!(run(&model(TINY), &data(&data_dir), folder.dir(), false).unwrap().len(), 3);
 }

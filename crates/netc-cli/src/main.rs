@@ -186,7 +186,7 @@ struct Failure {
 
 impl From<netc::Error> for Failure {
     fn from(e: netc::Error) -> Failure {
-        let status = if matches!(e, netc::Error::Source { .. }) { 1 } else { 2 };
+        let status = if matches!(e, netc::Error::Source { .. } | netc::Error::Diverged { .. }) { 1 } else { 2 };
         Failure { text: e.render(colored(std::io::stderr().is_terminal())), status }
     }
 }

@@ -137,7 +137,7 @@ pub fn run(args: SweepArgs) -> Result<(), Failure> {
                     "diverged after {} good epoch{}; recorded in {}",
                     outcome.epochs,
                     plural(outcome.epochs),
-                    out.join(outcome.point.name()).join(netc_sweep::DIVERGED_FILE).display()
+                    netc::train::RunFolder::new(out.join(outcome.point.name())).divergence().display()
                 ),
                 (false, Some(e)) => {
                     format!("test error {:.2}%  train error {:.2}%", e.test * 100.0, e.train * 100.0)

@@ -2,7 +2,7 @@
 
 use crate::{Failure, TrainArgs};
 use indicatif::{ProgressBar, ProgressStyle};
-use netc::train::{Event, RunOptions};
+use netc::train::{Event, RunFolder, RunOptions};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -14,23 +14,15 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         Some(dir) => (dir.clone(), true),
         None => (args.out.clone().unwrap_or_else(|| default_out(&args.file.file)), false),
     };
-    if !resume && out.join("checkpoint.safetensors").exists() {
-        return Err(Failure::usage(format!(
-            "{} already holds a run; continue it with --resume {}, or choose another folder with --out",
-            out.display(),
-            out.display()
-        )));
-    }
+    let folder = RunFolder::new(&out);
     let data = args.data.load(&model)?;
     let mut backend = args.data.backend(&model)?;
-    let program = netc::run::compile(&model, netc::ir::Mode::Train, false)?;
-    let init = || netc::run::init_params(&model, &program);
     let options = RunOptions {
-        out: out.clone(),
+        out: folder,
         resume,
         limit_train: args.recipe.limit_train,
         limit_test: args.recipe.limit_test,
-        provenance: netc::run::provenance(&args.file.file, &data, &args.file.set),
+        provenance: data.provenance(&args.file.file, &args.file.set),
     };
 
     let config = model.train().clone();
@@ -70,7 +62,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             }
         }
     };
-    let result = netc::run::train(&model, &data, backend.as_mut(), &init, &options, &mut on_event);
+    let result = netc::run::train(&model, &data, backend.as_mut(), &options, &mut on_event);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

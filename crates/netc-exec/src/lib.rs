@@ -84,6 +84,10 @@ pub struct Feed<'a> {
     pub inputs: &'a [(&'a str, &'a [f32])],
 }
 
+/// The position of a program output, for reading it without a search by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputSlot(usize);
+
 /// The first value of a run that held a NaN or an infinity.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NonFinite {
@@ -290,11 +294,50 @@ impl Executor {
         Ok(())
     }
 
+    /// The names of the program's fed inputs (data, labels, parameters), in slot order: the
+    /// position [`Executor::run_slots`] asks each input's values by.
+    pub fn input_names(&self) -> impl Iterator<Item = &str> {
+        self.compiled.inputs.iter().map(|input| input.name.as_str())
+    }
+
+    /// Runs the program on one batch of `batch` examples at step `step`, with the values of
+    /// input slot `i` given by `input(i)`. A caller resolves names to slots once
+    /// ([`Executor::input_names`]), so a run neither searches by name nor allocates.
+    pub fn run_slots<'v>(
+        &mut self,
+        batch: usize,
+        step: u64,
+        input: impl Fn(usize) -> &'v [f32],
+    ) -> Result<(), ExecError> {
+        self.last_run = None;
+        self.prepare(batch)?;
+        let Executor { compiled, plans, .. } = self;
+        if let Some(plan) = plans.last_mut() {
+            for (slot, fed) in compiled.inputs.iter().enumerate() {
+                copy_input(plan, fed, input(slot))?;
+            }
+            copy_step(compiled, plan, step);
+        }
+        self.run_steps(step, None, None)?;
+        self.last_run = Some(step);
+        Ok(())
+    }
+
     /// The values of output `name` (row-major, batch dimension resolved) of the last
     /// successful run, or `None` if there is no such output or no run yet.
     pub fn output(&self, name: &str) -> Option<&[f32]> {
+        self.output_at(self.output_slot(name)?)
+    }
+
+    /// Where output `name` is, for [`Executor::output_at`].
+    pub fn output_slot(&self, name: &str) -> Option<OutputSlot> {
+        self.program.outputs().iter().position(|o| o.name == name).map(OutputSlot)
+    }
+
+    /// The values of an output of the last successful run, by its slot.
+    pub fn output_at(&self, slot: OutputSlot) -> Option<&[f32]> {
         self.last_run?;
-        let output = self.program.output(name)?;
+        let output = self.program.outputs().get(slot.0)?;
         self.plans.last()?.value(output.value)
     }
 
@@ -383,16 +426,25 @@ fn bind_inputs(compiled: &Compiled, plan: &mut BatchPlan, feed: &Feed<'_>) -> Re
     for input in &compiled.inputs {
         let given = feed.inputs.iter().find(|(name, _)| *name == input.name).map(|(_, values)| *values);
         let values = given.ok_or_else(|| ExecError::MissingInput { name: input.name.clone() })?;
-        let dst = plan.value_mut(input.value).ok_or_else(|| ExecError::MissingInput { name: input.name.clone() })?;
-        if dst.len() != values.len() {
-            return Err(ExecError::InputLength { name: input.name.clone(), expected: dst.len(), got: values.len() });
-        }
-        dst.copy_from_slice(values);
+        copy_input(plan, input, values)?;
     }
+    copy_step(compiled, plan, feed.step);
+    Ok(())
+}
+
+fn copy_input(plan: &mut BatchPlan, input: &plan::FedInput, values: &[f32]) -> Result<(), ExecError> {
+    let dst = plan.value_mut(input.value).ok_or_else(|| ExecError::MissingInput { name: input.name.clone() })?;
+    if dst.len() != values.len() {
+        return Err(ExecError::InputLength { name: input.name.clone(), expected: dst.len(), got: values.len() });
+    }
+    dst.copy_from_slice(values);
+    Ok(())
+}
+
+fn copy_step(compiled: &Compiled, plan: &mut BatchPlan, step: u64) {
     if let Some(counter) = compiled.counter {
         if let Some(dst) = plan.value_mut(counter) {
-            dst.fill(feed.step as f32);
+            dst.fill(step as f32);
         }
     }
-    Ok(())
 }

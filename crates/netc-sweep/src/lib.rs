@@ -2,7 +2,7 @@
 //! folder inside the sweep folder, and tabulate the errors over seeds.
 //!
 //! A sweep is resumable: a run that has all its epochs, or that diverged (recorded in its
-//! `diverged.json`), is skipped when the sweep runs again; a run with a checkpoint but fewer
+//! `diverged.json`, [`RunFolder::divergence`]), is skipped when the sweep runs again; a run with a checkpoint but fewer
 //! epochs continues from it. The sweep folder may grow: a later sweep over more values of the same
 //! parameters adds runs, and `sweep.csv` and the table cover every finished run in the folder.
 
@@ -13,12 +13,10 @@ pub use grid::{parse_seeds, parse_values, Grid, GridError, Point};
 pub use table::{Outcome, Row, Stat};
 
 use netc::run::{Data, TrainOverrides};
-use netc::train::{Backend, Event, RunOptions};
+use netc::train::{Backend, Divergence, Event, RunFolder, RunOptions};
 use netc::{Error, Model, Source};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
-
-/// The file in a run folder that records a divergence, so that a rerun does not retry it.
-pub const DIVERGED_FILE: &str = "diverged.json";
 /// The sweep's table of runs, in the sweep folder.
 pub const CSV_FILE: &str = "sweep.csv";
 
@@ -112,9 +110,9 @@ pub fn run(sweep: &Sweep, backend: &mut MakeBackend, on_progress: &mut dyn FnMut
     let names: Vec<String> = sweep.grid.axes.iter().map(|a| a.name.clone()).collect();
 
     for (index, (point, model)) in points.iter().zip(&models).enumerate() {
-        let dir = sweep.out.join(point.name());
+        let folder = RunFolder::new(sweep.out.join(point.name()));
         let epochs = model.train().epochs;
-        let from_epoch = match state(&dir, point, epochs)? {
+        let from_epoch = match state(&folder, point, epochs)? {
             State::Done(outcome) => {
                 on_progress(Progress::Skipped { index, outcome: &outcome, epochs });
                 continue;
@@ -123,7 +121,7 @@ pub fn run(sweep: &Sweep, backend: &mut MakeBackend, on_progress: &mut dyn FnMut
             State::New => 0,
         };
         on_progress(Progress::Started { index, point, from_epoch, epochs });
-        let outcome = train_one(sweep, point, model, &dir, from_epoch > 0, backend, on_progress)?;
+        let outcome = train_one(sweep, point, model, &folder, from_epoch > 0, backend, on_progress)?;
         on_progress(Progress::Finished { index, outcome: &outcome });
         write_csv(sweep.out, &names)?;
     }
@@ -134,31 +132,50 @@ fn train_one(
     sweep: &Sweep,
     point: &Point,
     model: &Model,
-    dir: &Path,
+    folder: &RunFolder,
     resume: bool,
     backend: &mut MakeBackend,
     on_progress: &mut dyn FnMut(Progress),
 ) -> Result<Outcome, Error> {
     let mut backend = backend(model)?;
-    let program = netc::run::compile(model, netc::ir::Mode::Train, false)?;
-    let init = || netc::run::init_params(model, &program);
     let options = RunOptions {
-        out: dir.to_path_buf(),
+        out: folder.clone(),
         resume,
         limit_train: sweep.limit_train,
         limit_test: sweep.limit_test,
-        provenance: netc::run::provenance(sweep.file, sweep.data, &point.params),
+        provenance: sweep.data.provenance(sweep.file, &point.params),
     };
     let mut forward = |event: Event| on_progress(Progress::Train(event));
-    match netc::run::train(model, sweep.data, backend.as_mut(), &init, &options, &mut forward) {
+    match netc::run::train(model, sweep.data, backend.as_mut(), &options, &mut forward) {
         Ok(history) => Ok(Outcome::new(point.clone(), &history, false)),
-        Err(e) if e.is_divergence() => {
-            let record = serde_json::json!({ "diverged": true, "error": e.render(false) });
-            let text = serde_json::to_string_pretty(&record).unwrap_or_default();
-            netc::train::checkpoint::write_text(&dir.join(DIVERGED_FILE), &text).map_err(Error::Io)?;
-            Ok(Outcome::new(point.clone(), &read_metrics_if_any(dir)?, true))
-        }
-        Err(e) => Err(e),
+        Err(e) => match &e {
+            Error::Diverged { divergence, .. } => {
+                DivergenceRecord::new(divergence, e.render(false)).write(folder)?;
+                Ok(Outcome::new(point.clone(), &read_metrics_if_any(folder)?, true))
+            }
+            _ => Err(e),
+        },
+    }
+}
+
+/// A run folder's `diverged.json`: where the run diverged, and the error as it was shown.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DivergenceRecord {
+    /// Counted from 1.
+    pub epoch: usize,
+    pub step: u64,
+    pub layer: String,
+    pub error: String,
+}
+
+impl DivergenceRecord {
+    fn new(divergence: &Divergence, error: String) -> DivergenceRecord {
+        DivergenceRecord { epoch: divergence.epoch, step: divergence.step, layer: divergence.layer.clone(), error }
+    }
+
+    fn write(&self, folder: &RunFolder) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Internal(format!("cannot encode: {e}")))?;
+        netc::train::checkpoint::write_text(&folder.divergence(), &text).map_err(Error::Io)
     }
 }
 
@@ -173,26 +190,22 @@ enum State {
     Done(Outcome),
 }
 
-fn state(dir: &Path, point: &Point, epochs: usize) -> Result<State, Error> {
-    let metrics = read_metrics_if_any(dir)?;
-    if dir.join(DIVERGED_FILE).exists() {
+fn state(folder: &RunFolder, point: &Point, epochs: usize) -> Result<State, Error> {
+    let metrics = read_metrics_if_any(folder)?;
+    if folder.divergence().exists() {
         return Ok(State::Done(Outcome::new(point.clone(), &metrics, true)));
     }
     if metrics.len() >= epochs {
         return Ok(State::Done(Outcome::new(point.clone(), &metrics, false)));
     }
-    if dir.join("checkpoint.safetensors").exists() {
+    if folder.has_checkpoint() {
         return Ok(State::Partial { epochs: metrics.len() });
     }
     Ok(State::New)
 }
 
-fn read_metrics_if_any(dir: &Path) -> Result<Vec<netc::train::EpochMetrics>, Error> {
-    let path = dir.join("metrics.csv");
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    netc::train::read_metrics(&path).map_err(Error::Io)
+fn read_metrics_if_any(folder: &RunFolder) -> Result<Vec<netc::train::EpochMetrics>, Error> {
+    folder.read_metrics_if_any().map_err(Error::Io)
 }
 
 /// Reads every run in the folder whose swept parameters are `names` and writes `sweep.csv`.
@@ -208,11 +221,11 @@ pub fn scan(out: &Path, names: &[String]) -> Result<Report, Error> {
     let io = |e: std::io::Error| Error::Io(format!("cannot read {}: {e}", out.display()));
     let mut dirs: Vec<PathBuf> =
         std::fs::read_dir(out).map_err(io)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(io)?;
-    dirs.retain(|d| d.join("run.json").is_file());
+    dirs.sort();
     let (mut outcomes, mut unfinished) = (Vec::new(), 0);
-    for dir in dirs {
-        let Some((point, epochs)) = run_point(&dir.join("run.json"), names)? else { continue };
-        match state(&dir, &point, epochs)? {
+    for folder in dirs.into_iter().map(RunFolder::new).filter(|f| f.record().is_file()) {
+        let Some((point, epochs)) = run_point(&folder, names)? else { continue };
+        match state(&folder, &point, epochs)? {
             State::Done(outcome) => outcomes.push(outcome),
             State::New | State::Partial { .. } => unfinished += 1,
         }
@@ -222,23 +235,13 @@ pub fn scan(out: &Path, names: &[String]) -> Result<Report, Error> {
 }
 
 /// A run's parameters, seed and planned epochs, if its `--set` parameters are exactly `names`.
-fn run_point(path: &Path, names: &[String]) -> Result<Option<(Point, usize)>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
-    let bad = || Error::Io(format!("{}: not a netc run.json", path.display()));
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|_| bad())?;
-    let set: Vec<(String, String)> = json["provenance"]
-        .as_object()
-        .ok_or_else(bad)?
-        .iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix("set:")?.to_string(), v.as_str()?.to_string())))
-        .collect();
+fn run_point(folder: &RunFolder, names: &[String]) -> Result<Option<(Point, usize)>, Error> {
+    let record = folder.read_record().map_err(Error::Io)?;
+    let set = &record.provenance.set;
     if set.len() != names.len() {
         return Ok(None);
     }
     let params: Option<Vec<(String, String)>> =
-        names.iter().map(|n| set.iter().find(|(k, _)| k == n).cloned()).collect();
-    let (Some(params), Some(seed), Some(epochs)) = (params, json["seed"].as_u64(), json["epochs"].as_u64()) else {
-        return Ok(None);
-    };
-    Ok(Some((Point { params, seed }, epochs as usize)))
+        names.iter().map(|n| set.get(n).map(|v| (n.clone(), v.clone()))).collect();
+    Ok(params.map(|params| (Point { params, seed: record.seed }, record.epochs)))
 }

@@ -6,6 +6,7 @@ use crate::optimizer::Slot;
 use netc_ir::Tensor;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
@@ -57,12 +58,33 @@ pub fn write_text(path: &Path, text: &str) -> Result<(), String> {
 /// The one safetensors metadata key netc writes: a JSON object of its facts, so that the file's
 /// bytes do not depend on hash-map order.
 const METADATA_KEY: &str = "netc";
+/// The fact holding [`tensor_checksum`], verified on load.
+const CHECKSUM_KEY: &str = "tensor_sha256";
 
-/// Writes tensors and string metadata as one safetensors file, atomically.
-pub fn save(path: &Path, tensors: &[Named], metadata: BTreeMap<String, String>) -> Result<(), String> {
+/// SHA-256 (hex) over every tensor in name order: its name, shape and little-endian values.
+fn tensor_checksum<'t>(tensors: impl Iterator<Item = (&'t str, &'t [usize], &'t [u8])>) -> String {
+    let mut sorted: Vec<_> = tensors.collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut hasher = Sha256::new();
+    for (name, shape, bytes) in sorted {
+        hasher.update((name.len() as u64).to_le_bytes());
+        hasher.update(name.as_bytes());
+        hasher.update((shape.len() as u64).to_le_bytes());
+        shape.iter().for_each(|&d| hasher.update((d as u64).to_le_bytes()));
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    }
+    crate::folder::hex(&hasher.finalize())
+}
+
+/// Writes tensors and string metadata as one safetensors file, atomically, with a checksum of
+/// the tensor data.
+pub fn save(path: &Path, tensors: &[Named], mut metadata: BTreeMap<String, String>) -> Result<(), String> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, t)| bytes_of(t.data())).collect();
+    let checksum = tensor_checksum(tensors.iter().zip(&bytes).map(|((name, t), b)| (name.as_str(), t.shape(), &b[..])));
+    metadata.insert(CHECKSUM_KEY.into(), checksum);
     let facts = serde_json::to_string(&metadata).map_err(|e| format!("cannot encode {}: {e}", path.display()))?;
     let metadata = HashMap::from([(METADATA_KEY.to_string(), facts)]);
-    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, t)| bytes_of(t.data())).collect();
     let views = tensors
         .iter()
         .zip(&bytes)
@@ -74,24 +96,45 @@ pub fn save(path: &Path, tensors: &[Named], metadata: BTreeMap<String, String>) 
     write_atomic(path, &encoded)
 }
 
-/// Reads every f32 tensor of a safetensors file and its metadata.
+/// Reads every f32 tensor of a safetensors file netc wrote, and its metadata. The tensor data
+/// must match the checksum written with it, and every value must be finite.
 pub fn load(path: &Path) -> Result<(Vec<Named>, BTreeMap<String, String>), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let corrupt = |e: safetensors::SafeTensorError| format!("{} is not a valid safetensors file: {e}", path.display());
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(corrupt)?;
-    let metadata = header
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(METADATA_KEY))
-        .and_then(|facts| serde_json::from_str(facts).ok())
-        .unwrap_or_default();
+    let facts = header.metadata().as_ref().and_then(|m| m.get(METADATA_KEY));
+    let metadata: BTreeMap<String, String> = match facts {
+        Some(facts) => serde_json::from_str(facts)
+            .map_err(|e| format!("{}: its netc metadata is not readable ({e}): the file is corrupt", path.display()))?,
+        None => BTreeMap::new(),
+    };
     let file = SafeTensors::deserialize(&bytes).map_err(corrupt)?;
-    let mut tensors = Vec::new();
-    for (name, view) in file.tensors() {
+    let views = file.tensors();
+    for (name, view) in &views {
         if view.dtype() != Dtype::F32 {
             return Err(format!("{}: tensor `{name}` is {:?}, expected F32", path.display(), view.dtype()));
         }
-        let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    }
+    let recorded = metadata.get(CHECKSUM_KEY).ok_or_else(|| {
+        format!(
+            "{}: no checksum of its tensors (`{CHECKSUM_KEY}`): not written by this netc, or damaged",
+            path.display()
+        )
+    })?;
+    let computed = tensor_checksum(views.iter().map(|(name, v)| (name.as_str(), v.shape(), v.data())));
+    if *recorded != computed {
+        return Err(format!(
+            "{}: the tensor data does not match its checksum (sha256 {computed}, recorded {recorded}): the file is corrupt",
+            path.display()
+        ));
+    }
+    let mut tensors = Vec::new();
+    for (name, view) in views {
+        let data: Vec<f32> =
+            view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        if let Some(index) = data.iter().position(|v| !v.is_finite()) {
+            return Err(format!("{}: `{name}` holds {} at element {index}", path.display(), data[index]));
+        }
         let tensor =
             Tensor::new(view.shape().to_vec(), data).map_err(|e| format!("{}: `{name}`: {e}", path.display()))?;
         tensors.push((name, tensor));
@@ -129,32 +172,84 @@ pub fn save_state(path: &Path, state: &State, mut metadata: BTreeMap<String, Str
 }
 
 /// Reads a state written by [`save_state`]; `expected` gives the parameter names and shapes the
-/// net has, in order. A file that does not match the net is an error naming the difference.
-pub fn load_state(path: &Path, expected: &[(String, Vec<usize>)]) -> Result<State, String> {
+/// net has, in order, and `mean_image` the length of the mean image the recipe subtracts, if it
+/// does. A file that does not match is an error naming the difference.
+pub fn load_state(path: &Path, expected: &[(String, Vec<usize>)], mean_image: Option<usize>) -> Result<State, String> {
     let (tensors, metadata) = load(path)?;
     let mut by_name: HashMap<String, Tensor> = tensors.into_iter().collect();
     let params = take_params(path, &mut by_name, expected)?;
     let slots = params
         .iter()
-        .map(|(name, _)| {
-            let m = by_name.remove(&format!("optimizer.m.{name}")).map(Tensor::into_data);
-            let v = by_name.remove(&format!("optimizer.v.{name}")).map(Tensor::into_data).unwrap_or_default();
-            m.map(|m| Slot { m, v }).ok_or_else(|| format!("{}: no optimizer state for `{name}`", path.display()))
+        .map(|(name, p)| {
+            let mut take = |moment: &str| {
+                let key = format!("optimizer.{moment}.{name}");
+                match by_name.remove(&key) {
+                    Some(t) if t.len() != p.len() => {
+                        Err(format!("{}: `{key}` has {} values but `{name}` has {}", path.display(), t.len(), p.len()))
+                    }
+                    found => Ok(found.map(Tensor::into_data)),
+                }
+            };
+            let m = take("m")?.ok_or_else(|| format!("{}: no optimizer state for `{name}`", path.display()))?;
+            Ok(Slot { m, v: take("v")?.unwrap_or_default() })
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, String>>()?;
     let number = |key: &str| {
         metadata
             .get(key)
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| format!("{}: metadata `{key}` is missing", path.display()))
     };
-    Ok(State {
-        params,
-        slots,
-        epoch: number("epoch")? as usize,
-        step: number("step")?,
-        mean: by_name.remove(MEAN_IMAGE).map(Tensor::into_data),
-    })
+    let mean = take_mean_image(path, &mut by_name, mean_image)?;
+    reject_unknown(path, &by_name)?;
+    Ok(State { params, slots, epoch: number("epoch")? as usize, step: number("step")?, mean })
+}
+
+/// Reads weights written by [`save_model`] for a net with parameters `expected` and a recipe
+/// that subtracts a mean image of `mean_image` values, if it does.
+pub fn load_model(
+    path: &Path,
+    expected: &[(String, Vec<usize>)],
+    mean_image: Option<usize>,
+) -> Result<(Vec<Named>, Option<Vec<f32>>), String> {
+    let (tensors, _) = load(path)?;
+    let mut by_name: HashMap<String, Tensor> = tensors.into_iter().collect();
+    let params = take_params(path, &mut by_name, expected)?;
+    let mean = take_mean_image(path, &mut by_name, mean_image)?;
+    reject_unknown(path, &by_name)?;
+    Ok((params, mean))
+}
+
+/// The mean image of `len` values the recipe needs, if it needs one.
+fn take_mean_image(
+    path: &Path,
+    tensors: &mut HashMap<String, Tensor>,
+    len: Option<usize>,
+) -> Result<Option<Vec<f32>>, String> {
+    let Some(len) = len else { return Ok(None) };
+    match tensors.remove(MEAN_IMAGE) {
+        Some(mean) if mean.len() == len => Ok(Some(mean.into_data())),
+        Some(mean) => Err(format!(
+            "{}: the mean image `{MEAN_IMAGE}` has {} values, but the net's images have {len}",
+            path.display(),
+            mean.len()
+        )),
+        None => Err(format!(
+            "{}: the recipe subtracts the mean image, but the file holds no `{MEAN_IMAGE}`",
+            path.display()
+        )),
+    }
+}
+
+/// Tensors left over once the net's have been taken: a file for another net, or damaged.
+fn reject_unknown(path: &Path, left: &HashMap<String, Tensor>) -> Result<(), String> {
+    if left.is_empty() {
+        return Ok(());
+    }
+    let mut names: Vec<&str> = left.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let listed = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    Err(format!("{}: the file holds tensors the net does not have: {listed}", path.display()))
 }
 
 /// Takes the net's parameters out of a file's tensors, checking names and shapes.
@@ -203,7 +298,7 @@ mod tests {
         save_state(&path, &s, BTreeMap::new()).unwrap();
         let expected: Vec<(String, Vec<usize>)> =
             s.params.iter().map(|(n, p)| (n.clone(), p.shape().to_vec())).collect();
-        assert_eq!(load_state(&path, &expected).unwrap(), s);
+        assert_eq!(load_state(&path, &expected, Some(3)).unwrap(), s);
         assert!(!dir.path().join(".checkpoint.safetensors.tmp").exists());
     }
 
@@ -228,5 +323,39 @@ mod tests {
         assert!(load(&path).unwrap_err().contains("is not a valid safetensors file"));
         std::fs::write(&path, b"").unwrap();
         assert!(load(&path).is_err());
+    }
+
+    #[test]
+    fn loads_verify_the_checksum_finiteness_and_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.safetensors");
+        let s = state();
+        save_state(&path, &s, BTreeMap::new()).unwrap();
+        let expected: Vec<(String, Vec<usize>)> =
+            s.params.iter().map(|(n, p)| (n.clone(), p.shape().to_vec())).collect();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = load_state(&path, &expected, Some(3)).unwrap_err();
+        assert!(err.contains("does not match its checksum"), "{err}");
+
+        let mut infinite = s.clone();
+        infinite.params[1].1.data_mut()[1] = f32::INFINITY;
+        save_state(&path, &infinite, BTreeMap::new()).unwrap();
+        let err = load_state(&path, &expected, Some(3)).unwrap_err();
+        assert!(err.contains("`conv1.bias` holds inf at element 1"), "{err}");
+
+        save_state(&path, &s, BTreeMap::new()).unwrap();
+        // A recipe without a mean image: the file's is a tensor the net does not have.
+        let err = load_state(&path, &expected, None).unwrap_err();
+        assert!(err.contains("tensors the net does not have: `preprocess.mean_image`"), "{err}");
+        let err = load_state(&path, &expected, Some(4)).unwrap_err();
+        assert!(err.contains("has 3 values, but the net's images have 4"), "{err}");
+
+        // A file without netc's checksum is not taken on trust.
+        let views = vec![("w", TensorView::new(Dtype::F32, vec![1], &[0u8; 4]).unwrap())];
+        std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+        assert!(load(&path).unwrap_err().contains("no checksum of its tensors"));
     }
 }

@@ -1,29 +1,63 @@
 //! The netc runtime: trains a checked net on a data set with any executor that implements
 //! [`Backend`], writing metrics, weights and resumable checkpoints into a run folder.
 //!
-//! A run folder holds `metrics.csv`, `model.safetensors` (parameters by layer name, plus the
-//! mean image when the recipe subtracts it), `checkpoint.safetensors` (everything `--resume`
-//! needs), `run.json` (the resolved configuration) and a copy of the `.net` source. Every file is
-//! replaced atomically after each epoch.
+//! A run folder ([`RunFolder`], which owns the file names) holds `metrics.csv`,
+//! `model.safetensors` (parameters by layer name, plus the mean image when the recipe subtracts
+//! it), `checkpoint.safetensors` (everything `--resume` needs), `run.json` (the [`RunRecord`]:
+//! the resolved configuration, the net's fingerprint and the data's checksums), a copy of the
+//! `.net` source and `run.lock`, locked while a process trains into the folder. Every file is
+//! replaced atomically after each epoch; every safetensors file carries a checksum of its
+//! tensors, verified on load.
 
 pub mod checkpoint;
+pub mod folder;
 pub mod optimizer;
 
 pub use checkpoint::{Named, State};
+pub use folder::{LockError, Mismatch, Provenance, RunFolder, RunLock, RunRecord};
 pub use optimizer::Slot;
 
 use netc_check::{Net, Preprocess, TrainConfig};
+use netc_ir::{ParamInfo, SignConstraint};
 use netc_syntax::Span;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
+/// A learned parameter as a backend's training program reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    /// `layer.param`.
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Its multipliers, initialisation and sign constraint.
+    pub info: ParamInfo,
+}
+
+impl Param {
+    /// The parameters `program` reads, in order.
+    pub fn of_program(program: &netc_ir::Program) -> Vec<Param> {
+        program
+            .params()
+            .into_iter()
+            .map(|p| Param { name: p.name.to_string(), shape: p.shape, info: p.info.clone() })
+            .collect()
+    }
+}
+
 /// Executes a net's forward and backward passes. Gradients are of the mean loss over the batch.
+/// A backend owns its programs, so it also says what its parameters are and how they start.
 pub trait Backend {
+    /// The parameters of the training program, in the order every other method uses.
+    fn params(&self) -> &[Param];
+
+    /// Fresh values of every parameter, by the recipe's initialisation and seed.
+    fn initial_params(&self) -> Vec<Named>;
+
     /// Forward and backward over one batch; writes the gradient of every parameter (in the
-    /// net's parameter order) into `grads`. `step` keys per-step randomness (dropout, resampled
-    /// masks).
+    /// order of [`Backend::params`]) into `grads`. `step` keys per-step randomness (dropout,
+    /// resampled masks).
     fn train_step(
         &mut self,
         params: &[Named],
@@ -132,14 +166,25 @@ pub enum Event<'a> {
 /// Where a run writes and how much of the data it uses.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    pub out: PathBuf,
-    /// Continue from `out/checkpoint.safetensors`.
+    pub out: RunFolder,
+    /// Continue from the folder's checkpoint; the run must be the one the folder records.
     pub resume: bool,
     /// Use only the first N training / test examples (quick experiments and tests).
     pub limit_train: Option<usize>,
     pub limit_test: Option<usize>,
-    /// Facts recorded in run.json: source file name, data set checksums, overrides.
-    pub provenance: Vec<(String, String)>,
+    /// Where the run comes from, recorded in run.json.
+    pub provenance: Provenance,
+}
+
+/// Where and how a run diverged: the first NaN or infinity came from `layer`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Divergence {
+    /// Counted from 1.
+    pub epoch: usize,
+    pub step: u64,
+    pub layer: String,
+    /// The layer's statement in the source.
+    pub span: Span,
 }
 
 /// Why training stopped early.
@@ -149,17 +194,41 @@ pub enum TrainError {
     /// executor failed.
     Io(String),
     /// A loss or activation became NaN or infinite. The last good checkpoint is kept.
-    Diverged { epoch: usize, step: u64, layer: String, span: Span },
+    Diverged(Divergence),
+    /// `--resume` of a folder that records a different run.
+    ResumeMismatch { folder: RunFolder, mismatch: Mismatch },
+    /// Another process is training into the folder.
+    Locked { folder: RunFolder, pid: Option<u32> },
+    /// A fresh run into a folder that already holds one.
+    Occupied { folder: RunFolder },
 }
 
 impl std::fmt::Display for TrainError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TrainError::Io(message) => f.write_str(message),
-            TrainError::Diverged { epoch, step, layer, .. } => write!(
+            TrainError::Diverged(Divergence { epoch, step, layer, .. }) => write!(
                 f,
                 "training diverged in epoch {epoch} at step {step}: the first non-finite value came from layer `{layer}`"
             ),
+            TrainError::ResumeMismatch { folder, mismatch } => write!(
+                f,
+                "cannot resume {}: its {} is {}, but this run's is {}",
+                folder.dir().display(),
+                mismatch.what,
+                mismatch.recorded,
+                mismatch.requested
+            ),
+            TrainError::Occupied { folder } => write!(f, "{} already holds a run", folder.dir().display()),
+            TrainError::Locked { folder, pid } => {
+                let holder = pid.map_or("another process".to_string(), |pid| format!("process {pid}"));
+                write!(
+                    f,
+                    "{} is in use: {holder} is training into it (it holds {})",
+                    folder.dir().display(),
+                    folder.lock_file().display()
+                )
+            }
         }
     }
 }
@@ -239,103 +308,169 @@ pub struct Job<'a> {
     pub test: Samples<'a>,
 }
 
-/// Trains `job.net` by `job.config` and writes the run folder. `init` gives fresh parameters
-/// (in the net's order) when the run does not resume. Returns every epoch's metrics.
+/// One training step as the trainer drives it: batch assembly, preprocessing, the backend's
+/// forward and backward pass, the optimizer update, sign projection and the epoch's tally.
+/// Its buffers are allocated once, so a step allocates nothing itself.
+pub struct Stepper {
+    images: Vec<f32>,
+    labels: Vec<u8>,
+    grads: Vec<Vec<f32>>,
+    mults: Vec<(f64, f64)>,
+    signs: Vec<Option<SignConstraint>>,
+    loss_span: Span,
+    tally: Tally,
+}
+
+/// The running sums of an epoch's training loss and errors.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Tally {
+    pub loss_sum: f64,
+    pub errors: usize,
+    pub seen: usize,
+}
+
+impl Stepper {
+    /// Buffers for batches of up to `batch` images of `image_len` pixels, for a backend with
+    /// parameters `params`; `loss_span` is where a non-finite loss is reported.
+    pub fn new(params: &[Param], batch: usize, image_len: usize, loss_span: Span) -> Stepper {
+        Stepper {
+            images: vec![0.0; batch * image_len],
+            labels: vec![0; batch],
+            grads: params.iter().map(|p| vec![0.0; p.shape.iter().product()]).collect(),
+            mults: params.iter().map(|p| (p.info.lr_mult, p.info.wd_mult)).collect(),
+            signs: params.iter().map(|p| p.info.sign.clone()).collect(),
+            loss_span,
+            tally: Tally::default(),
+        }
+    }
+
+    /// Trains on the examples `chunk` of `samples` (at most the batch size) at rate `lr`.
+    pub fn step(
+        &mut self,
+        backend: &mut dyn Backend,
+        config: &TrainConfig,
+        state: &mut State,
+        samples: &Samples,
+        chunk: &[usize],
+        lr: f64,
+    ) -> Result<BatchResult, StepError> {
+        let (n, image_len) = (chunk.len(), samples.image_len);
+        for (slot, &index) in chunk.iter().enumerate() {
+            let image = &samples.images[index * image_len..(index + 1) * image_len];
+            preprocess(
+                image,
+                config.preprocess,
+                state.mean.as_deref(),
+                &mut self.images[slot * image_len..][..image_len],
+            );
+            self.labels[slot] = samples.labels[index];
+        }
+        let result = backend.train_step(
+            &state.params,
+            &self.images[..n * image_len],
+            &self.labels[..n],
+            state.step,
+            &mut self.grads,
+        )?;
+        if !result.loss.is_finite() {
+            return Err(StepError::NonFinite { layer: netc_ir::LOSS.into(), span: self.loss_span });
+        }
+        state.step += 1;
+        let update = optimizer::Update { optimizer: &config.optimizer, lr, t: state.step, mults: &self.mults };
+        backend.update(&update, &mut state.params, &self.grads, &mut state.slots)?;
+        // Dale's principle by projection: a weight that crossed zero stops at zero.
+        for (p, sign) in state.params.iter_mut().zip(&self.signs) {
+            if let Some(sign) = sign {
+                sign.project(p.1.data_mut());
+            }
+        }
+        self.tally.loss_sum += result.loss * n as f64;
+        self.tally.errors += result.errors;
+        self.tally.seen += n;
+        Ok(result)
+    }
+
+    /// The epoch's sums so far.
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    /// The epoch's sums, starting the next epoch's from zero.
+    pub fn take_tally(&mut self) -> Tally {
+        std::mem::take(&mut self.tally)
+    }
+}
+
+/// Trains `job.net` by `job.config` with `backend` and writes the run folder, holding its lock
+/// throughout. A fresh run starts from the backend's initial parameters, in a folder without a
+/// checkpoint; a resumed one from the folder's checkpoint, after checking that the folder
+/// records the same run. Returns every
+/// epoch's metrics.
 ///
 /// A weight with a sign constraint (Dale's principle, [`netc_ir::SignConstraint`]) is projected
 /// after every optimizer step: elements of the wrong sign are set to 0.
 pub fn train(
     job: &Job,
     backend: &mut dyn Backend,
-    init: &dyn Fn() -> Vec<Named>,
     options: &RunOptions,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Vec<EpochMetrics>, TrainError> {
     let Job { net, config, source, train: train_set, test: test_set } = *job;
     let train_set = options.limit_train.map_or(train_set, |n| train_set.take(n));
     let test_set = options.limit_test.map_or(test_set, |n| test_set.take(n));
-    let out = &options.out;
-    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let shapes = param_shapes(net);
-    let checkpoint_path = out.join("checkpoint.safetensors");
-    let metrics_path = out.join("metrics.csv");
+    let folder = &options.out;
+    let _lock = folder.lock().map_err(|e| match e {
+        LockError::Held { pid, .. } => TrainError::Locked { folder: folder.clone(), pid },
+        LockError::Io(message) => TrainError::Io(message),
+    })?;
+    let record = RunRecord::new(net, config, (options.limit_train, options.limit_test), options.provenance.clone());
+    let shapes: Vec<(String, Vec<usize>)> =
+        backend.params().iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
+    let mean_len = (config.preprocess == Preprocess::MeanImage).then_some(train_set.image_len);
 
+    if !options.resume && folder.has_checkpoint() {
+        return Err(TrainError::Occupied { folder: folder.clone() });
+    }
     let mut state = if options.resume {
-        checkpoint::load_state(&checkpoint_path, &shapes)?
+        if let Some(mismatch) = folder.read_record()?.resume_mismatch(&record) {
+            return Err(TrainError::ResumeMismatch { folder: folder.clone(), mismatch });
+        }
+        checkpoint::load_state(&folder.checkpoint(), &shapes, mean_len)?
     } else {
-        let params = init();
+        let params = backend.initial_params();
         let slots = params.iter().map(|(_, p)| Slot::new(&config.optimizer, p.len())).collect();
-        let mean = (config.preprocess == Preprocess::MeanImage).then(|| mean_image(&train_set));
+        let mean = mean_len.map(|_| mean_image(&train_set));
         State { params, slots, epoch: 0, step: 0, mean }
     };
-    let mut history = if options.resume { read_metrics(&metrics_path)? } else { Vec::new() };
+    let mut history = if options.resume { read_metrics(&folder.metrics())? } else { Vec::new() };
     history.truncate(state.epoch);
-    checkpoint::write_text(&out.join("model.net"), source)?;
-    checkpoint::write_text(&out.join("run.json"), &run_json(net, config, options))?;
+    checkpoint::write_text(&folder.source(), source)?;
+    folder.write_record(&record)?;
 
-    let infos = netc_lower::param_infos(net, config.seed);
-    let mults: Vec<(f64, f64)> = infos.iter().map(|(_, info)| (info.lr_mult, info.wd_mult)).collect();
-    let mut grads: Vec<Vec<f32>> = state.params.iter().map(|(_, p)| vec![0.0; p.len()]).collect();
-    let image_len = train_set.image_len;
-    let mut images = vec![0f32; config.batch * image_len];
-    let mut labels = vec![0u8; config.batch];
+    let mut stepper = Stepper::new(backend.params(), config.batch, train_set.image_len, net.loss.span);
     let batches = train_set.len().div_ceil(config.batch.max(1));
-
     for epoch in state.epoch..config.epochs {
         let started = Instant::now();
         let lr = config.lr_at(epoch);
         let order = epoch_order(train_set.len(), config.seed, epoch);
-        let (mut loss_sum, mut errors, mut seen) = (0.0f64, 0usize, 0usize);
         for (batch, chunk) in order.chunks(config.batch.max(1)).enumerate() {
-            let n = chunk.len();
-            for (slot, &index) in chunk.iter().enumerate() {
-                let image = &train_set.images[index * image_len..(index + 1) * image_len];
-                preprocess(
-                    image,
-                    config.preprocess,
-                    state.mean.as_deref(),
-                    &mut images[slot * image_len..][..image_len],
-                );
-                labels[slot] = train_set.labels[index];
-            }
-            let result = backend
-                .train_step(&state.params, &images[..n * image_len], &labels[..n], state.step, &mut grads)
+            let result = stepper
+                .step(backend, config, &mut state, &train_set, chunk, lr)
                 .map_err(|e| step_failed(e, epoch + 1, state.step))?;
-            if !result.loss.is_finite() {
-                return Err(TrainError::Diverged {
-                    epoch: epoch + 1,
-                    step: state.step,
-                    layer: "loss".into(),
-                    span: net.loss.span,
-                });
-            }
-            state.step += 1;
-            let update = optimizer::Update { optimizer: &config.optimizer, lr, t: state.step, mults: &mults };
-            backend
-                .update(&update, &mut state.params, &grads, &mut state.slots)
-                .map_err(|e| step_failed(e, epoch + 1, state.step))?;
-            // Dale's principle by projection: a weight that crossed zero stops at zero.
-            for (p, (_, info)) in state.params.iter_mut().zip(&infos) {
-                if let Some(sign) = &info.sign {
-                    sign.project(p.1.data_mut());
-                }
-            }
-            loss_sum += result.loss * n as f64;
-            errors += result.errors;
-            seen += n;
             let elapsed = started.elapsed().as_secs_f64().max(1e-9);
             on_event(Event::Step {
                 epoch: epoch + 1,
                 batch: batch + 1,
                 batches,
                 loss: result.loss,
-                images_per_sec: seen as f64 / elapsed,
+                images_per_sec: stepper.tally().seen as f64 / elapsed,
             });
         }
         let seconds = started.elapsed().as_secs_f64();
         let (test_loss, test_error) =
             evaluate(backend, &state.params, &test_set, config.preprocess, state.mean.as_deref(), 1000)
                 .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+        let Tally { loss_sum, errors, seen } = stepper.take_tally();
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -347,7 +482,7 @@ pub fn train(
         };
         state.epoch = epoch + 1;
         history.push(metrics.clone());
-        save_run(out, &state, &history, net)?;
+        save_run(folder, &state, &history, net)?;
         on_event(Event::Epoch(&metrics));
     }
     Ok(history)
@@ -355,24 +490,24 @@ pub fn train(
 
 fn step_failed(error: StepError, epoch: usize, step: u64) -> TrainError {
     match error {
-        StepError::NonFinite { layer, span } => TrainError::Diverged { epoch, step, layer, span },
+        StepError::NonFinite { layer, span } => TrainError::Diverged(Divergence { epoch, step, layer, span }),
         StepError::Failed(message) => TrainError::Io(message),
     }
 }
 
 /// Writes the epoch's files: the checkpoint last, so a run resumed after a kill mid-way finds
 /// metrics and weights at least as new as the checkpoint and rewrites them consistently.
-fn save_run(out: &Path, state: &State, history: &[EpochMetrics], net: &Net) -> Result<(), String> {
+fn save_run(folder: &RunFolder, state: &State, history: &[EpochMetrics], net: &Net) -> Result<(), String> {
     let mut csv = String::from(METRICS_HEADER);
     for m in history {
         let _ = write!(csv, "\n{}", m.csv_row());
     }
     csv.push('\n');
-    checkpoint::write_text(&out.join("metrics.csv"), &csv)?;
+    checkpoint::write_text(&folder.metrics(), &csv)?;
     let metadata =
         BTreeMap::from([("net".to_string(), net.name.clone()), ("epoch".to_string(), state.epoch.to_string())]);
-    checkpoint::save_model(&out.join("model.safetensors"), state, metadata.clone())?;
-    checkpoint::save_state(&out.join("checkpoint.safetensors"), state, metadata)
+    checkpoint::save_model(&folder.weights(), state, metadata.clone())?;
+    checkpoint::save_state(&folder.checkpoint(), state, metadata)
 }
 
 /// The rows of a run folder's `metrics.csv`.
@@ -402,27 +537,4 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>, String> {
             }
         })
         .collect()
-}
-
-fn run_json(net: &Net, config: &TrainConfig, options: &RunOptions) -> String {
-    let params: serde_json::Map<String, serde_json::Value> =
-        net.params.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.to_string()))).collect();
-    let provenance: serde_json::Map<String, serde_json::Value> =
-        options.provenance.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
-    let value = serde_json::json!({
-        "netc_version": env!("CARGO_PKG_VERSION"),
-        "net": net.name,
-        "net_params": params,
-        "seed": config.seed,
-        "optimizer": format!("{:?}", config.optimizer),
-        "lr_schedule": config.lr_schedule,
-        "batch": config.batch,
-        "epochs": config.epochs,
-        "init": format!("{:?}", config.init),
-        "preprocess": format!("{:?}", config.preprocess),
-        "limit_train": options.limit_train,
-        "limit_test": options.limit_test,
-        "provenance": provenance,
-    });
-    serde_json::to_string_pretty(&value).unwrap_or_default()
 }

@@ -90,6 +90,14 @@ pub enum Error {
     Io(String),
     /// A bug in netc: a checked model that a later stage could not handle.
     Internal(String),
+    /// Training stopped because a value became NaN or infinite; the diagnostic points at the
+    /// layer that produced the first one.
+    Diverged { source: Source, divergence: netc_train::Divergence },
+    /// `--resume` of a run folder that records a different run (net, parameters, seed, batch
+    /// size or data): a usage error.
+    ResumeMismatch { folder: netc_train::RunFolder, mismatch: netc_train::Mismatch },
+    /// Another process is training into the run folder.
+    Locked { folder: netc_train::RunFolder, pid: Option<u32> },
 }
 
 impl Error {
@@ -106,13 +114,37 @@ impl Error {
             }
             Error::Io(message) => format!("error: {message}\n"),
             Error::Internal(message) => format!("internal error (a bug in netc, please report it): {message}\n"),
+            Error::Diverged { source, divergence } => {
+                let netc_train::Divergence { epoch, step, layer, span } = divergence;
+                let diagnostic = netc_syntax::Code::Diverged
+                    .error()
+                    .with_message(format!("training diverged in epoch {epoch}, step {step}"))
+                    .with_labels(vec![netc_syntax::Label::primary((), span.range())
+                        .with_message(format!("`{layer}` produced the first NaN or infinity"))])
+                    .with_notes(vec![
+                        "note: the last good checkpoint is kept in the run folder".into(),
+                        "help: lower the learning rate, or check the initialisation".into(),
+                    ]);
+                netc_syntax::render(&[diagnostic], &source.name, &source.text, color)
+            }
+            Error::ResumeMismatch { folder, mismatch } => format!(
+                "error: cannot resume {}: it records a different run\n  {}: {} in the folder, {} now\n\
+                 help: resume with the settings the run was started with, or start a new run with --out\n",
+                folder.dir().display(),
+                mismatch.what,
+                mismatch.recorded,
+                mismatch.requested
+            ),
+            Error::Locked { folder, pid } => {
+                let holder = pid.map_or("another process".to_string(), |pid| format!("process {pid}"));
+                format!(
+                    "error: {} is in use: {holder} is training into it (it holds {})\n\
+                     help: wait for it to finish, or choose another folder with --out\n",
+                    folder.dir().display(),
+                    folder.lock_file().display()
+                )
+            }
         }
-    }
-
-    /// Whether training stopped because a value became NaN or infinite ([`run::DIVERGED`]).
-    pub fn is_divergence(&self) -> bool {
-        matches!(self, Error::Source { diagnostics, .. }
-            if diagnostics.iter().any(|d| run::DIVERGED.is_code_of(d)))
     }
 
     fn usage(source: &Source, message: String) -> Error {

@@ -1,0 +1,327 @@
+//! The two executors as training backends. Each owns its training and evaluation programs,
+//! and from its training program the parameters' metadata and initial values.
+
+use super::compile::{compile, executor};
+use crate::{Error, Model};
+use netc_check::{Init, Optimizer};
+use netc_exec::{Executor, OutputSlot};
+use netc_interp::{Feed, Interpreter, RunError};
+use netc_ir::{Mode, Program, Tensor};
+use netc_train::optimizer::Update;
+use netc_train::{Backend, BatchResult, Named, Param, Slot, StepError};
+
+/// The recipe's initialisation of the parameters of a training program.
+struct Initialiser {
+    init: Init,
+    seed: u64,
+}
+
+impl Initialiser {
+    fn new(model: &Model) -> Initialiser {
+        Initialiser { init: model.train().init.clone(), seed: model.train().seed }
+    }
+
+    fn params(&self, program: &Program) -> Vec<Named> {
+        netc_lower::init_params(program, &self.init, self.seed)
+    }
+}
+
+/// The reference interpreter as a training backend.
+pub struct InterpBackend {
+    train: Program,
+    eval: Program,
+    params: Vec<Param>,
+    initialiser: Initialiser,
+    interpreter: Interpreter,
+    example_shape: Vec<usize>,
+}
+
+impl InterpBackend {
+    pub fn new(model: &Model) -> Result<InterpBackend, Error> {
+        let train = compile(model, Mode::Train, true)?;
+        Ok(InterpBackend {
+            params: Param::of_program(&train),
+            eval: compile(model, Mode::Eval, false)?,
+            train,
+            initialiser: Initialiser::new(model),
+            interpreter: Interpreter::default(),
+            example_shape: model.net().input.shape.clone(),
+        })
+    }
+
+    /// The training program (forward and backward).
+    pub fn train_program(&self) -> &Program {
+        &self.train
+    }
+
+    fn run(
+        &self,
+        program: &Program,
+        params: &[Named],
+        images: &[f32],
+        labels: &[u8],
+        step: u64,
+    ) -> Result<netc_interp::Outputs, StepError> {
+        let mut shape = vec![labels.len()];
+        shape.extend_from_slice(&self.example_shape);
+        let failed = |e: netc_ir::TensorSizeError| StepError::Failed(e.to_string());
+        let data = Tensor::new(shape, images.to_vec()).map_err(failed)?;
+        let labels = Tensor::new(vec![labels.len()], labels.iter().map(|&l| f32::from(l)).collect()).map_err(failed)?;
+        let feed = Feed { data: Some(&data), labels: Some(&labels), step, params };
+        self.interpreter.run(program, &feed).map_err(|e| match e {
+            RunError::NonFinite { source: Some(source), .. } => {
+                StepError::NonFinite { layer: source.name, span: syntax_span(source.span) }
+            }
+            other => StepError::Failed(other.to_string()),
+        })
+    }
+
+    /// Loss and error count from a program's outputs.
+    fn batch_result(outputs: &netc_interp::Outputs, labels: &[u8]) -> Result<BatchResult, StepError> {
+        let output = |name: &str| {
+            outputs.get(name).ok_or_else(|| StepError::Failed(format!("the program has no `{name}` output")))
+        };
+        let loss = output(netc_ir::LOSS)?.data()[0] as f64;
+        Ok(BatchResult { loss, errors: count_errors(output(netc_ir::LOGITS)?.data(), labels) })
+    }
+}
+
+impl Backend for InterpBackend {
+    fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    fn initial_params(&self) -> Vec<Named> {
+        self.initialiser.params(&self.train)
+    }
+
+    fn train_step(
+        &mut self,
+        params: &[Named],
+        images: &[f32],
+        labels: &[u8],
+        step: u64,
+        grads: &mut [Vec<f32>],
+    ) -> Result<BatchResult, StepError> {
+        let outputs = self.run(&self.train, params, images, labels, step)?;
+        // The interpreter checks every value it computes, so the gradients are finite here.
+        for (grad, param) in grads.iter_mut().zip(&self.params) {
+            let computed = outputs
+                .get(&param.name)
+                .ok_or_else(|| StepError::Failed(format!("no gradient for `{}`", param.name)))?;
+            copy_gradient(grad, computed.data(), &param.name)?;
+        }
+        Self::batch_result(&outputs, labels)
+    }
+
+    fn evaluate(&mut self, params: &[Named], images: &[f32], labels: &[u8]) -> Result<BatchResult, StepError> {
+        let outputs = self.run(&self.eval, params, images, labels, 0)?;
+        Self::batch_result(&outputs, labels)
+    }
+}
+
+/// Copies a computed gradient into the trainer's buffer and tells whether it is finite.
+fn copy_gradient(grad: &mut [f32], computed: &[f32], name: &str) -> Result<bool, StepError> {
+    // Checked chunk by chunk while each is in cache: a second pass would read it all again.
+    const CHUNK: usize = 4096;
+    if grad.len() != computed.len() {
+        return Err(StepError::Failed(format!("the gradient of `{name}` has the wrong length")));
+    }
+    let mut finite = true;
+    for (dst, src) in grad.chunks_mut(CHUNK).zip(computed.chunks(CHUNK)) {
+        dst.copy_from_slice(src);
+        finite &= src.iter().fold(true, |ok, g| ok & g.is_finite());
+    }
+    Ok(finite)
+}
+
+/// Examples whose highest score (the first, on ties) is not their label.
+pub fn count_errors(logits: &[f32], labels: &[u8]) -> usize {
+    let classes = logits.len() / labels.len().max(1);
+    logits
+        .chunks_exact(classes.max(1))
+        .zip(labels)
+        .filter(|(scores, &label)| {
+            let best = scores.iter().enumerate().fold(0, |best, (i, &s)| if s > scores[best] { i } else { best });
+            best != usize::from(label)
+        })
+        .count()
+}
+
+/// What feeds one input slot of an executor.
+#[derive(Clone, Copy, Debug)]
+enum Binding {
+    Data,
+    Labels,
+    /// The parameter at this position of [`Backend::params`].
+    Param(usize),
+}
+
+/// An executor with its input slots and output slots resolved once by name.
+struct Bound {
+    executor: Executor,
+    inputs: Vec<Binding>,
+    loss: OutputSlot,
+    logits: OutputSlot,
+}
+
+impl Bound {
+    fn new(executor: Executor, model: &Model, params: &[Param]) -> Result<Bound, Error> {
+        let data = &model.net().input.name;
+        let inputs = executor
+            .input_names()
+            .map(|name| match name {
+                _ if name == data => Ok(Binding::Data),
+                netc_ir::LABELS => Ok(Binding::Labels),
+                _ => params
+                    .iter()
+                    .position(|p| p.name == name)
+                    .map(Binding::Param)
+                    .ok_or_else(|| Error::Internal(format!("program input `{name}` is not a parameter"))),
+            })
+            .collect::<Result<_, _>>()?;
+        let output = |name: &str| {
+            executor.output_slot(name).ok_or_else(|| Error::Internal(format!("the program has no `{name}` output")))
+        };
+        Ok(Bound { loss: output(netc_ir::LOSS)?, logits: output(netc_ir::LOGITS)?, inputs, executor })
+    }
+
+    /// Runs one batch and reads its loss and errors; on a non-finite loss, finds the layer.
+    fn run(
+        &mut self,
+        params: &[Named],
+        images: &[f32],
+        labels: &[u8],
+        labels_f32: &[f32],
+        step: u64,
+    ) -> Result<BatchResult, StepError> {
+        let Bound { executor, inputs, .. } = self;
+        let value = |slot: usize| match inputs[slot] {
+            Binding::Data => images,
+            Binding::Labels => labels_f32,
+            Binding::Param(i) => params.get(i).map_or(&[][..], |(_, t)| t.data()),
+        };
+        executor.run_slots(labels.len(), step, value).map_err(|e| StepError::Failed(e.to_string()))?;
+        let output = |slot| executor.output_at(slot).ok_or_else(|| StepError::Failed("no output after a run".into()));
+        let loss = output(self.loss)?[0] as f64;
+        let errors = count_errors(output(self.logits)?, labels);
+        if !loss.is_finite() {
+            if let Some(source) = self.executor.first_non_finite().and_then(|nf| nf.source) {
+                return Err(StepError::NonFinite { layer: source.name, span: syntax_span(source.span) });
+            }
+        }
+        Ok(BatchResult { loss, errors })
+    }
+}
+
+/// The compiled executor (planned memory, GEMM kernels, threads) as a training backend; the
+/// default for training and inference.
+pub struct ExecBackend {
+    train: Bound,
+    eval: Bound,
+    params: Vec<Param>,
+    /// The output slot of each parameter's gradient, in parameter order.
+    gradients: Vec<OutputSlot>,
+    initialiser: Initialiser,
+    labels: Vec<f32>,
+}
+
+impl ExecBackend {
+    /// `threads` 0 means one per core; results do not depend on it.
+    pub fn new(model: &Model, threads: usize) -> Result<ExecBackend, Error> {
+        let train = executor(&compile(model, Mode::Train, true)?, threads)?;
+        let params = Param::of_program(train.program());
+        let gradients = params
+            .iter()
+            .map(|p| train.output_slot(&p.name).ok_or_else(|| Error::Internal(format!("no gradient for `{}`", p.name))))
+            .collect::<Result<_, _>>()?;
+        let eval = executor(&compile(model, Mode::Eval, false)?, threads)?;
+        Ok(ExecBackend {
+            train: Bound::new(train, model, &params)?,
+            eval: Bound::new(eval, model, &params)?,
+            gradients,
+            params,
+            initialiser: Initialiser::new(model),
+            labels: Vec::with_capacity(model.train().batch),
+        })
+    }
+
+    /// The labels as the programs read them, in a buffer kept between steps.
+    fn set_labels(&mut self, labels: &[u8]) {
+        self.labels.clear();
+        self.labels.extend(labels.iter().map(|&l| f32::from(l)));
+    }
+}
+
+impl Backend for ExecBackend {
+    fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    fn initial_params(&self) -> Vec<Named> {
+        self.initialiser.params(self.train.executor.program())
+    }
+
+    fn train_step(
+        &mut self,
+        params: &[Named],
+        images: &[f32],
+        labels: &[u8],
+        step: u64,
+        grads: &mut [Vec<f32>],
+    ) -> Result<BatchResult, StepError> {
+        self.set_labels(labels);
+        let result = self.train.run(params, images, labels, &self.labels, step)?;
+        let mut finite = true;
+        for ((grad, &slot), param) in grads.iter_mut().zip(&self.gradients).zip(&self.params) {
+            let computed = self
+                .train
+                .executor
+                .output_at(slot)
+                .ok_or_else(|| StepError::Failed(format!("no gradient for `{}`", param.name)))?;
+            finite &= copy_gradient(grad, computed, &param.name)?;
+        }
+        // A ReLU turns a NaN into 0, so a diverging layer can leave the loss finite: check the
+        // gradients too, and name the layer that produced the first non-finite value.
+        if !finite {
+            if let Some(source) = self.train.executor.first_non_finite().and_then(|nf| nf.source) {
+                return Err(StepError::NonFinite { layer: source.name, span: syntax_span(source.span) });
+            }
+        }
+        Ok(result)
+    }
+
+    fn evaluate(&mut self, params: &[Named], images: &[f32], labels: &[u8]) -> Result<BatchResult, StepError> {
+        self.set_labels(labels);
+        self.eval.run(params, images, labels, &self.labels, 0)
+    }
+
+    /// SGD runs as a compiled kernel over the executor's threads; Adam uses the reference.
+    fn update(
+        &mut self,
+        update: &Update<'_>,
+        params: &mut [Named],
+        grads: &[Vec<f32>],
+        slots: &mut [Slot],
+    ) -> Result<(), StepError> {
+        let Optimizer::Sgd { momentum, weight_decay, .. } = *update.optimizer else {
+            update.apply(params, grads, slots);
+            return Ok(());
+        };
+        for (((p, g), slot), &(lr_mult, wd_mult)) in params.iter_mut().zip(grads).zip(slots).zip(update.mults) {
+            let sgd = netc_exec::Sgd {
+                lr: (update.lr * lr_mult) as f32,
+                momentum: momentum as f32,
+                weight_decay: (weight_decay * wd_mult) as f32,
+            };
+            let executor = &mut self.train.executor;
+            executor.sgd_update(sgd, p.1.data_mut(), &mut slot.m, g).map_err(|e| StepError::Failed(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The span of an IR value's source, for a diagnostic against the `.net` text.
+fn syntax_span(span: netc_ir::Span) -> netc_syntax::Span {
+    netc_syntax::Span::new(span.start, span.end)
+}

@@ -1,0 +1,13 @@
+//! Compiling a model to IR and running it: lowering with diagnostics ([`compile`]), executors
+//! behind the trainer's [`Backend`](netc_train::Backend) trait ([`backend`]), data sets
+//! ([`data`]), and training and evaluation ([`training`]).
+
+pub mod backend;
+pub mod compile;
+pub mod data;
+pub mod training;
+
+pub use backend::{count_errors, ExecBackend, InterpBackend};
+pub use compile::{compile, fused_text, init_params, ir_text, lower, stage_times, summary, StageTime};
+pub use data::{Data, DataRequest};
+pub use training::{evaluate, train, TrainOverrides, EVAL_BATCH};

@@ -1,0 +1,92 @@
+//! Training and evaluation of a model on a data set, with the command line's overrides.
+
+use super::data::Data;
+use crate::{Error, Model};
+use netc_train::{Backend, EpochMetrics, Event, RunOptions, StepError, TrainError};
+
+/// Command-line settings that replace the `train` block's.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOverrides {
+    pub epochs: Option<usize>,
+    pub batch: Option<usize>,
+    /// A constant learning rate; replaces any schedule.
+    pub lr: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+impl TrainOverrides {
+    pub fn apply(&self, config: &mut netc_check::TrainConfig) {
+        if let Some(epochs) = self.epochs {
+            config.epochs = epochs;
+        }
+        if let Some(batch) = self.batch {
+            config.batch = batch;
+        }
+        if let Some(seed) = self.seed {
+            config.seed = seed;
+        }
+        if let Some(rate) = self.lr {
+            config.lr_schedule.clear();
+            match &mut config.optimizer {
+                netc_check::Optimizer::Sgd { lr, .. } | netc_check::Optimizer::Adam { lr, .. } => *lr = rate,
+            }
+        }
+    }
+}
+
+/// Trains `model` on `data` with `backend`, writing the run folder `options.out`.
+pub fn train(
+    model: &Model,
+    data: &Data,
+    backend: &mut dyn Backend,
+    options: &RunOptions,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Vec<EpochMetrics>, Error> {
+    data.check_fits(model)?;
+    let job = netc_train::Job {
+        net: model.net(),
+        config: model.train(),
+        source: &model.source.text,
+        train: Data::samples(&data.mnist.train),
+        test: Data::samples(&data.mnist.test),
+    };
+    netc_train::train(&job, backend, options, on_event).map_err(|e| match e {
+        TrainError::Io(message) => Error::Io(message),
+        TrainError::Diverged(divergence) => Error::Diverged { source: model.source.clone(), divergence },
+        TrainError::ResumeMismatch { folder, mismatch } => Error::ResumeMismatch { folder, mismatch },
+        TrainError::Locked { folder, pid } => Error::Locked { folder, pid },
+        TrainError::Occupied { folder } => Error::Usage {
+            source: None,
+            diagnostics: vec![netc_syntax::Diagnostic::error().with_message(format!(
+                "{} already holds a run; continue it with --resume {}, or choose another folder with --out",
+                folder.dir().display(),
+                folder.dir().display()
+            ))],
+        },
+    })
+}
+
+/// The batch [`evaluate`] runs the test set in.
+pub const EVAL_BATCH: usize = 1000;
+
+/// Test loss and error of saved weights. The file must be this net's: its checksum verified,
+/// every parameter present with its shape and finite, the mean image if the recipe subtracts
+/// one, and nothing else.
+pub fn evaluate(
+    model: &Model,
+    data: &Data,
+    weights: &std::path::Path,
+    backend: &mut dyn Backend,
+) -> Result<(f64, f64), Error> {
+    data.check_fits(model)?;
+    let shapes: Vec<(String, Vec<usize>)> =
+        backend.params().iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
+    let preprocess = model.train().preprocess;
+    let test = Data::samples(&data.mnist.test);
+    let mean_len = (preprocess == netc_check::Preprocess::MeanImage).then_some(test.image_len);
+    let (params, mean) = netc_train::checkpoint::load_model(weights, &shapes, mean_len).map_err(Error::Io)?;
+    netc_train::evaluate(backend, &params, &test, preprocess, mean.as_deref(), EVAL_BATCH).map_err(|e| match e {
+        StepError::NonFinite { layer, .. } => Error::Io(format!("evaluation produced NaN or infinity in `{layer}`")),
+        StepError::Failed(message) => Error::Io(message),
+    })
+}
