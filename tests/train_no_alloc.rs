@@ -3,41 +3,13 @@
 //! epoch's tally) allocates nothing once its batch size has been seen: a counting global
 //! allocator watches.
 
+#[path = "../crates/netc-exec/tests/support/counting_alloc.rs"]
+mod counting_alloc;
+
+use counting_alloc::allocations_during;
 use netc::run::ExecBackend;
 use netc::train::{epoch_order, mean_image, Backend, Samples, Slot, State, Stepper};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, only counting.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's obligations are passed on.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 fn example(name: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name)).unwrap()
@@ -73,14 +45,13 @@ fn steady_state_allocations(
     let lr = config.lr_at(0);
     let first = chunks.next().unwrap();
     stepper.step(&mut backend, &config, &mut state, &samples, first, lr).expect("warm-up step");
-    ALLOCATIONS.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    for chunk in chunks {
-        stepper.step(&mut backend, &config, &mut state, &samples, chunk, lr).expect("step");
-    }
-    COUNTING.store(false, Ordering::SeqCst);
+    let allocations = allocations_during(|| {
+        for chunk in chunks {
+            stepper.step(&mut backend, &config, &mut state, &samples, chunk, lr).expect("step");
+        }
+    });
     assert_eq!(stepper.tally().seen, count);
-    (ALLOCATIONS.load(Ordering::SeqCst), state.step)
+    (allocations, state.step)
 }
 
 #[test]

@@ -1,42 +1,13 @@
 //! A run at a prepared batch size allocates nothing: a counting global allocator watches.
 
 mod common;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 use common::{case, example};
+use counting_alloc::allocations_during;
 use netc_exec::{ExecOptions, Executor, Feed};
 use netc_ir::Mode;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, only counting.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's obligations are passed on.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 /// Allocations (on any thread) during `runs` runs after a warm-up run.
 fn steady_state_allocations(src: &str, threads: usize, runs: usize) -> usize {
@@ -47,13 +18,11 @@ fn steady_state_allocations(src: &str, threads: usize, runs: usize) -> usize {
     let mut exec = Executor::new(&c.program, ExecOptions { threads }).expect("compiles");
     let feed = |step| Feed { batch: 16, step, inputs: &inputs };
     exec.run(&feed(0)).expect("warm-up run");
-    ALLOCATIONS.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    for step in 1..=runs as u64 {
-        exec.run(&feed(step)).expect("run");
-    }
-    COUNTING.store(false, Ordering::SeqCst);
-    ALLOCATIONS.load(Ordering::SeqCst)
+    allocations_during(|| {
+        for step in 1..=runs as u64 {
+            exec.run(&feed(step)).expect("run");
+        }
+    })
 }
 
 #[test]
