@@ -176,7 +176,12 @@ fn train_writes_a_run_folder_that_eval_and_resume_accept() {
     assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
     assert!(text(&run.stdout).contains("epoch 1/1  train loss"), "{}", text(&run.stdout));
     let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
-    assert!(metrics.starts_with("epoch,train_loss,train_error,test_loss,test_error,seconds,images_per_sec\n1,"));
+    let header =
+        "epoch,train_loss,train_error,test_loss,test_error,seconds,images_per_sec,clean_train_loss,clean_train_error";
+    assert!(metrics.starts_with(&format!("{header}\n1,")), "{metrics}");
+    let row: Vec<&str> = metrics.lines().nth(1).unwrap().split(',').collect();
+    let clean_error: f64 = row[8].parse().unwrap();
+    assert!((0.0..=1.0).contains(&clean_error), "{metrics}");
     let run_json = std::fs::read_to_string(out.join("run.json")).unwrap();
     assert!(run_json.contains("\"seed\": 0") && run_json.contains("netc_version"), "{run_json}");
 

@@ -31,6 +31,8 @@ pub enum RandomStream {
     Dropout(String),
     /// The order of the training set in each epoch.
     Shuffle,
+    /// The subset of the training set evaluated in evaluation mode after each epoch.
+    CleanSubset,
 }
 
 impl RandomStream {
@@ -41,8 +43,10 @@ impl RandomStream {
 
     /// The stream of a text form (`dropout:drop1`), or `None` when it names none.
     pub fn parse(text: &str) -> Option<RandomStream> {
-        if text == "shuffle" {
-            return Some(RandomStream::Shuffle);
+        match text {
+            "shuffle" => return Some(RandomStream::Shuffle),
+            "clean_subset" => return Some(RandomStream::CleanSubset),
+            _ => {}
         }
         let (kind, name) = text.split_once(':')?;
         if name.is_empty() {
@@ -65,6 +69,7 @@ impl fmt::Display for RandomStream {
             RandomStream::Mask(name) => write!(f, "mask:{name}"),
             RandomStream::Dropout(name) => write!(f, "dropout:{name}"),
             RandomStream::Shuffle => f.write_str("shuffle"),
+            RandomStream::CleanSubset => f.write_str("clean_subset"),
         }
     }
 }

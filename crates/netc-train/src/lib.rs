@@ -125,6 +125,32 @@ impl Samples<'_> {
     }
 }
 
+/// The training images the clean training error is measured on: [`CLEAN_SUBSET`] of them
+/// (all, if there are fewer), a subset drawn from the seed and kept in data-set order.
+struct CleanSet {
+    images: Vec<u8>,
+    labels: Vec<u8>,
+    image_len: usize,
+}
+
+impl CleanSet {
+    fn draw(set: &Samples, seed: u64) -> CleanSet {
+        let key = netc_ir::rng::Key::new(seed, &netc_ir::RandomStream::CleanSubset, 0);
+        let mut chosen: Vec<usize> = key.permutation(set.len()).into_iter().take(CLEAN_SUBSET).collect();
+        chosen.sort_unstable();
+        let image = |i: usize| &set.images[i * set.image_len..(i + 1) * set.image_len];
+        CleanSet {
+            images: chosen.iter().flat_map(|&i| image(i).iter().copied()).collect(),
+            labels: chosen.iter().map(|&i| set.labels[i]).collect(),
+            image_len: set.image_len,
+        }
+    }
+
+    fn samples(&self) -> Samples<'_> {
+        Samples { images: &self.images, labels: &self.labels, image_len: self.image_len }
+    }
+}
+
 /// One epoch's line of `metrics.csv`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpochMetrics {
@@ -136,22 +162,42 @@ pub struct EpochMetrics {
     pub test_error: f64,
     pub seconds: f64,
     pub images_per_sec: f64,
+    /// Loss and error in evaluation mode, after the epoch, on [`CLEAN_SUBSET`] training
+    /// images chosen from the seed (`train_error` is the running error of the training passes,
+    /// under dropout and resampled masks). `None` in files written before netc recorded them.
+    pub clean: Option<CleanErrors>,
 }
 
-pub const METRICS_HEADER: &str = "epoch,train_loss,train_error,test_loss,test_error,seconds,images_per_sec";
+/// The evaluation-mode loss and error on the clean training subset.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CleanErrors {
+    pub loss: f64,
+    pub error: f64,
+}
+
+/// How many training images the clean training error is measured on (all, if there are fewer).
+pub const CLEAN_SUBSET: usize = 10_000;
+
+pub const METRICS_HEADER: &str =
+    "epoch,train_loss,train_error,test_loss,test_error,seconds,images_per_sec,clean_train_loss,clean_train_error";
+
+/// The header of files written before the clean training error was recorded.
+const METRICS_HEADER_WITHOUT_CLEAN: &str = "epoch,train_loss,train_error,test_loss,test_error,seconds,images_per_sec";
 
 impl EpochMetrics {
     fn csv_row(&self) -> String {
         format!(
             // Shortest round-tripping form, so a resumed run reads back exactly what it wrote.
-            "{},{},{},{},{},{:.3},{:.1}",
+            "{},{},{},{},{},{:.3},{:.1},{},{}",
             self.epoch,
             self.train_loss,
             self.train_error,
             self.test_loss,
             self.test_error,
             self.seconds,
-            self.images_per_sec
+            self.images_per_sec,
+            self.clean.map_or(String::new(), |c| c.loss.to_string()),
+            self.clean.map_or(String::new(), |c| c.error.to_string()),
         )
     }
 }
@@ -417,6 +463,7 @@ pub fn train(
 ) -> Result<Vec<EpochMetrics>, TrainError> {
     let Job { net, config, source, train: train_set, test: test_set } = *job;
     let train_set = options.limit_train.map_or(train_set, |n| train_set.take(n));
+    let clean_set = CleanSet::draw(&train_set, config.seed);
     let test_set = options.limit_test.map_or(test_set, |n| test_set.take(n));
     let folder = &options.out;
     let _lock = folder.lock().map_err(|e| match e {
@@ -470,6 +517,9 @@ pub fn train(
         let (test_loss, test_error) =
             evaluate(backend, &state.params, &test_set, config.preprocess, state.mean.as_deref(), 1000)
                 .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+        let (loss, error) =
+            evaluate(backend, &state.params, &clean_set.samples(), config.preprocess, state.mean.as_deref(), 1000)
+                .map_err(|e| step_failed(e, epoch + 1, state.step))?;
         let Tally { loss_sum, errors, seen } = stepper.take_tally();
         let metrics = EpochMetrics {
             epoch: epoch + 1,
@@ -479,6 +529,7 @@ pub fn train(
             test_error,
             seconds,
             images_per_sec: seen as f64 / seconds.max(1e-9),
+            clean: Some(CleanErrors { loss, error }),
         };
         state.epoch = epoch + 1;
         history.push(metrics.clone());
@@ -514,27 +565,79 @@ fn save_run(folder: &RunFolder, state: &State, history: &[EpochMetrics], net: &N
 pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let bad = |line: usize| format!("{}:{line}: not a metrics row", path.display());
-    if text.lines().next() != Some(METRICS_HEADER) {
+    let header = text.lines().next();
+    if header != Some(METRICS_HEADER) && header != Some(METRICS_HEADER_WITHOUT_CLEAN) {
         return Err(format!("{}: not a netc metrics file (expected the header `{METRICS_HEADER}`)", path.display()));
     }
     text.lines()
         .skip(1)
         .enumerate()
         .map(|(i, line)| {
-            let v: Vec<f64> =
-                line.split(',').map(|f| f.parse::<f64>()).collect::<Result<_, _>>().map_err(|_| bad(i + 2))?;
-            match v[..] {
-                [epoch, train_loss, train_error, test_loss, test_error, seconds, images_per_sec] => Ok(EpochMetrics {
-                    epoch: epoch as usize,
-                    train_loss,
-                    train_error,
-                    test_loss,
-                    test_error,
-                    seconds,
-                    images_per_sec,
-                }),
-                _ => Err(bad(i + 2)),
-            }
+            let fields: Vec<&str> = line.split(',').collect();
+            let number = |f: &str| f.parse::<f64>().map_err(|_| bad(i + 2));
+            let (first, clean) = match fields[..] {
+                [ref first @ .., "", ""] if first.len() == 7 => (first, None),
+                [ref first @ .., loss, error] if first.len() == 7 => {
+                    (first, Some(CleanErrors { loss: number(loss)?, error: number(error)? }))
+                }
+                ref first if first.len() == 7 => (first, None),
+                _ => return Err(bad(i + 2)),
+            };
+            let v: Vec<f64> = first.iter().map(|f| number(f)).collect::<Result<_, _>>()?;
+            let [epoch, train_loss, train_error, test_loss, test_error, seconds, images_per_sec] = v[..] else {
+                return Err(bad(i + 2));
+            };
+            Ok(EpochMetrics {
+                epoch: epoch as usize,
+                train_loss,
+                train_error,
+                test_loss,
+                test_error,
+                seconds,
+                images_per_sec,
+                clean,
+            })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clean_subset_is_a_seeded_sorted_sample_of_distinct_images() {
+        let images: Vec<u8> = (0..12_000u32).flat_map(|i| [(i % 251) as u8, (i / 251) as u8]).collect();
+        let labels: Vec<u8> = (0..12_000u32).map(|i| (i % 10) as u8).collect();
+        let set = Samples { images: &images, labels: &labels, image_len: 2 };
+        let clean = CleanSet::draw(&set, 3);
+        assert_eq!(clean.labels.len(), CLEAN_SUBSET);
+        let index = |k: usize| usize::from(clean.images[2 * k]) + 251 * usize::from(clean.images[2 * k + 1]);
+        let chosen: Vec<usize> = (0..CLEAN_SUBSET).map(index).collect();
+        assert!(chosen.windows(2).all(|w| w[0] < w[1]), "distinct, in data-set order");
+        assert!(chosen.iter().zip(&clean.labels).all(|(&i, &l)| labels[i] == l), "labels follow their images");
+        assert_eq!(CleanSet::draw(&set, 3).images, clean.images);
+        assert_ne!(CleanSet::draw(&set, 4).images, clean.images);
+        // Fewer images than the subset: all of them.
+        assert_eq!(CleanSet::draw(&set.take(500), 3).labels, labels[..500]);
+    }
+
+    #[test]
+    fn metrics_without_the_clean_columns_still_read() {
+        let dir = std::env::temp_dir().join(format!("netc-metrics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = dir.join("old.csv");
+        std::fs::write(&old, format!("{METRICS_HEADER_WITHOUT_CLEAN}\n1,0.5,0.1,0.4,0.09,1.000,100.0\n")).unwrap();
+        let rows = read_metrics(&old).unwrap();
+        assert_eq!((rows[0].test_error, rows[0].clean), (0.09, None));
+        let new = dir.join("new.csv");
+        let mut row = rows[0].clone();
+        row.clean = Some(CleanErrors { loss: 0.25, error: 0.0625 });
+        std::fs::write(&new, format!("{METRICS_HEADER}\n{}\n{}\n", rows[0].csv_row(), row.csv_row())).unwrap();
+        let back = read_metrics(&new).unwrap();
+        assert_eq!(back, vec![rows[0].clone(), row]);
+        std::fs::write(&new, format!("{METRICS_HEADER}\n1,0.5,0.1,0.4,0.09,1.000,100.0,0.2\n")).unwrap();
+        assert!(read_metrics(&new).is_err(), "a row with one clean column is malformed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
