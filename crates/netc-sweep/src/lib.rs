@@ -7,10 +7,11 @@
 //! parameters adds runs, and `sweep.csv` and the table cover every finished run in the folder.
 
 pub mod grid;
+pub mod stats;
 pub mod table;
 
 pub use grid::{parse_seeds, parse_values, Grid, GridError, Point};
-pub use table::{Outcome, Row, Stat};
+pub use table::{Outcome, Row};
 
 use netc::run::{Data, TrainOverrides};
 use netc::train::{Backend, Divergence, Event, RunFolder, RunOptions};

@@ -1,7 +1,9 @@
 //! A sweep's results: one [`Outcome`] per run, `sweep.csv`, and the per-setting table of mean ±
-//! sample standard deviation over seeds.
+//! sample standard deviation over seeds, with the 95% interval of the mean and the 95% prediction
+//! interval of one more run.
 
 use crate::grid::Point;
+use crate::stats::Summary;
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 
@@ -155,33 +157,13 @@ fn split_csv(line: &str) -> Vec<String> {
     fields
 }
 
-/// A mean and, for two or more values, the sample standard deviation (n − 1).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Stat {
-    pub mean: f64,
-    pub std: Option<f64>,
-}
-
-impl Stat {
-    /// `None` for no values.
-    pub fn of(values: &[f64]) -> Option<Stat> {
-        let n = values.len();
-        if n == 0 {
-            return None;
-        }
-        let mean = values.iter().sum::<f64>() / n as f64;
-        let std = (n > 1).then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
-        Some(Stat { mean, std })
-    }
-}
-
 /// One setting's line of the table, in percent over the runs that did not diverge.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     pub params: Vec<(String, String)>,
-    pub test: Option<Stat>,
-    pub train: Option<Stat>,
-    pub gap: Option<Stat>,
+    pub test: Option<Summary>,
+    pub train: Option<Summary>,
+    pub gap: Option<Summary>,
     pub runs: usize,
     pub diverged: usize,
 }
@@ -205,9 +187,9 @@ pub fn summarise(outcomes: &[Outcome]) -> Vec<Row> {
     rows.into_iter()
         .map(|(mut row, errors)| {
             let percent = |f: &dyn Fn(&Errors) -> f64| errors.iter().map(|e| 100.0 * f(e)).collect::<Vec<f64>>();
-            row.test = Stat::of(&percent(&|e| e.test));
-            row.train = Stat::of(&percent(&|e| e.train));
-            row.gap = Stat::of(&percent(&|e| e.test - e.train));
+            row.test = Summary::of(&percent(&|e| e.test));
+            row.train = Summary::of(&percent(&|e| e.train));
+            row.gap = Summary::of(&percent(&|e| e.test - e.train));
             row
         })
         .collect()
@@ -215,18 +197,30 @@ pub fn summarise(outcomes: &[Outcome]) -> Vec<Row> {
 
 /// The table `netc sweep` prints, like the thesis's Table 7.
 pub fn render(names: &[String], rows: &[Row]) -> String {
-    let cell = |s: Option<Stat>| match s {
-        Some(Stat { mean, std: Some(std) }) => format!("{mean:.2} ± {std:.2}"),
-        Some(Stat { mean, std: None }) => format!("{mean:.2} ± –"),
+    let cell = |s: Option<Summary>| match s {
+        Some(Summary { mean, sd: Some(sd), .. }) => format!("{mean:.2} ± {sd:.2}"),
+        Some(Summary { mean, sd: None, .. }) => format!("{mean:.2} ± –"),
         None => "–".to_string(),
     };
+    let interval = |i: Option<(f64, f64)>| i.map_or("–".to_string(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]"));
     let mut header: Vec<String> = names.to_vec();
-    header.extend(["test error %", "train error %", "gap (test − train)", "runs", "diverged"].map(String::from));
+    header.extend(
+        ["test error %", "95% CI", "95% PI", "train error %", "gap (test − train)", "runs", "diverged"]
+            .map(String::from),
+    );
     let lines: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let mut line: Vec<String> = r.params.iter().map(|(_, v)| v.clone()).collect();
-            line.extend([cell(r.test), cell(r.train), cell(r.gap), r.runs.to_string(), r.diverged.to_string()]);
+            line.extend([
+                cell(r.test),
+                interval(r.test.and_then(|s| s.confidence)),
+                interval(r.test.and_then(|s| s.prediction)),
+                cell(r.train),
+                cell(r.gap),
+                r.runs.to_string(),
+                r.diverged.to_string(),
+            ]);
             line
         })
         .collect();
@@ -261,15 +255,6 @@ mod tests {
     }
 
     #[test]
-    fn stats_use_the_sample_standard_deviation() {
-        let s = Stat::of(&[1.0, 2.0, 3.0, 4.0]).unwrap();
-        assert_eq!(s.mean, 2.5);
-        assert!((s.std.unwrap() - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
-        assert_eq!(Stat::of(&[0.5]), Some(Stat { mean: 0.5, std: None }));
-        assert_eq!(Stat::of(&[]), None);
-    }
-
-    #[test]
     fn rows_group_settings_and_leave_diverged_runs_out_of_the_means() {
         let mut runs = vec![
             outcome("0.1", 0, 0.9, 0.9, true),
@@ -286,16 +271,19 @@ mod tests {
         let row = &rows[1];
         assert_eq!((row.runs, row.diverged), (2, 0));
         assert!((row.test.unwrap().mean - 3.0).abs() < 1e-9);
-        assert!((row.test.unwrap().std.unwrap() - 2f64.sqrt()).abs() < 1e-9);
+        assert!((row.test.unwrap().sd.unwrap() - 2f64.sqrt()).abs() < 1e-9);
         assert!((row.gap.unwrap().mean - 1.0).abs() < 1e-9);
         assert_eq!((rows[2].runs, rows[2].diverged), (2, 1));
         assert!((rows[2].test.unwrap().mean - 5.0).abs() < 1e-9);
-        assert_eq!(rows[2].test.unwrap().std, None);
+        assert_eq!(rows[2].test.unwrap().sd, None);
 
         let table = render(&["negfrac".into()], &rows);
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("negfrac  test error %"), "{table}");
-        assert!(lines[3].starts_with("0.04     3.00 ± 1.41   2.00 ± 1.41    1.00 ± 0.00"), "{table}");
+        // Two runs at 2% and 4%: t(0.975, 1) = 12.706, so the mean's interval is 3 ± 12.71 and
+        // one more run's 3 ± 12.71·√1.5 = 3 ± 22.01.
+        let want = "0.04     3.00 ± 1.41   [-9.71, 15.71]  [-19.01, 25.01]  2.00 ± 1.41    1.00 ± 0.00";
+        assert!(lines[3].starts_with(want), "{table}");
         assert!(lines[4].contains("5.00 ± –") && lines[4].ends_with("2     1"), "{table}");
     }
 
