@@ -351,6 +351,22 @@ fn sweep_trains_every_combination_and_skips_finished_runs_when_rerun() {
     assert!(!text(&again.stdout).contains("epoch 1/2"));
     assert_eq!(files_of(&run), before, "a finished run was touched");
     assert_eq!(std::fs::read_to_string(out.join("sweep.csv")).unwrap(), csv);
+
+    // Paired by seed against a baseline setting; a baseline no setting has is a usage error
+    // before anything trains.
+    let mut compared = args.to_vec();
+    compared.extend(["--baseline", "boost=1"]);
+    let compared = netc(&compared);
+    assert_eq!(compared.status.code(), Some(0), "{}", text(&compared.stderr));
+    let stdout = text(&compared.stdout);
+    assert!(stdout.contains("against boost = 1, paired by seed"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("2 ") && l.contains("  2  ")), "{stdout}");
+    let mut missing = args.to_vec();
+    missing.extend(["--baseline", "boost=7"]);
+    let missing = netc(&missing);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("--baseline boost=7"), "{}", text(&missing.stderr));
+    assert!(!text(&missing.stdout).contains("finished before"), "nothing runs");
 }
 
 #[test]

@@ -27,6 +27,11 @@ pub struct SweepArgs {
     /// runs and resumes unfinished ones.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Compare every setting with the one that has NAME=VALUE, run for run with the same seed:
+    /// the mean difference of test error, a paired t-test and a Wilcoxon signed-rank test,
+    /// Holm-corrected across the settings.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = crate::parse_assignment)]
+    baseline: Option<(String, String)>,
 }
 
 pub fn run(args: SweepArgs) -> Result<(), Failure> {
@@ -40,6 +45,13 @@ pub fn run(args: SweepArgs) -> Result<(), Failure> {
         None => vec![first.train().seed],
     };
     let grid = Grid::new(&args.file.set, seeds).map_err(netc::Error::from)?;
+    if let Some((name, value)) = &args.baseline {
+        if !grid.points().iter().any(|p| p.params.iter().any(|(n, v)| n == name && v == value)) {
+            return Err(Failure::usage(format!(
+                "--baseline {name}={value}: no setting of the sweep has {name} = {value}"
+            )));
+        }
+    }
     let out = args
         .out
         .clone()
@@ -161,6 +173,13 @@ pub fn run(args: SweepArgs) -> Result<(), Failure> {
         plural(report.outcomes.len()),
         out.join(netc_sweep::CSV_FILE).display()
     );
+    if let Some((name, value)) = &args.baseline {
+        let table = report.comparisons(name, value).ok_or_else(|| {
+            Failure::usage(format!("--baseline {name}={value}: no setting of the sweep has {name} = {value}"))
+        })?;
+        println!("\nagainst {name} = {value}, paired by seed (differences of test error in percentage points):");
+        print!("{table}");
+    }
     if report.unfinished > 0 {
         println!(
             "{} unfinished run{} in {} not in the table",

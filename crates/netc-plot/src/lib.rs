@@ -123,11 +123,15 @@ pub fn sweep_figure(names: &[String], outcomes: &[Outcome], name: &str) -> Resul
         let suffix = if group.is_empty() { String::new() } else { format!(" ({group})") };
         let (test_color, train_color) = if g == 0 { (TEST, TRAIN) } else { (MORE[(2 * g) % 4], MORE[(2 * g + 1) % 4]) };
         for (label, color, stat) in [
-            ("test error", test_color, (|r: &table::Row| r.test) as fn(&table::Row) -> Option<table::Stat>),
+            (
+                "test error",
+                test_color,
+                (|r: &table::Row| r.test) as fn(&table::Row) -> Option<netc_sweep::stats::Summary>,
+            ),
             ("training error", train_color, |r: &table::Row| r.train),
         ] {
             let points =
-                in_group().filter_map(|r| stat(r).map(|s| (x_of(&r.params[0].1), s.mean, s.std))).collect::<Vec<_>>();
+                in_group().filter_map(|r| stat(r).map(|s| (x_of(&r.params[0].1), s.mean, s.sd))).collect::<Vec<_>>();
             series.push(Series { label: format!("{label}{suffix}"), points, color });
         }
     }

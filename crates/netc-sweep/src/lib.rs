@@ -92,6 +92,13 @@ impl Report {
     pub fn table(&self) -> String {
         table::render(&self.names, &self.rows())
     }
+
+    /// The table comparing every setting with the one that has `name = value`, run for run by
+    /// seed; `None` when no setting has it.
+    pub fn comparisons(&self, name: &str, value: &str) -> Option<String> {
+        let comparisons = table::compare(&self.outcomes, name, value)?;
+        Some(table::render_comparisons(&self.names, &comparisons))
+    }
 }
 
 /// Runs every point of the grid that is not finished, with a backend from `backend` for each,

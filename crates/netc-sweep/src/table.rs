@@ -3,7 +3,7 @@
 //! interval of one more run.
 
 use crate::grid::Point;
-use crate::stats::Summary;
+use crate::stats::{holm, paired_t, wilcoxon_signed_rank, Summary};
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 
@@ -195,6 +195,95 @@ pub fn summarise(outcomes: &[Outcome]) -> Vec<Row> {
         .collect()
 }
 
+/// One setting against the baseline setting, run for run with the same seed (same
+/// initialisation and data order): differences of test error in percentage points.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    pub params: Vec<(String, String)>,
+    /// Seeds that both settings finished without diverging.
+    pub pairs: usize,
+    pub mean_difference: Option<f64>,
+    /// Two-sided p-values of the paired t-test and the exact Wilcoxon signed-rank test, and
+    /// each Holm-adjusted across the settings compared.
+    pub t_p: Option<f64>,
+    pub wilcoxon_p: Option<f64>,
+    pub t_holm: Option<f64>,
+    pub wilcoxon_holm: Option<f64>,
+}
+
+/// Compares every setting whose `name` is not `value` with the setting that differs from it
+/// only in `name = value`, pairing runs by seed. `None` when no setting has `name = value`.
+pub fn compare(outcomes: &[Outcome], name: &str, value: &str) -> Option<Vec<Comparison>> {
+    let is_baseline = |o: &Outcome| o.point.params.iter().any(|(n, v)| n == name && v == value);
+    if !outcomes.iter().any(is_baseline) {
+        return None;
+    }
+    let test = |o: &Outcome| if o.diverged { None } else { o.last.map(|e| 100.0 * e.test) };
+    let mut settings: Vec<(Vec<(String, String)>, Vec<f64>)> = Vec::new();
+    for o in outcomes.iter().filter(|o| !is_baseline(o)) {
+        if settings.last().is_none_or(|(params, _)| *params != o.point.params) {
+            settings.push((o.point.params.clone(), Vec::new()));
+        }
+        let baseline: Vec<(String, String)> = o
+            .point
+            .params
+            .iter()
+            .map(|(n, v)| (n.clone(), if n == name { value.to_string() } else { v.clone() }))
+            .collect();
+        let partner = outcomes.iter().find(|b| b.point.params == baseline && b.point.seed == o.point.seed);
+        if let (Some(a), Some(b), Some((_, differences))) = (test(o), partner.and_then(test), settings.last_mut()) {
+            differences.push(a - b);
+        }
+    }
+    let mut comparisons: Vec<Comparison> = settings
+        .into_iter()
+        .map(|(params, d)| Comparison {
+            params,
+            pairs: d.len(),
+            mean_difference: Summary::of(&d).map(|s| s.mean),
+            t_p: paired_t(&d).map(|(_, p)| p),
+            wilcoxon_p: wilcoxon_signed_rank(&d),
+            t_holm: None,
+            wilcoxon_holm: None,
+        })
+        .collect();
+    adjust(&mut comparisons, |c| c.t_p, |c, p| c.t_holm = Some(p));
+    adjust(&mut comparisons, |c| c.wilcoxon_p, |c, p| c.wilcoxon_holm = Some(p));
+    Some(comparisons)
+}
+
+/// Holm-adjusts the p-values `get` finds, across the comparisons that have one.
+fn adjust(comparisons: &mut [Comparison], get: fn(&Comparison) -> Option<f64>, set: fn(&mut Comparison, f64)) {
+    let tested: Vec<usize> = (0..comparisons.len()).filter(|&i| get(&comparisons[i]).is_some()).collect();
+    let p: Vec<f64> = tested.iter().filter_map(|&i| get(&comparisons[i])).collect();
+    for (&i, adjusted) in tested.iter().zip(holm(&p)) {
+        set(&mut comparisons[i], adjusted);
+    }
+}
+
+/// The table of [`compare`]'s comparisons.
+pub fn render_comparisons(names: &[String], comparisons: &[Comparison]) -> String {
+    let number = |v: Option<f64>, digits: usize| v.map_or("–".to_string(), |v| format!("{v:.digits$}"));
+    let mut header: Vec<String> = names.to_vec();
+    header.extend(["pairs", "Δ test error (pp)", "paired t p", "Holm", "Wilcoxon p", "Holm"].map(String::from));
+    let lines: Vec<Vec<String>> = comparisons
+        .iter()
+        .map(|c| {
+            let mut line: Vec<String> = c.params.iter().map(|(_, v)| v.clone()).collect();
+            line.extend([
+                c.pairs.to_string(),
+                number(c.mean_difference, 2),
+                number(c.t_p, 4),
+                number(c.t_holm, 4),
+                number(c.wilcoxon_p, 4),
+                number(c.wilcoxon_holm, 4),
+            ]);
+            line
+        })
+        .collect();
+    aligned(&header, &lines)
+}
+
 /// The table `netc sweep` prints, like the thesis's Table 7.
 pub fn render(names: &[String], rows: &[Row]) -> String {
     let cell = |s: Option<Summary>| match s {
@@ -224,6 +313,11 @@ pub fn render(names: &[String], rows: &[Row]) -> String {
             line
         })
         .collect();
+    aligned(&header, &lines)
+}
+
+/// Columns padded to their widest cell, under a rule.
+fn aligned(header: &[String], lines: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..header.len())
         .map(|i| lines.iter().map(|l| l[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
         .collect();
@@ -232,9 +326,9 @@ pub fn render(names: &[String], rows: &[Row]) -> String {
             cells.iter().zip(&widths).map(|(c, &w)| format!("{c}{}", " ".repeat(w - c.chars().count()))).collect();
         padded.join("  ").trim_end().to_string() + "\n"
     };
-    let mut text = format_line(&header);
+    let mut text = format_line(header);
     text += &format_line(&widths.iter().map(|&w| "─".repeat(w)).collect::<Vec<_>>());
-    for line in &lines {
+    for line in lines {
         text += &format_line(line);
     }
     text
@@ -285,6 +379,39 @@ mod tests {
         let want = "0.04     3.00 ± 1.41   [-9.71, 15.71]  [-19.01, 25.01]  2.00 ± 1.41    1.00 ± 0.00";
         assert!(lines[3].starts_with(want), "{table}");
         assert!(lines[4].contains("5.00 ± –") && lines[4].ends_with("2     1"), "{table}");
+    }
+
+    #[test]
+    fn settings_compare_with_the_baseline_run_for_run_by_seed() {
+        // Test errors in percent: baseline 1.0, 1.2, 0.9, 1.1, 1.0; 4% NegLUs +0.1, +0.3, +0.2,
+        // +0.4, +0.5 above them; 10% NegLUs, with seed 4 diverged.
+        let base = [1.0, 1.2, 0.9, 1.1, 1.0];
+        let mut runs = Vec::new();
+        for (seed, &b) in base.iter().enumerate() {
+            runs.push(outcome("0", seed as u64, 0.0, b / 100.0, false));
+            runs.push(outcome("0.04", seed as u64, 0.0, (b + [0.1, 0.3, 0.2, 0.4, 0.5][seed]) / 100.0, false));
+            runs.push(outcome("0.1", seed as u64, 0.0, (b - [0.2, 0.1, 0.3, -0.1, 0.0][seed]) / 100.0, seed == 4));
+        }
+        sort(&mut runs);
+        let comparisons = compare(&runs, "negfrac", "0").unwrap();
+        assert_eq!(comparisons.len(), 2);
+        let (four, ten) = (&comparisons[0], &comparisons[1]);
+        assert_eq!((four.pairs, ten.pairs), (5, 4), "the diverged run has no pair");
+        assert!((four.mean_difference.unwrap() - 0.3).abs() < 1e-9);
+        let d4 = [0.1, 0.3, 0.2, 0.4, 0.5];
+        let (_, t4) = paired_t(&d4).unwrap();
+        assert!((four.t_p.unwrap() - t4).abs() < 1e-9);
+        // All five differences positive: 2 of 32 sign assignments are as extreme.
+        assert_eq!(four.wilcoxon_p, Some(0.0625));
+        let (_, t10) = paired_t(&[-0.2, -0.1, -0.3, 0.1]).unwrap();
+        // Holm over the two settings: the smaller p doubled, the larger kept (and monotone).
+        let (small, large) = (t4.min(t10), t4.max(t10));
+        let holm_of = |p: f64| if p == small { 2.0 * small } else { large.max(2.0 * small) };
+        assert!((four.t_holm.unwrap() - holm_of(t4)).abs() < 1e-9);
+        assert!((ten.t_holm.unwrap() - holm_of(t10)).abs() < 1e-9);
+        assert!(compare(&runs, "negfrac", "0.5").is_none());
+        let table = render_comparisons(&["negfrac".into()], &comparisons);
+        assert!(table.lines().nth(2).unwrap().starts_with("0.04     5      0.30"), "{table}");
     }
 
     #[test]
