@@ -219,10 +219,11 @@ pub fn compare(outcomes: &[Outcome], name: &str, value: &str) -> Option<Vec<Comp
         return None;
     }
     let test = |o: &Outcome| if o.diverged { None } else { o.last.map(|e| 100.0 * e.test) };
-    let mut settings: Vec<(Vec<(String, String)>, Vec<f64>)> = Vec::new();
+    // Each setting's parameters and its differences from the baseline, seed by seed.
+    let mut settings: Vec<(&[(String, String)], Vec<f64>)> = Vec::new();
     for o in outcomes.iter().filter(|o| !is_baseline(o)) {
-        if settings.last().is_none_or(|(params, _)| *params != o.point.params) {
-            settings.push((o.point.params.clone(), Vec::new()));
+        if settings.last().is_none_or(|(params, _)| *params != o.point.params.as_slice()) {
+            settings.push((&o.point.params, Vec::new()));
         }
         let baseline: Vec<(String, String)> = o
             .point
@@ -238,7 +239,7 @@ pub fn compare(outcomes: &[Outcome], name: &str, value: &str) -> Option<Vec<Comp
     let mut comparisons: Vec<Comparison> = settings
         .into_iter()
         .map(|(params, d)| Comparison {
-            params,
+            params: params.to_vec(),
             pairs: d.len(),
             mean_difference: Summary::of(&d).map(|s| s.mean),
             t_p: paired_t(&d).map(|(_, p)| p),
