@@ -219,11 +219,10 @@ pub fn compare(outcomes: &[Outcome], name: &str, value: &str) -> Option<Vec<Comp
         return None;
     }
     let test = |o: &Outcome| if o.diverged { None } else { o.last.map(|e| 100.0 * e.test) };
-    // Each setting's parameters and its differences from the baseline, seed by seed.
-    let mut settings: Vec<(&[(String, String)], Vec<f64>)> = Vec::new();
+    let mut settings: Vec<Paired> = Vec::new();
     for o in outcomes.iter().filter(|o| !is_baseline(o)) {
-        if settings.last().is_none_or(|(params, _)| *params != o.point.params.as_slice()) {
-            settings.push((&o.point.params, Vec::new()));
+        if settings.last().is_none_or(|s| s.params != o.point.params.as_slice()) {
+            settings.push(Paired { params: &o.point.params, differences: Vec::new() });
         }
         let baseline: Vec<(String, String)> = o
             .point
@@ -232,13 +231,13 @@ pub fn compare(outcomes: &[Outcome], name: &str, value: &str) -> Option<Vec<Comp
             .map(|(n, v)| (n.clone(), if n == name { value.to_string() } else { v.clone() }))
             .collect();
         let partner = outcomes.iter().find(|b| b.point.params == baseline && b.point.seed == o.point.seed);
-        if let (Some(a), Some(b), Some((_, differences))) = (test(o), partner.and_then(test), settings.last_mut()) {
-            differences.push(a - b);
+        if let (Some(a), Some(b), Some(setting)) = (test(o), partner.and_then(test), settings.last_mut()) {
+            setting.differences.push(a - b);
         }
     }
     let mut comparisons: Vec<Comparison> = settings
         .into_iter()
-        .map(|(params, d)| Comparison {
+        .map(|Paired { params, differences: d }| Comparison {
             params: params.to_vec(),
             pairs: d.len(),
             mean_difference: Summary::of(&d).map(|s| s.mean),
@@ -251,6 +250,12 @@ pub fn compare(outcomes: &[Outcome], name: &str, value: &str) -> Option<Vec<Comp
     adjust(&mut comparisons, |c| c.t_p, |c, p| c.t_holm = Some(p));
     adjust(&mut comparisons, |c| c.wilcoxon_p, |c, p| c.wilcoxon_holm = Some(p));
     Some(comparisons)
+}
+
+/// A setting's parameters and its differences from the baseline, seed by seed.
+struct Paired<'a> {
+    params: &'a [(String, String)],
+    differences: Vec<f64>,
 }
 
 /// Holm-adjusts the p-values `get` finds, across the comparisons that have one.
