@@ -110,6 +110,153 @@ fn checked_product(dims: &[usize]) -> Option<usize> {
     dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
+/// The value whose memory `v` uses: a reshape shares its operand's.
+fn storage_root(origins: &[Origin], mut v: ValueId) -> ValueId {
+    while let Origin::Alias(of) = origins[v.0] {
+        v = of;
+    }
+    v
+}
+
+/// Which values are constant once the steps on constants alone have run, and which steps
+/// those are: they run once, at planning (a broadcast fixed mask, say). Random and
+/// scratch-using kernels are left to the run.
+fn fold_constant_steps(compiled: &Compiled) -> (Vec<bool>, Vec<bool>) {
+    let origins = &compiled.origins;
+    let mut constant: Vec<bool> = origins.iter().map(|o| *o == Origin::Constant).collect();
+    let mut folded = vec![false; compiled.steps.len()];
+    for (s, step) in compiled.steps.iter().enumerate() {
+        let foldable = !matches!(
+            step.kernel,
+            Kernel::Bernoulli { .. }
+                | Kernel::Parts { .. }
+                | Kernel::Conv { .. }
+                | Kernel::ConvData { .. }
+                | Kernel::ConvFilter { .. }
+        );
+        if foldable && step.args.iter().all(|&a| constant[storage_root(origins, a).0]) {
+            folded[s] = true;
+            constant[step.out.0] = true;
+        }
+    }
+    (constant, folded)
+}
+
+/// Each value's first and last use, in positions of `order` (the steps that run); inputs and
+/// constants live throughout, outputs to the end.
+fn lifetimes(program: &Program, compiled: &Compiled, order: &[usize], constant: &[bool]) -> (Vec<usize>, Vec<usize>) {
+    let origins = &compiled.origins;
+    let end = order.len();
+    let mut first = vec![usize::MAX; origins.len()];
+    let mut last = vec![0usize; origins.len()];
+    for (v, origin) in origins.iter().enumerate() {
+        if matches!(origin, Origin::Input | Origin::Counter) || constant[v] {
+            first[v] = 0;
+            last[v] = end;
+        }
+    }
+    for (pos, &s) in order.iter().enumerate() {
+        let step = &compiled.steps[s];
+        first[step.out.0] = first[step.out.0].min(pos);
+        last[step.out.0] = last[step.out.0].max(pos);
+        for &a in &step.args {
+            let r = storage_root(origins, a);
+            last[r.0] = last[r.0].max(pos);
+        }
+    }
+    for o in program.outputs() {
+        last[storage_root(origins, o.value).0] = end;
+    }
+    (first, last)
+}
+
+/// Lets a forward convolution and the filter gradient of the same input share its im2col
+/// matrix, switching both to their sharing plans: (forward position, filter position, elements).
+fn share_im2col(compiled: &Compiled, order: &[usize], execs: &mut [Exec]) -> Vec<(usize, usize, usize)> {
+    let root = |v: ValueId| storage_root(&compiled.origins, v);
+    let mut shares: Vec<(usize, usize, usize)> = Vec::new();
+    for (f_pos, &f) in order.iter().enumerate() {
+        let Exec::ConvFilter(filter) = &execs[f] else { continue };
+        let x = root(compiled.steps[f].args[0]);
+        let forward = order[..f_pos].iter().position(|&c| {
+            let same = matches!(&execs[c], Exec::Conv(fwd, _) if fwd.geom == filter.geom);
+            same && root(compiled.steps[c].args[0]) == x && !shares.iter().any(|s| s.0 == c)
+        });
+        if let (Some(c_pos), true) = (forward, filter.geom.can_share_col()) {
+            let (c, geom) = (order[c_pos], filter.geom);
+            if let Exec::Conv(plan, _) = &mut execs[c] {
+                *plan = geom.forward_plan(true);
+            }
+            execs[f] = Exec::ConvFilter(geom.filter_plan(true));
+            shares.push((c_pos, f_pos, geom.shared_col_len()));
+        }
+    }
+    shares
+}
+
+/// Where everything lives in the arena: the offset of each stored value's item, each shared
+/// im2col matrix and each running step's scratch, and the arena's size.
+struct Placement {
+    offsets: Vec<usize>,
+    total: usize,
+    /// The item of each value that has storage of its own.
+    item_of: Vec<Option<usize>>,
+    share_items: Vec<usize>,
+    scratch_items: Vec<Option<(usize, usize)>>,
+}
+
+fn place(
+    compiled: &Compiled,
+    order: &[usize],
+    lifetimes: &(Vec<usize>, Vec<usize>),
+    lens: &[usize],
+    shares: &[(usize, usize, usize)],
+    scratch_lens: &[usize],
+) -> Placement {
+    let origins = &compiled.origins;
+    let (first, last) = lifetimes;
+    let mut items = Vec::new();
+    let mut item_of = vec![None; origins.len()];
+    for v in 0..origins.len() {
+        if first[v] != usize::MAX && storage_root(origins, ValueId(v)).0 == v && origins[v] != Origin::Fused {
+            item_of[v] = Some(items.len());
+            items.push(Lifetime { first: first[v], last: last[v].max(first[v]), len: lens[v] });
+        }
+    }
+    let share_items: Vec<usize> = shares
+        .iter()
+        .map(|&(first, last, len)| {
+            items.push(Lifetime { first, last, len });
+            items.len() - 1
+        })
+        .collect();
+    let scratch_items: Vec<Option<(usize, usize)>> = order
+        .iter()
+        .enumerate()
+        .map(|(pos, &s)| {
+            (scratch_lens[s] > 0).then(|| {
+                items.push(Lifetime { first: pos, last: pos, len: scratch_lens[s] });
+                (items.len() - 1, scratch_lens[s])
+            })
+        })
+        .collect();
+    let (offsets, total) = assign(&items);
+    Placement { offsets, total, item_of, share_items, scratch_items }
+}
+
+/// Writes every constant and fill into its place in the arena.
+fn write_constants(program: &Program, origins: &[Origin], regions: &[Option<Region>], arena: &mut Arena) {
+    for (v, inst) in program.insts().iter().enumerate() {
+        let Some(r) = regions[v].filter(|_| origins[v] == Origin::Constant) else { continue };
+        let Some(dst) = arena.get_mut(r) else { continue };
+        match &inst.op {
+            Op::Const(t) => dst.copy_from_slice(t.data()),
+            Op::Fill { value, .. } => dst.fill(*value),
+            _ => {}
+        }
+    }
+}
+
 impl BatchPlan {
     pub fn new(
         program: &Program,
@@ -123,112 +270,23 @@ impl BatchPlan {
         let dims: Vec<Vec<usize>> = insts.iter().map(|i| i.shape.resolve(batch)).collect();
         let lens: Vec<usize> =
             dims.iter().map(|d| checked_product(d).ok_or_else(too_large)).collect::<Result<_, _>>()?;
-
-        // Storage roots: a reshape shares its operand's memory.
         let origins = &compiled.origins;
-        let root = |mut v: ValueId| {
-            while let Origin::Alias(of) = origins[v.0] {
-                v = of;
-            }
-            v
-        };
-        // Steps on constants alone run once, here, and their results become constants (a
-        // broadcast fixed mask, say). Random and scratch-using kernels are left to the run.
-        let mut constant: Vec<bool> = origins.iter().map(|o| *o == Origin::Constant).collect();
-        let mut folded = vec![false; compiled.steps.len()];
-        for (s, step) in compiled.steps.iter().enumerate() {
-            let foldable = !matches!(
-                step.kernel,
-                Kernel::Bernoulli { .. }
-                    | Kernel::Parts { .. }
-                    | Kernel::Conv { .. }
-                    | Kernel::ConvData { .. }
-                    | Kernel::ConvFilter { .. }
-            );
-            if foldable && step.args.iter().all(|&a| constant[root(a).0]) {
-                folded[s] = true;
-                constant[step.out.0] = true;
-            }
-        }
+
+        let (constant, folded) = fold_constant_steps(compiled);
         let order: Vec<usize> = (0..compiled.steps.len()).filter(|&s| !folded[s]).collect();
-        let end = order.len();
-
-        // Lifetimes, in positions of `order`: permanent for inputs and constants.
-        let mut first = vec![usize::MAX; insts.len()];
-        let mut last = vec![0usize; insts.len()];
-        for (v, origin) in origins.iter().enumerate() {
-            if matches!(origin, Origin::Input | Origin::Counter) || constant[v] {
-                first[v] = 0;
-                last[v] = end;
-            }
-        }
-        for (pos, &s) in order.iter().enumerate() {
-            let step = &compiled.steps[s];
-            first[step.out.0] = first[step.out.0].min(pos);
-            last[step.out.0] = last[step.out.0].max(pos);
-            for &a in &step.args {
-                let r = root(a);
-                last[r.0] = last[r.0].max(pos);
-            }
-        }
-        for o in program.outputs() {
-            last[root(o.value).0] = end;
-        }
-
+        let lifetimes = lifetimes(program, compiled, &order, &constant);
         let mut execs: Vec<Exec> =
             compiled.steps.iter().map(|step| resolve(&step.kernel, &step.args, step.out, &dims, &lens)).collect();
-        // A forward convolution and the filter gradient of the same input share its im2col
-        // matrix: (forward position, filter position, elements).
-        let mut shares: Vec<(usize, usize, usize)> = Vec::new();
-        for (f_pos, &f) in order.iter().enumerate() {
-            let Exec::ConvFilter(filter) = &execs[f] else { continue };
-            let x = root(compiled.steps[f].args[0]);
-            let forward = order[..f_pos].iter().position(|&c| {
-                let same = matches!(&execs[c], Exec::Conv(fwd, _) if fwd.geom == filter.geom);
-                same && root(compiled.steps[c].args[0]) == x && !shares.iter().any(|s| s.0 == c)
-            });
-            if let (Some(c_pos), true) = (forward, filter.geom.can_share_col()) {
-                let (c, geom) = (order[c_pos], filter.geom);
-                if let Exec::Conv(plan, _) = &mut execs[c] {
-                    *plan = geom.forward_plan(true);
-                }
-                execs[f] = Exec::ConvFilter(geom.filter_plan(true));
-                shares.push((c_pos, f_pos, geom.shared_col_len()));
-            }
-        }
+        let shares = share_im2col(compiled, &order, &mut execs);
         let scratch_lens: Vec<usize> = execs.iter().map(|e| scratch_len(e, threads)).collect();
-
-        // Place values (with storage) first, then each running step's scratch.
-        let mut items = Vec::new();
-        let mut item_of = vec![None; insts.len()];
-        for v in 0..insts.len() {
-            if first[v] != usize::MAX && root(ValueId(v)).0 == v && origins[v] != Origin::Fused {
-                item_of[v] = Some(items.len());
-                items.push(Lifetime { first: first[v], last: last[v].max(first[v]), len: lens[v] });
-            }
-        }
-        let share_items: Vec<usize> = shares
-            .iter()
-            .map(|&(first, last, len)| {
-                items.push(Lifetime { first, last, len });
-                items.len() - 1
-            })
-            .collect();
-        let scratch_item: Vec<Option<usize>> = order
-            .iter()
-            .enumerate()
-            .map(|(pos, &s)| {
-                (scratch_lens[s] > 0).then(|| {
-                    items.push(Lifetime { first: pos, last: pos, len: scratch_lens[s] });
-                    items.len() - 1
-                })
-            })
-            .collect();
-        let (offsets, total) = assign(&items);
-        let mut arena = Arena::try_new(total).ok_or_else(too_large)?;
+        let placement = place(compiled, &order, &lifetimes, &lens, &shares, &scratch_lens);
+        let mut arena = Arena::try_new(placement.total).ok_or_else(too_large)?;
 
         let regions: Vec<Option<Region>> = (0..insts.len())
-            .map(|v| item_of[root(ValueId(v)).0].map(|i| Region { off: offsets[i], len: lens[v] }))
+            .map(|v| {
+                let item = placement.item_of[storage_root(origins, ValueId(v)).0];
+                item.map(|i| Region { off: placement.offsets[i], len: lens[v] })
+            })
             .collect();
         let region = |v: ValueId| regions[v.0].unwrap_or_default();
         let planned = |s: usize, scratch: Region| Planned {
@@ -239,7 +297,6 @@ impl BatchPlan {
             scratch,
             shared: Region::default(),
         };
-
         let parts_len = execs
             .iter()
             .zip(&compiled.steps)
@@ -249,15 +306,7 @@ impl BatchPlan {
 
         // Constants, then the folded steps in program order (on this thread; they use no
         // scratch).
-        for (v, inst) in insts.iter().enumerate() {
-            let Some(r) = regions[v].filter(|_| origins[v] == Origin::Constant) else { continue };
-            let Some(dst) = arena.get_mut(r) else { continue };
-            match &inst.op {
-                Op::Const(t) => dst.copy_from_slice(t.data()),
-                Op::Fill { value, .. } => dst.fill(*value),
-                _ => {}
-            }
-        }
+        write_constants(program, origins, &regions, &mut arena);
         for s in (0..compiled.steps.len()).filter(|&s| folded[s]) {
             let mut env =
                 Env { code, kernels: &compiled.kernels, counter: 0, perm: &mut [], swaps: &mut [], check: None };
@@ -265,13 +314,14 @@ impl BatchPlan {
         }
         let mut steps: Vec<Planned> = order
             .iter()
-            .zip(&scratch_item)
+            .zip(&placement.scratch_items)
             .map(|(&s, item)| {
-                planned(s, item.map_or(Region::default(), |i| Region { off: offsets[i], len: items[i].len }))
+                let scratch = item.map_or(Region::default(), |(i, len)| Region { off: placement.offsets[i], len });
+                planned(s, scratch)
             })
             .collect();
-        for (&(forward, filter, len), &item) in shares.iter().zip(&share_items) {
-            let shared = Region { off: offsets[item], len };
+        for (&(forward, filter, len), &item) in shares.iter().zip(&placement.share_items) {
+            let shared = Region { off: placement.offsets[item], len };
             steps[forward].shared = shared;
             steps[filter].shared = shared;
         }
