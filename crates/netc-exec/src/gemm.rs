@@ -358,7 +358,7 @@ fn a_in_place(a: &MatRef<'_>, k: usize) -> bool {
 /// a panel (`k` rows of 64 bytes) fits in L1 without its rows colliding in the same cache
 /// sets (strides of a multiple of 4 KiB would), or is reused by few rows of `a`.
 fn b_in_place(b: &MatRef<'_>, m: usize, k: usize) -> bool {
-    let fits = k <= SHORT_K || (k <= 2 * SHORT_K && (b.rs * 4) % 4096 != 0);
+    let fits = k <= SHORT_K || (k <= 2 * SHORT_K && !(b.rs * 4).is_multiple_of(4096));
     b.cs == 1 && m <= B_IN_PLACE_ROWS && (fits || m <= FEW_ROWS)
 }
 

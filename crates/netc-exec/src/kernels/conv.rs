@@ -626,7 +626,7 @@ mod tests {
                 let g = Geom { n, ..geom(c, h, w, k, s, pad, 1) };
                 assert!(g.can_share_col());
                 for plan in [g.forward_plan(true), g.filter_plan(true)] {
-                    assert!(plan.tasks == 1 || plan.chunk * g.p() % PANEL == 0, "{g:?} {plan:?}");
+                    assert!(plan.tasks == 1 || (plan.chunk * g.p()).is_multiple_of(PANEL), "{g:?} {plan:?}");
                     assert!(plan.tasks * plan.chunk >= n && (plan.tasks - 1) * plan.chunk < n);
                 }
             }
