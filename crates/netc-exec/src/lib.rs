@@ -49,6 +49,7 @@ mod gemm;
 mod kernels;
 mod memory;
 mod par;
+pub mod peak;
 mod plan;
 mod pool;
 mod update;
