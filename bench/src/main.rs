@@ -138,7 +138,9 @@ fn peak(seconds: f64) -> Result<(), String> {
         for (model, product, shape) in MODEL_PRODUCTS {
             let gflops = gemm_gflops(isa, shape, seconds).map_err(fail)?;
             println!(
-                "{{\"figure\": \"gemm\", \"isa\": \"{isa}\", \"model\": \"{model}\", \"product\": \"{product}\",                  \"m\": {}, \"n\": {}, \"k\": {}, \"threads\": 1, \"gflops\": {gflops:.1},                  \"of_path_peak\": {:.3}, \"of_best_peak\": {:.3}}}",
+                "{{\"figure\": \"gemm\", \"isa\": \"{isa}\", \"model\": \"{model}\", \"product\": \"{product}\", \
+                 \"m\": {}, \"n\": {}, \"k\": {}, \"threads\": 1, \"gflops\": {gflops:.1}, \
+                 \"of_path_peak\": {:.3}, \"of_best_peak\": {:.3}}}",
                 shape.m,
                 shape.n,
                 shape.k,
