@@ -1,36 +1,77 @@
 //! Measures one model: compile time (parse → check → IR → autodiff → executor plan), training
 //! throughput (forward, backward and SGD update at batch 100) and inference throughput (batch
-//! 1000) in images per second, and the process's peak memory. Prints one JSON line.
-//!
-//! `netc-bench --model examples/lenet.net [--threads 2] [--seconds 3]`
+//! 1000) in images per second, and the process's peak memory. Prints one JSON line. With
+//! `--peak`, measures the machine's limit instead: the single-core FMA peak of every GEMM path
+//! the CPU has and the GEMM's rate on the products of LeNet, the MLP and CIFAR LeNet5.
 
 use netc::ir::Mode;
 use netc::train::optimizer::Update;
 use netc::train::{Backend, Slot};
+use netc_exec::peak::{fma_peak_gflops, gemm_gflops, GemmShape};
+use netc_exec::Isa;
 use std::time::Instant;
 
-struct Options {
-    model: String,
-    threads: usize,
-    seconds: f64,
+const USAGE: &str = "\
+usage: netc-bench --model FILE [--threads N] [--seconds S]
+       netc-bench --peak [--seconds S]
+       netc-bench --help
+
+  --model FILE   measure this net: compile time, training (batch 100) and inference
+                 (batch 1000) images per second, peak memory; prints one JSON line
+  --threads N    worker threads (default 2)
+  --seconds S    seconds per figure (default 3; 0.5 with --peak)
+  --peak         measure the limit on one core instead: the FMA peak of each GEMM path this
+                 CPU has (avx512, avx2, portable) and the GEMM's GFLOP/s on each model's
+                 products; one JSON line per figure
+  --help         print this help
+
+The GEMM path is the fastest the CPU has unless NETC_ISA=avx512|avx2|portable forces one.";
+
+/// What to measure.
+enum Task {
+    Model { model: String, threads: usize },
+    Peak,
+    Help,
 }
 
-fn options() -> Result<Options, String> {
-    let mut options = Options { model: String::new(), threads: 2, seconds: 3.0 };
-    let mut args = std::env::args().skip(1);
+struct Options {
+    task: Task,
+    seconds: Option<f64>,
+}
+
+fn options(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+    let (mut model, mut threads, mut seconds, mut peak) = (None, 2, None, false);
+    let mut args = args.into_iter();
     while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
-            "--model" => options.model = value,
-            "--threads" => options.threads = value.parse().map_err(|_| format!("--threads {value}: not a number"))?,
-            "--seconds" => options.seconds = value.parse().map_err(|_| format!("--seconds {value}: not a number"))?,
-            _ => return Err(format!("unknown flag {flag}")),
+            "--help" | "-h" => return Ok(Options { task: Task::Help, seconds }),
+            "--peak" => {
+                peak = true;
+                continue;
+            }
+            _ => {}
+        }
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))?;
+        match flag.as_str() {
+            "--model" => model = Some(value),
+            "--threads" => threads = value.parse().map_err(|_| format!("--threads {value}: not a number"))?,
+            "--seconds" => {
+                let s: f64 = value.parse().map_err(|_| format!("--seconds {value}: not a number"))?;
+                if !(s.is_finite() && s >= 0.0) {
+                    return Err(format!("--seconds {value}: not a duration"));
+                }
+                seconds = Some(s);
+            }
+            _ => return Err(format!("unknown flag {flag}\n\n{USAGE}")),
         }
     }
-    if options.model.is_empty() {
-        return Err("usage: netc-bench --model FILE [--threads N] [--seconds S]".into());
-    }
-    Ok(options)
+    let task = match (peak, model) {
+        (true, None) => Task::Peak,
+        (true, Some(_)) => return Err(format!("--peak measures the machine, not a model: drop --model\n\n{USAGE}")),
+        (false, Some(model)) => Task::Model { model, threads },
+        (false, None) => return Err(USAGE.into()),
+    };
+    Ok(Options { task, seconds })
 }
 
 /// Calls `step` (which handles `per_call` images) until `seconds` have passed and at least five
@@ -59,14 +100,75 @@ fn peak_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// The products of each model's training step at batch 100, as `(model, product, shape)`:
+/// a convolution's forward product is filters × (positions · batch) × (channels · window), its
+/// data gradient (channels · window) × (positions · batch) × filters.
+const MODEL_PRODUCTS: [(&str, &str, GemmShape); 13] = [
+    ("lenet", "conv1 forward", GemmShape { m: 20, n: 576 * 100, k: 25 }),
+    ("lenet", "conv2 forward", GemmShape { m: 50, n: 64 * 100, k: 500 }),
+    ("lenet", "conv3 forward", GemmShape { m: 500, n: 100, k: 800 }),
+    ("lenet", "conv2 data gradient", GemmShape { m: 500, n: 64 * 100, k: 50 }),
+    ("lenet", "conv3 data gradient", GemmShape { m: 800, n: 100, k: 500 }),
+    ("mlp", "dense1 forward", GemmShape { m: 100, n: 500, k: 784 }),
+    ("mlp", "dense1 weight gradient", GemmShape { m: 784, n: 500, k: 100 }),
+    ("mlp", "dense2 data gradient", GemmShape { m: 100, n: 500, k: 10 }),
+    ("lenet5_cifar", "conv1 forward", GemmShape { m: 32, n: 1024 * 100, k: 75 }),
+    ("lenet5_cifar", "conv2 forward", GemmShape { m: 32, n: 256 * 100, k: 800 }),
+    ("lenet5_cifar", "conv3 forward", GemmShape { m: 64, n: 64 * 100, k: 800 }),
+    ("lenet5_cifar", "conv4 forward", GemmShape { m: 64, n: 100, k: 1024 }),
+    ("lenet5_cifar", "conv2 data gradient", GemmShape { m: 800, n: 256 * 100, k: 32 }),
+];
+
+/// `--peak`: one JSON line per path for the FMA peak, then per path and product the GEMM's
+/// rate and its fraction of that path's peak and of the best path's.
+fn peak(seconds: f64) -> Result<(), String> {
+    let fail = |e: netc_exec::ExecError| e.to_string();
+    for isa in Isa::ALL.into_iter().filter(|isa| !isa.is_available()) {
+        eprintln!("note: this CPU lacks the {isa} path; not measured");
+    }
+    let paths: Vec<Isa> = Isa::ALL.into_iter().filter(|isa| isa.is_available()).collect();
+    let mut peaks = Vec::new();
+    for &isa in &paths {
+        let gflops = fma_peak_gflops(isa, seconds).map_err(fail)?;
+        println!("{{\"figure\": \"fma_peak\", \"isa\": \"{isa}\", \"threads\": 1, \"gflops\": {gflops:.1}}}");
+        peaks.push(gflops);
+    }
+    let best = peaks.first().copied().unwrap_or(f64::NAN);
+    for (&isa, &path_peak) in paths.iter().zip(&peaks) {
+        for (model, product, shape) in MODEL_PRODUCTS {
+            let gflops = gemm_gflops(isa, shape, seconds).map_err(fail)?;
+            println!(
+                "{{\"figure\": \"gemm\", \"isa\": \"{isa}\", \"model\": \"{model}\", \"product\": \"{product}\", \
+                 \"m\": {}, \"n\": {}, \"k\": {}, \"threads\": 1, \"gflops\": {gflops:.1}, \
+                 \"of_path_peak\": {:.3}, \"of_best_peak\": {:.3}}}",
+                shape.m,
+                shape.n,
+                shape.k,
+                gflops / path_peak,
+                gflops / best
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), String> {
-    let options = options()?;
+    let options = options(std::env::args().skip(1))?;
+    let (model_path, threads) = match options.task {
+        Task::Help => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Task::Peak => return peak(options.seconds.unwrap_or(0.5)),
+        Task::Model { model, threads } => (model, threads),
+    };
+    let seconds = options.seconds.unwrap_or(3.0);
     let fail = |e: netc::Error| e.render(false);
     let started = Instant::now();
-    let source = netc::Source::read(std::path::Path::new(&options.model)).map_err(fail)?;
+    let source = netc::Source::read(std::path::Path::new(&model_path)).map_err(fail)?;
     let model = netc::model(&source, &[], None).map_err(fail)?;
     let checked = started.elapsed();
-    let mut backend = netc::run::ExecBackend::new(&model, options.threads).map_err(fail)?;
+    let mut backend = netc::run::ExecBackend::new(&model, threads).map_err(fail)?;
     let compiled = started.elapsed();
 
     let program = netc::run::compile(&model, Mode::Train, false).map_err(fail)?;
@@ -81,7 +183,7 @@ fn main() -> Result<(), String> {
     let mut slots: Vec<Slot> = params.iter().map(|(_, t)| Slot::new(&config.optimizer, t.len())).collect();
     let mut step = 0u64;
     let mut failure = None;
-    let train = throughput(batch, options.seconds, || {
+    let train = throughput(batch, seconds, || {
         let result = backend.train_step(&params, &images[..batch * image_len], &labels[..batch], step, &mut grads);
         if let Err(e) = result {
             failure = Some(format!("{e:?}"));
@@ -92,7 +194,7 @@ fn main() -> Result<(), String> {
             failure = Some(format!("{e:?}"));
         }
     });
-    let infer = throughput(infer_batch, options.seconds, || {
+    let infer = throughput(infer_batch, seconds, || {
         if let Err(e) = backend.evaluate(&params, &images, &labels) {
             failure = Some(format!("{e:?}"));
         }
@@ -104,11 +206,45 @@ fn main() -> Result<(), String> {
         "{{\"engine\": \"netc\", \"model\": \"{}\", \"threads\": {}, \"check_ms\": {:.2}, \"compile_ms\": {:.2}, \
          \"train_images_per_sec\": {train:.1}, \"infer_images_per_sec\": {infer:.1}, \"peak_mib\": {:.1}}}",
         // The file's stem names the benchmark: two files may define nets of the same name.
-        std::path::Path::new(&options.model).file_stem().and_then(|s| s.to_str()).unwrap_or("model"),
-        options.threads,
+        std::path::Path::new(&model_path).file_stem().and_then(|s| s.to_str()).unwrap_or("model"),
+        threads,
         checked.as_secs_f64() * 1e3,
         compiled.as_secs_f64() * 1e3,
         peak_mib()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, String> {
+        options(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn help_and_peak_take_no_value() {
+        assert!(matches!(parse(&["--help"]).map(|o| o.task), Ok(Task::Help)));
+        assert!(matches!(parse(&["--model", "m.net", "-h"]).map(|o| o.task), Ok(Task::Help)));
+        let peak = parse(&["--peak", "--seconds", "0.2"]).expect("parses");
+        assert!(matches!(peak.task, Task::Peak) && peak.seconds == Some(0.2));
+        let model = parse(&["--model", "m.net", "--threads", "1"]).expect("parses");
+        assert!(matches!(model.task, Task::Model { ref model, threads: 1 } if model == "m.net"));
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused_with_the_usage() {
+        for (args, says) in [
+            (&["--model"][..], "--model needs a value"),
+            (&["--peak", "--model", "m.net"][..], "drop --model"),
+            (&["--model", "m.net", "--seconds", "-1"][..], "not a duration"),
+            (&["--model", "m.net", "--threads", "two"][..], "not a number"),
+            (&["--frobnicate", "1"][..], "unknown flag --frobnicate"),
+            (&[][..], "usage:"),
+        ] {
+            let err = parse(args).err().unwrap_or_else(|| panic!("{args:?} accepted"));
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+    }
 }

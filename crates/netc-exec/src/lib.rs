@@ -9,8 +9,10 @@
 //! scratch buffer in one arena, reusing memory between values whose lifetimes do not overlap;
 //! later runs at that size allocate nothing.
 //!
-//! Convolutions and matrix products run on a built-in packed SGEMM (an AVX2+FMA
-//! microkernel, detected at run time, or portable code), reading im2col matrices that are
+//! Convolutions and matrix products run on a built-in packed SGEMM (AVX-512 or AVX2+FMA
+//! microkernels, the fastest the CPU has, detected at run time, or portable code; the
+//! environment variable `NETC_ISA=avx512|avx2|portable` or [`Executor::set_isa`] forces one,
+//! and every path computes bitwise the same results), reading im2col matrices that are
 //! written directly in its panel layout; a forward convolution leaves its im2col matrix to
 //! the filter gradient. Pooling, reductions, layout changes and the loss are plain loops that
 //! LLVM vectorises.
@@ -48,6 +50,7 @@ mod gemm;
 mod kernels;
 mod memory;
 mod par;
+pub mod peak;
 mod plan;
 mod pool;
 mod update;
@@ -61,7 +64,11 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 pub use describe::describe;
+pub use gemm::Isa;
 pub use update::Sgd;
+
+/// The environment variable that forces a GEMM path: `avx512`, `avx2` or `portable`.
+pub const ISA_VARIABLE: &str = "NETC_ISA";
 
 /// How to execute.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -131,6 +138,10 @@ pub enum ExecError {
     Codegen { message: String },
     /// A parameter update's tensors differ in length.
     UpdateLengths { weights: usize, momentum: usize, gradient: usize },
+    /// `NETC_ISA` names no GEMM path.
+    UnknownIsa { name: String },
+    /// The requested GEMM path needs instructions this CPU lacks.
+    IsaUnavailable { isa: Isa },
 }
 
 impl fmt::Display for ExecError {
@@ -155,6 +166,11 @@ impl fmt::Display for ExecError {
                 f,
                 "an update needs equally long tensors: {weights} weights, {momentum} momenta, {gradient} gradients"
             ),
+            ExecError::UnknownIsa { name } => {
+                let known: Vec<&str> = Isa::ALL.iter().map(|isa| isa.name()).collect();
+                write!(f, "{ISA_VARIABLE}={name:?} names no GEMM path (known: {})", known.join(", "))
+            }
+            ExecError::IsaUnavailable { isa } => write!(f, "this CPU cannot run the {isa} GEMM path"),
         }
     }
 }
@@ -182,6 +198,8 @@ pub struct Executor {
     /// `None` with one thread: steps then run on the caller's thread.
     pool: Option<Pool>,
     threads: usize,
+    /// The GEMM path, one the CPU supports.
+    isa: Isa,
     /// Prepared batch sizes, the most recently used last.
     plans: Vec<BatchPlan>,
     /// The step counter of the last successful run, whose plan is last in `plans`.
@@ -195,14 +213,17 @@ impl fmt::Debug for Executor {
             .field("steps", &self.compiled.steps.len())
             .field("kernels", &self.code.len())
             .field("threads", &self.threads)
+            .field("isa", &self.isa)
             .field("batch_sizes", &self.plans.iter().map(|p| p.batch).collect::<Vec<_>>())
             .finish()
     }
 }
 
 impl Executor {
-    /// Compiles `program`. Nothing depends on the batch size yet.
+    /// Compiles `program`. Nothing depends on the batch size yet. The GEMM path is the one
+    /// `NETC_ISA` names, or else the fastest the CPU has.
     pub fn new(program: &Program, options: ExecOptions) -> Result<Executor, ExecError> {
+        let isa = isa_from_env()?;
         let threads = match options.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -223,6 +244,7 @@ impl Executor {
             times,
             pool,
             threads,
+            isa,
             plans: Vec::with_capacity(KEPT_PLANS),
             last_run: None,
         })
@@ -239,7 +261,7 @@ impl Executor {
         if w.len() != m.len() || w.len() != g.len() {
             return Err(ExecError::UpdateLengths { weights: w.len(), momentum: m.len(), gradient: g.len() });
         }
-        let (code, par) = (&self.code, Par::new(self.threads));
+        let (code, par) = (&self.code, Par::new(self.threads).with_isa(self.isa));
         // The update kernel follows the program's kernels.
         let kernel = self.compiled.kernels.len();
         let mut update = || update::run_sgd(code, kernel, par, sgd, w, m, g);
@@ -258,6 +280,20 @@ impl Executor {
     /// The number of worker threads.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// The GEMM path the executor runs.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Runs later steps on GEMM path `isa`, if the CPU supports it. Results do not change.
+    pub fn set_isa(&mut self, isa: Isa) -> Result<(), ExecError> {
+        if !isa.is_available() {
+            return Err(ExecError::IsaUnavailable { isa });
+        }
+        self.isa = isa;
+        Ok(())
     }
 
     /// Plans the shapes and memory of batch size `batch`, if not done yet; [`Executor::run`]
@@ -393,9 +429,9 @@ impl Executor {
         check: Option<&mut Option<ValueId>>,
         times: Option<&mut [f64]>,
     ) -> Result<(), ExecError> {
-        let Executor { compiled, code, pool, plans, threads, .. } = self;
+        let Executor { compiled, code, pool, plans, threads, isa, .. } = self;
         let Some(plan) = plans.last_mut() else { return Ok(()) };
-        let par = Par::new(*threads);
+        let par = Par::new(*threads).with_isa(*isa);
         let (mut check, mut times) = (check, times);
         let mut outcome = Ok(());
         let mut steps = || outcome = plan.run(compiled, code, par, counter, check.take(), times.take());
@@ -405,6 +441,17 @@ impl Executor {
         }
         outcome
     }
+}
+
+/// The GEMM path `NETC_ISA` forces, or the fastest available one if it is unset.
+fn isa_from_env() -> Result<Isa, ExecError> {
+    let Some(value) = std::env::var_os(ISA_VARIABLE) else { return Ok(Isa::best()) };
+    let name = value.to_string_lossy();
+    let isa = Isa::from_name(name.trim()).ok_or_else(|| ExecError::UnknownIsa { name: name.to_string() })?;
+    if !isa.is_available() {
+        return Err(ExecError::IsaUnavailable { isa });
+    }
+    Ok(isa)
 }
 
 /// The program's steps, or the instruction that has no kernel.

@@ -3,22 +3,35 @@
 //! part of the result, and reductions across tasks are summed afterwards in task order, so
 //! results are bitwise identical for any number of threads.
 
+use crate::gemm::Isa;
 use rayon::prelude::*;
 
 /// Runs the tasks of one step: inline with one thread, else on the current rayon pool (the
-/// executor's own; steps run inside its `install`).
+/// executor's own; steps run inside its `install`), with the GEMM microkernels of `isa`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Par {
     threads: usize,
+    isa: Isa,
 }
 
 impl Par {
+    /// `threads` threads on the CPU's fastest path.
     pub fn new(threads: usize) -> Par {
-        Par { threads: threads.max(1) }
+        Par { threads: threads.max(1), isa: Isa::best() }
+    }
+
+    /// The same threads on path `isa`, which the CPU must support.
+    pub fn with_isa(self, isa: Isa) -> Par {
+        Par { isa, ..self }
     }
 
     pub fn threads(self) -> usize {
         self.threads
+    }
+
+    /// The instruction set of the GEMM microkernels.
+    pub fn isa(self) -> Isa {
+        self.isa
     }
 
     /// Calls `f(index, chunk, worker)` for consecutive chunks of `data` of `chunk` elements

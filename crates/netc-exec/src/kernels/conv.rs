@@ -437,10 +437,10 @@ pub(crate) fn forward(
             };
             if g.col_is_input() {
                 let v = g.x_view(b0);
-                gemm(dst, a, MatRef::new(x, v.off + group * kg * v.rs, kg, cols, v.rs, v.cs), false, pack);
+                gemm(par.isa(), dst, a, MatRef::new(x, v.off + group * kg * v.rs, kg, cols, v.rs, v.cs), false, pack);
             } else {
                 let b = PanelMat::new(col, group * kg * PANEL, kg, cols, g.ck() * PANEL);
-                gemm_panels(dst, a, b, false, pack);
+                gemm_panels(par.isa(), dst, a, b, false, pack);
             }
         }
         if direct {
@@ -488,7 +488,7 @@ pub(crate) fn backward_data(par: Par, plan: &Plan, dy: &[f32], weights: &[f32], 
             } else {
                 MatMut::new(dcol, group * kg * cols, kg, cols, cols, 1)
             };
-            gemm(dst, a, b, false, pack);
+            gemm(par.isa(), dst, a, b, false, pack);
         }
         if !g.col_is_input() {
             dx.fill(0.0);
@@ -566,10 +566,15 @@ pub(crate) fn backward_filter(
             let dst = MatMut::new(dst, (lo - r0) * kg, hi - lo, kg, kg, 1);
             if g.whole_input() {
                 let b = MatRef::new(x, b0 * g.x_len() + group * kg, cols, kg, g.x_len(), 1);
-                gemm(dst, a, b, false, &mut *pack);
+                gemm(par.isa(), dst, a, b, false, &mut *pack);
             } else {
                 let stride = g.ck() * PANEL;
-                gemm_nt(dst, a, PanelMat::new(col, first_panel * stride + group * kg * PANEL, kg, cols, stride));
+                gemm_nt(
+                    par.isa(),
+                    dst,
+                    a,
+                    PanelMat::new(col, first_panel * stride + group * kg * PANEL, kg, cols, stride),
+                );
             }
         }
     };
@@ -621,7 +626,7 @@ mod tests {
                 let g = Geom { n, ..geom(c, h, w, k, s, pad, 1) };
                 assert!(g.can_share_col());
                 for plan in [g.forward_plan(true), g.filter_plan(true)] {
-                    assert!(plan.tasks == 1 || plan.chunk * g.p() % PANEL == 0, "{g:?} {plan:?}");
+                    assert!(plan.tasks == 1 || (plan.chunk * g.p()).is_multiple_of(PANEL), "{g:?} {plan:?}");
                     assert!(plan.tasks * plan.chunk >= n && (plan.tasks - 1) * plan.chunk < n);
                 }
             }

@@ -2,7 +2,7 @@
 //! so no sum is ever split across tasks; tiles depend only on the shapes.
 
 use super::elementwise::bias_act_cols;
-use crate::gemm::{gemm, pack_len, MatMut, MatRef, MR};
+use crate::gemm::{gemm, pack_len, MatMut, MatRef, ROW_MULTIPLE};
 use crate::par::{split, Par, Scratch};
 use netc_ir::UnaryFn;
 
@@ -30,8 +30,9 @@ impl MatMul {
         let (m, k, a_rs, a_cs) = if trans_a { (a1, a0, 1, a1) } else { (a0, a1, a1, 1) };
         let (n, b_rs, b_cs) = if trans_b { (b0, 1, b1) } else { (b1, b1, 1) };
         // A few large tiles: each GEMM packs its operands, so many small tiles repeat work. Whole
-        // register tiles of rows per task leave at most one partial tile in the product.
-        let rows = if m * n * k <= SMALL { m } else { split(m, m.div_ceil(8).max(32)).1.next_multiple_of(MR) };
+        // register tiles of rows per task (on every path) leave at most one partial tile.
+        let rows =
+            if m * n * k <= SMALL { m } else { split(m, m.div_ceil(8).max(32)).1.next_multiple_of(ROW_MULTIPLE) };
         MatMul { m, n, k, a_rs, a_cs, b_rs, b_cs, rows: rows.max(1) }
     }
 
@@ -62,7 +63,7 @@ impl MatMul {
             let b = MatRef::new(b, 0, self.k, n, self.b_rs, self.b_cs);
             // SAFETY: `worker` comes from `Par`, which runs one task per worker at a time.
             let pack = unsafe { scratch.worker(worker) };
-            gemm(MatMut::new(c, 0, rows, n, n, 1), a, b, false, pack);
+            gemm(par.isa(), MatMut::new(c, 0, rows, n, n, 1), a, b, false, pack);
             if bias.is_some() || act.is_some() {
                 bias_act_cols(c, bias, act, n);
             }
