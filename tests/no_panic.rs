@@ -1,5 +1,6 @@
 //! Arbitrary input never panics the parser or the checker: random bytes, random token soup,
-//! and valid example files with random edits.
+//! and valid example files with random edits. Each property runs 4,000 cases, or
+//! `NETC_NO_PANIC_CASES` (CI runs 34,000 each, 102,000 in all).
 
 use proptest::prelude::*;
 
@@ -10,7 +11,7 @@ const EXAMPLES: [&str; 4] = [
     include_str!("../examples/minmaxout.net"),
 ];
 
-const TOKENS: [&str; 40] = [
+const TOKENS: [&str; 46] = [
     "net",
     "input",
     "loss",
@@ -51,6 +52,12 @@ const TOKENS: [&str; 40] = [
     "true",
     "\"s\"",
     "# c",
+    "\r",
+    "\u{FEFF}",
+    "\u{A0}",
+    "\u{200B}",
+    "é",
+    "[[[[[[[[[[[[[[[[",
 ];
 
 fn check(text: &str) {
@@ -100,8 +107,16 @@ fn apply(text: &str, edits: &[Edit]) -> String {
     chars.into_iter().collect()
 }
 
+/// Cases per property.
+fn cases() -> u32 {
+    match std::env::var("NETC_NO_PANIC_CASES") {
+        Ok(text) => text.parse().unwrap_or_else(|_| panic!("NETC_NO_PANIC_CASES={text} is not a count")),
+        Err(_) => 4_000,
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 4_000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..400)) {

@@ -72,6 +72,11 @@ pub fn run_figure(metrics: &[EpochMetrics], name: &str) -> Result<Figure, String
     if metrics.is_empty() {
         return Err(format!("{name}: the run has no finished epoch yet"));
     }
+    for m in metrics {
+        for (what, error) in [("training error", m.train_error), ("test error", m.test_error)] {
+            check_fraction(error).map_err(|e| format!("{name}: epoch {}: the {what} {e}", m.epoch))?;
+        }
+    }
     let line = |label: &str, color, f: fn(&EpochMetrics) -> f64| Series {
         label: label.into(),
         points: metrics.iter().map(|m| (m.epoch as f64, 100.0 * f(m), None)).collect(),
@@ -92,6 +97,12 @@ pub fn sweep_figure(names: &[String], outcomes: &[Outcome], name: &str) -> Resul
     let Some(swept) = names.first() else {
         return Err(format!("{name}: the sweep has no swept parameter to plot against"));
     };
+    for outcome in outcomes.iter().filter(|o| !o.diverged) {
+        let run = outcome.point.name();
+        for (what, error) in outcome.last.iter().flat_map(|e| [("training error", e.train), ("test error", e.test)]) {
+            check_fraction(error).map_err(|e| format!("{name}: {run}: the {what} {e}"))?;
+        }
+    }
     let mut outcomes = outcomes.to_vec();
     table::sort(&mut outcomes);
     let rows = table::summarise(&outcomes);
@@ -101,7 +112,8 @@ pub fn sweep_figure(names: &[String], outcomes: &[Outcome], name: &str) -> Resul
             xs.push(row.params[0].1.clone());
         }
     }
-    let numbers: Option<Vec<f64>> = xs.iter().map(|x| x.parse::<f64>().ok()).collect();
+    // Values that are not finite numbers (`inf`) make the axis one of words.
+    let numbers: Option<Vec<f64>> = xs.iter().map(|x| x.parse::<f64>().ok().filter(|v| v.is_finite())).collect();
     let x_of = |value: &str| match &numbers {
         Some(numbers) => xs.iter().position(|x| x == value).map_or(0.0, |i| numbers[i]),
         None => xs.iter().position(|x| x == value).unwrap_or(0) as f64,
@@ -147,9 +159,34 @@ pub fn sweep_figure(names: &[String], outcomes: &[Outcome], name: &str) -> Resul
     })
 }
 
+/// `Err` saying why `error` is not an error rate: a finite fraction between 0 and 1.
+fn check_fraction(error: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&error) {
+        Ok(())
+    } else {
+        Err(format!("is {error}, not a fraction between 0 and 1; is the file damaged?"))
+    }
+}
+
+/// The x range and the highest y of `figure`'s points (error bars included), all finite: a
+/// range the axes can be divided into ticks over.
+fn extent(figure: &Figure) -> Result<((f64, f64), f64), String> {
+    let points = || figure.series.iter().flat_map(|s| &s.points);
+    if let Some(p) = points().find(|p| !(p.0.is_finite() && p.1.is_finite() && p.2.is_none_or(f64::is_finite))) {
+        return Err(format!("cannot plot the point ({}, {}): coordinates must be finite numbers", p.0, p.1));
+    }
+    let (x_min, x_max) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+    let y_max = points().map(|p| p.1 + p.2.unwrap_or(0.0)).fold(0.0, f64::max);
+    if !(x_max - x_min).is_finite() || !(y_max * 1.3).is_finite() {
+        return Err(format!("cannot plot x from {x_min} to {x_max} and y up to {y_max}: the range is too wide"));
+    }
+    Ok(((x_min, x_max), y_max))
+}
+
 /// Draws `figure` into a PNG and an SVG file.
 pub fn draw_files(figure: &Figure, png: &Path, svg: &Path) -> Result<(), String> {
     register_font()?;
+    extent(figure)?;
     let failed = |path: &Path, e: String| format!("cannot draw {}: {e}", path.display());
     draw(BitMapBackend::new(png, SIZE).into_drawing_area(), figure).map_err(|e| failed(png, e))?;
     draw(SVGBackend::new(svg, SIZE).into_drawing_area(), figure).map_err(|e| failed(svg, e))
@@ -158,9 +195,7 @@ pub fn draw_files(figure: &Figure, png: &Path, svg: &Path) -> Result<(), String>
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, figure: &Figure) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(e)?;
-    let points = || figure.series.iter().flat_map(|s| &s.points);
-    let (x_min, x_max) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
-    let y_max = points().map(|p| p.1 + p.2.unwrap_or(0.0)).fold(0.0, f64::max);
+    let ((x_min, x_max), y_max) = extent(figure)?;
     let pad = if x_max > x_min { (x_max - x_min) * 0.05 } else { 0.5 };
     // Headroom for the legend in the upper right corner.
     let y_top = if y_max > 0.0 { y_max * 1.3 } else { 1.0 };
@@ -249,6 +284,67 @@ mod tests {
         assert!((test.points[0].2.unwrap() - 2f64.sqrt()).abs() < 1e-9);
         assert_eq!((test.points[1].0, test.points[1].2), (0.1, None));
         assert!(figure.categories.is_none());
+    }
+
+    fn epoch(epoch: usize, train_error: f64, test_error: f64) -> EpochMetrics {
+        EpochMetrics {
+            epoch,
+            train_loss: 0.1,
+            train_error,
+            test_loss: 0.1,
+            test_error,
+            seconds: 1.0,
+            images_per_sec: 1.0,
+        }
+    }
+
+    #[test]
+    fn errors_that_are_not_fractions_are_refused_not_plotted() {
+        for bad in [f64::INFINITY, f64::NAN, 1e300, -0.5] {
+            let err = run_figure(&[epoch(1, 0.1, 0.1), epoch(2, 0.1, bad)], "run").unwrap_err();
+            assert_eq!(
+                err,
+                format!("run: epoch 2: the test error is {bad}, not a fraction between 0 and 1; is the file damaged?")
+            );
+            let runs = [outcome(&[("w", "1")], 0, bad, 0.1, false)];
+            let err = sweep_figure(&["w".into()], &runs, "sweep").unwrap_err();
+            assert!(err.starts_with("sweep: w=1,seed=0: the training error is "), "{err}");
+        }
+        // A diverged run is left out of the figure, whatever its numbers.
+        let runs = [outcome(&[("w", "1")], 0, f64::NAN, f64::NAN, true), outcome(&[("w", "2")], 0, 0.1, 0.1, false)];
+        assert!(sweep_figure(&["w".into()], &runs, "sweep").is_ok());
+    }
+
+    #[test]
+    fn figures_with_points_that_cannot_be_drawn_are_errors_not_hangs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (png, svg) = (dir.path().join("f.png"), dir.path().join("f.svg"));
+        let figure = |points: Vec<(f64, f64, Option<f64>)>| Figure {
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            series: vec![Series { label: "s".into(), points, color: TEST }],
+            categories: None,
+        };
+        for points in [
+            vec![(0.0, f64::INFINITY, None)],
+            vec![(f64::NAN, 1.0, None)],
+            vec![(0.0, 1.0, Some(f64::INFINITY))],
+            vec![(-1e308, 1.0, None), (1e308, 1.0, None)],
+            vec![(0.0, 1.5e308, None)],
+        ] {
+            let err = draw_files(&figure(points.clone()), &png, &svg).unwrap_err();
+            assert!(err.starts_with("cannot plot"), "{points:?}: {err}");
+        }
+        draw_files(&figure(vec![(0.0, 1.0, None), (1e300, 2.0, None)]), &png, &svg).unwrap();
+        assert!(png.is_file() && svg.is_file());
+    }
+
+    #[test]
+    fn a_swept_value_that_is_no_finite_number_is_a_category() {
+        let runs = [outcome(&[("w", "inf")], 0, 0.1, 0.1, false), outcome(&[("w", "1")], 0, 0.1, 0.1, false)];
+        let figure = sweep_figure(&["w".into()], &runs, "sweep").unwrap();
+        assert!(figure.categories.is_some());
     }
 
     #[test]
