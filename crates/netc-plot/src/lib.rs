@@ -295,6 +295,7 @@ mod tests {
             test_error,
             seconds: 1.0,
             images_per_sec: 1.0,
+            clean: None,
         }
     }
 
