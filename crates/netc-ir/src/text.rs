@@ -231,17 +231,85 @@ pub fn parse(text: &str) -> Result<Program, TextError> {
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         TextError { span, line, column, message }
     };
-    Parser { text, builder: None, values: HashMap::new(), sources: HashMap::new() }
-        .program()
-        .map_err(|(span, message)| error(span, message))
+    program(text).map_err(|(span, message)| error(span, message))
+}
+
+/// The lines of `text` that hold something (not blank, not a `#` comment).
+fn lines(text: &str) -> impl Iterator<Item = Line<'_>> {
+    let mut offset = 0;
+    text.split_inclusive('\n').filter_map(move |raw| {
+        let base = offset;
+        offset += raw.len();
+        let mut line = Line { text: raw.trim_end_matches(['\n', '\r']), base, pos: 0 };
+        let empty = line.at_end() || line.text[line.pos..].starts_with('#');
+        (!empty).then_some(line)
+    })
+}
+
+/// The header, then sources, instructions and outputs up to the closing `}`.
+fn program(text: &str) -> Result<Program, Fault> {
+    let end = Span::new(text.len(), text.len());
+    let mut lines = lines(text);
+    let mut first = lines.next().ok_or_else(|| (end, "expected `program NAME (train|eval) {`".to_string()))?;
+    let mut parser = Parser { builder: header(&mut first)?, values: HashMap::new(), sources: HashMap::new() };
+    let mut closed: Option<Span> = None;
+    for mut line in lines {
+        if let Some(span) = closed {
+            return Err((line.here(), format!("text after the program's closing `}}` (at byte {})", span.start)));
+        }
+        if line.eat("}") {
+            if !line.at_end() {
+                return Err((line.here(), "expected the end of the line after `}`".into()));
+            }
+            closed = Some(line.span(0, 1));
+            continue;
+        }
+        let (word, span) = line.word("an instruction, `source`, `return` or `}`")?;
+        match word {
+            "source" => parser.source(&mut line)?,
+            "return" => parser.output(&mut line)?,
+            _ if word.starts_with('%') => parser.instruction(&mut line, word, span)?,
+            _ => {
+                return Err((
+                    span,
+                    format!("expected an instruction `%N: …`, `source`, `return` or `}}`, found `{word}`"),
+                ))
+            }
+        }
+    }
+    if closed.is_none() {
+        return Err((end, "the program is not closed with `}`".into()));
+    }
+    Ok(parser.builder.finish())
+}
+
+/// `program NAME (train|eval) {`: the builder of the program it opens.
+fn header(line: &mut Line<'_>) -> Result<Builder, Fault> {
+    let (word, span) = line.word("`program`")?;
+    if word != "program" {
+        return Err((span, format!("expected `program NAME (train|eval) {{`, found `{word}`")));
+    }
+    let (name, _) = line.word("the program's name")?;
+    line.expect("(", "before the mode")?;
+    let (mode, span) = line.word("`train` or `eval`")?;
+    let mode = match mode {
+        "train" => Mode::Train,
+        "eval" => Mode::Eval,
+        _ => return Err((span, format!("the mode is `train` or `eval`, not `{mode}`"))),
+    };
+    line.expect(")", "after the mode")?;
+    line.expect("{", "to open the program")?;
+    if !line.at_end() {
+        return Err((line.here(), "expected the end of the line after `{`".into()));
+    }
+    Ok(Builder::new(name, mode))
 }
 
 /// A mistake before it is placed at a line and column.
 type Fault = (Span, String);
 
-struct Parser<'a> {
-    text: &'a str,
-    builder: Option<Builder>,
+struct Parser {
+    builder: Builder,
     /// The values defined so far, by their number in the text.
     values: HashMap<usize, ValueId>,
     /// The declared sources, by name.
@@ -458,10 +526,7 @@ impl<'a> Attrs<'a> {
     /// The first word or list not taken yet that is not an operand.
     fn positional(&mut self, what: &str) -> Result<Item<'a>, Fault> {
         let slot = self.items.iter_mut().find(|i| i.is_some_and(|i| i.key.is_none() && !i.value.starts_with('%')));
-        match slot {
-            Some(slot) => Ok(slot.take().expect("found a filled slot")),
-            None => Err((self.at, format!("`{}` needs {what}", self.op))),
-        }
+        slot.and_then(Option::take).ok_or_else(|| (self.at, format!("`{}` needs {what}", self.op)))
     }
 
     fn usize(&mut self, key: &str) -> Result<usize, Fault> {
@@ -511,84 +576,8 @@ impl<'a> Attrs<'a> {
     }
 }
 
-impl<'a> Parser<'a> {
-    fn builder(&mut self) -> &mut Builder {
-        self.builder.as_mut().expect("the header creates the builder")
-    }
-
-    fn program(mut self) -> Result<Program, Fault> {
-        let mut offset = 0;
-        let mut header_seen = false;
-        let mut closed: Option<Span> = None;
-        for raw in self.text.split_inclusive('\n') {
-            let base = offset;
-            offset += raw.len();
-            let body = raw.trim_end_matches(['\n', '\r']);
-            let mut line = Line { text: body, base, pos: 0 };
-            if line.at_end() || line.text[line.pos..].starts_with('#') {
-                continue;
-            }
-            if let Some(span) = closed {
-                return Err((line.here(), format!("text after the program's closing `}}` (at byte {})", span.start)));
-            }
-            if !header_seen {
-                self.header(&mut line)?;
-                header_seen = true;
-                continue;
-            }
-            if line.eat("}") {
-                if !line.at_end() {
-                    return Err((line.here(), "expected the end of the line after `}`".into()));
-                }
-                closed = Some(line.span(0, 1));
-                continue;
-            }
-            let (word, span) = line.word("an instruction, `source`, `return` or `}`")?;
-            match word {
-                "source" => self.source(&mut line)?,
-                "return" => self.output(&mut line)?,
-                _ if word.starts_with('%') => self.instruction(&mut line, word, span)?,
-                _ => {
-                    return Err((
-                        span,
-                        format!("expected an instruction `%N: …`, `source`, `return` or `}}`, found `{word}`"),
-                    ))
-                }
-            }
-        }
-        let end = Span::new(self.text.len(), self.text.len());
-        if !header_seen {
-            return Err((end, "expected `program NAME (train|eval) {`".into()));
-        }
-        if closed.is_none() {
-            return Err((end, "the program is not closed with `}`".into()));
-        }
-        Ok(self.builder.take().expect("the header creates the builder").finish())
-    }
-
-    fn header(&mut self, line: &mut Line<'a>) -> Result<(), Fault> {
-        let (word, span) = line.word("`program`")?;
-        if word != "program" {
-            return Err((span, format!("expected `program NAME (train|eval) {{`, found `{word}`")));
-        }
-        let (name, _) = line.word("the program's name")?;
-        line.expect("(", "before the mode")?;
-        let (mode, span) = line.word("`train` or `eval`")?;
-        let mode = match mode {
-            "train" => Mode::Train,
-            "eval" => Mode::Eval,
-            _ => return Err((span, format!("the mode is `train` or `eval`, not `{mode}`"))),
-        };
-        line.expect(")", "after the mode")?;
-        line.expect("{", "to open the program")?;
-        if !line.at_end() {
-            return Err((line.here(), "expected the end of the line after `{`".into()));
-        }
-        self.builder = Some(Builder::new(name, mode));
-        Ok(())
-    }
-
-    fn source(&mut self, line: &mut Line<'a>) -> Result<(), Fault> {
+impl Parser {
+    fn source(&mut self, line: &mut Line<'_>) -> Result<(), Fault> {
         let (name, name_span) = line.word("the source's name")?;
         let mut attrs = Attrs { items: line.items()?.into_iter().map(Some).collect(), at: name_span, op: "source" };
         let layer = attrs.get("layer").map(|l| number(&l, "a layer index")).transpose()?;
@@ -603,8 +592,8 @@ impl<'a> Parser<'a> {
         }
         let mut source = Source::new(name, layer, span);
         source.line = source_line;
-        let id = self.builder().set_source(source);
-        self.builder().use_source(None);
+        let id = self.builder.set_source(source);
+        self.builder.use_source(None);
         self.sources.insert(name.to_string(), id);
         Ok(())
     }
@@ -617,7 +606,7 @@ impl<'a> Parser<'a> {
         self.values.get(&number).copied().ok_or_else(|| (span, format!("{word} is used before it is defined")))
     }
 
-    fn output(&mut self, line: &mut Line<'a>) -> Result<(), Fault> {
+    fn output(&mut self, line: &mut Line<'_>) -> Result<(), Fault> {
         let (mut name, mut span) = line.word("`loss`, `logits` or `grad NAME`")?;
         let kind = match name {
             "grad" => {
@@ -634,10 +623,10 @@ impl<'a> Parser<'a> {
         if !line.at_end() {
             return Err((line.here(), "expected the end of the line".into()));
         }
-        self.builder().output(name, kind, value).map_err(|e| (span, e.to_string()))
+        self.builder.output(name, kind, value).map_err(|e| (span, e.to_string()))
     }
 
-    fn instruction(&mut self, line: &mut Line<'a>, id: &'a str, id_span: Span) -> Result<(), Fault> {
+    fn instruction(&mut self, line: &mut Line<'_>, id: &str, id_span: Span) -> Result<(), Fault> {
         let id_text = id.strip_suffix(':').unwrap_or(id);
         let number: usize = id_text
             .strip_prefix('%')
@@ -666,7 +655,7 @@ impl<'a> Parser<'a> {
         }
         let op = op(mnemonic, &shape, shape_span, &mut attrs)?;
         attrs.finish()?;
-        let builder = self.builder();
+        let builder = &mut self.builder;
         builder.use_source(source);
         let value = builder.push(op, &args).map_err(|e| (op_span, e.to_string()))?;
         let inferred = builder.shape(value).cloned().unwrap_or_default();
