@@ -159,8 +159,11 @@ impl Program {
     /// The program with the line of every source computed from `text`, the source the net was
     /// lowered from, so that the text form and runtime errors can name lines.
     pub fn with_source_lines(mut self, text: &str) -> Program {
+        // Line starts found once: a net of thousands of layers is one pass over its text.
+        let starts: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
         for source in &mut self.sources {
-            source.line = text.get(..source.span.start).map(|before| before.matches('\n').count() + 1);
+            let start = source.span.start;
+            source.line = (start <= text.len()).then(|| starts.partition_point(|&s| s <= start));
         }
         self
     }
