@@ -84,6 +84,8 @@ pub enum Lit {
 #[derive(Debug, Default)]
 pub struct Args {
     values: HashMap<&'static str, (Lit, Span)>,
+    /// User-defined units a `mix` names, with their fractions.
+    pub mixed_units: Vec<(std::sync::Arc<crate::model::UnitUse>, f64)>,
     /// The whole call, for errors about combinations of arguments.
     pub span: Span,
 }
@@ -140,12 +142,12 @@ impl Args {
 
 /// Net parameters visible to argument values, and which of them were read. A parameter
 /// without a value (no default, no `--set`; already reported) is `None`.
-pub struct Scope<'a> {
-    pub params: &'a HashMap<String, Option<Value>>,
+pub struct Scope {
+    pub params: HashMap<String, Option<Value>>,
     pub used: std::cell::RefCell<Vec<String>>,
 }
 
-impl Scope<'_> {
+impl Scope {
     /// The value with a net parameter reference replaced by the parameter's value.
     /// Words that are not parameters stay words (`fixed`, `mean_image`). Parameters inside
     /// lists are replaced too (`[channels, side, side]`, `k=[kh, kw]`). `None` when the value
@@ -173,7 +175,7 @@ impl Scope<'_> {
 /// Matches `call`'s arguments against `signature` and types them. Every problem is pushed to
 /// `errors`; the arguments that were fine are still returned so checking can go on.
 pub fn match_args(call: &Call, what: &str, signature: &[Param], scope: &Scope, errors: &mut Vec<Diagnostic>) -> Args {
-    let mut args = Args { values: HashMap::new(), span: call.span };
+    let mut args = Args { values: HashMap::new(), mixed_units: Vec::new(), span: call.span };
     let mut given: HashMap<&'static str, Span> = HashMap::new();
     let mut positional = signature.iter().filter(|p| p.positional);
     let mut keyword_seen = false;
@@ -238,7 +240,7 @@ pub enum Problem {
     OutOfRange,
 }
 
-fn typed(value: &Value, ty: Ty) -> Result<Lit, Problem> {
+pub(crate) fn typed(value: &Value, ty: Ty) -> Result<Lit, Problem> {
     let number = match value.kind {
         ValueKind::Int(v) => Some(v as f64),
         ValueKind::Float(v) => Some(v),

@@ -284,3 +284,47 @@ pub fn set_wrong_type(name: &str, value: &Value, default: &Value) -> Diagnostic 
     )
     .with_labels(vec![secondary(default.span, "the default sets its type")])
 }
+
+pub fn input_without_shape(decl: &netc_syntax::ast::InputDecl) -> Diagnostic {
+    error(Code::BadInputShape, format!("the input `{}` of a net needs a shape", decl.name.name))
+        .with_labels(vec![primary(decl.span, "no shape")])
+        .with_notes(vec![format!("help: write its per-example shape, e.g. `input {}: [1, 28, 28]`", decl.name.name)])
+}
+
+fn block_signature(block: &netc_syntax::ast::BlockDecl) -> String {
+    let params: Vec<String> = block
+        .params
+        .iter()
+        .map(|p| match &p.default {
+            Some(v) => format!("{}={v}", p.name.name),
+            None => p.name.name.clone(),
+        })
+        .collect();
+    format!("{}({})", block.name.name, params.join(", "))
+}
+
+pub fn unknown_block_argument(key: &Ident, block: &netc_syntax::ast::BlockDecl) -> Diagnostic {
+    let mut notes = Vec::new();
+    if let Some(best) = did_you_mean(&key.name, block.params.iter().map(|p| p.name.name.as_str())) {
+        notes.push(format!("help: did you mean `{best}`?"));
+    }
+    notes.push(format!("note: the block is `{}`", block_signature(block)));
+    error(Code::UnknownArgument, format!("the block `{}` has no parameter `{}`", block.name.name, key.name))
+        .with_labels(vec![primary(key.span, "unknown parameter"), secondary(block.name.span, "the block")])
+        .with_notes(notes)
+}
+
+pub fn too_many_block_arguments(span: Span, block: &netc_syntax::ast::BlockDecl) -> Diagnostic {
+    error(Code::Positional, format!("too many arguments for the block `{}`", block.name.name))
+        .with_labels(vec![primary(span, "no parameter left for this")])
+        .with_notes(vec![format!("note: the block is `{}`", block_signature(block))])
+}
+
+pub fn missing_block_argument(call: &Call, param: &Ident, block: &netc_syntax::ast::BlockDecl) -> Diagnostic {
+    error(Code::MissingArgument, format!("the block `{}` is missing the argument `{}`", block.name.name, param.name))
+        .with_labels(vec![
+            primary(call.span, format!("missing `{}`", param.name)),
+            secondary(param.span, "declared here"),
+        ])
+        .with_notes(vec![format!("help: write it as `{}`", block_signature(block))])
+}

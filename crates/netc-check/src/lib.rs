@@ -16,12 +16,15 @@ mod net;
 mod ops;
 mod summary;
 mod train;
+mod units;
 
 pub use config::*;
 pub use memory::{Bytes, Step, StepMemory};
 pub use model::*;
+pub use net::MAX_LAYERS;
 pub use summary::summary;
 pub use train::{count_override, lr_override, CountSetting};
+pub use units::MAX_UNIT_TERMS;
 
 use netc_syntax::ast::{self, Value, ValueKind};
 use netc_syntax::{Diagnostic, Severity};
@@ -59,6 +62,8 @@ impl Checked {
 /// name a parameter of some net in the file and match the type of its default.
 pub fn check(file: &ast::File, set: &[(String, Value)]) -> Result<Checked, Vec<Diagnostic>> {
     let mut diagnostics = check_overrides(file, set);
+    let units = units::check_units(file, &mut diagnostics);
+    let definitions = net::Definitions { units: &units, blocks: blocks(file, &mut diagnostics) };
     let mut nets = Vec::new();
     let mut first_names: HashMap<&str, netc_syntax::Span> = HashMap::new();
     for decl in &file.nets {
@@ -67,7 +72,7 @@ pub fn check(file: &ast::File, set: &[(String, Value)]) -> Result<Checked, Vec<D
         }
         first_names.entry(&decl.name.name).or_insert(decl.name.span);
         let params = net_params(decl, set, &mut diagnostics);
-        if let Some(net) = net::check_net(decl, &params, &mut diagnostics) {
+        if let Some(net) = net::check_net(decl, &params, &definitions, &mut diagnostics) {
             nets.push(net);
         }
     }
@@ -87,6 +92,23 @@ pub fn check(file: &ast::File, set: &[(String, Value)]) -> Result<Checked, Vec<D
         return Err(diagnostics);
     }
     Ok(Checked { nets, train, warnings: diagnostics })
+}
+
+/// The blocks of `file` by name; a block named like a built-in or defined twice is reported
+/// and left out.
+fn blocks<'a>(file: &'a ast::File, errors: &mut Vec<Diagnostic>) -> HashMap<&'a str, &'a ast::BlockDecl> {
+    let mut blocks: HashMap<&str, &ast::BlockDecl> = HashMap::new();
+    for block in &file.blocks {
+        let name = block.name.name.as_str();
+        if let Some(what) = units::reserved(name) {
+            errors.push(units::shadowing(&block.name, what, "block"));
+        } else if let Some(first) = blocks.get(name) {
+            errors.push(errors::duplicate_name("block", &block.name, first.name.span));
+        } else {
+            blocks.insert(name, block);
+        }
+    }
+    blocks
 }
 
 /// The value of every parameter of `decl`: its `--set` override, else its default; `None` for

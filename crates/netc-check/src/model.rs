@@ -3,6 +3,7 @@
 
 use netc_syntax::Span;
 use std::fmt;
+use std::sync::Arc;
 
 /// A per-example tensor shape. The batch dimension is not part of it.
 pub type Shape = Vec<usize>;
@@ -15,8 +16,23 @@ pub struct Net {
     pub params: Vec<(String, ParamValue)>,
     pub input: Input,
     /// Layers in source order, which is a topological order: a layer reads only earlier nodes.
+    /// A block's layers are inlined where it is used.
     pub layers: Vec<Layer>,
+    /// The uses of blocks, in source order (an inner use after the outer one).
+    pub blocks: Vec<BlockUse>,
     pub loss: Loss,
+    pub span: Span,
+}
+
+/// A use of a block in the checked net, for summaries: which layers it inlined.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockUse {
+    /// The use's name, `residual1` (`outer1.inner1` for a block used inside another).
+    pub name: String,
+    /// The block's name, `residual`.
+    pub block: String,
+    /// The layers it inlined, a range of `Net::layers`.
+    pub layers: std::ops::Range<usize>,
     pub span: Span,
 }
 
@@ -109,6 +125,8 @@ pub enum Op {
     Dale {
         inhibitory: f64,
     },
+    /// A user-defined unit applied to every element.
+    Unit(Arc<UnitUse>),
     /// Elementwise sum of two or more equal shapes.
     Add,
     /// Concatenation along the channel (first) axis.
@@ -121,7 +139,7 @@ pub enum PoolKind {
     Avg,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Activation {
     Relu,
     /// `min(0, x)`
@@ -133,6 +151,111 @@ pub enum Activation {
     LeakyRelu {
         alpha: f64,
     },
+    /// A unit defined in the file.
+    User(Arc<UnitUse>),
+}
+
+/// A user-defined unit, checked: an elementwise function of its input `Var(0)`. Units it
+/// calls are inlined, so the expression reads only its own parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnitDef {
+    pub name: String,
+    pub params: Vec<UnitParam>,
+    pub body: UnitExpr,
+    /// The derivative dy/dx written after `grad`, replacing the body's.
+    pub grad: Option<UnitExpr>,
+    /// How many `noise` terms the body has (numbered from 0).
+    pub noises: usize,
+    /// How many variables the expressions bind (`Var(0)`, the input, included).
+    pub vars: usize,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnitParam {
+    pub name: String,
+    pub default: UnitValue,
+}
+
+/// A unit parameter's value: a constant, or a learned parameter with its initial value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnitValue {
+    Const(f64),
+    Learned(f64),
+}
+
+/// A use of a unit: the definition, and its parameters' values at this use.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnitUse {
+    pub def: Arc<UnitDef>,
+    pub values: Vec<UnitValue>,
+}
+
+impl UnitUse {
+    /// The names of the learned parameters, in declaration order.
+    pub fn learned(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.def.params.iter().zip(&self.values).filter_map(|(p, v)| match v {
+            UnitValue::Learned(init) => Some((p.name.as_str(), *init)),
+            UnitValue::Const(_) => None,
+        })
+    }
+}
+
+/// A checked unit expression.
+#[derive(Clone, Debug, PartialEq)]
+pub enum UnitExpr {
+    /// A bound input: `Var(0)` is the unit's input; a [`UnitExpr::Custom`] binds others.
+    Var(usize),
+    Const(f64),
+    /// The unit's parameter, by index.
+    Param(usize),
+    /// The `k`-th `noise` term: N(0, 1) per element and step in training, 0 in evaluation.
+    Noise(usize),
+    Neg(Box<UnitExpr>),
+    Binary(UnitOp, Box<UnitExpr>, Box<UnitExpr>),
+    Func(UnitFn, Box<UnitExpr>),
+    /// `where(c, a, b)`: `a` where `c` is non-zero, else `b`.
+    Where(Box<UnitExpr>, Box<UnitExpr>, Box<UnitExpr>),
+    /// A call of a unit with a `grad`: `body` of `arg` (bound to `Var(var)`), whose derivative
+    /// with respect to `arg` is `grad`.
+    Custom {
+        var: usize,
+        arg: Box<UnitExpr>,
+        body: Box<UnitExpr>,
+        grad: Box<UnitExpr>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Min,
+    Max,
+    Pow,
+    Less,
+    LessEqual,
+    Greater,
+    GreaterEqual,
+    Equal,
+    NotEqual,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitFn {
+    Relu,
+    NegLU,
+    SoftNegLU,
+    Abs,
+    Exp,
+    Log,
+    Log1p,
+    Sqrt,
+    Tanh,
+    Sigmoid,
+    Softplus,
 }
 
 /// How the units of a mixed layer are assigned their activation.
@@ -180,10 +303,12 @@ pub enum ParamValue {
 /// A learned tensor of a layer, such as `conv1.weight`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamSpec {
-    pub name: &'static str,
+    pub name: String,
     pub shape: Shape,
     /// Whether weight decay applies by default (the thesis recipe decays weights and biases).
     pub kind: ParamKind,
+    /// The initial value of a unit's learned parameter.
+    pub init: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +317,8 @@ pub enum ParamKind {
     Bias,
     /// ConvAct's activation filters.
     ActivationFilter,
+    /// A learned parameter of a user-defined unit, one per channel (or per unit of a flat layer).
+    UnitParam,
 }
 
 impl Op {
@@ -248,7 +375,24 @@ impl Net {
 impl Layer {
     /// The learned tensors of this layer given its input shape.
     pub fn parameters(&self, in_shape: &[usize]) -> Vec<ParamSpec> {
-        let spec = |name, shape: &[usize], kind| ParamSpec { name, shape: shape.to_vec(), kind };
+        let spec = |name: &str, shape: &[usize], kind| ParamSpec {
+            name: name.into(),
+            shape: shape.to_vec(),
+            kind,
+            init: None,
+        };
+        // A unit's learned parameters: one per channel, or per element of a flat input.
+        let unit_params = |unit: &UnitUse, prefix: &str| -> Vec<ParamSpec> {
+            let units = in_shape.first().copied().unwrap_or(1);
+            unit.learned()
+                .map(|(name, init)| ParamSpec {
+                    name: format!("{prefix}{name}"),
+                    shape: vec![units],
+                    kind: ParamKind::UnitParam,
+                    init: Some(init),
+                })
+                .collect()
+        };
         match &self.op {
             Op::Conv { out, kernel: [kh, kw], bias, .. } => {
                 let mut ps = vec![spec("weight", &[*out, in_shape[0], *kh, *kw], ParamKind::Weight)];
@@ -272,6 +416,16 @@ impl Layer {
                     spec("neg", &[channels, *k, *k], ParamKind::ActivationFilter),
                 ]
             }
+            Op::Unit(unit) => unit_params(unit, ""),
+            // Each unit of a mix has its own parameters, named after it.
+            Op::Mix { parts, .. } => parts
+                .iter()
+                .filter_map(|(a, _)| match a {
+                    Activation::User(unit) => Some(unit_params(unit, &format!("{}.", unit.def.name))),
+                    _ => None,
+                })
+                .flatten()
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -297,6 +451,7 @@ impl fmt::Display for Activation {
             Activation::Sigmoid => f.write_str("sigmoid"),
             Activation::Tanh => f.write_str("tanh"),
             Activation::LeakyRelu { alpha } => write!(f, "leaky_relu(alpha={alpha})"),
+            Activation::User(unit) => f.write_str(&unit.def.name),
         }
     }
 }
@@ -373,9 +528,31 @@ impl fmt::Display for Op {
             }
             Op::ConvAct { k } => write!(f, "convact(k={k})"),
             Op::Dale { inhibitory } => write!(f, "dale(inhibitory={inhibitory})"),
+            Op::Unit(unit) => write!(f, "{unit}"),
             Op::Add => f.write_str("add"),
             Op::Concat => f.write_str("concat"),
         }
+    }
+}
+
+/// `prelu(alpha=learned(0.25))`: the unit with every parameter's value at this use.
+impl fmt::Display for UnitUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.def.name)?;
+        if self.values.is_empty() {
+            return Ok(());
+        }
+        let args: Vec<String> = self
+            .def
+            .params
+            .iter()
+            .zip(&self.values)
+            .map(|(p, v)| match v {
+                UnitValue::Const(c) => format!("{}={c}", p.name),
+                UnitValue::Learned(init) => format!("{}=learned({init})", p.name),
+            })
+            .collect();
+        write!(f, "({})", args.join(", "))
     }
 }
 

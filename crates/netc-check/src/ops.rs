@@ -186,6 +186,7 @@ fn mix_parts(args: &Args) -> Result<Vec<(Activation, f64)>, OpError> {
         .iter()
         .filter(|(name, _)| args.has(name))
         .map(|&(name, activation)| (activation(alpha), args.f64_or(name, 0.0)))
+        .chain(args.mixed_units.iter().map(|(unit, frac)| (Activation::User(unit.clone()), *frac)))
         .collect();
     let total: f64 = parts.iter().map(|(_, f)| f).sum();
     if parts.is_empty() {
@@ -342,6 +343,7 @@ pub fn out_shape(op: &mut Op, name: &str, input: &[usize]) -> Result<Shape, OpEr
         | Op::MixLU { .. }
         | Op::Mix { .. }
         | Op::Dale { .. }
+        | Op::Unit(_)
         | Op::Add
         | Op::Concat => Ok(input.to_vec()),
     }

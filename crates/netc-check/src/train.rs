@@ -61,7 +61,7 @@ pub fn check_train(block: &TrainBlock, errors: &mut Vec<Diagnostic>) -> TrainCon
     let mut config = TrainConfig::default();
     let mut seen: HashMap<TrainSetting, Span> = HashMap::new();
     let no_params = HashMap::new();
-    let scope = Scope { params: &no_params, used: Default::default() };
+    let scope = Scope { params: no_params, used: Default::default() };
     for setting in &block.settings {
         let Some(known) = TrainSetting::named(&setting.key.name) else {
             errors.push(errors::unknown_setting(&setting.key, &TrainSetting::ALL.map(TrainSetting::name)));
@@ -132,7 +132,7 @@ pub fn count_override(setting: CountSetting, value: &Value) -> Result<u64, Diagn
 /// A command-line learning rate (`--lr`), checked exactly as the optimizers' `lr` argument.
 pub fn lr_override(value: &Value) -> Result<f64, Diagnostic> {
     let no_params = HashMap::new();
-    let scope = Scope { params: &no_params, used: Default::default() };
+    let scope = Scope { params: no_params, used: Default::default() };
     let call = Call {
         op: Ident { name: "lr".into(), span: value.span },
         args: Some(vec![Arg { key: None, value: value.clone(), span: value.span }]),

@@ -23,6 +23,10 @@ enum Exec {
         stream: u64,
         counts: Vec<usize>,
     },
+    Normal {
+        seed: u64,
+        stream: u64,
+    },
     /// Fused kernel `kernel` over a `rows × inner` grid.
     Fused {
         kernel: usize,
@@ -56,6 +60,7 @@ impl Exec {
         match self {
             Exec::Bernoulli { .. } => "random_bernoulli",
             Exec::Parts { .. } => "random_parts",
+            Exec::Normal { .. } => "random_normal",
             Exec::Fused { .. } => "fused",
             Exec::Broadcast(_) => "broadcast",
             Exec::Concat(_) => "concat",
@@ -130,6 +135,7 @@ fn fold_constant_steps(compiled: &Compiled) -> (Vec<bool>, Vec<bool>) {
             step.kernel,
             Kernel::Bernoulli { .. }
                 | Kernel::Parts { .. }
+                | Kernel::Normal { .. }
                 | Kernel::Conv { .. }
                 | Kernel::ConvData { .. }
                 | Kernel::ConvFilter { .. }
@@ -449,6 +455,7 @@ fn resolve(kernel: &Kernel, args: &[ValueId], out: ValueId, dims: &[Vec<usize>],
     };
     match kernel {
         Kernel::Bernoulli { keep, seed, stream } => Exec::Bernoulli { keep: *keep, seed: *seed, stream: *stream },
+        Kernel::Normal { seed, stream } => Exec::Normal { seed: *seed, stream: *stream },
         Kernel::Parts { fracs, seed, stream } => {
             Exec::Parts { seed: *seed, stream: *stream, counts: netc_ir::rng::part_counts(fracs, lens[out.0]) }
         }
@@ -512,6 +519,10 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
         Exec::Bernoulli { keep, seed, stream } => {
             let key = netc_ir::rng::Key { seed: *seed, stream: *stream, step: env.counter };
             random::bernoulli(par, key, *keep, out);
+        }
+        Exec::Normal { seed, stream } => {
+            let key = netc_ir::rng::Key { seed: *seed, stream: *stream, step: env.counter };
+            random::normal(par, key, out);
         }
         Exec::Parts { seed, stream, counts } => {
             let key = netc_ir::rng::Key { seed: *seed, stream: *stream, step: env.counter };

@@ -223,6 +223,7 @@ impl Executor {
     /// Compiles `program`. Nothing depends on the batch size yet. The GEMM path is the one
     /// `NETC_ISA` names, or else the fastest the CPU has.
     pub fn new(program: &Program, options: ExecOptions) -> Result<Executor, ExecError> {
+        let program = &program.clone().without_gradient_markers();
         let isa = isa_from_env()?;
         let threads = match options.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

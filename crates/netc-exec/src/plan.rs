@@ -12,6 +12,8 @@ pub(crate) enum Kernel {
     Bernoulli { keep: f64, seed: u64, stream: u64 },
     /// `(step)`: random part indices with exact counts.
     Parts { fracs: Vec<f64>, seed: u64, stream: u64 },
+    /// `(step)`: standard normal numbers keyed by (seed, stream, step counter).
+    Normal { seed: u64, stream: u64 },
     /// `(operands...)`: a fused elementwise kernel, compiled to machine code.
     Fused(Fused),
     /// `(x)`
@@ -214,6 +216,7 @@ fn plain_kernel(op: &Op) -> Option<Kernel> {
         Op::RandomParts { fracs, key, .. } => {
             Kernel::Parts { fracs: fracs.clone(), seed: key.seed, stream: key.stream.id() }
         }
+        Op::RandomNormal { key, .. } => Kernel::Normal { seed: key.seed, stream: key.stream.id() },
         Op::Broadcast { axes, .. } => Kernel::Broadcast { axes: axes.clone() },
         Op::Concat { axis } => Kernel::Concat { axis: *axis },
         Op::Slice { axis, start, len } => Kernel::Slice { axis: *axis, start: *start, len: *len },
@@ -233,5 +236,7 @@ fn plain_kernel(op: &Op) -> Option<Kernel> {
         Op::SoftmaxXentGrad => Kernel::SoftmaxXentGrad,
         Op::Input(_) | Op::Const(_) | Op::Fill { .. } | Op::Reshape { .. } => return None,
         Op::Unary(_) | Op::Add | Op::Sub | Op::Mul | Op::Binary(_) | Op::Select | Op::BiasAdd => return None,
+        // `Executor::new` removes the gradient markers before planning.
+        Op::StopGradient | Op::CustomGrad => return None,
     })
 }

@@ -216,6 +216,14 @@ impl Interpreter {
                     let parts = key.assign_parts(fracs, shape.iter().product());
                     Buf::new(shape, parts.into_iter().map(|p| T::from_f64(p as f64)).collect())
                 }
+                Op::RandomNormal { key, .. } => {
+                    let key = netc_ir::rng::Key::new(key.seed, &key.stream, feed.step);
+                    let len: usize = shape.iter().product();
+                    // Rounded to `f32` first, so every executor draws the same numbers.
+                    let data = (0..len as u64).map(|e| T::from_f64(f64::from(key.normal(e) as f32))).collect();
+                    Buf::new(shape, data)
+                }
+                Op::StopGradient | Op::CustomGrad => arg(0)?.clone(),
                 Op::Unary(f) => {
                     let x = arg(0)?;
                     Buf::new(x.shape.clone(), x.data.iter().map(|&v| T::from_f64(f.eval(v.to_f64()))).collect())

@@ -178,6 +178,14 @@ fn vjp(b: &mut Builder, inst: &Inst, g: ValueId, wants: &[bool]) -> Result<Vec<O
     match &inst.op {
         // No operands, or only the step counter: nothing to propagate.
         Op::Input(_) | Op::Const(_) | Op::Fill { .. } | Op::RandomBernoulli { .. } | Op::RandomParts { .. } => {}
+        Op::RandomNormal { .. } | Op::StopGradient => {}
+        // The value passes the gradient on for its parameters; `x` gets the given derivative.
+        Op::CustomGrad => {
+            out[0] = Some(g);
+            if want(1) {
+                out[1] = Some(b.push(Op::Mul, &[g, args[2]])?);
+            }
+        }
         Op::Unary(UnaryFn::Scale { c }) => out[0] = Some(b.push(Op::Unary(UnaryFn::Scale { c: *c }), &[g])?),
         Op::Unary(f) => {
             let d = f.derivative().ok_or_else(not_differentiable)?;

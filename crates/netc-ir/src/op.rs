@@ -22,6 +22,8 @@ pub enum Op {
     /// `(step)`: each element's part index (0, 1, ...) such that exactly
     /// `rng::part_counts(fracs, elements)` elements fall in each part, chosen afresh per step.
     RandomParts { fracs: Vec<f64>, key: RandomKey, shape: Shape },
+    /// `(step)`: a standard normal number per element, keyed by (key, step, element).
+    RandomNormal { key: RandomKey, shape: Shape },
     /// `(x)`: an elementwise function.
     Unary(UnaryFn),
     /// `(a, b)`: elementwise `a + b` of equal shapes.
@@ -34,6 +36,14 @@ pub enum Op {
     Binary(BinaryFn),
     /// `(mask, a, b)`: `a` where the mask is non-zero, else `b`. All three shapes are equal.
     Select,
+    /// `(x)`: `x`, through which no gradient flows.
+    StopGradient,
+    /// `(value, x, derivative)`: `value`, whose gradient with respect to `x` is taken to be the
+    /// incoming gradient times `derivative` (a unit's `grad EXPR`); the gradient also flows
+    /// into `value` unchanged, for the parameters it depends on. All three shapes are equal.
+    /// Lowering builds `value` from `x` through [`Op::StopGradient`], so `x` gets the given
+    /// derivative and nothing else.
+    CustomGrad,
     /// `(x)`: repeats `x` into `shape`; input dimension `i` becomes output axis `axes[i]`, the
     /// other output axes are new.
     Broadcast { shape: Shape, axes: Vec<usize> },
@@ -115,6 +125,8 @@ pub enum ParamRole {
     Bias,
     /// A learned filter of an activation (ConvAct's `pos` and `neg`).
     ActivationFilter,
+    /// A learned parameter of a user-defined unit (PReLU's `alpha`).
+    UnitParam,
 }
 
 impl ParamRole {
@@ -123,10 +135,12 @@ impl ParamRole {
             ParamRole::Weight => "weight",
             ParamRole::Bias => "bias",
             ParamRole::ActivationFilter => "activation_filter",
+            ParamRole::UnitParam => "unit_param",
         }
     }
 
-    pub const ALL: [ParamRole; 3] = [ParamRole::Weight, ParamRole::Bias, ParamRole::ActivationFilter];
+    pub const ALL: [ParamRole; 4] =
+        [ParamRole::Weight, ParamRole::Bias, ParamRole::ActivationFilter, ParamRole::UnitParam];
 }
 
 /// Dale's principle on a weight `[out, units·block]`: the elements leaving an excitatory
@@ -183,7 +197,7 @@ impl SignConstraint {
 }
 
 /// How a parameter starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ParamInit {
     /// Drawn from the run's configured distribution with these fans.
     Weight {
@@ -193,6 +207,10 @@ pub enum ParamInit {
     Zeros,
     /// Depthwise `[C, k, k]` filters that are 1 at the centre and 0 elsewhere.
     CentreTap,
+    /// Every element `value` (a unit's `learned(value)`).
+    Constant {
+        value: f64,
+    },
 }
 
 /// The key of a random op: the numbers for element `e` at step `s` are
@@ -458,12 +476,15 @@ impl Op {
             Op::Fill { .. } => "fill",
             Op::RandomBernoulli { .. } => "random_bernoulli",
             Op::RandomParts { .. } => "random_parts",
+            Op::RandomNormal { .. } => "random_normal",
             Op::Unary(f) => f.name(),
             Op::Add => "add",
             Op::Sub => "sub",
             Op::Mul => "mul",
             Op::Binary(f) => f.name(),
             Op::Select => "select",
+            Op::StopGradient => "stop_gradient",
+            Op::CustomGrad => "custom_grad",
             Op::Broadcast { .. } => "broadcast",
             Op::Reshape { .. } => "reshape",
             Op::Concat { .. } => "concat",

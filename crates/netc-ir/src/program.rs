@@ -152,6 +152,27 @@ impl Program {
     }
 
     /// Whether the program reads the training-step counter (it has per-step randomness).
+    /// The program with every [`Op::StopGradient`] and [`Op::CustomGrad`] replaced by the value
+    /// it passes on, and what only they read pruned. The markers matter only to
+    /// [`grad`](crate::grad); executors run programs without them, so a marker never costs a
+    /// copy or splits a fused kernel.
+    pub fn without_gradient_markers(mut self) -> Program {
+        let mut passes_on: Vec<ValueId> = (0..self.insts.len()).map(ValueId).collect();
+        for i in 0..self.insts.len() {
+            let inst = &mut self.insts[i];
+            for a in &mut inst.args {
+                *a = passes_on[a.0];
+            }
+            if matches!(inst.op, Op::StopGradient | Op::CustomGrad) {
+                passes_on[i] = inst.args[0];
+            }
+        }
+        for o in &mut self.outputs {
+            o.value = passes_on[o.value.0];
+        }
+        prune(self)
+    }
+
     pub fn uses_step(&self) -> bool {
         self.inputs().any(|(_, i)| i.kind == InputKind::Step)
     }

@@ -29,6 +29,8 @@ pub enum RandomStream {
     Mask(String),
     /// A dropout layer's mask at each step (`dropout:drop1`).
     Dropout(String),
+    /// The `noise` of a layer's user-defined unit at each step (`noise:noisy_relu1`).
+    Noise(String),
     /// The order of the training set in each epoch.
     Shuffle,
     /// The subset of the training set evaluated in evaluation mode after each epoch.
@@ -57,6 +59,7 @@ impl RandomStream {
             "init" => RandomStream::Init(name),
             "mask" => RandomStream::Mask(name),
             "dropout" => RandomStream::Dropout(name),
+            "noise" => RandomStream::Noise(name),
             _ => return None,
         })
     }
@@ -68,6 +71,7 @@ impl fmt::Display for RandomStream {
             RandomStream::Init(name) => write!(f, "init:{name}"),
             RandomStream::Mask(name) => write!(f, "mask:{name}"),
             RandomStream::Dropout(name) => write!(f, "dropout:{name}"),
+            RandomStream::Noise(name) => write!(f, "noise:{name}"),
             RandomStream::Shuffle => f.write_str("shuffle"),
             RandomStream::CleanSubset => f.write_str("clean_subset"),
         }

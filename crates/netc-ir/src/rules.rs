@@ -33,14 +33,15 @@ impl Op {
     fn arity(&self) -> Option<usize> {
         Some(match self {
             Op::Input(_) | Op::Const(_) | Op::Fill { .. } => 0,
-            Op::RandomBernoulli { .. } | Op::RandomParts { .. } => 1,
+            Op::RandomBernoulli { .. } | Op::RandomParts { .. } | Op::RandomNormal { .. } => 1,
+            Op::StopGradient => 1,
             Op::Unary(_) | Op::Broadcast { .. } | Op::Reshape { .. } | Op::Slice { .. } => 1,
             Op::ReduceSum { .. } | Op::ReduceMax { .. } | Op::Pool { .. } | Op::AvgPoolBackward { .. } => 1,
             Op::Add | Op::Sub | Op::Mul | Op::Binary(_) | Op::ReduceMaxBackward { .. } | Op::MatMul { .. } => 2,
             Op::BiasAdd => 2,
             Op::Conv2d(_) | Op::Conv2dBackwardData { .. } | Op::Conv2dBackwardFilter { .. } => 2,
             Op::MaxPoolBackward(_) | Op::SoftmaxXent | Op::SoftmaxXentGrad => 2,
-            Op::Select => 3,
+            Op::Select | Op::CustomGrad => 3,
             Op::Concat { .. } => return None,
         })
     }
@@ -55,8 +56,11 @@ impl Op {
             Op::Input(input) => Ok(input.shape.clone()),
             Op::Const(t) => Ok(Shape::fixed(t.shape())),
             Op::Fill { shape, .. } => Ok(shape.clone()),
-            Op::RandomBernoulli { shape, .. } | Op::RandomParts { shape, .. } => random(shape, args[0]),
+            Op::RandomBernoulli { shape, .. } | Op::RandomParts { shape, .. } | Op::RandomNormal { shape, .. } => {
+                random(shape, args[0])
+            }
             Op::Unary(_) | Op::Add | Op::Sub | Op::Mul | Op::Binary(_) | Op::Select => elementwise(args),
+            Op::StopGradient | Op::CustomGrad => elementwise(args),
             Op::Broadcast { shape, axes } => broadcast(shape, axes, args[0]),
             Op::Reshape { shape } => reshape(shape, args[0]),
             Op::Concat { axis } => concat(*axis, args),

@@ -135,6 +135,7 @@ impl Op {
                         ParamInit::Weight { fan_in, fan_out } => write!(s, " init=fans({fan_in},{fan_out})")?,
                         ParamInit::Zeros => s.push_str(" init=zeros"),
                         ParamInit::CentreTap => s.push_str(" init=centre"),
+                        ParamInit::Constant { value } => write!(s, " init=constant({value})")?,
                     }
                     if p.lr_mult != 1.0 {
                         write!(s, " lr_mult={}", p.lr_mult)?;
@@ -166,6 +167,7 @@ impl Op {
             Op::RandomParts { fracs, key, .. } => {
                 write!(s, " fracs={} seed={} stream={}", list(fracs), key.seed, key.stream)?;
             }
+            Op::RandomNormal { key, .. } => write!(s, " seed={} stream={}", key.seed, key.stream)?,
             Op::Unary(f) => match f {
                 UnaryFn::LeakyRelu { alpha } | UnaryFn::LeakyReluDeriv { alpha } => write!(s, " alpha={alpha}")?,
                 UnaryFn::Scale { c } => write!(s, " by={c}")?,
@@ -198,6 +200,7 @@ impl Op {
                 write!(s, " input={}", hw(*input_hw))?;
             }
             Op::Reshape { .. } | Op::Add | Op::Sub | Op::Mul | Op::Binary(_) | Op::Select | Op::BiasAdd => {}
+            Op::StopGradient | Op::CustomGrad => {}
             Op::SoftmaxXent | Op::SoftmaxXentGrad => {}
         }
         Ok(())
@@ -694,6 +697,9 @@ fn op(mnemonic: &str, shape: &Shape, shape_span: Span, attrs: &mut Attrs<'_>) ->
             let fracs = numbers(&attrs.required("fracs")?, "fractions")?;
             Op::RandomParts { fracs, key: attrs.key("stream")?, shape: shape.clone() }
         }
+        "random_normal" => Op::RandomNormal { key: attrs.key("stream")?, shape: shape.clone() },
+        "stop_gradient" => Op::StopGradient,
+        "custom_grad" => Op::CustomGrad,
         "add" => Op::Add,
         "sub" => Op::Sub,
         "mul" => Op::Mul,
@@ -772,8 +778,18 @@ fn param_info(attrs: &mut Attrs<'_>) -> Result<ParamInfo, Fault> {
     let init = match init_item.value {
         "zeros" => ParamInit::Zeros,
         "centre" => ParamInit::CentreTap,
+        constant if constant.starts_with("constant(") => {
+            let bad = || (init_item.span, format!("`{constant}` is not an initialisation (constant(NUMBER))"));
+            let value = constant.strip_prefix("constant(").and_then(|c| c.strip_suffix(')')).ok_or_else(bad)?;
+            ParamInit::Constant { value: value.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(bad)? }
+        }
         fans => {
-            let bad = || (init_item.span, format!("`{fans}` is not an initialisation (fans(IN,OUT), zeros, centre)"));
+            let bad = || {
+                (
+                    init_item.span,
+                    format!("`{fans}` is not an initialisation (fans(IN,OUT), zeros, centre, constant(V))"),
+                )
+            };
             let (fan_in, fan_out) = fans
                 .strip_prefix("fans(")
                 .and_then(|f| f.strip_suffix(')'))

@@ -34,6 +34,7 @@ pub fn init_params(program: &Program, init: &Init, seed: u64) -> Vec<(String, Te
                     }
                 }
                 ParamInit::Zeros => {}
+                ParamInit::Constant { value } => tensor.data_mut().fill(value as f32),
                 ParamInit::CentreTap => {
                     if let [channels, kh, kw] = p.shape[..] {
                         let data = tensor.data_mut();

@@ -2,13 +2,17 @@
 //! The semantics of the layers are documented on [`lower`].
 
 use crate::units::{fixed_units, mixed_parts};
-use netc_check::{Activation, Layer, Mask, MaskGrad, MaskMode, Net, Node, ParamKind, ParamSpec, PoolKind};
+use netc_check::{
+    Activation, Layer, Mask, MaskGrad, MaskMode, Net, Node, ParamKind, ParamSpec, PoolKind, UnitExpr, UnitFn, UnitOp,
+    UnitUse, UnitValue,
+};
 use netc_ir::{
-    Builder, Conv, Dim, Input, InputKind, Mode, Op, OutputKind, ParamInfo, ParamInit, ParamRole, PoolKind as IrPool,
-    Program, RandomKey, RandomStream, Shape, SignConstraint, Source, Tensor, UnaryFn, ValueId, Window, LABELS, LOGITS,
-    LOSS, STEP,
+    BinaryFn, Builder, Conv, Dim, Input, InputKind, Mode, Op, OutputKind, ParamInfo, ParamInit, ParamRole,
+    PoolKind as IrPool, Program, RandomKey, RandomStream, Shape, SignConstraint, Source, Tensor, UnaryFn, ValueId,
+    Window, LABELS, LOGITS, LOSS, STEP,
 };
 use netc_syntax::Span;
+use std::collections::HashMap;
 use std::fmt;
 
 /// How to lower a net.
@@ -199,6 +203,16 @@ impl Lowerer<'_> {
             .ok_or_else(|| self.error("internal error: missing parameter".into()))
     }
 
+    /// The parameter of layer `layer` whose spec is called `name`.
+    fn param_named(&self, layer: usize, name: &str) -> Result<ValueId, LowerError> {
+        let specs = self.net.layers[layer].parameters(self.net.in_shape(&self.net.layers[layer]));
+        let k = specs
+            .iter()
+            .position(|spec| spec.name == name)
+            .ok_or_else(|| self.error(format!("internal error: no parameter `{name}`")))?;
+        self.param(layer, k)
+    }
+
     fn step(&self) -> Result<ValueId, LowerError> {
         self.step.ok_or_else(|| self.error("internal error: no step input".into()))
     }
@@ -252,7 +266,8 @@ impl Lowerer<'_> {
                 let kept = self.push(Op::Mul, &[x, mask])?;
                 self.unary(UnaryFn::Scale { c: 1.0 / (1.0 - p) }, kept)
             }
-            netc_check::Op::Activation(a) => self.unary(unary(*a), x),
+            netc_check::Op::Activation(a) => self.activation(a, MaskGrad::Exact, x, index),
+            netc_check::Op::Unit(unit) => self.user_unit(x, index, unit, &layer.name, ""),
             netc_check::Op::MixLU { mask, .. } | netc_check::Op::Mix { mask, .. } => self.mix(x, index, layer, *mask),
             netc_check::Op::MinMaxout { units, pieces, .. } => self.minmaxout(x, &dims, *units, *pieces, index),
             netc_check::Op::ConvAct { k } => {
@@ -282,20 +297,18 @@ impl Lowerer<'_> {
     /// A per-unit mix of activations; see the module docs for the semantics.
     fn mix(&mut self, x: ValueId, index: usize, layer: &Layer, mask: Mask) -> Result<ValueId, LowerError> {
         let declared = mixed_parts(&layer.op);
-        // The parts that get units, as (function, fraction, declared index).
-        let parts: Vec<(UnaryFn, f64, usize)> = (0..declared.len())
+        // The parts that get units, as (activation, fraction, declared index).
+        let parts: Vec<(Activation, f64, usize)> = (0..declared.len())
             .filter(|&p| declared[p].1 > 0.0)
-            .map(|p| match (declared[p].0, mask.grad) {
-                (Activation::NegLU, MaskGrad::Relu) => (UnaryFn::NegLUReluGrad, declared[p].1, p),
-                (a, _) => (unary(a), declared[p].1, p),
-            })
+            .map(|p| (declared[p].0.clone(), declared[p].1, p))
             .collect();
         let fracs: Vec<f64> = parts.iter().map(|p| p.1).collect();
-        let Some(&(first, _, _)) = parts.first() else {
+        let Some((first, _, _)) = parts.first().cloned() else {
             return Err(self.error("the mix has no activation with a positive fraction".into()));
         };
+        let act = |l: &mut Self, a: &Activation| l.activation(a, mask.grad, x, index);
         if parts.len() == 1 {
-            return self.unary(first, x);
+            return act(self, &first);
         }
         let full = self.shape(x)?;
         match (mask.mode, self.options.mode) {
@@ -304,8 +317,9 @@ impl Lowerer<'_> {
                     .ok_or_else(|| self.error("internal error: no fixed units".into()))?;
                 let axes: Vec<usize> = (1..=choice.shape.len()).collect();
                 let mut y = None;
-                for &(f, _, p) in parts.iter().filter(|part| choice.part_of.contains(&part.2)) {
-                    let act = self.unary(f, x)?;
+                for (f, _, p) in parts.iter().filter(|part| choice.part_of.contains(&part.2)) {
+                    let p = *p;
+                    let act = act(self, f)?;
                     y = Some(match y {
                         None => act,
                         Some(rest) => {
@@ -324,9 +338,9 @@ impl Lowerer<'_> {
                 let step = self.step()?;
                 let key = RandomKey { seed: self.options.seed, stream: RandomStream::Mask(layer.name.clone()) };
                 let index = self.push(Op::RandomParts { fracs: fracs.clone(), key, shape: full }, &[step])?;
-                let mut y = self.unary(first, x)?;
-                for (p, &(f, _, _)) in parts.iter().enumerate().skip(1) {
-                    let act = self.unary(f, x)?;
+                let mut y = act(self, &first)?;
+                for (p, (f, _, _)) in parts.iter().enumerate().skip(1) {
+                    let act = act(self, f)?;
                     // With two parts the index is the mask itself.
                     let m =
                         if parts.len() == 2 { index } else { self.unary(UnaryFn::Equal { value: p as f64 }, index)? };
@@ -336,8 +350,9 @@ impl Lowerer<'_> {
             }
             (MaskMode::Resample, Mode::Eval) => {
                 let mut y: Option<ValueId> = None;
-                for &(f, frac, _) in &parts {
-                    let act = self.unary(f, x)?;
+                for (f, frac, _) in &parts {
+                    let frac = *frac;
+                    let act = act(self, f)?;
                     let term = self.unary(UnaryFn::Scale { c: frac }, act)?;
                     y = Some(match y {
                         None => term,
@@ -347,6 +362,148 @@ impl Lowerer<'_> {
                 y.ok_or_else(|| self.error("internal error: empty mix".into()))
             }
         }
+    }
+
+    /// One activation of a layer or of a part of a `mix`.
+    fn activation(&mut self, a: &Activation, grad: MaskGrad, x: ValueId, index: usize) -> Result<ValueId, LowerError> {
+        match (a, grad) {
+            (Activation::NegLU, MaskGrad::Relu) => self.unary(UnaryFn::NegLUReluGrad, x),
+            (Activation::User(unit), _) => {
+                // A mix's unit names its parameters and noise after itself: `mix1.prelu.alpha`.
+                let prefix = format!("{}.", unit.def.name);
+                let stream = format!("{}.{}", self.net.layers[index].name, unit.def.name);
+                self.user_unit(x, index, unit, &stream, &prefix)
+            }
+            (a, _) => self.unary(unary(a), x),
+        }
+    }
+
+    /// A user-defined unit applied to `x`: its expression as small IR ops. Learned parameters
+    /// are the layer's parameters `PREFIX NAME`, one per channel; with a `grad`, the value is
+    /// computed from `x` through a `stop_gradient` and `custom_grad` gives `x` the written
+    /// derivative. `noise` draws from the stream `noise:STREAM` (numbered after the first).
+    fn user_unit(
+        &mut self,
+        x: ValueId,
+        index: usize,
+        unit: &UnitUse,
+        stream: &str,
+        prefix: &str,
+    ) -> Result<ValueId, LowerError> {
+        let full = self.shape(x)?;
+        let mut params = Vec::with_capacity(unit.values.len());
+        for (param, value) in unit.def.params.iter().zip(&unit.values) {
+            params.push(match value {
+                UnitValue::Const(c) => Val::Const(*c),
+                UnitValue::Learned(_) => {
+                    let id = self.param_named(index, &format!("{prefix}{}", param.name))?;
+                    Val::Tensor(self.push(Op::Broadcast { shape: full.clone(), axes: vec![1] }, &[id])?)
+                }
+            });
+        }
+        let mut ctx = UnitContext { full, params, vars: HashMap::new(), stream: stream.to_string() };
+        match &unit.def.grad {
+            None => {
+                ctx.vars.insert(0, x);
+                let y = self.unit_expr(&mut ctx, &unit.def.body)?;
+                self.materialize(&ctx, y)
+            }
+            Some(grad) => self.custom_grad(&mut ctx, 0, x, &unit.def.body, grad),
+        }
+    }
+
+    /// `body` of `x` (bound to variable `var`), whose derivative with respect to `x` is `grad`.
+    fn custom_grad(
+        &mut self,
+        ctx: &mut UnitContext,
+        var: usize,
+        x: ValueId,
+        body: &UnitExpr,
+        grad: &UnitExpr,
+    ) -> Result<ValueId, LowerError> {
+        let stopped = self.push(Op::StopGradient, &[x])?;
+        ctx.vars.insert(var, stopped);
+        let value = self.unit_expr(ctx, body)?;
+        let value = self.materialize(ctx, value)?;
+        let derivative = self.unit_expr(ctx, grad)?;
+        let derivative = self.materialize(ctx, derivative)?;
+        self.push(Op::CustomGrad, &[value, x, derivative])
+    }
+
+    fn materialize(&mut self, ctx: &UnitContext, v: Val) -> Result<ValueId, LowerError> {
+        match v {
+            Val::Tensor(t) => Ok(t),
+            Val::Const(c) => self.push(Op::Fill { value: c as f32, shape: ctx.full.clone() }, &[]),
+        }
+    }
+
+    /// An expression of a unit; constants are folded, and a product with a constant is a
+    /// `scale`.
+    fn unit_expr(&mut self, ctx: &mut UnitContext, e: &UnitExpr) -> Result<Val, LowerError> {
+        Ok(match e {
+            UnitExpr::Var(v) => Val::Tensor(
+                *ctx.vars.get(v).ok_or_else(|| self.error(format!("internal error: unbound variable {v}")))?,
+            ),
+            UnitExpr::Const(c) => Val::Const(*c),
+            UnitExpr::Param(i) => {
+                *ctx.params.get(*i).ok_or_else(|| self.error(format!("internal error: no parameter {i}")))?
+            }
+            UnitExpr::Noise(k) => match self.options.mode {
+                Mode::Eval => Val::Const(0.0),
+                Mode::Train => {
+                    let name = if *k == 0 { ctx.stream.clone() } else { format!("{}#{k}", ctx.stream) };
+                    let key = RandomKey { seed: self.options.seed, stream: RandomStream::Noise(name) };
+                    let step = self.step()?;
+                    Val::Tensor(self.push(Op::RandomNormal { key, shape: ctx.full.clone() }, &[step])?)
+                }
+            },
+            UnitExpr::Neg(a) => match self.unit_expr(ctx, a)? {
+                Val::Const(c) => Val::Const(-c),
+                Val::Tensor(t) => Val::Tensor(self.unary(UnaryFn::Scale { c: -1.0 }, t)?),
+            },
+            UnitExpr::Func(f, a) => {
+                let f = unit_fn(*f);
+                match self.unit_expr(ctx, a)? {
+                    Val::Const(c) => Val::Const(f.eval(c)),
+                    Val::Tensor(t) => Val::Tensor(self.unary(f, t)?),
+                }
+            }
+            UnitExpr::Binary(op, a, b) => {
+                let (a, b) = (self.unit_expr(ctx, a)?, self.unit_expr(ctx, b)?);
+                match (op, a, b) {
+                    (op, Val::Const(a), Val::Const(b)) => Val::Const(fold(*op, a, b)),
+                    (UnitOp::Mul, Val::Const(c), Val::Tensor(t)) | (UnitOp::Mul, Val::Tensor(t), Val::Const(c)) => {
+                        Val::Tensor(self.unary(UnaryFn::Scale { c }, t)?)
+                    }
+                    (op, a, b) => {
+                        let (a, b) = (self.materialize(ctx, a)?, self.materialize(ctx, b)?);
+                        Val::Tensor(self.push(binary_op(*op), &[a, b])?)
+                    }
+                }
+            }
+            UnitExpr::Where(c, a, b) => {
+                let c = self.unit_expr(ctx, c)?;
+                let (a, b) = (self.unit_expr(ctx, a)?, self.unit_expr(ctx, b)?);
+                match c {
+                    Val::Const(c) => {
+                        if c != 0.0 {
+                            a
+                        } else {
+                            b
+                        }
+                    }
+                    Val::Tensor(mask) => {
+                        let (a, b) = (self.materialize(ctx, a)?, self.materialize(ctx, b)?);
+                        Val::Tensor(self.push(Op::Select, &[mask, a, b])?)
+                    }
+                }
+            }
+            UnitExpr::Custom { var, arg, body, grad } => {
+                let arg = self.unit_expr(ctx, arg)?;
+                let arg = self.materialize(ctx, arg)?;
+                Val::Tensor(self.custom_grad(ctx, *var, arg, body, grad)?)
+            }
+        })
     }
 
     fn minmaxout(
@@ -464,9 +621,11 @@ fn param_info(net: &Net, index: usize, spec: &ParamSpec, seed: u64) -> ParamInfo
     let layer = &net.layers[index];
     ParamInfo {
         role: role(spec.kind),
-        init: param_init(spec.kind, spec.name, &spec.shape),
+        init: param_init(spec),
         lr_mult: layer.lr_mult,
-        wd_mult: layer.wd_mult,
+        // Decay would pull a unit's learned parameters to 0, a bias no one asked for (PReLU's
+        // slopes to a ReLU); they are not decayed.
+        wd_mult: if spec.kind == ParamKind::UnitParam { 0.0 } else { layer.wd_mult },
         sign: sign_constraint(net, index, spec, seed),
     }
 }
@@ -492,25 +651,31 @@ fn sign_constraint(net: &Net, index: usize, spec: &ParamSpec, seed: u64) -> Opti
 
 /// Whether a layer draws fresh random numbers at every training step.
 fn draws_per_step(layer: &Layer) -> bool {
+    let noisy = |a: &Activation| matches!(a, Activation::User(unit) if unit.def.noises > 0);
     let resampled = |mask: &Mask, fracs: &mut dyn Iterator<Item = f64>| {
         mask.mode == MaskMode::Resample && fracs.filter(|f| *f > 0.0).count() > 1
     };
     match &layer.op {
         netc_check::Op::Dropout { p } => *p > 0.0,
         netc_check::Op::MixLU { negfrac, mask } => resampled(mask, &mut [1.0 - negfrac, *negfrac].into_iter()),
-        netc_check::Op::Mix { parts, mask } => resampled(mask, &mut parts.iter().map(|p| p.1)),
+        netc_check::Op::Mix { parts, mask } => {
+            resampled(mask, &mut parts.iter().map(|p| p.1)) || parts.iter().any(|(a, f)| *f > 0.0 && noisy(a))
+        }
+        netc_check::Op::Unit(unit) => unit.def.noises > 0,
         _ => false,
     }
 }
 
-fn unary(a: Activation) -> UnaryFn {
-    match a {
+fn unary(a: &Activation) -> UnaryFn {
+    match *a {
         Activation::Relu => UnaryFn::Relu,
         Activation::NegLU => UnaryFn::NegLU,
         Activation::SoftNegLU => UnaryFn::SoftNegLU,
         Activation::Sigmoid => UnaryFn::Sigmoid,
         Activation::Tanh => UnaryFn::Tanh,
         Activation::LeakyRelu { alpha } => UnaryFn::LeakyRelu { alpha },
+        // `activation` lowers user units before this.
+        Activation::User(_) => UnaryFn::Relu,
     }
 }
 
@@ -524,11 +689,13 @@ fn role(kind: ParamKind) -> ParamRole {
         ParamKind::Weight => ParamRole::Weight,
         ParamKind::Bias => ParamRole::Bias,
         ParamKind::ActivationFilter => ParamRole::ActivationFilter,
+        ParamKind::UnitParam => ParamRole::UnitParam,
     }
 }
 
 /// Fans of a weight `[out, in, kernel...]`: `in·k` and `out·k` with `k` the kernel size.
-fn param_init(kind: ParamKind, name: &str, shape: &[usize]) -> ParamInit {
+fn param_init(spec: &ParamSpec) -> ParamInit {
+    let (kind, name, shape) = (spec.kind, spec.name.as_str(), &spec.shape);
     match kind {
         ParamKind::Weight => {
             let receptive: usize = shape.iter().skip(2).product();
@@ -540,5 +707,70 @@ fn param_init(kind: ParamKind, name: &str, shape: &[usize]) -> ParamInit {
         // ConvAct starts as a ReLU: the positive filter passes the centre, the negative is 0.
         ParamKind::ActivationFilter if name == "pos" => ParamInit::CentreTap,
         ParamKind::ActivationFilter => ParamInit::Zeros,
+        ParamKind::UnitParam => ParamInit::Constant { value: spec.init.unwrap_or(0.0) },
+    }
+}
+
+/// A value while lowering a unit's expression: a constant not yet materialised, or a tensor.
+#[derive(Clone, Copy, Debug)]
+enum Val {
+    Const(f64),
+    Tensor(ValueId),
+}
+
+/// What a unit's expression reads while it is lowered.
+struct UnitContext {
+    /// The shape of the unit's input, which every value of the expression has.
+    full: Shape,
+    params: Vec<Val>,
+    /// The bound variables: `0` is the unit's input.
+    vars: HashMap<usize, ValueId>,
+    /// The name of the unit's noise stream.
+    stream: String,
+}
+
+fn unit_fn(f: UnitFn) -> UnaryFn {
+    match f {
+        UnitFn::Relu => UnaryFn::Relu,
+        UnitFn::NegLU => UnaryFn::NegLU,
+        UnitFn::SoftNegLU => UnaryFn::SoftNegLU,
+        UnitFn::Abs => UnaryFn::Abs,
+        UnitFn::Exp => UnaryFn::Exp,
+        UnitFn::Log => UnaryFn::Log,
+        UnitFn::Log1p => UnaryFn::Log1p,
+        UnitFn::Sqrt => UnaryFn::Sqrt,
+        UnitFn::Tanh => UnaryFn::Tanh,
+        UnitFn::Sigmoid => UnaryFn::Sigmoid,
+        UnitFn::Softplus => UnaryFn::Softplus,
+    }
+}
+
+/// The IR op of a binary operator.
+fn binary_op(op: UnitOp) -> Op {
+    Op::Binary(match op {
+        UnitOp::Add => return Op::Add,
+        UnitOp::Sub => return Op::Sub,
+        UnitOp::Mul => return Op::Mul,
+        UnitOp::Div => BinaryFn::Div,
+        UnitOp::Min => BinaryFn::Min,
+        UnitOp::Max => BinaryFn::Max,
+        UnitOp::Pow => BinaryFn::Pow,
+        UnitOp::Less => BinaryFn::Less,
+        UnitOp::LessEqual => BinaryFn::LessEqual,
+        UnitOp::Greater => BinaryFn::Greater,
+        UnitOp::GreaterEqual => BinaryFn::GreaterEqual,
+        UnitOp::Equal => BinaryFn::Equal,
+        UnitOp::NotEqual => BinaryFn::NotEqual,
+    })
+}
+
+/// A binary operator on two constants, as the executors compute it.
+fn fold(op: UnitOp, a: f64, b: f64) -> f64 {
+    match binary_op(op) {
+        Op::Add => a + b,
+        Op::Sub => a - b,
+        Op::Binary(f) => f.eval(a, b),
+        // `mul`, the one other op `binary_op` gives.
+        _ => a * b,
     }
 }

@@ -25,11 +25,93 @@ impl Span {
     }
 }
 
-/// A whole `.net` file: its networks and `train` blocks, in source order.
-#[derive(Clone, Debug, PartialEq)]
+/// A whole `.net` file: its units, blocks, networks and `train` blocks, each in source order.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct File {
+    pub units: Vec<UnitDecl>,
+    pub blocks: Vec<BlockDecl>,
     pub nets: Vec<NetDecl>,
     pub trains: Vec<TrainBlock>,
+}
+
+/// `unit NAME(PARAMS) = EXPR [grad EXPR]`: an elementwise function of `x`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnitDecl {
+    pub name: Ident,
+    pub params: Vec<ParamDecl>,
+    pub body: Expr,
+    /// The derivative dy/dx to use instead of the body's, after `grad`.
+    pub grad: Option<Expr>,
+    pub span: Span,
+}
+
+/// `block NAME(PARAMS) { input NAME  STATEMENTS }`: a sub-network, inlined at each use.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockDecl {
+    pub name: Ident,
+    pub params: Vec<ParamDecl>,
+    pub body: Vec<Stmt>,
+    pub span: Span,
+}
+
+/// An expression of a unit body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExprKind {
+    Number(f64),
+    /// `x`, a parameter of the unit, or `noise`.
+    Name(String),
+    Neg(Box<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    /// `f(a, b)` or `unit(x, param=value)`.
+    Call {
+        func: Ident,
+        args: Vec<ExprArg>,
+    },
+}
+
+/// A positional or keyword argument of a call in an expression.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExprArg {
+    pub key: Option<Ident>,
+    pub value: Expr,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Less,
+    LessEqual,
+    Greater,
+    GreaterEqual,
+    Equal,
+    NotEqual,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Less => "<",
+            BinOp::LessEqual => "<=",
+            BinOp::Greater => ">",
+            BinOp::GreaterEqual => ">=",
+            BinOp::Equal => "==",
+            BinOp::NotEqual => "!=",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,11 +143,11 @@ pub enum Stmt {
     Layer(LayerStmt),
 }
 
-/// `input NAME: [C, H, W]`
+/// `input NAME: [C, H, W]`, or `input NAME` in a block.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InputDecl {
     pub name: Ident,
-    pub shape: Value,
+    pub shape: Option<Value>,
     pub span: Span,
 }
 

@@ -38,6 +38,7 @@ codes! {
     LiteralRange = "E0002", "an integer or number literal too large for 64 bits";
     BadCharacter = "E0003", "a character that cannot be where it is: NUL, a lone CR, an invisible or non-ASCII one";
     TooDeep = "E0004", "brackets nested deeper than the language allows";
+    TooLong = "E0005", "a unit expression with more terms than the language allows";
     UnknownOp = "E0100", "unknown layer or loss operation";
     UnknownArgument = "E0101", "unknown argument, or a keyword argument to `add`/`concat`";
     DuplicateArgument = "E0102", "an argument given twice";
@@ -54,6 +55,15 @@ codes! {
     ParamWithoutValue = "E0206", "a net parameter with no default and no `--set`";
     PopulationUnread = "E0207", "a `dale` population that no weight layer reads";
     PopulationMisread = "E0208", "a `dale` population read by a layer without weights, or by the loss";
+    UnitUnknownName = "E0210", "a name in a unit's expression that is not `x`, a parameter, `noise`, a function or a unit";
+    Arity = "E0211", "a function or unit called with the wrong number of arguments";
+    Recursion = "E0212", "a unit or block that uses itself, directly or through others";
+    LearnedMisuse = "E0213", "a learned parameter where a constant is required";
+    Shadowing = "E0214", "a unit or block named like a built-in layer, a function, or another unit or block";
+    NoiseInGrad = "E0215", "`noise` inside a unit's `grad`";
+    BlockOutput = "E0216", "a block that does not end in a single output";
+    BlockInput = "E0217", "a block without exactly one input, or whose input shape does not fit what it reads";
+    TooManyLayers = "E0218", "blocks that expand to more layers than a net may have";
     LayerMisfit = "E0300", "a layer that cannot apply to its input or arguments";
     ShapeMismatch = "E0301", "shapes that must agree do not";
     BadInputShape = "E0302", "an input shape that is not a list of one to three positive integers";

@@ -3,7 +3,7 @@
 use codespan_reporting::files::SimpleFile;
 use codespan_reporting::term::{self, termcolor::Buffer, Config};
 
-pub use codespan_reporting::diagnostic::{Label, Severity};
+pub use codespan_reporting::diagnostic::{Label, LabelStyle, Severity};
 
 /// A diagnostic about the one source file a compilation reads.
 pub type Diagnostic = codespan_reporting::diagnostic::Diagnostic<()>;

@@ -14,6 +14,6 @@ mod parser;
 
 pub use ast::Span;
 pub use codes::Code;
-pub use diagnostics::{did_you_mean, render, Diagnostic, Label, Severity};
+pub use diagnostics::{did_you_mean, render, Diagnostic, Label, LabelStyle, Severity};
 pub use lexical::MAX_NESTING;
-pub use parser::{parse, parse_value};
+pub use parser::{parse, parse_value, MAX_EXPR_NODES};

@@ -23,9 +23,11 @@ pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
         .map_err(|e| vec![syntax_error(source, detailed(Rule::file, source, e))])?;
     let file = pairs.next().into_iter().flat_map(Pair::into_inner);
     let mut errors = Vec::new();
-    let mut out = File { nets: Vec::new(), trains: Vec::new() };
+    let mut out = File::default();
     for item in file {
         match item.as_rule() {
+            Rule::unit => out.units.push(unit(item, &mut errors)),
+            Rule::block => out.blocks.push(block(item, &mut errors)),
             Rule::net => out.nets.push(net(item, &mut errors)),
             Rule::train => out.trains.push(train_block(item, &mut errors)),
             _ => {}
@@ -92,6 +94,17 @@ fn ident(pair: Pair<Rule>) -> Ident {
 }
 
 fn net(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> NetDecl {
+    let (name, params, body, span) = definition(pair, errors);
+    NetDecl { name, params, body, span }
+}
+
+fn block(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> BlockDecl {
+    let (name, params, body, span) = definition(pair, errors);
+    BlockDecl { name, params, body, span }
+}
+
+/// The parts a `net` and a `block` share: name, parameters and statements.
+fn definition(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> (Ident, Vec<ParamDecl>, Vec<Stmt>, Span) {
     let whole = span(&pair);
     let mut inner = pair.into_inner();
     let name = inner.next().map(ident).unwrap_or(Ident { name: String::new(), span: whole });
@@ -99,29 +112,145 @@ fn net(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> NetDecl {
     let mut body = Vec::new();
     for item in inner {
         match item.as_rule() {
-            Rule::params => {
-                for p in item.into_inner() {
-                    let pspan = span(&p);
-                    let mut parts = p.into_inner();
-                    let Some(name) = parts.next().map(ident) else {
-                        continue;
-                    };
-                    let default = parts.next().map(|v| value(v, errors));
-                    params.push(ParamDecl { name, default, span: pspan });
-                }
-            }
+            Rule::params => params = param_list(item, errors),
             Rule::input => {
                 let ispan = span(&item);
                 let mut parts = item.into_inner();
-                if let (Some(name), Some(shape)) = (parts.next(), parts.next()) {
-                    body.push(Stmt::Input(InputDecl { name: ident(name), shape: value(shape, errors), span: ispan }));
+                if let Some(name) = parts.next() {
+                    let shape = parts.next().map(|shape| value(shape, errors));
+                    body.push(Stmt::Input(InputDecl { name: ident(name), shape, span: ispan }));
                 }
             }
             Rule::layer | Rule::loss => body.push(Stmt::Layer(layer(item, errors))),
             _ => {}
         }
     }
-    NetDecl { name, params, body, span: whole }
+    (name, params, body, whole)
+}
+
+fn param_list(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> Vec<ParamDecl> {
+    pair.into_inner()
+        .filter_map(|p| {
+            let pspan = span(&p);
+            let mut parts = p.into_inner();
+            let name = parts.next().map(ident)?;
+            let default = parts.next().map(|v| value(v, errors));
+            Some(ParamDecl { name, default, span: pspan })
+        })
+        .collect()
+}
+
+fn unit(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> UnitDecl {
+    let whole = span(&pair);
+    let mut name = Ident { name: String::new(), span: whole };
+    let mut params = Vec::new();
+    let mut body = None;
+    let mut grad = None;
+    let mut nodes = 0;
+    for item in pair.into_inner() {
+        match item.as_rule() {
+            Rule::ident => name = ident(item),
+            Rule::params => params = param_list(item, errors),
+            Rule::expr => body = Some(expr(item, &mut nodes, errors)),
+            Rule::unit_grad => grad = item.into_inner().next().map(|e| expr(e, &mut nodes, errors)),
+            _ => {}
+        }
+    }
+    if nodes > MAX_EXPR_NODES {
+        errors.push(
+            Code::TooLong
+                .error()
+                .with_message(format!("the expression of unit `{}` has {nodes} terms", name.name))
+                .with_labels(vec![Label::primary((), whole.range()).with_message("this unit")])
+                .with_notes(vec![format!(
+                    "note: a unit's expression and its `grad` may have at most {MAX_EXPR_NODES} terms; \
+                     split it into units that call each other"
+                )]),
+        );
+    }
+    // The grammar guarantees a body.
+    let body = body.unwrap_or(Expr { kind: ExprKind::Number(0.0), span: whole });
+    UnitDecl { name, params, body, grad, span: whole }
+}
+
+/// The terms a unit's expression may have, so that every later walk over it (recursive, as
+/// expressions are trees) stays shallow.
+pub const MAX_EXPR_NODES: usize = 2000;
+
+/// An expression; `nodes` counts its terms.
+fn expr(pair: Pair<Rule>, nodes: &mut usize, errors: &mut Vec<Diagnostic>) -> Expr {
+    let whole = span(&pair);
+    let text = pair.as_str();
+    *nodes += 1;
+    let leaf = |kind| Expr { kind, span: whole };
+    match pair.as_rule() {
+        // Left-associative chains `a op b op c`, and the one comparison of an `expr`.
+        Rule::expr | Rule::sum | Rule::product => {
+            let mut inner = pair.into_inner();
+            let Some(first) = inner.next() else { return leaf(ExprKind::Number(0.0)) };
+            let mut acc = expr(first, nodes, errors);
+            while let (Some(op), Some(rhs)) = (inner.next(), inner.next()) {
+                let rhs = expr(rhs, nodes, errors);
+                let span = acc.span.to(rhs.span);
+                acc = Expr { kind: ExprKind::Binary(bin_op(op.as_str()), Box::new(acc), Box::new(rhs)), span };
+            }
+            acc
+        }
+        Rule::factor => {
+            let parts: Vec<Pair<Rule>> = pair.into_inner().collect();
+            let Some((atom, negations)) = parts.split_last() else { return leaf(ExprKind::Number(0.0)) };
+            let mut e = expr(atom.clone(), nodes, errors);
+            for negation in negations.iter().rev() {
+                e = Expr { span: span(negation).to(e.span), kind: ExprKind::Neg(Box::new(e)) };
+            }
+            e
+        }
+        Rule::number => match text.parse::<f64>() {
+            Ok(v) if v.is_finite() => leaf(ExprKind::Number(v)),
+            _ => {
+                errors.push(literal_error(
+                    whole,
+                    "number literal is out of range",
+                    "numbers must be finite 64-bit floats",
+                ));
+                leaf(ExprKind::Number(0.0))
+            }
+        },
+        Rule::apply => {
+            let mut inner = pair.into_inner();
+            let func = inner.next().map(ident).unwrap_or(Ident { name: String::new(), span: whole });
+            let args = inner
+                .map(|arg| {
+                    let aspan = span(&arg);
+                    let mut parts: Vec<Pair<Rule>> = arg.into_inner().collect();
+                    let value = match parts.pop() {
+                        Some(v) => expr(v, nodes, errors),
+                        None => Expr { kind: ExprKind::Number(0.0), span: aspan },
+                    };
+                    let key = parts.pop().map(ident);
+                    ExprArg { key, value, span: aspan }
+                })
+                .collect();
+            leaf(ExprKind::Call { func, args })
+        }
+        _ => leaf(ExprKind::Name(text.to_string())),
+    }
+}
+
+fn bin_op(symbol: &str) -> BinOp {
+    match symbol {
+        "+" => BinOp::Add,
+        "-" => BinOp::Sub,
+        "*" => BinOp::Mul,
+        "/" => BinOp::Div,
+        "<" => BinOp::Less,
+        "<=" => BinOp::LessEqual,
+        ">" => BinOp::Greater,
+        ">=" => BinOp::GreaterEqual,
+        "==" => BinOp::Equal,
+        // The grammar's last operator.
+        _ => BinOp::NotEqual,
+    }
 }
 
 fn train_block(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> TrainBlock {

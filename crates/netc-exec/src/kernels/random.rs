@@ -14,6 +14,16 @@ pub(crate) fn bernoulli(par: Par, key: Key, keep: f64, out: &mut [f32]) {
     })
 }
 
+/// A standard normal number per element.
+pub(crate) fn normal(par: Par, key: Key, out: &mut [f32]) {
+    par.chunks_mut(out, ELEMENTS_PER_TASK, |t, out, _| {
+        let first = (t * ELEMENTS_PER_TASK) as u64;
+        for (e, v) in (first..).zip(out.iter_mut()) {
+            *v = key.normal(e) as f32;
+        }
+    })
+}
+
 /// Part indices with exactly `counts[p]` elements in part `p`: `Key::assign_parts` without
 /// allocating. `perm` and `swaps` hold one index per element.
 pub(crate) fn parts(par: Par, key: Key, counts: &[usize], perm: &mut [usize], swaps: &mut [usize], out: &mut [f32]) {
