@@ -31,6 +31,8 @@ pub struct BlockUse {
     pub name: String,
     /// The block's name, `residual`.
     pub block: String,
+    /// The use as written, `residual(16)`.
+    pub call: String,
     /// The layers it inlined, a range of `Net::layers`.
     pub layers: std::ops::Range<usize>,
     pub span: Span,

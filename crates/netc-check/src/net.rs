@@ -402,6 +402,7 @@ impl<'a> Walker<'a> {
         self.blocks_used.push(BlockUse {
             name: full_name,
             block: block.name.name.clone(),
+            call: stmt.call.to_string(),
             layers: index..self.layers.len(),
             span: stmt.span,
         });

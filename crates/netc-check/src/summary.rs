@@ -1,27 +1,53 @@
 //! `netc summary`: the per-layer table of a checked net.
 
-use crate::model::{Net, Node};
+use crate::model::{BlockUse, Net, Node};
 use crate::ops::shape_text;
 use std::fmt::Write;
 
 /// A table with one row per layer (name, op, output shape, parameters, forward MACs per
 /// example) and the totals.
-pub fn summary(net: &Net) -> String {
+pub fn summary(net: &Net, expand: bool) -> String {
     let mut rows: Vec<[String; 5]> =
         vec![[net.input.name.clone(), "input".into(), shape_text(&net.input.shape), String::new(), String::new()]];
-    let (mut total_params, mut total_macs) = (0u64, 0u64);
-    for (index, layer) in net.layers.iter().enumerate() {
-        let in_shape = net.in_shape(layer);
-        let params: u64 = layer.parameters(in_shape).iter().map(|p| p.shape.iter().product::<usize>() as u64).sum();
-        let macs = layer.macs(in_shape);
-        total_params = total_params.saturating_add(params);
-        total_macs = total_macs.saturating_add(macs);
-        let mut op = layer.op.to_string();
-        if layer.inputs.len() > 1 || layer.inputs.first().is_some_and(|&n| n != previous(index)) {
-            let names: Vec<&str> = layer.inputs.iter().map(|&n| node_name(net, n)).collect();
-            op = format!("{op} ← {}", names.join(", "));
+    let counts: Vec<(u64, u64)> = net
+        .layers
+        .iter()
+        .map(|layer| {
+            let in_shape = net.in_shape(layer);
+            let params = layer.parameters(in_shape).iter().map(|p| p.shape.iter().product::<usize>() as u64).sum();
+            (params, layer.macs(in_shape))
+        })
+        .collect();
+    let (total_params, total_macs) =
+        counts.iter().fold((0u64, 0u64), |(p, m), &(lp, lm)| (p.saturating_add(lp), m.saturating_add(lm)));
+    let sum = |range: std::ops::Range<usize>| {
+        counts[range].iter().fold((0u64, 0u64), |(p, m), &(lp, lm)| (p.saturating_add(lp), m.saturating_add(lm)))
+    };
+    // The outermost block uses, by their first layer: one row each, with their totals.
+    let outermost: Vec<&BlockUse> = net
+        .blocks
+        .iter()
+        .filter(|b| !net.blocks.iter().any(|o| o.layers != b.layers && o.layers.start <= b.layers.start && b.layers.end <= o.layers.end))
+        .filter(|b| !b.layers.is_empty())
+        .collect();
+    let mut index = 0;
+    while index < net.layers.len() {
+        if let Some(block) = outermost.iter().find(|b| b.layers.start == index) {
+            let (params, macs) = sum(block.layers.clone());
+            let out = &net.layers[block.layers.end - 1].out_shape;
+            rows.push([block.name.clone(), format!("block {}", block.call), shape_text(out), thousands(params), thousands(macs)]);
+            if expand {
+                for i in block.layers.clone() {
+                    let mut row = layer_row(net, i, counts[i]);
+                    row[0] = format!("  {}", row[0]);
+                    rows.push(row);
+                }
+            }
+            index = block.layers.end;
+            continue;
         }
-        rows.push([layer.name.clone(), op, shape_text(&layer.out_shape), thousands(params), thousands(macs)]);
+        rows.push(layer_row(net, index, counts[index]));
+        index += 1;
     }
     rows.push([
         "loss".into(),
@@ -66,6 +92,16 @@ pub fn summary(net: &Net) -> String {
         thousands(total_macs)
     );
     out
+}
+
+fn layer_row(net: &Net, index: usize, (params, macs): (u64, u64)) -> [String; 5] {
+    let layer = &net.layers[index];
+    let mut op = layer.op.to_string();
+    if layer.inputs.len() > 1 || layer.inputs.first().is_some_and(|&n| n != previous(index)) {
+        let names: Vec<&str> = layer.inputs.iter().map(|&n| node_name(net, n)).collect();
+        op = format!("{op} ← {}", names.join(", "));
+    }
+    [layer.name.clone(), op, shape_text(&layer.out_shape), thousands(params), thousands(macs)]
 }
 
 /// The node a layer reads when it names no input: the line above.

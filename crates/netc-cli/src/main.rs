@@ -31,8 +31,8 @@ enum Color {
 enum Command {
     /// Check a .net file and report every mistake in it.
     Check(FileArgs),
-    /// Print the per-layer table of a net: output shapes, parameters, MACs.
-    Summary(FileArgs),
+    /// Print the per-layer table of a net: output shapes, parameters, MACs; one row per block use.
+    Summary(SummaryArgs),
     /// Print the tensor IR a net compiles to, or read back a program in the textual IR (`.nir`).
     Ir(IrArgs),
     /// Train a net on a data set, writing metrics, weights and checkpoints to a run folder.
@@ -171,6 +171,15 @@ struct FileArgs {
     net: Option<String>,
 }
 
+#[derive(Args)]
+struct SummaryArgs {
+    #[command(flatten)]
+    file: FileArgs,
+    /// List the layers of each block use under its row.
+    #[arg(long)]
+    expand: bool,
+}
+
 fn parse_assignment(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((name, value)) if !name.trim().is_empty() => Ok((name.trim().to_string(), value.trim().to_string())),
@@ -246,8 +255,8 @@ fn run(command: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Summary(args) => {
-            let model = args.model()?;
-            print!("{}", netc::run::summary(&model));
+            let model = args.file.model()?;
+            print!("{}", netc::run::summary(&model, args.expand));
             Ok(())
         }
         Command::Ir(args) if netc::nir::is_ir_file(&args.file.file) => {

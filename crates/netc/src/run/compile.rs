@@ -92,8 +92,9 @@ pub fn ir_text(model: &Model, grad: bool) -> Result<String, Error> {
 /// every layer that has one (as lowering draws it): which units are NegLUs, min units,
 /// inhibitory, and so on. Each part but a layer's first is listed, its units compressed into
 /// ranges (`3, 17, 41-43`).
-pub fn summary(model: &Model) -> String {
-    let mut out = netc_check::summary(model.net());
+/// With `expand`, the layers of each block use are listed under its row.
+pub fn summary(model: &Model, expand: bool) -> String {
+    let mut out = netc_check::summary(model.net(), expand);
     let choices = netc_lower::all_fixed_units(model.net(), model.train().seed);
     if !choices.is_empty() {
         out.push_str(&format!("fixed units (seed {}):\n", model.train().seed));
