@@ -222,7 +222,18 @@ pub fn match_args(call: &Call, what: &str, signature: &[Param], scope: &Scope, e
                 args.values.insert(param.name, (lit, arg.value.span));
             }
             Err(problem) => {
-                errors.push(errors::bad_value(param.name, param.ty.describe(), &value, &arg.value, problem))
+                let mut d = errors::bad_value(param.name, param.ty.describe(), &value, &arg.value, problem);
+                // A bare name that is no parameter: most likely a misspelt or missing one.
+                if let (ValueKind::Ident(name), false) = (&value.kind, matches!(param.ty, Ty::Word(_))) {
+                    let mut known: Vec<&str> = scope.params.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    d.notes.push(match did_you_mean(name, known.iter().copied()) {
+                        Some(best) => format!("help: `{name}` is not a parameter here; did you mean `{best}`?"),
+                        None if known.is_empty() => format!("note: `{name}` is not a parameter here; none is declared"),
+                        None => format!("note: `{name}` is not a parameter here; the parameters are {}", known.join(", ")),
+                    });
+                }
+                errors.push(d)
             }
         }
     }

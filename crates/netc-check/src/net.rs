@@ -35,7 +35,7 @@ pub(crate) fn check_net(
 
 /// The most layers a net may have once its blocks are inlined: blocks that use blocks can
 /// multiply, and a net this large would not fit in memory anyway.
-pub const MAX_LAYERS: usize = 1_000_000;
+pub const MAX_LAYERS: usize = 100_000;
 
 /// A layer's checked parts, before it gets its name. Its shape is `None` once an error upstream
 /// made it unknown, so one mistake is reported once and not again by every layer after it.
@@ -421,7 +421,7 @@ impl<'a> Walker<'a> {
                 Code::Recursion
                     .error()
                     .with_message(format!("the block `{}` uses itself", block.name.name))
-                    .with_labels(vec![Label::primary((), stmt.call.op.span.range()).with_message("used inside its own definition")])
+                    .with_labels(vec![Label::primary((), stmt.call.span.range()).with_message("used inside its own definition")])
                     .with_notes(vec!["note: a block is inlined where it is used, so it cannot use itself, directly or through others".into()]),
             );
             return None;
@@ -947,8 +947,14 @@ fn check_block_output(layers: &[Layer], first: usize, block: &BlockDecl, errors:
 /// A diagnostic from inside a block, moved to the use: the use is the primary label, the
 /// block's own labels become secondary ones.
 fn at_use(mut d: Diagnostic, stmt: &LayerStmt, block: &BlockDecl) -> Diagnostic {
+    let at = stmt.call.span.range();
     for label in &mut d.labels {
         label.style = netc_syntax::LabelStyle::Secondary;
+    }
+    // A diagnostic about the use itself (a block that uses itself) already points at it.
+    if let Some(label) = d.labels.iter_mut().find(|l| l.range == at) {
+        label.style = netc_syntax::LabelStyle::Primary;
+        return d;
     }
     let message = match d.labels.first() {
         Some(_) => format!("in this use of the block `{}`", block.name.name),

@@ -27,7 +27,11 @@ pub fn summary(net: &Net, expand: bool) -> String {
     let outermost: Vec<&BlockUse> = net
         .blocks
         .iter()
-        .filter(|b| !net.blocks.iter().any(|o| o.layers != b.layers && o.layers.start <= b.layers.start && b.layers.end <= o.layers.end))
+        .filter(|b| {
+            !net.blocks
+                .iter()
+                .any(|o| o.layers != b.layers && o.layers.start <= b.layers.start && b.layers.end <= o.layers.end)
+        })
         .filter(|b| !b.layers.is_empty())
         .collect();
     let mut index = 0;
@@ -35,7 +39,13 @@ pub fn summary(net: &Net, expand: bool) -> String {
         if let Some(block) = outermost.iter().find(|b| b.layers.start == index) {
             let (params, macs) = sum(block.layers.clone());
             let out = &net.layers[block.layers.end - 1].out_shape;
-            rows.push([block.name.clone(), format!("block {}", block.call), shape_text(out), thousands(params), thousands(macs)]);
+            rows.push([
+                block.name.clone(),
+                format!("block {}", block.call),
+                shape_text(out),
+                thousands(params),
+                thousands(macs),
+            ]);
             if expand {
                 for i in block.layers.clone() {
                     let mut row = layer_row(net, i, counts[i]);

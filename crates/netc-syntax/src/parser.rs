@@ -161,7 +161,7 @@ fn unit(pair: Pair<Rule>, errors: &mut Vec<Diagnostic>) -> UnitDecl {
             Code::TooLong
                 .error()
                 .with_message(format!("the expression of unit `{}` has {nodes} terms", name.name))
-                .with_labels(vec![Label::primary((), whole.range()).with_message("this unit")])
+                .with_labels(vec![Label::primary((), name.span.range()).with_message("this unit")])
                 .with_notes(vec![format!(
                     "note: a unit's expression and its `grad` may have at most {MAX_EXPR_NODES} terms; \
                      split it into units that call each other"
@@ -181,7 +181,6 @@ pub const MAX_EXPR_NODES: usize = 2000;
 fn expr(pair: Pair<Rule>, nodes: &mut usize, errors: &mut Vec<Diagnostic>) -> Expr {
     let whole = span(&pair);
     let text = pair.as_str();
-    *nodes += 1;
     let leaf = |kind| Expr { kind, span: whole };
     match pair.as_rule() {
         // Left-associative chains `a op b op c`, and the one comparison of an `expr`.
@@ -190,6 +189,7 @@ fn expr(pair: Pair<Rule>, nodes: &mut usize, errors: &mut Vec<Diagnostic>) -> Ex
             let Some(first) = inner.next() else { return leaf(ExprKind::Number(0.0)) };
             let mut acc = expr(first, nodes, errors);
             while let (Some(op), Some(rhs)) = (inner.next(), inner.next()) {
+                *nodes += 1;
                 let rhs = expr(rhs, nodes, errors);
                 let span = acc.span.to(rhs.span);
                 acc = Expr { kind: ExprKind::Binary(bin_op(op.as_str()), Box::new(acc), Box::new(rhs)), span };
@@ -201,11 +201,15 @@ fn expr(pair: Pair<Rule>, nodes: &mut usize, errors: &mut Vec<Diagnostic>) -> Ex
             let Some((atom, negations)) = parts.split_last() else { return leaf(ExprKind::Number(0.0)) };
             let mut e = expr(atom.clone(), nodes, errors);
             for negation in negations.iter().rev() {
+                *nodes += 1;
                 e = Expr { span: span(negation).to(e.span), kind: ExprKind::Neg(Box::new(e)) };
             }
             e
         }
-        Rule::number => match text.parse::<f64>() {
+        Rule::number => match {
+            *nodes += 1;
+            text.parse::<f64>()
+        } {
             Ok(v) if v.is_finite() => leaf(ExprKind::Number(v)),
             _ => {
                 errors.push(literal_error(
@@ -217,6 +221,7 @@ fn expr(pair: Pair<Rule>, nodes: &mut usize, errors: &mut Vec<Diagnostic>) -> Ex
             }
         },
         Rule::apply => {
+            *nodes += 1;
             let mut inner = pair.into_inner();
             let func = inner.next().map(ident).unwrap_or(Ident { name: String::new(), span: whole });
             let args = inner
@@ -233,7 +238,10 @@ fn expr(pair: Pair<Rule>, nodes: &mut usize, errors: &mut Vec<Diagnostic>) -> Ex
                 .collect();
             leaf(ExprKind::Call { func, args })
         }
-        _ => leaf(ExprKind::Name(text.to_string())),
+        _ => {
+            *nodes += 1;
+            leaf(ExprKind::Name(text.to_string()))
+        }
     }
 }
 
