@@ -230,7 +230,9 @@ pub fn match_args(call: &Call, what: &str, signature: &[Param], scope: &Scope, e
                     d.notes.push(match did_you_mean(name, known.iter().copied()) {
                         Some(best) => format!("help: `{name}` is not a parameter here; did you mean `{best}`?"),
                         None if known.is_empty() => format!("note: `{name}` is not a parameter here; none is declared"),
-                        None => format!("note: `{name}` is not a parameter here; the parameters are {}", known.join(", ")),
+                        None => {
+                            format!("note: `{name}` is not a parameter here; the parameters are {}", known.join(", "))
+                        }
                     });
                 }
                 errors.push(d)
