@@ -332,7 +332,6 @@ impl<C: FnMut(&mut FunctionBuilder, Callee) -> Option<FuncRef>> Emitter<'_, C> {
         let disp = (offset.max(0) * 4) as i32;
         let bytes = b.ins().ishl_imm_u(col, 2);
         let mem = MemFlagsData::new().with_notrap();
-        let fused = contractions(k, self.fma);
         let mut values: Vec<Option<Value>> = vec![None; k.nodes.len()];
         for (n, node) in k.nodes.iter().enumerate() {
             let v = |m: NodeId| values[m].expect("arguments come first and are computed");
@@ -356,15 +355,9 @@ impl<C: FnMut(&mut FunctionBuilder, Callee) -> Option<FuncRef>> Emitter<'_, C> {
                     (_, None) => unreachable!("row and scalar operands are loaded per row"),
                 },
                 Node::Const(c) => constant(b, ty, c),
-                Node::Add(x, y) => match fused[n] {
-                    Some(Contraction { mul, addend }) => {
-                        let Node::Mul(p, q) = k.nodes[mul] else { unreachable!("contractions fuse products") };
-                        b.ins().fma(v(p), v(q), v(addend))
-                    }
-                    None => b.ins().fadd(v(x), v(y)),
-                },
-                // Computed by the `Add` it is fused into.
-                Node::Mul(..) if fused.iter().flatten().any(|c| c.mul == n) => continue,
+                // No contraction into FMA: each op of the IR rounds on its own, as the
+                // interpreter computes it, on every CPU.
+                Node::Add(x, y) => b.ins().fadd(v(x), v(y)),
                 Node::Sub(x, y) => b.ins().fsub(v(x), v(y)),
                 Node::Mul(x, y) => b.ins().fmul(v(x), v(y)),
                 Node::MulAdd(x, y, z) => {
@@ -526,31 +519,4 @@ fn choose(b: &mut FunctionBuilder, ty: Type, cond: Value, x: Value, y: Value) ->
         let mask = b.ins().bitcast(ty, MemFlagsData::new().with_endianness(Endianness::Little), cond);
         b.ins().bitselect(mask, x, y)
     }
-}
-
-/// An `Add` computed as one fused multiply-add of its `mul` operand's factors and `addend`.
-#[derive(Clone, Copy, Debug)]
-struct Contraction {
-    mul: NodeId,
-    addend: NodeId,
-}
-
-/// The contraction of each `Add` node, if any: with FMA, an `Add` takes over a product that
-/// only it uses (its first operand if both are such products).
-fn contractions(k: &Kernel, fma: bool) -> Vec<Option<Contraction>> {
-    let mut uses = vec![0; k.nodes.len()];
-    for node in &k.nodes {
-        for a in node.args() {
-            uses[a] += 1;
-        }
-    }
-    let private_product = |n: NodeId| matches!(k.nodes[n], Node::Mul(..)) && uses[n] == 1 && !k.outputs.contains(&n);
-    k.nodes
-        .iter()
-        .map(|node| match *node {
-            Node::Add(x, y) if fma && private_product(x) => Some(Contraction { mul: x, addend: y }),
-            Node::Add(x, y) if fma && private_product(y) => Some(Contraction { mul: y, addend: x }),
-            _ => None,
-        })
-        .collect()
 }

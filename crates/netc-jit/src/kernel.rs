@@ -49,8 +49,9 @@ pub enum Node {
     Add(NodeId, NodeId),
     Sub(NodeId, NodeId),
     Mul(NodeId, NodeId),
-    /// `a·b + c` with one rounding where the CPU has FMA; code generation forms it from an
-    /// `Add` of a single-use `Mul`, so kernels never need to spell it.
+    /// `a·b + c` with one rounding where the CPU has FMA (the optimizer's update spells it).
+    /// Kernels of programs never contain it: an `Add` of a `Mul` rounds twice, as the IR says,
+    /// so fused kernels compute the interpreter's bits on every CPU.
     MulAdd(NodeId, NodeId, NodeId),
     /// `a` where `mask` is non-zero (NaN counts as non-zero), else `b`.
     Select {
