@@ -32,7 +32,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), netc::Error> {
     let source = netc::Source::new("small_mlp.net", SOURCE);
     let model = netc::model(&source, &[("hidden".into(), "64".into())], None)?;
-    print!("{}", netc::check::summary(model.net()));
+    print!("{}", netc::check::summary(model.net(), false));
 
     let data = Data::load(&DataRequest { name: "mnist".into(), dir: None })?;
     let mut backend = ExecBackend::new(&model, 0)?;

@@ -102,6 +102,6 @@ fn a_net_of_fifty_thousand_layers_checks_and_summarises() {
     let net = &checked.nets[0];
     assert_eq!(net.layers.len(), 50_002);
     assert_eq!(net.population(netc_check::Node::Layer(50_000)), Some(0));
-    let summary = netc_check::summary(net);
+    let summary = netc_check::summary(net, false);
     assert_eq!(summary.lines().count(), 50_002 + 6);
 }

@@ -206,20 +206,10 @@ fn expr(pair: Pair<Rule>, nodes: &mut usize, errors: &mut Vec<Diagnostic>) -> Ex
             }
             e
         }
-        Rule::number => match {
+        Rule::number => {
             *nodes += 1;
-            text.parse::<f64>()
-        } {
-            Ok(v) if v.is_finite() => leaf(ExprKind::Number(v)),
-            _ => {
-                errors.push(literal_error(
-                    whole,
-                    "number literal is out of range",
-                    "numbers must be finite 64-bit floats",
-                ));
-                leaf(ExprKind::Number(0.0))
-            }
-        },
+            number(text, whole, errors)
+        }
         Rule::apply => {
             *nodes += 1;
             let mut inner = pair.into_inner();
@@ -243,6 +233,17 @@ fn expr(pair: Pair<Rule>, nodes: &mut usize, errors: &mut Vec<Diagnostic>) -> Ex
             leaf(ExprKind::Name(text.to_string()))
         }
     }
+}
+
+fn number(text: &str, span: Span, errors: &mut Vec<Diagnostic>) -> Expr {
+    let value = match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => v,
+        _ => {
+            errors.push(literal_error(span, "number literal is out of range", "numbers must be finite 64-bit floats"));
+            0.0
+        }
+    };
+    Expr { kind: ExprKind::Number(value), span }
 }
 
 fn bin_op(symbol: &str) -> BinOp {

@@ -12,7 +12,7 @@
 //! let checked = netc::check(&source, &[("width".into(), "64".into())]).unwrap();
 //! let net = checked.net(None).unwrap();
 //! assert_eq!(net.layers[0].out_shape, vec![64]);
-//! print!("{}", netc::check::summary(net));
+//! print!("{}", netc::check::summary(net, false));
 //! ```
 //!
 //! Compiling to IR with the backward pass, initialising parameters from the seed, and running
