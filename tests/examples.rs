@@ -16,16 +16,23 @@ fn example_nets() -> Vec<PathBuf> {
     nets
 }
 
+/// The thesis's nets whose layer is a simpler one in disguise (NegLUs alone are ReLUs, SoftNegLUs
+/// softplus units, fixed Min-Maxout units maxout units): the checker must say so (W0002).
+const IN_DISGUISE: [&str; 3] = ["minmaxout.net", "neglu.net", "softneglu.net"];
+
 #[test]
 fn every_example_checks_clean() {
     for path in example_nets() {
         let source = netc::Source::read(&path).unwrap();
         let checked = netc::check(&source, &[]).unwrap_or_else(|e| panic!("{}", e.render(false)));
-        assert!(
-            checked.warnings.is_empty(),
-            "{}",
-            netc::syntax::render(&checked.warnings, &source.name, &source.text, false)
-        );
+        let rendered = netc::syntax::render(&checked.warnings, &source.name, &source.text, false);
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if IN_DISGUISE.contains(&name) {
+            let equivalent = |d: &netc::syntax::Diagnostic| netc::syntax::Code::Equivalent.is_code_of(d);
+            assert!(checked.warnings.len() == 1 && equivalent(&checked.warnings[0]), "{name}: {rendered}");
+        } else {
+            assert!(checked.warnings.is_empty(), "{rendered}");
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod args;
 mod config;
+mod equivalence;
 mod errors;
 mod memory;
 mod model;
@@ -73,6 +74,7 @@ pub fn check(file: &ast::File, set: &[(String, Value)]) -> Result<Checked, Vec<D
         first_names.entry(&decl.name.name).or_insert(decl.name.span);
         let params = net_params(decl, set, &mut diagnostics);
         if let Some(net) = net::check_net(decl, &params, &definitions, &mut diagnostics) {
+            diagnostics.extend(equivalence::equivalences(&net));
             nets.push(net);
         }
     }

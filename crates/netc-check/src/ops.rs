@@ -102,8 +102,12 @@ pub static LAYERS: &[LayerDef] = &[
     layer("leaky_relu", &[opt_pos("alpha", Ty::NonNegative)], |args| {
         Ok(Op::Activation(Activation::LeakyRelu { alpha: args.f64_or("alpha", 0.01) }))
     }),
-    layer("mixlu", &MIXLU, |args| Ok(Op::MixLU { negfrac: args.f64_or("negfrac", 0.0), mask: mask(args) })),
-    layer("mix", &MIX, |args| Ok(Op::Mix { parts: mix_parts(args)?, mask: mask(args) })),
+    // A fixed MixLU between linear layers is a ReLU layer with flipped signs (W0002), so the
+    // thesis's layer resamples by default, as its reference code did.
+    layer("mixlu", &MIXLU, |args| {
+        Ok(Op::MixLU { negfrac: args.f64_or("negfrac", 0.0), mask: mask(args, MaskMode::Resample) })
+    }),
+    layer("mix", &MIX, |args| Ok(Op::Mix { parts: mix_parts(args)?, mask: mask(args, MaskMode::Fixed) })),
     layer(
         "minmaxout",
         &[req("pieces", Ty::Positive), opt("units", Ty::Positive), opt("minfrac", Ty::Fraction)],
@@ -158,9 +162,11 @@ fn pool(kind: PoolKind, args: &Args) -> Op {
     Op::Pool { kind, kernel, stride: args.usize_or("stride", kernel[0]), pad: args.usize_or("pad", 0) }
 }
 
-fn mask(args: &Args) -> Mask {
+/// The mask arguments; `mask` defaults to `default`.
+fn mask(args: &Args, default: MaskMode) -> Mask {
+    let default = if default == MaskMode::Resample { "resample" } else { "fixed" };
     Mask {
-        mode: if args.word_or("mask", "fixed") == "resample" { MaskMode::Resample } else { MaskMode::Fixed },
+        mode: if args.word_or("mask", default) == "resample" { MaskMode::Resample } else { MaskMode::Fixed },
         per: if args.word_or("per", "channel") == "position" { MaskPer::Position } else { MaskPer::Channel },
         grad: if args.word_or("grad", "exact") == "relu" { MaskGrad::Relu } else { MaskGrad::Exact },
     }

@@ -31,13 +31,14 @@ fn only_training_programs_draw_per_step() {
     assert!(!eval.uses_step());
     assert_eq!(count(&eval, "random_bernoulli"), 0);
     // Fixed masks need no step in either mode.
-    let mixlu = "net m { input x: [4]\n dense(8)\n mixlu(negfrac=0.5)\n dense(2)\n loss softmax_xent(classes=2) }";
+    let mixlu =
+        "net m { input x: [4]\n dense(8)\n mixlu(negfrac=0.5, mask=fixed)\n dense(2)\n loss softmax_xent(classes=2) }";
     assert!(!lowered(mixlu, Mode::Train, 0).uses_step());
 }
 
 #[test]
 fn lowering_is_deterministic_and_masks_follow_the_seed() {
-    let src = "net m { input x: [4]\n dense(64)\n mixlu(negfrac=0.25)\n dense(2)\n loss softmax_xent(classes=2) }";
+    let src = "net m { input x: [4]\n dense(64)\n mixlu(negfrac=0.25, mask=fixed)\n dense(2)\n loss softmax_xent(classes=2) }";
     assert_eq!(lowered(src, Mode::Train, 3), lowered(src, Mode::Train, 3));
     assert_ne!(lowered(src, Mode::Train, 3), lowered(src, Mode::Train, 4));
     let mask = |p: &Program| {
@@ -59,7 +60,7 @@ fn degenerate_mixes_lower_to_a_single_activation() {
     for (negfrac, act) in [("0.0", "relu"), ("1.0", "neglu"), ("0.01", "relu")] {
         // 0.01 of 8 units rounds to no NegLU at all.
         let src = format!(
-            "net m {{ input x: [4]\n dense(8)\n mixlu(negfrac={negfrac})\n dense(2)\n loss softmax_xent(classes=2) }}"
+            "net m {{ input x: [4]\n dense(8)\n mixlu(negfrac={negfrac}, mask=fixed)\n dense(2)\n loss softmax_xent(classes=2) }}"
         );
         let p = lowered(&src, Mode::Train, 0);
         assert_eq!(count(&p, "select"), 0, "{p}");
@@ -357,7 +358,7 @@ fn balanced_signs_cancel_in_expectation_and_keep_the_mean_square() {
 fn fixed_units_cover_every_mixed_layer_with_exact_counts() {
     let src = "net m { input x: [2, 4, 4]
       conv(50, k=1)
-      mixlu(negfrac=0.04)
+      mixlu(negfrac=0.04, mask=fixed)
       mix(relu=0.5, neglu=0.25, tanh=0.25, per=position)
       conv(20, k=1)
       minmaxout(pieces=2, minfrac=0.3)

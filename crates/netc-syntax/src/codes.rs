@@ -82,6 +82,7 @@ codes! {
     DataClasses = "E0701", "the data set's classes differ from the loss's";
     Diverged = "E0800", "training diverged: a value became NaN or infinite";
     UnusedParam = "W0001", "a net parameter that is never used";
+    Equivalent = "W0002", "a layer that is provably a simpler layer in disguise (a sign flip of the weights around it)";
 }
 
 impl Code {
