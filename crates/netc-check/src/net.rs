@@ -138,6 +138,8 @@ struct Walker<'a> {
     loss_written: bool,
     /// The first layer, when it comes before the input.
     early_layer: Option<Span>,
+    /// Whether the net uses a unit whose definition has an error (reported there).
+    broken_definition: bool,
 }
 
 impl<'a> Walker<'a> {
@@ -160,6 +162,7 @@ impl<'a> Walker<'a> {
             loss: None,
             loss_written: false,
             early_layer: None,
+            broken_definition: false,
         }
     }
 
@@ -316,7 +319,12 @@ impl<'a> Walker<'a> {
             None => auto_name(op_name, &self.env.explicit, &mut self.env.counters),
         };
         let units = self.definitions.units;
+        // A mix of a unit whose definition has an error: reported there, and nothing to check.
+        let mixes_broken_unit = op_name == "mix"
+            && stmt.call.args().iter().any(|a| a.key.as_ref().is_some_and(|k| units.failed.contains(&k.name)));
+        self.broken_definition |= mixes_broken_unit;
         let checked = match def.map(|d| (d.signature, d.role)) {
+            _ if mixes_broken_unit => None,
             Some((signature, Role::Layer(build))) => {
                 let typed = LayerCall { stmt, name: &layer_name, signature, build };
                 check_layer(&typed, &self.env, units, errors)
@@ -334,8 +342,11 @@ impl<'a> Walker<'a> {
                     Some(Built { op: Op::Unit(Arc::new(unit)), inputs: vec![node], shape, lr_mult: 1.0, wd_mult: 1.0 })
                 })
             }
-            // Its definition's error is reported there.
-            None if units.failed.contains(op_name) => None,
+            // Its definition's error is reported there; the net cannot be built without it.
+            None if units.failed.contains(op_name) => {
+                self.broken_definition = true;
+                None
+            }
             None => {
                 let known: Vec<&str> = ops::names(false)
                     .into_iter()
@@ -470,7 +481,9 @@ impl<'a> Walker<'a> {
     /// The rules over the whole net, then the net itself if this net had no error.
     fn finish(self, errors: &mut Vec<Diagnostic>) -> Option<Net> {
         let decl = self.decl;
-        let failed = |errors: &[Diagnostic]| errors[self.before..].iter().any(|d| d.severity == Severity::Error);
+        let broken = self.broken_definition;
+        let failed =
+            |errors: &[Diagnostic]| broken || errors[self.before..].iter().any(|d| d.severity == Severity::Error);
         if !decl.body.iter().any(|s| matches!(s, Stmt::Input(_))) {
             errors.push(errors::no_input(&decl.name));
         }

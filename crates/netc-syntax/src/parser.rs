@@ -446,13 +446,17 @@ fn syntax_error(source: &str, error: pest::error::Error<Rule>) -> Diagnostic {
             }
         }
     }
-    // Before the first block pest names nothing; a file is made of `net` and `train` blocks.
+    // Before the first block pest names nothing; a file is made of definitions and blocks.
     let at_start = source.get(..at).is_some_and(|before| {
         let before = before.trim_start_matches(lexical::BYTE_ORDER_MARK);
         before.lines().all(|l| l.trim().is_empty() || l.trim().starts_with('#'))
     });
     if expected.is_empty() && at_start {
-        expected = vec!["`net`".into(), "`train`".into()];
+        expected = vec!["`unit`".into(), "`block`".into(), "`net`".into(), "`train`".into()];
+    }
+    // An expression may start with `(`; saying both repeats it.
+    if expected.iter().any(|e| e == "an expression") {
+        expected.retain(|e| e != "`(`");
     }
     if in_block && !expected.iter().any(|e| e == "`}`") {
         expected.push("`}`".into());
@@ -578,6 +582,13 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::loss | Rule::kw_loss => "`loss`",
         Rule::from | Rule::kw_from => "`from`",
         Rule::setting => "a setting",
+        Rule::expr | Rule::sum | Rule::product | Rule::factor | Rule::apply_arg => "an expression",
+        Rule::number => "a number",
+        Rule::apply => "a call",
+        Rule::compare_op | Rule::sum_op | Rule::product_op => "an operator",
+        Rule::unit | Rule::kw_unit => "`unit`",
+        Rule::block | Rule::kw_block => "`block`",
+        Rule::unit_grad | Rule::kw_grad => "`grad`",
         Rule::EOI => "end of file",
         _ => return None,
     })
