@@ -4,15 +4,33 @@
 
 use proptest::prelude::*;
 
-const EXAMPLES: [&str; 4] = [
+const EXAMPLES: [&str; 6] = [
     include_str!("../examples/lenet.net"),
+    include_str!("../examples/resnet_blocks.net"),
+    include_str!("../examples/flip_neglu.net"),
     include_str!("../examples/residual.net"),
     include_str!("../examples/lenet5_cifar.net"),
     include_str!("../examples/minmaxout.net"),
 ];
 
-const TOKENS: [&str; 46] = [
+const TOKENS: [&str; 62] = [
     "net",
+    "unit",
+    "block",
+    "grad",
+    "learned(0.1)",
+    "noise",
+    "+",
+    "-",
+    "*",
+    "/",
+    "<",
+    "==",
+    "where",
+    "max",
+    "prelu",
+    "residual",
+    "x * sigmoid(x)",
     "input",
     "loss",
     "train",
