@@ -46,6 +46,18 @@ enum Command {
     /// Manage data sets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Rewrite .net files in the canonical layout (comments kept); `--check` only reports.
+    Fmt(FmtArgs),
+}
+
+#[derive(Args)]
+struct FmtArgs {
+    /// The .net files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Change no file; list the files that are not formatted and exit with status 1 if any.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Args)]
@@ -253,6 +265,29 @@ fn run(command: Command) -> Result<(), Failure> {
                 names.join(", ")
             );
             Ok(())
+        }
+        Command::Fmt(args) => {
+            let mut unformatted = Vec::new();
+            for path in &args.files {
+                let source = netc::Source::read(path)?;
+                let formatted = netc::format(&source)?;
+                if formatted == source.text {
+                    continue;
+                }
+                if args.check {
+                    unformatted.push(path.display().to_string());
+                } else {
+                    netc::write_source(path, &formatted)?;
+                    eprintln!("formatted {}", path.display());
+                }
+            }
+            if unformatted.is_empty() {
+                return Ok(());
+            }
+            Err(Failure {
+                text: format!("not formatted (run `netc fmt` on them):\n  {}\n", unformatted.join("\n  ")),
+                status: 1,
+            })
         }
         Command::Summary(args) => {
             let model = args.file.model()?;

@@ -9,11 +9,13 @@
 pub mod ast;
 mod codes;
 mod diagnostics;
+mod format;
 mod lexical;
 mod parser;
 
 pub use ast::Span;
 pub use codes::Code;
 pub use diagnostics::{did_you_mean, render, Diagnostic, Label, LabelStyle, Severity};
+pub use format::format;
 pub use lexical::MAX_NESTING;
 pub use parser::{parse, parse_value, MAX_EXPR_NODES};

@@ -13,7 +13,7 @@ pub mod checkpoint;
 pub mod folder;
 pub mod optimizer;
 
-pub use checkpoint::{Named, State};
+pub use checkpoint::{write_text, Named, State};
 pub use folder::{LockError, Mismatch, Provenance, RunFolder, RunLock, RunRecord};
 pub use optimizer::Slot;
 

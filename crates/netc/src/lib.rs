@@ -186,6 +186,16 @@ pub fn parse_overrides(set: &[(String, String)]) -> Result<Vec<(String, ast::Val
         .collect()
 }
 
+/// The source in the canonical layout of `netc fmt` (comments kept), or its syntax errors.
+pub fn format(source: &Source) -> Result<String, Error> {
+    netc_syntax::format(&source.text).map_err(|diagnostics| Error::Source { source: source.clone(), diagnostics })
+}
+
+/// Writes `text` over `path` atomically (a temporary file renamed over it).
+pub fn write_source(path: &std::path::Path, text: &str) -> Result<(), Error> {
+    netc_train::write_text(path, text).map_err(Error::Io)
+}
+
 /// Parses and checks a source with `--set` style overrides (`("negfrac", "0.07")`).
 pub fn check(source: &Source, set: &[(String, String)]) -> Result<netc_check::Checked, Error> {
     check_file(source, &parse(source)?, set)
