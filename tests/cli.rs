@@ -534,3 +534,47 @@ fn a_malformed_ir_program_is_located_and_exits_1() {
     let usage = netc(&["ir", file.to_str().unwrap(), "--set", "a=1"]);
     assert_eq!(usage.status.code(), Some(2));
 }
+
+/// A CIFAR-10-format folder of `train` and `test` records: pixels from a fixed hash, labels
+/// cycling through the classes.
+fn synthetic_cifar(dir: &Path, train: usize, test: usize) {
+    let records = |count: usize, salt: usize| -> Vec<(u8, Vec<u8>)> {
+        (0..count)
+            .map(|k| {
+                let pixels = (0..3072).map(|i| ((k * 2654435761 + i * 40503 + salt) >> 7) as u8).collect();
+                ((k % 10) as u8, pixels)
+            })
+            .collect()
+    };
+    let names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+    netc::data::write_cifar10(dir, &records(train, 0), &records(test, 99), &names).unwrap();
+}
+
+#[test]
+fn lenet5_cifar_trains_and_evaluates_on_a_cifar_format_folder_found_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    synthetic_cifar(&dir.path().join("cifar10"), 120, 40);
+    let out = dir.path().join("run");
+    let net = root().join("examples/lenet5_cifar.net");
+    let (net, out_s) = (net.to_str().unwrap(), out.to_str().unwrap());
+    let with_data = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_netc")).args(args).env("NETC_DATA", dir.path()).output().unwrap()
+    };
+    let run = with_data(&["train", net, "--out", out_s, "--epochs", "1", "--limit-train", "100", "--limit-test", "40"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    assert!(text(&run.stderr).contains(&dir.path().join("cifar10").display().to_string()), "{}", text(&run.stderr));
+    assert!(text(&run.stdout).contains("epoch 1/1  train loss"), "{}", text(&run.stdout));
+    let run_json = std::fs::read_to_string(out.join("run.json")).unwrap();
+    assert!(run_json.contains("data_batch_5") && run_json.contains("batches.meta"), "{run_json}");
+
+    let weights = out.join("model.safetensors");
+    let eval = with_data(&["eval", net, "--weights", weights.to_str().unwrap()]);
+    assert_eq!(eval.status.code(), Some(0), "{}", text(&eval.stderr));
+    assert!(text(&eval.stdout).contains("(40 images"), "{}", text(&eval.stdout));
+
+    // An MNIST-shaped net is refused against CIFAR-10's [3, 32, 32] examples, at its input.
+    let mnist_net = root().join("examples/lenet.net");
+    let refused = with_data(&["train", mnist_net.to_str().unwrap(), "--data", "cifar10", "--out", out_s]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("the data set's examples are [3, 32, 32]"), "{}", text(&refused.stderr));
+}

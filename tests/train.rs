@@ -26,7 +26,7 @@ fn model(text: &str) -> netc::Model {
 }
 
 fn data(dir: &Path) -> Data {
-    Data::load(&DataRequest { name: dir.display().to_string(), dir: None }).unwrap()
+    Data::load(&DataRequest { name: dir.display().to_string(), dir: None, format: None }).unwrap()
 }
 
 fn run(
@@ -129,7 +129,7 @@ fn truncated_data_is_a_clear_error() {
     let labels = data_dir.join("t10k-labels-idx1-ubyte");
     let bytes = std::fs::read(&labels).unwrap();
     std::fs::write(&labels, &bytes[..bytes.len() - 5]).unwrap();
-    let err = Data::load(&DataRequest { name: data_dir.display().to_string(), dir: None }).err().unwrap();
+    let err = Data::load(&DataRequest { name: data_dir.display().to_string(), dir: None, format: None }).err().unwrap();
     let text = err.render(false);
     assert!(text.contains("t10k-labels-idx1-ubyte"), "{text}");
     assert!(text.contains("truncated"), "{text}");
@@ -158,7 +158,7 @@ fn weights_that_do_not_fit_the_net_are_rejected() {
 /// set; elsewhere the test says it did not run.
 fn real_mnist() -> Option<Data> {
     match std::env::var_os("NETC_DATA") {
-        Some(_) => Some(Data::load(&DataRequest { name: "mnist".into(), dir: None }).unwrap()),
+        Some(_) => Some(Data::load(&DataRequest { name: "mnist".into(), dir: None, format: None }).unwrap()),
         None if std::env::var_os("CI").is_some() => panic!("CI must set NETC_DATA to a folder holding mnist/"),
         None => {
             eprintln!("real-MNIST training test not run: set NETC_DATA to a folder holding mnist/");

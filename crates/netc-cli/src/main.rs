@@ -66,9 +66,13 @@ struct IrArgs {
 
 #[derive(Args)]
 struct DataArgs {
-    /// A data set name (`mnist`) or a folder holding its files; default: the train block's `data`.
+    /// A data set name (`mnist`, `cifar10`) or a folder holding its files; default: the train
+    /// block's `data`.
     #[arg(long)]
     data: Option<String>,
+    /// The folder's format (default: detected from its files).
+    #[arg(long, value_name = "FORMAT", value_parser = parse_data_format)]
+    data_format: Option<netc::data::DataFormat>,
     /// Look here first for data sets (then $NETC_DATA, ./data, the user cache folder).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -151,7 +155,7 @@ struct EvalArgs {
 enum DataCommand {
     /// Download a data set and verify its checksums.
     Fetch {
-        /// The data set (`mnist`).
+        /// The data set (`mnist`, `cifar10`).
         name: String,
         /// Where to put it (default: $NETC_DATA, else the user cache folder).
         #[arg(long, value_name = "DIR")]
@@ -298,7 +302,7 @@ fn run(command: Command) -> Result<(), Failure> {
             println!(
                 "test loss {loss:.4}  test error {:.2}%  ({} images, {})",
                 error * 100.0,
-                data.mnist.test.count,
+                data.set.test.count,
                 args.weights.display()
             );
             Ok(())
@@ -311,8 +315,12 @@ fn run(command: Command) -> Result<(), Failure> {
                 )));
             }
             let dir = netc::data::fetch_dir(&name, data_dir.as_deref());
-            let files = netc::data::fetch_mnist(&dir, std::io::stderr().is_terminal())
-                .map_err(|e| Failure::usage(e.to_string()))?;
+            let progress = std::io::stderr().is_terminal();
+            let fetched = match netc::data::DataFormat::named(&name) {
+                Some(netc::data::DataFormat::Cifar10) => netc::data::fetch_cifar10(&dir, progress),
+                _ => netc::data::fetch_mnist(&dir, progress),
+            };
+            let files = fetched.map_err(|e| Failure::usage(e.to_string()))?;
             for file in files {
                 let action = match file.action {
                     netc::data::FetchAction::AlreadyPresent => "verified".to_string(),
@@ -417,6 +425,13 @@ fn default_memory_limit() -> u64 {
     u64::MAX
 }
 
+fn parse_data_format(text: &str) -> Result<netc::data::DataFormat, String> {
+    netc::data::DataFormat::named(text).ok_or_else(|| {
+        let names: Vec<&str> = netc::data::DataFormat::ALL.iter().map(|f| f.name()).collect();
+        format!("unknown format; netc reads {}", names.join(", "))
+    })
+}
+
 /// A file's name without its extension, for default output folders.
 fn file_stem(file: &std::path::Path) -> String {
     file.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned())
@@ -427,7 +442,11 @@ impl DataArgs {
         let name = self.data.clone().or_else(|| model.train().data.clone()).ok_or_else(|| {
             Failure::usage("no data set given: pass --data mnist, or write `data = mnist` in the train block".into())
         })?;
-        Ok(netc::run::Data::load(&netc::run::DataRequest { name, dir: self.data_dir.clone() })?)
+        Ok(netc::run::Data::load(&netc::run::DataRequest {
+            name,
+            dir: self.data_dir.clone(),
+            format: self.data_format,
+        })?)
     }
 
     /// Refuses a model whose training step (with `training`) or evaluation step would need

@@ -47,8 +47,8 @@ pub fn train(
         net: model.net(),
         config: model.train(),
         source: &model.source.text,
-        train: Data::samples(&data.mnist.train),
-        test: Data::samples(&data.mnist.test),
+        train: Data::samples(&data.set.train),
+        test: Data::samples(&data.set.test),
     };
     netc_train::train(&job, backend, options, on_event).map_err(|e| match e {
         TrainError::Io(message) => Error::Io(message),
@@ -82,7 +82,7 @@ pub fn evaluate(
     let shapes: Vec<(String, Vec<usize>)> =
         backend.params().iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
     let preprocess = model.train().preprocess;
-    let test = Data::samples(&data.mnist.test);
+    let test = Data::samples(&data.set.test);
     let mean_len = (preprocess == netc_check::Preprocess::MeanImage).then_some(test.image_len);
     let (params, mean) = netc_train::checkpoint::load_model(weights, &shapes, mean_len).map_err(Error::Io)?;
     netc_train::evaluate(backend, &params, &test, preprocess, mean.as_deref(), EVAL_BATCH).map_err(|e| match e {

@@ -1,0 +1,61 @@
+//! The formats a data folder may be in, told apart by the files it holds.
+
+use std::path::Path;
+
+use crate::cifar::CIFAR10_TRAIN_FILES;
+use crate::mnist::{Splits, MNIST_FILES};
+use crate::DataError;
+
+/// How a data folder's files are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataFormat {
+    /// MNIST's four IDX files (raw or gzipped).
+    Mnist,
+    /// CIFAR-10's binary batches.
+    Cifar10,
+}
+
+impl DataFormat {
+    /// Every format, in the order detection tries them.
+    pub const ALL: [DataFormat; 2] = [DataFormat::Mnist, DataFormat::Cifar10];
+
+    /// The format's name, as `--data-format` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DataFormat::Mnist => "mnist",
+            DataFormat::Cifar10 => "cifar10",
+        }
+    }
+
+    /// The format called `name`.
+    pub fn named(name: &str) -> Option<DataFormat> {
+        DataFormat::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The format of the files in `dir`, by the files it holds; the error lists what each
+    /// format would need.
+    pub fn detect(dir: &Path) -> Result<DataFormat, DataError> {
+        let has = |name: &str| dir.join(name).is_file() || dir.join(format!("{name}.gz")).is_file();
+        if has(MNIST_FILES[0].0) {
+            return Ok(DataFormat::Mnist);
+        }
+        if has(CIFAR10_TRAIN_FILES[0]) {
+            return Ok(DataFormat::Cifar10);
+        }
+        Err(DataError::UnknownFormat {
+            dir: dir.to_path_buf(),
+            looked_for: vec![
+                format!("{} (MNIST's IDX files)", MNIST_FILES[0].0),
+                format!("{} (CIFAR-10's binary batches)", CIFAR10_TRAIN_FILES[0]),
+            ],
+        })
+    }
+
+    /// Loads the folder's training and test sets in this format.
+    pub fn load(self, dir: &Path) -> Result<Splits, DataError> {
+        match self {
+            DataFormat::Mnist => Splits::load_mnist(dir),
+            DataFormat::Cifar10 => Splits::load_cifar10(dir),
+        }
+    }
+}
