@@ -34,7 +34,7 @@ fn run() -> Result<(), netc::Error> {
     let model = netc::model(&source, &[("hidden".into(), "64".into())], None)?;
     print!("{}", netc::check::summary(model.net()));
 
-    let data = Data::load(&DataRequest { name: "mnist".into(), dir: None })?;
+    let data = Data::load(&DataRequest { name: "mnist".into(), dir: None, format: None })?;
     let mut backend = ExecBackend::new(&model, 0)?;
     let out = RunFolder::new(std::env::temp_dir().join(format!("netc-embed-{}", std::process::id())));
     let options = RunOptions {

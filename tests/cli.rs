@@ -553,14 +553,14 @@ fn synthetic_cifar(dir: &Path, train: usize, test: usize) {
 #[test]
 fn lenet5_cifar_trains_and_evaluates_on_a_cifar_format_folder_found_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    synthetic_cifar(&dir.path().join("cifar10"), 120, 40);
+    synthetic_cifar(&dir.path().join("cifar10"), 60, 20);
     let out = dir.path().join("run");
     let net = root().join("examples/lenet5_cifar.net");
     let (net, out_s) = (net.to_str().unwrap(), out.to_str().unwrap());
     let with_data = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_netc")).args(args).env("NETC_DATA", dir.path()).output().unwrap()
     };
-    let run = with_data(&["train", net, "--out", out_s, "--epochs", "1", "--limit-train", "100", "--limit-test", "40"]);
+    let run = with_data(&["train", net, "--out", out_s, "--epochs", "1", "--limit-train", "50", "--limit-test", "20"]);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
     assert!(text(&run.stderr).contains(&dir.path().join("cifar10").display().to_string()), "{}", text(&run.stderr));
     assert!(text(&run.stdout).contains("epoch 1/1  train loss"), "{}", text(&run.stdout));
@@ -568,9 +568,15 @@ fn lenet5_cifar_trains_and_evaluates_on_a_cifar_format_folder_found_by_name() {
     assert!(run_json.contains("data_batch_5") && run_json.contains("batches.meta"), "{run_json}");
 
     let weights = out.join("model.safetensors");
+    // The recipe's statistics travel with the weights: mean image, mean norm, whitening matrix.
+    let (tensors, _) = netc::train::checkpoint::load(&weights).unwrap();
+    let size = |name: &str| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t.len());
+    assert_eq!(size("preprocess.mean_image"), Some(3072));
+    assert_eq!(size("preprocess.mean_norm"), Some(1));
+    assert_eq!(size("preprocess.whitening"), Some(3072 * 3072));
     let eval = with_data(&["eval", net, "--weights", weights.to_str().unwrap()]);
     assert_eq!(eval.status.code(), Some(0), "{}", text(&eval.stderr));
-    assert!(text(&eval.stdout).contains("(40 images"), "{}", text(&eval.stdout));
+    assert!(text(&eval.stdout).contains("(20 images"), "{}", text(&eval.stdout));
 
     // An MNIST-shaped net is refused against CIFAR-10's [3, 32, 32] examples, at its input.
     let mnist_net = root().join("examples/lenet.net");

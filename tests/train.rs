@@ -21,6 +21,9 @@ net tiny {
 train { optimizer = sgd(lr=0.05, momentum=0.9, weight_decay=0.0005) batch = 8 epochs = 3 init = normal(std=0.1) preprocess = scale seed = 7 }
 ";
 
+/// The preprocessing of `TINY` and the nets below (`scale`) learns nothing.
+const NO_STATISTICS: netc::train::Needs = netc::train::Needs { mean: None, mean_norm: false, whitening: None };
+
 fn model(text: &str) -> netc::Model {
     netc::model(&netc::Source::new("tiny.net", text), &[], None).unwrap()
 }
@@ -118,7 +121,7 @@ fn diverges(backend: &mut dyn netc::train::Backend, model: &netc::Model) {
     assert!(text.contains("error[E0800]: training diverged in epoch 2"), "{text}");
     assert!(text.contains(&format!("`{}` produced the first NaN or infinity", divergence.layer)), "{text}");
     let shapes = netc::train::param_shapes(model.net());
-    let kept = netc::train::checkpoint::load_state(&RunFolder::new(&out).checkpoint(), &shapes, None).unwrap();
+    let kept = netc::train::checkpoint::load_state(&RunFolder::new(&out).checkpoint(), &shapes, NO_STATISTICS).unwrap();
     assert_eq!(kept.epoch, 1);
     assert!(kept.params.iter().all(|(_, t)| t.data().iter().all(|v| v.is_finite())));
 }
@@ -211,7 +214,8 @@ fn trained_reader(
     let out = dir.path().join("run");
     let history = run_on(backend, model, &data(&data_dir), &out, false).unwrap();
     let shapes = netc::train::param_shapes(model.net());
-    let state = netc::train::checkpoint::load_state(&RunFolder::new(&out).checkpoint(), &shapes, None).unwrap();
+    let state =
+        netc::train::checkpoint::load_state(&RunFolder::new(&out).checkpoint(), &shapes, NO_STATISTICS).unwrap();
     let (_, weight) = state.params.iter().find(|(name, _)| name == "dense1.weight").unwrap();
     let param = backend.params().iter().find(|p| p.name == "dense1.weight").unwrap();
     (weight.data().to_vec(), param.info.sign.clone(), history.last().unwrap().train_error)
@@ -400,14 +404,17 @@ fn a_missing_or_short_mean_image_is_an_error() {
     let pristine = std::fs::read(folder.weights()).unwrap();
     rewrite(&folder.weights(), |t| t.retain(|(name, _)| name != mean));
     let text = eval_error(&model, &data, &folder.weights());
-    assert!(text.contains(&format!("the recipe subtracts the mean image, but the file holds no `{mean}`")), "{text}");
+    assert!(
+        text.contains(&format!("the recipe's preprocessing needs the mean image, but the file holds no `{mean}`")),
+        "{text}"
+    );
     std::fs::write(folder.weights(), &pristine).unwrap();
     rewrite(&folder.weights(), |t| {
         let (_, image) = t.iter_mut().find(|(name, _)| name == mean).unwrap();
         *image = netc::ir::Tensor::vector(image.data()[..20].to_vec());
     });
     let text = eval_error(&model, &data, &folder.weights());
-    assert!(text.contains("has 20 values, but the net's images have 36"), "{text}");
+    assert!(text.contains("has 20 values, but the net's images need 36"), "{text}");
     // The checkpoint is held to the same rule on resume.
     rewrite(&folder.checkpoint(), |t| t.retain(|(name, _)| name != mean));
     let text = run(&model, &data, folder.dir(), true).unwrap_err().render(false);

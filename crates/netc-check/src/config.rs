@@ -11,7 +11,12 @@ pub struct TrainConfig {
     pub batch: usize,
     pub epochs: usize,
     pub init: Init,
+    /// The first preprocessing step: what the pixels become.
     pub preprocess: Preprocess,
+    /// Then `cnn_cifar`'s per-image contrast normalisation.
+    pub contrast_norm: bool,
+    /// Then `cnn_cifar`'s ZCA whitening, learned from the training set.
+    pub whiten: bool,
     pub seed: u64,
     /// Data set name or folder, if the file names one.
     pub data: Option<String>,
@@ -68,6 +73,8 @@ impl Default for TrainConfig {
             epochs: 20,
             init: Init::Normal { std: 0.01 },
             preprocess: Preprocess::MeanImage,
+            contrast_norm: false,
+            whiten: false,
             seed: 0,
             data: None,
         }

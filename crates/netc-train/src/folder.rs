@@ -175,9 +175,19 @@ pub struct RunRecord {
     pub lr_schedule: Vec<(f64, usize)>,
     pub init: InitRecord,
     pub preprocess: PreprocessRecord,
+    /// `cnn_cifar`'s contrast normalisation after the first step (absent in older files: off).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub contrast_norm: bool,
+    /// `cnn_cifar`'s ZCA whitening last (absent in older files: off).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub whiten: bool,
     pub limit_train: Option<usize>,
     pub limit_test: Option<usize>,
     pub provenance: Provenance,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// Where a run came from.
@@ -259,6 +269,8 @@ impl RunRecord {
                 Preprocess::Scale => PreprocessRecord::Scale,
                 Preprocess::None => PreprocessRecord::None,
             },
+            contrast_norm: config.contrast_norm,
+            whiten: config.whiten,
             limit_train: limits.0,
             limit_test: limits.1,
             provenance,

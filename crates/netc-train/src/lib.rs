@@ -12,12 +12,14 @@
 pub mod checkpoint;
 pub mod folder;
 pub mod optimizer;
+pub mod preprocess;
 
 pub use checkpoint::{Named, State};
 pub use folder::{LockError, Mismatch, Provenance, RunFolder, RunLock, RunRecord};
 pub use optimizer::Slot;
+pub use preprocess::{Needs, Recipe, Statistics};
 
-use netc_check::{Net, Preprocess, TrainConfig};
+use netc_check::{Net, TrainConfig};
 use netc_ir::{ParamInfo, SignConstraint};
 use netc_syntax::Span;
 use std::collections::BTreeMap;
@@ -292,33 +294,24 @@ pub fn param_shapes(net: &Net) -> Vec<(String, Vec<usize>)> {
     net.parameters().into_iter().map(|(name, spec)| (name, spec.shape)).collect()
 }
 
-/// Pixels as the network sees them.
-pub fn preprocess(pixels: &[u8], preprocess: Preprocess, mean: Option<&[f32]>, out: &mut [f32]) {
-    match (preprocess, mean) {
-        (Preprocess::MeanImage, Some(mean)) => {
-            for ((o, &p), &m) in out.iter_mut().zip(pixels).zip(mean.iter().cycle()) {
-                *o = p as f32 - m;
-            }
-        }
-        (Preprocess::Scale, _) => out.iter_mut().zip(pixels).for_each(|(o, &p)| *o = p as f32 / 255.0),
-        _ => out.iter_mut().zip(pixels).for_each(|(o, &p)| *o = p as f32),
-    }
-}
-
-/// The mean training image, summed in f64 so it does not depend on summation order.
-pub fn mean_image(samples: &Samples) -> Vec<f32> {
-    let mut sum = vec![0f64; samples.image_len];
-    for image in samples.images.chunks_exact(samples.image_len) {
-        sum.iter_mut().zip(image).for_each(|(s, &p)| *s += p as f64);
-    }
-    let n = samples.len().max(1) as f64;
-    sum.into_iter().map(|s| (s / n) as f32).collect()
-}
-
 /// The order of the training examples in `epoch`: a permutation drawn from the seed alone, so a
 /// resumed run sees the same order as an uninterrupted one.
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     netc_ir::rng::Key::new(seed, &netc_ir::RandomStream::Shuffle, epoch as u64).permutation(n)
+}
+
+/// Each example of `pixels` (`image_len` values each) through the recipe's preprocessing into `out`.
+pub fn preprocess_all(
+    recipe: Recipe,
+    stats: &Statistics,
+    pixels: &[u8],
+    image_len: usize,
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    for (image, out) in pixels.chunks_exact(image_len.max(1)).zip(out.chunks_exact_mut(image_len.max(1))) {
+        stats.apply(recipe, image, out, scratch);
+    }
 }
 
 /// Evaluates `params` on `samples` in batches; returns the mean loss and the error rate.
@@ -326,16 +319,18 @@ pub fn evaluate(
     backend: &mut dyn Backend,
     params: &[Named],
     samples: &Samples,
-    preprocessing: Preprocess,
-    mean: Option<&[f32]>,
+    recipe: Recipe,
+    stats: &Statistics,
     batch: usize,
 ) -> Result<(f64, f64), StepError> {
     let (mut loss, mut errors) = (0.0, 0usize);
     let mut buffer = vec![0f32; batch * samples.image_len];
+    let mut scratch = Vec::new();
     for start in (0..samples.len()).step_by(batch.max(1)) {
         let end = (start + batch).min(samples.len());
         let images = &mut buffer[..(end - start) * samples.image_len];
-        preprocess(&samples.images[start * samples.image_len..end * samples.image_len], preprocessing, mean, images);
+        let pixels = &samples.images[start * samples.image_len..end * samples.image_len];
+        preprocess_all(recipe, stats, pixels, samples.image_len, images, &mut scratch);
         let result = backend.evaluate(params, images, &samples.labels[start..end])?;
         loss += result.loss * (end - start) as f64;
         errors += result.errors;
@@ -359,6 +354,7 @@ pub struct Job<'a> {
 /// Its buffers are allocated once, so a step allocates nothing itself.
 pub struct Stepper {
     images: Vec<f32>,
+    scratch: Vec<f32>,
     labels: Vec<u8>,
     grads: Vec<Vec<f32>>,
     mults: Vec<(f64, f64)>,
@@ -381,6 +377,7 @@ impl Stepper {
     pub fn new(params: &[Param], batch: usize, image_len: usize, loss_span: Span) -> Stepper {
         Stepper {
             images: vec![0.0; batch * image_len],
+            scratch: Vec::with_capacity(image_len),
             labels: vec![0; batch],
             grads: params.iter().map(|p| vec![0.0; p.shape.iter().product()]).collect(),
             mults: params.iter().map(|p| (p.info.lr_mult, p.info.wd_mult)).collect(),
@@ -403,12 +400,8 @@ impl Stepper {
         let (n, image_len) = (chunk.len(), samples.image_len);
         for (slot, &index) in chunk.iter().enumerate() {
             let image = &samples.images[index * image_len..(index + 1) * image_len];
-            preprocess(
-                image,
-                config.preprocess,
-                state.mean.as_deref(),
-                &mut self.images[slot * image_len..][..image_len],
-            );
+            let out = &mut self.images[slot * image_len..][..image_len];
+            state.stats.apply(Recipe::of(config), image, out, &mut self.scratch);
             self.labels[slot] = samples.labels[index];
         }
         let result = backend.train_step(
@@ -473,7 +466,8 @@ pub fn train(
     let record = RunRecord::new(net, config, (options.limit_train, options.limit_test), options.provenance.clone());
     let shapes: Vec<(String, Vec<usize>)> =
         backend.params().iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
-    let mean_len = (config.preprocess == Preprocess::MeanImage).then_some(train_set.image_len);
+    let recipe = Recipe::of(config);
+    let needs = recipe.needs(train_set.image_len);
 
     if !options.resume && folder.has_checkpoint() {
         return Err(TrainError::Occupied { folder: folder.clone() });
@@ -482,12 +476,12 @@ pub fn train(
         if let Some(mismatch) = folder.read_record()?.resume_mismatch(&record) {
             return Err(TrainError::ResumeMismatch { folder: folder.clone(), mismatch });
         }
-        checkpoint::load_state(&folder.checkpoint(), &shapes, mean_len)?
+        checkpoint::load_state(&folder.checkpoint(), &shapes, needs)?
     } else {
         let params = backend.initial_params();
         let slots = params.iter().map(|(_, p)| Slot::new(&config.optimizer, p.len())).collect();
-        let mean = mean_len.map(|_| mean_image(&train_set));
-        State { params, slots, epoch: 0, step: 0, mean }
+        let stats = Statistics::learn(recipe, &train_set, &test_set);
+        State { params, slots, epoch: 0, step: 0, stats }
     };
     let mut history = if options.resume { read_metrics(&folder.metrics())? } else { Vec::new() };
     history.truncate(state.epoch);
@@ -514,12 +508,10 @@ pub fn train(
             });
         }
         let seconds = started.elapsed().as_secs_f64();
-        let (test_loss, test_error) =
-            evaluate(backend, &state.params, &test_set, config.preprocess, state.mean.as_deref(), 1000)
-                .map_err(|e| step_failed(e, epoch + 1, state.step))?;
-        let (loss, error) =
-            evaluate(backend, &state.params, &clean_set.samples(), config.preprocess, state.mean.as_deref(), 1000)
-                .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+        let (test_loss, test_error) = evaluate(backend, &state.params, &test_set, recipe, &state.stats, 1000)
+            .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+        let (loss, error) = evaluate(backend, &state.params, &clean_set.samples(), recipe, &state.stats, 1000)
+            .map_err(|e| step_failed(e, epoch + 1, state.step))?;
         let Tally { loss_sum, errors, seen } = stepper.take_tally();
         let metrics = EpochMetrics {
             epoch: epoch + 1,

@@ -81,11 +81,11 @@ pub fn evaluate(
     data.check_fits(model)?;
     let shapes: Vec<(String, Vec<usize>)> =
         backend.params().iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
-    let preprocess = model.train().preprocess;
+    let recipe = netc_train::Recipe::of(model.train());
     let test = Data::samples(&data.set.test);
-    let mean_len = (preprocess == netc_check::Preprocess::MeanImage).then_some(test.image_len);
-    let (params, mean) = netc_train::checkpoint::load_model(weights, &shapes, mean_len).map_err(Error::Io)?;
-    netc_train::evaluate(backend, &params, &test, preprocess, mean.as_deref(), EVAL_BATCH).map_err(|e| match e {
+    let (params, stats) =
+        netc_train::checkpoint::load_model(weights, &shapes, recipe.needs(test.image_len)).map_err(Error::Io)?;
+    netc_train::evaluate(backend, &params, &test, recipe, &stats, EVAL_BATCH).map_err(|e| match e {
         StepError::NonFinite { layer, .. } => Error::Io(format!("evaluation produced NaN or infinity in `{layer}`")),
         StepError::Failed(message) => Error::Io(message),
     })
