@@ -434,3 +434,36 @@ fn a_locked_run_folder_is_refused_with_the_holder_named() {
     drop(held);
     assert_eq!(run(&model(TINY), &data(&data_dir), folder.dir(), false).unwrap().len(), 3);
 }
+
+#[test]
+fn augmented_runs_resume_bit_for_bit_and_differ_from_plain_ones() {
+    let (dir, data_dir) = temp();
+    let data = data(&data_dir);
+    let augmented = TINY
+        .replace("lr=0.05", "lr=0.0002")
+        .replace("preprocess = scale", "augment = [flip, crop(pad=1)] preprocess = [mean_image, contrast_norm]");
+    let full = model(&augmented);
+    let straight = run(&full, &data, &dir.path().join("straight"), false).unwrap();
+    let mut first = model(&augmented);
+    first.checked.train.epochs = 1;
+    let interrupted = dir.path().join("interrupted");
+    run(&first, &data, &interrupted, false).unwrap();
+    let resumed = run(&full, &data, &interrupted, true).unwrap();
+    let read = |run: &str, file: &str| std::fs::read(dir.path().join(run).join(file)).unwrap();
+    assert!(read("straight", "model.safetensors") == read("interrupted", "model.safetensors"));
+    assert_eq!(straight.last().unwrap().train_loss, resumed.last().unwrap().train_loss);
+    let run_json = String::from_utf8(read("straight", "run.json")).unwrap();
+    assert!(run_json.contains("\"flip\": \"example\"") && run_json.contains("\"crop_pad\": 1"), "{run_json}");
+    assert!(run_json.contains("\"contrast_norm\": true"), "{run_json}");
+
+    let plain = model(&augmented.replace("augment = [flip, crop(pad=1)] ", ""));
+    let unaugmented = run(&plain, &data, &dir.path().join("plain"), false).unwrap();
+    assert_ne!(unaugmented[0].train_loss, straight[0].train_loss, "augmentation changed nothing");
+
+    // A flat input is no image to flip.
+    let flat = model(
+        &augmented.replace("input image: [1, 6, 6]\n    conv(4, k=3)\n    relu\n    maxpool(2)", "input image: [36]"),
+    );
+    let err = run(&flat, &data, &dir.path().join("flat"), false).unwrap_err().render(false);
+    assert!(err.contains("flips and crops images, but net `tiny` takes [36]"), "{err}");
+}

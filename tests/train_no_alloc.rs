@@ -39,7 +39,7 @@ fn steady_state_allocations(
     let slots = params.iter().map(|(_, p)| Slot::new(&config.optimizer, p.len())).collect();
     let stats = Statistics::learn(Recipe::of(&config), &samples, &samples.take(0));
     let mut state = State { params, slots, epoch: 0, step: 0, stats };
-    let mut stepper = Stepper::new(backend.params(), config.batch, image_len, model.net().loss.span);
+    let mut stepper = Stepper::new(backend.params(), config.batch, &model.net().input.shape, model.net().loss.span);
     let order = epoch_order(count, config.seed, 0);
     let mut chunks = order.chunks(config.batch);
     let lr = config.lr_at(0);

@@ -33,6 +33,8 @@ pub enum RandomStream {
     Shuffle,
     /// The subset of the training set evaluated in evaluation mode after each epoch.
     CleanSubset,
+    /// The flips and crops of the training examples at each step.
+    Augment,
 }
 
 impl RandomStream {
@@ -46,6 +48,7 @@ impl RandomStream {
         match text {
             "shuffle" => return Some(RandomStream::Shuffle),
             "clean_subset" => return Some(RandomStream::CleanSubset),
+            "augment" => return Some(RandomStream::Augment),
             _ => {}
         }
         let (kind, name) = text.split_once(':')?;
@@ -70,6 +73,7 @@ impl fmt::Display for RandomStream {
             RandomStream::Dropout(name) => write!(f, "dropout:{name}"),
             RandomStream::Shuffle => f.write_str("shuffle"),
             RandomStream::CleanSubset => f.write_str("clean_subset"),
+            RandomStream::Augment => f.write_str("augment"),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! replaced atomically after each epoch; every safetensors file carries a checksum of its
 //! tensors, verified on load.
 
+pub mod augment;
 pub mod checkpoint;
 pub mod folder;
 pub mod optimizer;
@@ -354,6 +355,8 @@ pub struct Job<'a> {
 /// Its buffers are allocated once, so a step allocates nothing itself.
 pub struct Stepper {
     images: Vec<f32>,
+    /// The examples' `[channels, rows, cols]`, when they are images (augmentation needs it).
+    image_shape: Option<[usize; 3]>,
     scratch: Vec<f32>,
     labels: Vec<u8>,
     grads: Vec<Vec<f32>>,
@@ -372,10 +375,12 @@ pub struct Tally {
 }
 
 impl Stepper {
-    /// Buffers for batches of up to `batch` images of `image_len` pixels, for a backend with
+    /// Buffers for batches of up to `batch` examples of shape `image_shape`, for a backend with
     /// parameters `params`; `loss_span` is where a non-finite loss is reported.
-    pub fn new(params: &[Param], batch: usize, image_len: usize, loss_span: Span) -> Stepper {
+    pub fn new(params: &[Param], batch: usize, image_shape: &[usize], loss_span: Span) -> Stepper {
+        let image_len = image_shape.iter().product();
         Stepper {
+            image_shape: <[usize; 3]>::try_from(image_shape).ok(),
             images: vec![0.0; batch * image_len],
             scratch: Vec::with_capacity(image_len),
             labels: vec![0; batch],
@@ -402,6 +407,10 @@ impl Stepper {
             let image = &samples.images[index * image_len..(index + 1) * image_len];
             let out = &mut self.images[slot * image_len..][..image_len];
             state.stats.apply(Recipe::of(config), image, out, &mut self.scratch);
+            if let (true, Some(shape)) = (config.augment != netc_check::Augment::default(), self.image_shape) {
+                let key = augment::step_key(config.seed, state.step);
+                augment::augment_example(config.augment, shape, &key, slot, out, &mut self.scratch);
+            }
             self.labels[slot] = samples.labels[index];
         }
         let result = backend.train_step(
@@ -488,7 +497,7 @@ pub fn train(
     checkpoint::write_text(&folder.source(), source)?;
     folder.write_record(&record)?;
 
-    let mut stepper = Stepper::new(backend.params(), config.batch, train_set.image_len, net.loss.span);
+    let mut stepper = Stepper::new(backend.params(), config.batch, &net.input.shape, net.loss.span);
     let batches = train_set.len().div_ceil(config.batch.max(1));
     for epoch in state.epoch..config.epochs {
         let started = Instant::now();

@@ -43,6 +43,7 @@ pub fn train(
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Vec<EpochMetrics>, Error> {
     data.check_fits(model)?;
+    check_augment(model)?;
     let job = netc_train::Job {
         net: model.net(),
         config: model.train(),
@@ -64,6 +65,25 @@ pub fn train(
             ))],
         },
     })
+}
+
+/// Flips and crops work on images: the net's input must be `[channels, rows, cols]`.
+fn check_augment(model: &Model) -> Result<(), Error> {
+    let input = &model.net().input;
+    if model.train().augment == netc_check::Augment::default() || input.shape.len() == 3 {
+        return Ok(());
+    }
+    Err(model.source_error(
+        netc_syntax::Code::DataShape
+            .error()
+            .with_message(format!(
+                "the train block's `augment` flips and crops images, but net `{}` takes {:?}",
+                model.net().name,
+                input.shape
+            ))
+            .with_labels(vec![netc_syntax::Label::primary((), input.span.range()).with_message("not an image")])
+            .with_notes(vec!["help: declare the input as [channels, rows, cols], or remove `augment`".into()]),
+    ))
 }
 
 /// The batch [`evaluate`] runs the test set in.
