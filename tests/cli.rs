@@ -584,3 +584,71 @@ fn lenet5_cifar_trains_and_evaluates_on_a_cifar_format_folder_found_by_name() {
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
     assert!(text(&refused.stderr).contains("the data set's examples are [3, 32, 32]"), "{}", text(&refused.stderr));
 }
+
+#[test]
+fn predict_classifies_test_digits_written_as_png_with_the_accuracy_eval_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, 64, 40);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let run = netc(&["train", net, "--data", data_s, "--out", out_s, "--epochs", "1"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let weights = out.join("model.safetensors");
+    let weights = weights.to_str().unwrap();
+    let eval = netc(&["eval", net, "--data", data_s, "--weights", weights]);
+    let eval_text = text(&eval.stdout);
+    let error: f64 = eval_text.split("test error ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+
+    // Every test digit as a PNG file of its own.
+    let images = netc::data::read_idx(&data.join("t10k-images-idx3-ubyte"), netc::data::IdxKind::Images).unwrap();
+    let labels = netc::data::read_idx(&data.join("t10k-labels-idx1-ubyte"), netc::data::IdxKind::Labels).unwrap();
+    let mut pngs = Vec::new();
+    for (i, pixels) in images.data.chunks_exact(36).enumerate() {
+        let path = dir.path().join(format!("digit{i:02}.png"));
+        image::GrayImage::from_raw(6, 6, pixels.to_vec()).unwrap().save(&path).unwrap();
+        pngs.push(path.to_str().unwrap().to_string());
+    }
+    let mut args = vec!["predict", net, "--weights", weights, "--top", "1"];
+    args.extend(pngs.iter().map(String::as_str));
+    let predicted = netc(&args);
+    assert_eq!(predicted.status.code(), Some(0), "{}", text(&predicted.stderr));
+    let lines: Vec<String> = text(&predicted.stdout).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 40);
+    let correct = lines
+        .iter()
+        .zip(&labels.data)
+        .filter(|(line, &label)| line.split(": ").nth(1).unwrap().starts_with(&format!("{label} ")))
+        .count();
+    let accuracy = correct as f64 / 40.0;
+    assert!((accuracy - (1.0 - error / 100.0)).abs() < 1e-9, "predict {accuracy}, eval {eval_text}");
+
+    // The IDX file itself gives the same classes, and --json the probabilities.
+    let json = netc(&[
+        "predict",
+        net,
+        "--weights",
+        weights,
+        "--json",
+        "--top",
+        "2",
+        &format!("{data_s}/t10k-images-idx3-ubyte"),
+    ]);
+    assert_eq!(json.status.code(), Some(0), "{}", text(&json.stderr));
+    let json = text(&json.stdout);
+    assert_eq!(json.matches("\"probability\"").count(), 80, "{json}");
+    assert!(json.contains("t10k-images-idx3-ubyte[39]") && json.contains("\"name\": \""), "{json}");
+
+    // An image of the wrong size is named.
+    let wrong = dir.path().join("wrong.png");
+    image::GrayImage::new(7, 6).save(&wrong).unwrap();
+    let refused = netc(&["predict", net, "--weights", weights, wrong.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("wrong.png: the image is 7×6 pixels, but the net takes 6×6"),
+        "{}",
+        text(&refused.stderr)
+    );
+}

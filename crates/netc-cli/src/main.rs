@@ -39,6 +39,8 @@ enum Command {
     Train(TrainArgs),
     /// Report test loss and error of saved weights.
     Eval(EvalArgs),
+    /// Classify images (PNG, JPEG) or the images of IDX files with saved weights.
+    Predict(PredictArgs),
     /// Train every combination of swept parameters and seeds; tabulate errors over seeds.
     Sweep(sweep::SweepArgs),
     /// Draw error curves of a run folder, or errors against the swept parameter of a sweep.
@@ -149,6 +151,30 @@ struct EvalArgs {
     /// The weights, e.g. runs/lenet/model.safetensors.
     #[arg(long, value_name = "FILE")]
     weights: PathBuf,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    #[command(flatten)]
+    file: FileArgs,
+    /// The weights, e.g. runs/lenet/model.safetensors.
+    #[arg(long, value_name = "FILE")]
+    weights: PathBuf,
+    /// How many of the most probable classes to print per input.
+    #[arg(long, value_name = "K", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    top: u64,
+    /// Print JSON for other programs instead of lines.
+    #[arg(long)]
+    json: bool,
+    /// Which executor runs the net.
+    #[arg(long, value_enum, default_value_t = Exec::Compiled)]
+    exec: Exec,
+    /// Worker threads for the compiled executor (default: one per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_THREADS))]
+    threads: Option<u64>,
+    /// The files to classify: PNG or JPEG images of the net's input size, or IDX image files.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -307,6 +333,25 @@ fn run(command: Command) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Predict(args) => {
+            let model = args.file.model()?;
+            let mut backend = backend(args.exec, args.threads, &model)?;
+            let top = usize::try_from(args.top).unwrap_or(usize::MAX);
+            let predictions = netc::run::predict(&model, &args.weights, &args.inputs, top, backend.as_mut())?;
+            if args.json {
+                println!("{}", netc::run::predictions_json(&predictions));
+            } else {
+                for prediction in predictions {
+                    let classes: Vec<String> = prediction
+                        .classes
+                        .iter()
+                        .map(|c| format!("{} {:.1}%", c.name, c.probability * 100.0))
+                        .collect();
+                    println!("{}: {}", prediction.input, classes.join(", "));
+                }
+            }
+            Ok(())
+        }
         Command::Data(DataCommand::Fetch { name, data_dir }) => {
             if !netc::data::KNOWN_DATASETS.contains(&name.as_str()) {
                 return Err(Failure::usage(format!(
@@ -463,12 +508,21 @@ impl DataArgs {
     }
 
     fn backend(&self, model: &netc::Model) -> Result<Box<dyn netc::train::Backend>, netc::Error> {
-        // 0 asks the executor for one thread per core.
-        let threads = self.threads.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        match self.exec {
-            Exec::Compiled => Ok(Box::new(netc::run::ExecBackend::new(model, threads)?)),
-            Exec::Interp => Ok(Box::new(netc::run::InterpBackend::new(model)?)),
-        }
+        backend(self.exec, self.threads, model)
+    }
+}
+
+/// The executor `--exec` names, with `--threads` workers.
+fn backend(
+    exec: Exec,
+    threads: Option<u64>,
+    model: &netc::Model,
+) -> Result<Box<dyn netc::train::Backend>, netc::Error> {
+    // 0 asks the executor for one thread per core.
+    let threads = threads.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    match exec {
+        Exec::Compiled => Ok(Box::new(netc::run::ExecBackend::new(model, threads)?)),
+        Exec::Interp => Ok(Box::new(netc::run::InterpBackend::new(model)?)),
     }
 }
 

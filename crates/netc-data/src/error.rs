@@ -176,6 +176,13 @@ pub enum DataError {
         /// The file each format starts with, and the format's name.
         looked_for: Vec<String>,
     },
+    /// A file given to classify that the net cannot take.
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// An archive that does not hold what the data set's archive holds.
     Archive {
         /// The archive.
@@ -301,6 +308,7 @@ impl fmt::Display for DataError {
                 dir.display(),
                 looked_for.join(", or ")
             ),
+            DataError::Input { path, why } => write!(f, "{}: {why}", path.display()),
             DataError::Archive { path, why } => write!(f, "{}: {why}", path.display()),
         }
     }

@@ -30,6 +30,7 @@ mod fetch;
 mod fetch_cifar;
 mod format;
 mod idx;
+mod inputs;
 mod locate;
 mod mnist;
 #[cfg(test)]
@@ -44,5 +45,6 @@ pub use fetch::{fetch_mnist, FetchAction, FetchedFile, MNIST_MIRRORS};
 pub use fetch_cifar::{fetch_cifar10, CIFAR10_ARCHIVE, CIFAR10_ARCHIVE_MD5, CIFAR10_MIRRORS};
 pub use format::DataFormat;
 pub use idx::{read_idx, Idx, IdxKind, MAX_ELEMENTS};
+pub use inputs::{read_inputs, Input};
 pub use locate::{fetch_dir, locate, KNOWN_DATASETS};
 pub use mnist::{Dataset, FileChecksum, Splits, MNIST_FILES};

@@ -34,6 +34,27 @@ pub const MEAN_IMAGE: &str = "preprocess.mean_image";
 pub const MEAN_NORM: &str = "preprocess.mean_norm";
 /// The ZCA whitening matrix.
 pub const WHITENING: &str = "preprocess.whitening";
+/// The metadata fact that holds the data set's class names, a JSON list.
+pub const CLASS_NAMES: &str = "class_names";
+
+/// The class names as [`CLASS_NAMES`] holds them.
+pub fn encode_class_names(names: &[String]) -> String {
+    serde_json::to_string(names).unwrap_or_default()
+}
+
+/// Weights as [`load_model`] reads them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SavedModel {
+    pub params: Vec<Named>,
+    pub stats: Statistics,
+    /// The data set's class names, if the file records them (files of older netc do not).
+    pub class_names: Option<Vec<String>>,
+}
+
+/// The class names a weights file records, if it records them.
+fn class_names(metadata: &BTreeMap<String, String>) -> Option<Vec<String>> {
+    serde_json::from_str(metadata.get(CLASS_NAMES)?).ok()
+}
 
 fn bytes_of(data: &[f32]) -> Vec<u8> {
     data.iter().flat_map(|v| v.to_le_bytes()).collect()
@@ -220,17 +241,13 @@ pub fn load_state(path: &Path, expected: &[(String, Vec<usize>)], needs: Needs) 
 
 /// Reads weights written by [`save_model`] for a net with parameters `expected` and a recipe
 /// whose preprocessing needs `needs`.
-pub fn load_model(
-    path: &Path,
-    expected: &[(String, Vec<usize>)],
-    needs: Needs,
-) -> Result<(Vec<Named>, Statistics), String> {
-    let (tensors, _) = load(path)?;
+pub fn load_model(path: &Path, expected: &[(String, Vec<usize>)], needs: Needs) -> Result<SavedModel, String> {
+    let (tensors, metadata) = load(path)?;
     let mut by_name: HashMap<String, Tensor> = tensors.into_iter().collect();
     let params = take_params(path, &mut by_name, expected)?;
     let stats = take_statistics(path, &mut by_name, needs)?;
     reject_unknown(path, &by_name)?;
-    Ok((params, stats))
+    Ok(SavedModel { params, stats, class_names: class_names(&metadata) })
 }
 
 /// The statistics the recipe needs, each of the length it needs.

@@ -73,6 +73,10 @@ pub trait Backend {
     /// Forward pass in evaluation mode.
     fn evaluate(&mut self, params: &[Named], images: &[f32], labels: &[u8]) -> Result<BatchResult, StepError>;
 
+    /// Forward pass in evaluation mode over `count` examples: every example's class scores (the
+    /// input of the loss's softmax), example after example.
+    fn scores(&mut self, params: &[Named], images: &[f32], count: usize) -> Result<Vec<f32>, StepError>;
+
     /// Applies one optimizer step to every parameter (in the net's order) given its gradient.
     /// The default is the reference, [`optimizer::Update::apply`]; a backend may compute the same
     /// formulas faster.
@@ -348,6 +352,8 @@ pub struct Job<'a> {
     pub source: &'a str,
     pub train: Samples<'a>,
     pub test: Samples<'a>,
+    /// One name per class, stored with the weights for prediction.
+    pub class_names: &'a [String],
 }
 
 /// One training step as the trainer drives it: batch assembly, preprocessing, the backend's
@@ -463,7 +469,7 @@ pub fn train(
     options: &RunOptions,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Vec<EpochMetrics>, TrainError> {
-    let Job { net, config, source, train: train_set, test: test_set } = *job;
+    let Job { net, config, source, train: train_set, test: test_set, class_names } = *job;
     let train_set = options.limit_train.map_or(train_set, |n| train_set.take(n));
     let clean_set = CleanSet::draw(&train_set, config.seed);
     let test_set = options.limit_test.map_or(test_set, |n| test_set.take(n));
@@ -534,7 +540,7 @@ pub fn train(
         };
         state.epoch = epoch + 1;
         history.push(metrics.clone());
-        save_run(folder, &state, &history, net)?;
+        save_run(folder, &state, &history, net, class_names)?;
         on_event(Event::Epoch(&metrics));
     }
     Ok(history)
@@ -549,15 +555,24 @@ fn step_failed(error: StepError, epoch: usize, step: u64) -> TrainError {
 
 /// Writes the epoch's files: the checkpoint last, so a run resumed after a kill mid-way finds
 /// metrics and weights at least as new as the checkpoint and rewrites them consistently.
-fn save_run(folder: &RunFolder, state: &State, history: &[EpochMetrics], net: &Net) -> Result<(), String> {
+fn save_run(
+    folder: &RunFolder,
+    state: &State,
+    history: &[EpochMetrics],
+    net: &Net,
+    class_names: &[String],
+) -> Result<(), String> {
     let mut csv = String::from(METRICS_HEADER);
     for m in history {
         let _ = write!(csv, "\n{}", m.csv_row());
     }
     csv.push('\n');
     checkpoint::write_text(&folder.metrics(), &csv)?;
-    let metadata =
-        BTreeMap::from([("net".to_string(), net.name.clone()), ("epoch".to_string(), state.epoch.to_string())]);
+    let metadata = BTreeMap::from([
+        ("net".to_string(), net.name.clone()),
+        ("epoch".to_string(), state.epoch.to_string()),
+        (checkpoint::CLASS_NAMES.to_string(), checkpoint::encode_class_names(class_names)),
+    ]);
     checkpoint::save_model(&folder.weights(), state, metadata.clone())?;
     checkpoint::save_state(&folder.checkpoint(), state, metadata)
 }

@@ -50,6 +50,7 @@ pub fn train(
         source: &model.source.text,
         train: Data::samples(&data.set.train),
         test: Data::samples(&data.set.test),
+        class_names: &data.set.class_names,
     };
     netc_train::train(&job, backend, options, on_event).map_err(|e| match e {
         TrainError::Io(message) => Error::Io(message),
@@ -103,7 +104,7 @@ pub fn evaluate(
         backend.params().iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
     let recipe = netc_train::Recipe::of(model.train());
     let test = Data::samples(&data.set.test);
-    let (params, stats) =
+    let netc_train::checkpoint::SavedModel { params, stats, .. } =
         netc_train::checkpoint::load_model(weights, &shapes, recipe.needs(test.image_len)).map_err(Error::Io)?;
     netc_train::evaluate(backend, &params, &test, recipe, &stats, EVAL_BATCH).map_err(|e| match e {
         StepError::NonFinite { layer, .. } => Error::Io(format!("evaluation produced NaN or infinity in `{layer}`")),

@@ -1,0 +1,109 @@
+//! Classifying single inputs with saved weights: images, or the images of an IDX file, through
+//! the preprocessing the weights were trained with, to the most probable classes.
+
+use super::training::EVAL_BATCH;
+use crate::{Error, Model};
+use netc_train::{Backend, Recipe, StepError};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The most probable classes of one input, most probable first.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Prediction {
+    /// The file, and the example's index in it when it holds several.
+    pub input: String,
+    pub classes: Vec<ClassProbability>,
+}
+
+/// One class and the probability the net gives it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClassProbability {
+    /// The class index, as the labels number it.
+    pub class: usize,
+    /// The data set's name for it (the index itself when the weights record no names).
+    pub name: String,
+    pub probability: f64,
+}
+
+/// The `top` most probable classes of every example of `inputs` under the weights `weights`,
+/// preprocessed by the statistics stored with them.
+pub fn predict(
+    model: &Model,
+    weights: &Path,
+    inputs: &[PathBuf],
+    top: usize,
+    backend: &mut dyn Backend,
+) -> Result<Vec<Prediction>, Error> {
+    let shape = &model.net().input.shape;
+    let image_len: usize = shape.iter().product();
+    let mut examples = Vec::new();
+    for path in inputs {
+        examples.extend(netc_data::read_inputs(path, shape).map_err(|e| Error::Io(e.to_string()))?);
+    }
+    let expected: Vec<(String, Vec<usize>)> =
+        backend.params().iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
+    let recipe = Recipe::of(model.train());
+    let netc_train::checkpoint::SavedModel { params, stats, class_names } =
+        netc_train::checkpoint::load_model(weights, &expected, recipe.needs(image_len)).map_err(Error::Io)?;
+    let classes = model.net().loss.classes;
+    let names = class_names
+        .filter(|names| names.len() == classes)
+        .unwrap_or_else(|| (0..classes).map(|c| c.to_string()).collect());
+
+    let mut predictions = Vec::with_capacity(examples.len());
+    let mut batch = vec![0f32; EVAL_BATCH * image_len];
+    let mut scratch = Vec::new();
+    for chunk in examples.chunks(EVAL_BATCH) {
+        for (example, out) in chunk.iter().zip(batch.chunks_exact_mut(image_len.max(1))) {
+            stats.apply(recipe, &example.pixels, out, &mut scratch);
+        }
+        let scores = backend.scores(&params, &batch[..chunk.len() * image_len], chunk.len()).map_err(|e| match e {
+            StepError::NonFinite { layer, .. } => {
+                Error::Io(format!("prediction produced NaN or infinity in `{layer}`"))
+            }
+            StepError::Failed(message) => Error::Io(message),
+        })?;
+        for (example, scores) in chunk.iter().zip(scores.chunks_exact(classes.max(1))) {
+            predictions.push(Prediction { input: example.name.clone(), classes: most_probable(scores, &names, top) });
+        }
+    }
+    Ok(predictions)
+}
+
+/// The softmax of `scores`, its `top` largest first (the lower class first on ties).
+fn most_probable(scores: &[f32], names: &[String], top: usize) -> Vec<ClassProbability> {
+    let max = scores.iter().fold(f64::NEG_INFINITY, |m, &s| m.max(f64::from(s)));
+    let exps: Vec<f64> = scores.iter().map(|&s| (f64::from(s) - max).exp()).collect();
+    let total: f64 = exps.iter().sum();
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| exps[b].total_cmp(&exps[a]).then(a.cmp(&b)));
+    order
+        .into_iter()
+        .take(top)
+        .map(|class| ClassProbability { class, name: names[class].clone(), probability: exps[class] / total })
+        .collect()
+}
+
+/// The predictions as one JSON document, for other programs.
+pub fn predictions_json(predictions: &[Prediction]) -> String {
+    serde_json::to_string_pretty(predictions).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probabilities_are_the_softmax_in_order() {
+        let names: Vec<String> = ["cat", "dog", "bird"].map(String::from).to_vec();
+        let top = most_probable(&[1.0, 3.0, 1.0], &names, 2);
+        let e = std::f64::consts::E;
+        let total = 2.0 + e * e;
+        assert_eq!(top[0].name, "dog");
+        assert!((top[0].probability - e * e / total).abs() < 1e-12);
+        // A tie goes to the lower class.
+        assert_eq!((top[1].class, top[1].name.as_str()), (0, "cat"));
+        assert!((top[1].probability - 1.0 / total).abs() < 1e-12);
+        assert_eq!(most_probable(&[0.0, 0.0], &names[..2], 5).len(), 2);
+    }
+}
