@@ -652,3 +652,38 @@ fn predict_classifies_test_digits_written_as_png_with_the_accuracy_eval_reports(
         text(&refused.stderr)
     );
 }
+
+#[test]
+fn eval_of_a_run_folder_uses_the_runs_set_values_data_and_weights_and_prints_the_confusion() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, 64, 40);
+    let net = dir.path().join("wide.net");
+    std::fs::write(&net, WIDE).unwrap();
+    let out = dir.path().join("run");
+    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let run = netc(&["train", net, "--data", data_s, "--out", out_s, "--set", "width=6"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let weights = out.join("model.safetensors");
+    let by_file = netc(&["eval", net, "--data", data_s, "--weights", weights.to_str().unwrap(), "--set", "width=6"]);
+    assert_eq!(by_file.status.code(), Some(0), "{}", text(&by_file.stderr));
+
+    let by_folder = netc(&["eval", out_s, "--confusion"]);
+    assert_eq!(by_folder.status.code(), Some(0), "{}", text(&by_folder.stderr));
+    let shown = text(&by_folder.stdout);
+    let mut lines = shown.lines();
+    assert_eq!(lines.next(), text(&by_file.stdout).lines().next(), "{shown}");
+    // A header, then one row per class: the counts, then the class's error.
+    let rows: Vec<Vec<String>> = lines.skip(1).map(|l| l.split_whitespace().map(String::from).collect()).collect();
+    assert_eq!(rows.len(), 10, "{shown}");
+    let counts: Vec<Vec<usize>> = rows.iter().map(|r| r[1..11].iter().map(|c| c.parse().unwrap()).collect()).collect();
+    let total: usize = counts.iter().flatten().sum();
+    let wrong: usize = (0..10).map(|t| counts[t].iter().sum::<usize>() - counts[t][t]).sum();
+    assert_eq!(total, 40);
+    let error: f64 = shown.split("test error ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+    assert!((wrong as f64 / 40.0 * 100.0 - error).abs() < 0.006, "{shown}");
+
+    let refused = netc(&["eval", out_s, "--set", "width=4"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("--set does not apply to a run folder"));
+}

@@ -37,7 +37,7 @@ enum Command {
     Ir(IrArgs),
     /// Train a net on a data set, writing metrics, weights and checkpoints to a run folder.
     Train(TrainArgs),
-    /// Report test loss and error of saved weights.
+    /// Report test loss and error of saved weights, or of a run folder's.
     Eval(EvalArgs),
     /// Classify images (PNG, JPEG) or the images of IDX files with saved weights.
     Predict(PredictArgs),
@@ -148,9 +148,12 @@ struct EvalArgs {
     file: FileArgs,
     #[command(flatten)]
     data: DataArgs,
-    /// The weights, e.g. runs/lenet/model.safetensors.
+    /// The weights, e.g. runs/lenet/model.safetensors (default for a run folder: its own).
     #[arg(long, value_name = "FILE")]
-    weights: PathBuf,
+    weights: Option<PathBuf>,
+    /// Also print the confusion matrix of the test set and each class's error.
+    #[arg(long)]
+    confusion: bool,
 }
 
 #[derive(Args)]
@@ -319,18 +322,36 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Train(args) => train::run(args),
         Command::Sweep(args) => sweep::run(args),
         Command::Plot(args) => plot::run(args),
-        Command::Eval(args) => {
-            let model = args.file.model()?;
+        Command::Eval(mut args) => {
+            // A run folder gives its own net, --set values, data and weights.
+            let (model, weights) = if args.file.file.is_dir() {
+                if !args.file.set.is_empty() {
+                    return Err(Failure::usage(
+                        "--set does not apply to a run folder: it uses the run's own values".into(),
+                    ));
+                }
+                let run = netc::run::RecordedRun::read(&netc::train::RunFolder::new(&args.file.file))?;
+                args.data.data.get_or_insert(run.data);
+                (run.model, args.weights.clone().unwrap_or(run.weights))
+            } else {
+                let weights = args.weights.clone().ok_or_else(|| {
+                    Failure::usage("--weights is required with a .net file (or give a run folder)".into())
+                })?;
+                (args.file.model()?, weights)
+            };
             args.data.check_memory(&model, false)?;
             let data = args.data.load(&model)?;
             let mut backend = args.data.backend(&model)?;
-            let (loss, error) = netc::run::evaluate(&model, &data, &args.weights, backend.as_mut())?;
+            let (loss, error) = netc::run::evaluate(&model, &data, &weights, backend.as_mut())?;
             println!(
                 "test loss {loss:.4}  test error {:.2}%  ({} images, {})",
                 error * 100.0,
                 data.set.test.count,
-                args.weights.display()
+                weights.display()
             );
+            if args.confusion {
+                print!("{}", netc::run::confusion(&model, &data, &weights, backend.as_mut())?.table());
+            }
             Ok(())
         }
         Command::Predict(args) => {

@@ -84,6 +84,82 @@ fn most_probable(scores: &[f32], names: &[String], top: usize) -> Vec<ClassProba
         .collect()
 }
 
+/// How a net's test predictions spread over the classes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Confusion {
+    /// `counts[true class][predicted class]`.
+    pub counts: Vec<Vec<usize>>,
+    /// One name per class.
+    pub names: Vec<String>,
+}
+
+impl Confusion {
+    /// The fraction of each class's examples predicted as another class (`None` for a class
+    /// with no examples).
+    pub fn class_errors(&self) -> Vec<Option<f64>> {
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(class, row)| {
+                let total: usize = row.iter().sum();
+                (total > 0).then(|| (total - row[class]) as f64 / total as f64)
+            })
+            .collect()
+    }
+
+    /// The matrix as a table: a row per true class, a column per predicted class, then the
+    /// class's error.
+    pub fn table(&self) -> String {
+        let width = self.names.iter().map(String::len).max().unwrap_or(0).max(6);
+        let mut out = format!("{:>width$}", "true\\predicted");
+        self.names.iter().for_each(|n| out.push_str(&format!(" {n:>width$}")));
+        out.push_str(&format!(" {:>width$}\n", "error"));
+        for ((name, row), error) in self.names.iter().zip(&self.counts).zip(self.class_errors()) {
+            out.push_str(&format!("{name:>width$}"));
+            row.iter().for_each(|c| out.push_str(&format!(" {c:>width$}")));
+            let error = error.map_or("–".to_string(), |e| format!("{:.2}%", e * 100.0));
+            out.push_str(&format!(" {error:>width$}\n"));
+        }
+        out
+    }
+}
+
+/// The confusion matrix of saved weights on the data's test set.
+pub fn confusion(
+    model: &Model,
+    data: &super::Data,
+    weights: &Path,
+    backend: &mut dyn Backend,
+) -> Result<Confusion, Error> {
+    data.check_fits(model)?;
+    let test = &data.set.test;
+    let image_len = test.image_len();
+    let expected: Vec<(String, Vec<usize>)> =
+        backend.params().iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
+    let recipe = Recipe::of(model.train());
+    let saved = netc_train::checkpoint::load_model(weights, &expected, recipe.needs(image_len)).map_err(Error::Io)?;
+    let classes = model.net().loss.classes;
+    let mut counts = vec![vec![0usize; classes]; classes];
+    let mut batch = vec![0f32; EVAL_BATCH * image_len];
+    let mut scratch = Vec::new();
+    for (images, labels) in test.images.chunks(EVAL_BATCH * image_len.max(1)).zip(test.labels.chunks(EVAL_BATCH)) {
+        let inputs = &mut batch[..images.len()];
+        netc_train::preprocess_all(recipe, &saved.stats, images, image_len, inputs, &mut scratch);
+        let scores = backend.scores(&saved.params, inputs, labels.len()).map_err(|e| match e {
+            StepError::NonFinite { layer, .. } => {
+                Error::Io(format!("evaluation produced NaN or infinity in `{layer}`"))
+            }
+            StepError::Failed(message) => Error::Io(message),
+        })?;
+        for (scores, &label) in scores.chunks_exact(classes.max(1)).zip(labels) {
+            // The first highest score, as the error count takes it.
+            let predicted = scores.iter().enumerate().fold(0, |best, (i, &s)| if s > scores[best] { i } else { best });
+            counts[usize::from(label)][predicted] += 1;
+        }
+    }
+    Ok(Confusion { counts, names: data.set.class_names.clone() })
+}
+
 /// The predictions as one JSON document, for other programs.
 pub fn predictions_json(predictions: &[Prediction]) -> String {
     serde_json::to_string_pretty(predictions).unwrap_or_default()
@@ -92,6 +168,17 @@ pub fn predictions_json(predictions: &[Prediction]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_confusion_table_has_a_row_per_true_class_and_its_error() {
+        let confusion = Confusion { counts: vec![vec![3, 1], vec![0, 0]], names: vec!["cat".into(), "dog".into()] };
+        assert_eq!(confusion.class_errors(), vec![Some(0.25), None]);
+        let table = confusion.table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[1].trim_start().starts_with("cat") && lines[1].ends_with("25.00%"), "{table}");
+        assert!(lines[2].ends_with("–"), "{table}");
+    }
 
     #[test]
     fn probabilities_are_the_softmax_in_order() {

@@ -87,6 +87,24 @@ fn check_augment(model: &Model) -> Result<(), Error> {
     ))
 }
 
+/// A finished run read back from its folder: the net from the folder's copy of the source with
+/// the run's `--set` values, the data folder it trained on, and its weights.
+pub struct RecordedRun {
+    pub model: Model,
+    pub data: String,
+    pub weights: std::path::PathBuf,
+}
+
+impl RecordedRun {
+    pub fn read(folder: &netc_train::RunFolder) -> Result<RecordedRun, Error> {
+        let record = folder.read_record().map_err(Error::Io)?;
+        let source = crate::Source::read(&folder.source())?;
+        let set: Vec<(String, String)> = record.provenance.set.into_iter().collect();
+        let model = crate::model(&source, &set, Some(&record.net))?;
+        Ok(RecordedRun { model, data: record.provenance.data, weights: folder.weights() })
+    }
+}
+
 /// The batch [`evaluate`] runs the test set in.
 pub const EVAL_BATCH: usize = 1000;
 
