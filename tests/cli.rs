@@ -687,3 +687,43 @@ fn eval_of_a_run_folder_uses_the_runs_set_values_data_and_weights_and_prints_the
     assert_eq!(refused.status.code(), Some(2));
     assert!(text(&refused.stderr).contains("--set does not apply to a run folder"));
 }
+
+#[test]
+fn a_folder_of_float32_npy_arrays_trains_and_evaluates_from_the_train_blocks_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("arrays");
+    std::fs::create_dir_all(&data).unwrap();
+    for (split, count) in [("train", 48usize), ("test", 16)] {
+        let labels: Vec<i64> = (0..count as i64).map(|i| i % 10).collect();
+        let values: Vec<u8> = (0..count * 36)
+            .flat_map(|i| ((i / 36) as f32 * 0.01 + (i % 36) as f32 * 0.1 - 1.5).to_le_bytes())
+            .collect();
+        netc::data::write_npy(&data.join(format!("{split}_images.npy")), "<f4", &[count, 1, 6, 6], &values).unwrap();
+        let labels: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+        netc::data::write_npy(&data.join(format!("{split}_labels.npy")), "<i8", &[count], &labels).unwrap();
+    }
+    // The train block names the folder; its format is found from its files.
+    let source = TINY.replace(
+        "preprocess = mean_image }",
+        &format!("preprocess = mean_image data = {:?} }}", data.display().to_string()),
+    );
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, source).unwrap();
+    let out = dir.path().join("run");
+    let (net, out_s) = (net.to_str().unwrap(), out.to_str().unwrap());
+    let run = netc(&["train", net, "--out", out_s, "--epochs", "1"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let run_json = std::fs::read_to_string(out.join("run.json")).unwrap();
+    assert!(run_json.contains("train_images.npy") && run_json.contains("test_labels.npy"), "{run_json}");
+    let eval = netc(&["eval", out_s, "--data-format", "npy"]);
+    assert_eq!(eval.status.code(), Some(0), "{}", text(&eval.stderr));
+    assert!(text(&eval.stdout).contains("(16 images"), "{}", text(&eval.stdout));
+
+    // A truncated array is named, with what was expected.
+    let images = data.join("test_images.npy");
+    let bytes = std::fs::read(&images).unwrap();
+    std::fs::write(&images, &bytes[..bytes.len() - 10]).unwrap();
+    let broken = netc(&["eval", out_s]);
+    assert_eq!(broken.status.code(), Some(2));
+    assert!(text(&broken.stderr).contains("test_images.npy: truncated"), "{}", text(&broken.stderr));
+}

@@ -8,7 +8,7 @@ mod counting_alloc;
 
 use counting_alloc::allocations_during;
 use netc::run::ExecBackend;
-use netc::train::{epoch_order, Backend, Recipe, Samples, Slot, State, Statistics, Stepper};
+use netc::train::{epoch_order, Backend, Recipe, Samples, Slot, State, Statistics, Stepper, Values};
 use std::path::Path;
 
 fn example(name: &str) -> String {
@@ -34,7 +34,7 @@ fn steady_state_allocations(
     let count = config.batch * (steps + 1);
     let images: Vec<u8> = (0..count * image_len).map(|i| (i * 37 % 251) as u8).collect();
     let labels: Vec<u8> = (0..count).map(|i| (i * 7 % model.net().loss.classes) as u8).collect();
-    let samples = Samples { images: &images, labels: &labels, image_len };
+    let samples = Samples { images: Values::Bytes(&images), labels: &labels, image_len };
     let params = backend.initial_params();
     let slots = params.iter().map(|(_, p)| Slot::new(&config.optimizer, p.len())).collect();
     let stats = Statistics::learn(Recipe::of(&config), &samples, &samples.take(0));

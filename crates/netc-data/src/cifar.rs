@@ -11,7 +11,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::idx::{hex, MAX_ELEMENTS};
-use crate::mnist::{Dataset, FileChecksum, Splits};
+use crate::mnist::{Dataset, FileChecksum, Splits, Values};
 use crate::DataError;
 
 /// The training batches, in the order their examples are concatenated.
@@ -42,19 +42,22 @@ impl Splits {
     /// smaller files in the same format load too.
     pub fn load_cifar10(dir: &Path) -> Result<Splits, DataError> {
         let mut checksums = Vec::new();
-        let mut train = empty_set();
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
         for name in CIFAR10_TRAIN_FILES {
-            read_batch(&dir.join(name), &mut train, &mut checksums)?;
+            read_batch(&dir.join(name), &mut images, &mut labels, &mut checksums)?;
         }
-        let mut test = empty_set();
-        read_batch(&dir.join(CIFAR10_TEST_FILE), &mut test, &mut checksums)?;
+        let train = set(images, labels);
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        read_batch(&dir.join(CIFAR10_TEST_FILE), &mut images, &mut labels, &mut checksums)?;
+        let test = set(images, labels);
         let class_names = read_class_names(&dir.join(CIFAR10_META_FILE), &mut checksums)?;
         Ok(Splits { train, test, checksums, class_names })
     }
 }
 
-fn empty_set() -> Dataset {
-    Dataset { images: Vec::new(), labels: Vec::new(), count: 0, shape: CIFAR10_SHAPE.to_vec(), classes: CLASSES }
+fn set(images: Vec<u8>, labels: Vec<u8>) -> Dataset {
+    let count = labels.len();
+    Dataset { images: Values::Bytes(images), labels, count, shape: CIFAR10_SHAPE.to_vec(), classes: CLASSES }
 }
 
 /// The whole of a file no longer than `limit` bytes, its length checked before it is read.
@@ -78,8 +81,13 @@ fn missing_or_io(path: &Path, e: std::io::Error) -> DataError {
     }
 }
 
-/// Appends the records of one batch file to `set`.
-fn read_batch(path: &Path, set: &mut Dataset, checksums: &mut Vec<FileChecksum>) -> Result<(), DataError> {
+/// Appends the records of one batch file to `images` and `labels`.
+fn read_batch(
+    path: &Path,
+    images: &mut Vec<u8>,
+    labels: &mut Vec<u8>,
+    checksums: &mut Vec<FileChecksum>,
+) -> Result<(), DataError> {
     let bytes = read_bounded(path, MAX_ELEMENTS)?;
     if bytes.len() % CIFAR10_RECORD != 0 {
         return Err(DataError::RecordLength {
@@ -89,17 +97,16 @@ fn read_batch(path: &Path, set: &mut Dataset, checksums: &mut Vec<FileChecksum>)
         });
     }
     let count = bytes.len() / CIFAR10_RECORD;
-    set.images.reserve(count * (CIFAR10_RECORD - 1));
-    set.labels.reserve(count);
+    images.reserve(count * (CIFAR10_RECORD - 1));
+    labels.reserve(count);
     for (index, record) in bytes.chunks_exact(CIFAR10_RECORD).enumerate() {
         let label = record[0];
         if usize::from(label) >= CLASSES {
             return Err(DataError::LabelOutOfRange { path: path.to_path_buf(), index, label, classes: CLASSES });
         }
-        set.labels.push(label);
-        set.images.extend_from_slice(&record[1..]);
+        labels.push(label);
+        images.extend_from_slice(&record[1..]);
     }
-    set.count += count;
     checksums.push(checksum(path, &bytes));
     Ok(())
 }

@@ -176,6 +176,13 @@ pub enum DataError {
         /// The file each format starts with, and the format's name.
         looked_for: Vec<String>,
     },
+    /// A `.npy` file netc cannot read, or whose contents cannot serve as data.
+    Npy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A file given to classify that the net cannot take.
     Input {
         /// The file.
@@ -308,6 +315,7 @@ impl fmt::Display for DataError {
                 dir.display(),
                 looked_for.join(", or ")
             ),
+            DataError::Npy { path, why } => write!(f, "{}: {why}", path.display()),
             DataError::Input { path, why } => write!(f, "{}: {why}", path.display()),
             DataError::Archive { path, why } => write!(f, "{}: {why}", path.display()),
         }

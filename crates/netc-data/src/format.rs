@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::cifar::CIFAR10_TRAIN_FILES;
 use crate::mnist::{Splits, MNIST_FILES};
+use crate::npy::NPY_FILES;
 use crate::DataError;
 
 /// How a data folder's files are laid out.
@@ -13,17 +14,20 @@ pub enum DataFormat {
     Mnist,
     /// CIFAR-10's binary batches.
     Cifar10,
+    /// NumPy `.npy` arrays: `train_images.npy`, `train_labels.npy`, `test_images.npy`, `test_labels.npy`.
+    Npy,
 }
 
 impl DataFormat {
     /// Every format, in the order detection tries them.
-    pub const ALL: [DataFormat; 2] = [DataFormat::Mnist, DataFormat::Cifar10];
+    pub const ALL: [DataFormat; 3] = [DataFormat::Mnist, DataFormat::Cifar10, DataFormat::Npy];
 
     /// The format's name, as `--data-format` takes it.
     pub fn name(self) -> &'static str {
         match self {
             DataFormat::Mnist => "mnist",
             DataFormat::Cifar10 => "cifar10",
+            DataFormat::Npy => "npy",
         }
     }
 
@@ -42,11 +46,15 @@ impl DataFormat {
         if has(CIFAR10_TRAIN_FILES[0]) {
             return Ok(DataFormat::Cifar10);
         }
+        if has(NPY_FILES[0]) {
+            return Ok(DataFormat::Npy);
+        }
         Err(DataError::UnknownFormat {
             dir: dir.to_path_buf(),
             looked_for: vec![
                 format!("{} (MNIST's IDX files)", MNIST_FILES[0].0),
                 format!("{} (CIFAR-10's binary batches)", CIFAR10_TRAIN_FILES[0]),
+                format!("{} (NumPy arrays)", NPY_FILES[0]),
             ],
         })
     }
@@ -56,6 +64,7 @@ impl DataFormat {
         match self {
             DataFormat::Mnist => Splits::load_mnist(dir),
             DataFormat::Cifar10 => Splits::load_cifar10(dir),
+            DataFormat::Npy => Splits::load_npy(dir),
         }
     }
 }

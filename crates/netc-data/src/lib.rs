@@ -33,6 +33,7 @@ mod idx;
 mod inputs;
 mod locate;
 mod mnist;
+mod npy;
 #[cfg(test)]
 mod testutil;
 
@@ -47,4 +48,5 @@ pub use format::DataFormat;
 pub use idx::{read_idx, Idx, IdxKind, MAX_ELEMENTS};
 pub use inputs::{read_inputs, Input};
 pub use locate::{fetch_dir, locate, KNOWN_DATASETS};
-pub use mnist::{Dataset, FileChecksum, Splits, MNIST_FILES};
+pub use mnist::{Dataset, FileChecksum, Splits, Values, MNIST_FILES};
+pub use npy::{read_npy, write_npy, Npy, NpyData, NPY_CLASS_NAMES, NPY_FILES};

@@ -18,11 +18,34 @@ pub const MNIST_FILES: [(&str, &str); 4] = [
 /// MNIST has one class per digit.
 const MNIST_CLASSES: usize = 10;
 
-/// A set of labelled images held in memory.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The values of a data set's examples, example after example.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Values {
+    /// Pixels, 0–255 (IDX, CIFAR-10, images, uint8 `.npy`).
+    Bytes(Vec<u8>),
+    /// Any finite numbers (float32 `.npy`).
+    Floats(Vec<f32>),
+}
+
+impl Values {
+    /// How many values there are.
+    pub fn len(&self) -> usize {
+        match self {
+            Values::Bytes(v) => v.len(),
+            Values::Floats(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A set of labelled examples held in memory.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
-    /// Pixels, one byte each, image after image: `count * rows * cols` bytes.
-    pub images: Vec<u8>,
+    /// The examples' values, example after example: `count` times the product of `shape`.
+    pub images: Values,
     /// One class index per image, each below `classes`.
     pub labels: Vec<u8>,
     /// Number of images (and labels).
@@ -39,11 +62,12 @@ impl Dataset {
         self.shape.iter().product()
     }
 
-    /// The pixels of image `index`, or `None` past the end.
+    /// The pixels of image `index` of a set of bytes, or `None` past the end (or for floats).
     pub fn image(&self, index: usize) -> Option<&[u8]> {
+        let Values::Bytes(bytes) = &self.images else { return None };
         let len = self.image_len();
         let start = index.checked_mul(len)?;
-        self.images.get(start..start.checked_add(len)?)
+        bytes.get(start..start.checked_add(len)?)
     }
 }
 
@@ -60,7 +84,7 @@ pub struct FileChecksum {
 
 /// A data set's training and test sets, with the checksums of the files read and the names
 /// of its classes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Splits {
     /// The training examples (60 000 for MNIST, 50 000 for CIFAR-10).
     pub train: Dataset,
@@ -157,7 +181,7 @@ fn load_pair(images: &Path, labels: &Path) -> Result<(Dataset, [FileChecksum; 2]
         sha256,
     });
     let dataset = Dataset {
-        images: image_idx.data,
+        images: Values::Bytes(image_idx.data),
         labels: label_idx.data,
         count,
         shape: vec![1, rows, cols],

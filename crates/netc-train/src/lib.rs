@@ -14,11 +14,13 @@ pub mod checkpoint;
 pub mod folder;
 pub mod optimizer;
 pub mod preprocess;
+pub mod values;
 
 pub use checkpoint::{Named, State};
 pub use folder::{LockError, Mismatch, Provenance, RunFolder, RunLock, RunRecord};
 pub use optimizer::Slot;
 pub use preprocess::{Needs, Recipe, Statistics};
+pub use values::{OwnedValues, Values};
 
 use netc_check::{Net, TrainConfig};
 use netc_ir::{ParamInfo, SignConstraint};
@@ -108,10 +110,10 @@ pub enum StepError {
     Failed(String),
 }
 
-/// Images (`count × image_len` bytes, 0–255) and their labels.
+/// Examples (`count × image_len` values: bytes 0–255 or floats) and their labels.
 #[derive(Clone, Copy, Debug)]
 pub struct Samples<'a> {
-    pub images: &'a [u8],
+    pub images: Values<'a>,
     pub labels: &'a [u8],
     pub image_len: usize,
 }
@@ -128,14 +130,18 @@ impl Samples<'_> {
     /// The first `n` samples (all of them if there are fewer).
     pub fn take(&self, n: usize) -> Self {
         let n = n.min(self.len());
-        Samples { images: &self.images[..n * self.image_len], labels: &self.labels[..n], image_len: self.image_len }
+        Samples {
+            images: self.images.slice(0..n * self.image_len),
+            labels: &self.labels[..n],
+            image_len: self.image_len,
+        }
     }
 }
 
 /// The training images the clean training error is measured on: [`CLEAN_SUBSET`] of them
 /// (all, if there are fewer), a subset drawn from the seed and kept in data-set order.
 struct CleanSet {
-    images: Vec<u8>,
+    images: OwnedValues,
     labels: Vec<u8>,
     image_len: usize,
 }
@@ -145,16 +151,16 @@ impl CleanSet {
         let key = netc_ir::rng::Key::new(seed, &netc_ir::RandomStream::CleanSubset, 0);
         let mut chosen: Vec<usize> = key.permutation(set.len()).into_iter().take(CLEAN_SUBSET).collect();
         chosen.sort_unstable();
-        let image = |i: usize| &set.images[i * set.image_len..(i + 1) * set.image_len];
+        let len = set.image_len;
         CleanSet {
-            images: chosen.iter().flat_map(|&i| image(i).iter().copied()).collect(),
+            images: OwnedValues::gather(set.images, chosen.iter().map(|&i| i * len..(i + 1) * len)),
             labels: chosen.iter().map(|&i| set.labels[i]).collect(),
             image_len: set.image_len,
         }
     }
 
     fn samples(&self) -> Samples<'_> {
-        Samples { images: &self.images, labels: &self.labels, image_len: self.image_len }
+        Samples { images: self.images.view(), labels: &self.labels, image_len: self.image_len }
     }
 }
 
@@ -309,12 +315,12 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
 pub fn preprocess_all(
     recipe: Recipe,
     stats: &Statistics,
-    pixels: &[u8],
+    pixels: Values,
     image_len: usize,
     out: &mut [f32],
     scratch: &mut Vec<f32>,
 ) {
-    for (image, out) in pixels.chunks_exact(image_len.max(1)).zip(out.chunks_exact_mut(image_len.max(1))) {
+    for (image, out) in pixels.chunks(image_len).zip(out.chunks_exact_mut(image_len.max(1))) {
         stats.apply(recipe, image, out, scratch);
     }
 }
@@ -334,7 +340,7 @@ pub fn evaluate(
     for start in (0..samples.len()).step_by(batch.max(1)) {
         let end = (start + batch).min(samples.len());
         let images = &mut buffer[..(end - start) * samples.image_len];
-        let pixels = &samples.images[start * samples.image_len..end * samples.image_len];
+        let pixels = samples.images.slice(start * samples.image_len..end * samples.image_len);
         preprocess_all(recipe, stats, pixels, samples.image_len, images, &mut scratch);
         let result = backend.evaluate(params, images, &samples.labels[start..end])?;
         loss += result.loss * (end - start) as f64;
@@ -410,7 +416,7 @@ impl Stepper {
     ) -> Result<BatchResult, StepError> {
         let (n, image_len) = (chunk.len(), samples.image_len);
         for (slot, &index) in chunk.iter().enumerate() {
-            let image = &samples.images[index * image_len..(index + 1) * image_len];
+            let image = samples.images.slice(index * image_len..(index + 1) * image_len);
             let out = &mut self.images[slot * image_len..][..image_len];
             state.stats.apply(Recipe::of(config), image, out, &mut self.scratch);
             if let (true, Some(shape)) = (config.augment != netc_check::Augment::default(), self.image_shape) {
@@ -625,10 +631,11 @@ mod tests {
     fn the_clean_subset_is_a_seeded_sorted_sample_of_distinct_images() {
         let images: Vec<u8> = (0..12_000u32).flat_map(|i| [(i % 251) as u8, (i / 251) as u8]).collect();
         let labels: Vec<u8> = (0..12_000u32).map(|i| (i % 10) as u8).collect();
-        let set = Samples { images: &images, labels: &labels, image_len: 2 };
+        let set = Samples { images: Values::Bytes(&images), labels: &labels, image_len: 2 };
         let clean = CleanSet::draw(&set, 3);
         assert_eq!(clean.labels.len(), CLEAN_SUBSET);
-        let index = |k: usize| usize::from(clean.images[2 * k]) + 251 * usize::from(clean.images[2 * k + 1]);
+        let OwnedValues::Bytes(chosen_images) = &clean.images else { panic!("bytes stay bytes") };
+        let index = |k: usize| usize::from(chosen_images[2 * k]) + 251 * usize::from(chosen_images[2 * k + 1]);
         let chosen: Vec<usize> = (0..CLEAN_SUBSET).map(index).collect();
         assert!(chosen.windows(2).all(|w| w[0] < w[1]), "distinct, in data-set order");
         assert!(chosen.iter().zip(&clean.labels).all(|(&i, &l)| labels[i] == l), "labels follow their images");

@@ -11,7 +11,7 @@
 //! - whitening: `C = Σ z zᵀ / N` over the training images, with `N` the number of training *and*
 //!   test images; `C = V diag(d) Vᵀ`; `z ← V diag(sqrt(mean(d)) / max(sqrt(d), 10)) Vᵀ z`.
 
-use crate::Samples;
+use crate::{Samples, Values};
 use netc_check::{Preprocess, TrainConfig};
 
 /// The standard deviation below which contrast normalisation stops amplifying an image.
@@ -75,7 +75,7 @@ impl Statistics {
         let len = train.image_len;
         let mut z = vec![0f32; len];
         if recipe.contrast_norm {
-            let images = train.images.chunks_exact(len.max(1)).chain(test.images.chunks_exact(len.max(1)));
+            let images = train.images.chunks(len).chain(test.images.chunks(len));
             let (mut sum, mut count) = (0f64, 0usize);
             for image in images {
                 stats.pixels(recipe.pixels, image, &mut z);
@@ -87,7 +87,7 @@ impl Statistics {
         if recipe.whiten {
             let without_whitening = Recipe { whiten: false, ..recipe };
             let mut scratch = Vec::new();
-            let mut normalised = train.images.chunks_exact(len.max(1)).map(|image| {
+            let mut normalised = train.images.chunks(len).map(|image| {
                 stats.apply(without_whitening, image, &mut z, &mut scratch);
                 z.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>()
             });
@@ -120,7 +120,7 @@ impl Statistics {
 
     /// The network's input for one example: `pixels` through every step of `recipe` into `out`.
     /// `scratch` is grown once to the example's length and reused.
-    pub fn apply(&self, recipe: Recipe, pixels: &[u8], out: &mut [f32], scratch: &mut Vec<f32>) {
+    pub fn apply(&self, recipe: Recipe, pixels: Values, out: &mut [f32], scratch: &mut Vec<f32>) {
         self.pixels(recipe.pixels, pixels, out);
         if let (true, Some(mean_norm)) = (recipe.contrast_norm, self.mean_norm) {
             let norm = centre(out);
@@ -136,14 +136,14 @@ impl Statistics {
         }
     }
 
-    /// The first step: raw pixels, scaled to [0, 1], or less the mean image.
-    fn pixels(&self, pixels: Preprocess, image: &[u8], out: &mut [f32]) {
+    /// The first step: raw values, scaled by 1/255 (pixels to [0, 1]), or less the mean image.
+    fn pixels(&self, pixels: Preprocess, image: Values, out: &mut [f32]) {
         match (pixels, &self.mean) {
             (Preprocess::MeanImage, Some(mean)) => {
-                out.iter_mut().zip(image).zip(mean).for_each(|((o, &p), &m)| *o = f32::from(p) - m)
+                out.iter_mut().zip(image.each()).zip(mean).for_each(|((o, p), &m)| *o = p - m)
             }
-            (Preprocess::Scale, _) => out.iter_mut().zip(image).for_each(|(o, &p)| *o = f32::from(p) / 255.0),
-            _ => out.iter_mut().zip(image).for_each(|(o, &p)| *o = f32::from(p)),
+            (Preprocess::Scale, _) => out.iter_mut().zip(image.each()).for_each(|(o, p)| *o = p / 255.0),
+            _ => out.iter_mut().zip(image.each()).for_each(|(o, p)| *o = p),
         }
     }
 }
@@ -160,8 +160,8 @@ fn centre(z: &mut [f32]) -> f64 {
 /// The mean training image, summed in f64 so it does not depend on summation order.
 pub fn mean_image(samples: &Samples) -> Vec<f32> {
     let mut sum = vec![0f64; samples.image_len];
-    for image in samples.images.chunks_exact(samples.image_len.max(1)) {
-        sum.iter_mut().zip(image).for_each(|(s, &p)| *s += f64::from(p));
+    for image in samples.images.chunks(samples.image_len) {
+        sum.iter_mut().zip(image.each()).for_each(|(s, p)| *s += f64::from(p));
     }
     let n = samples.len().max(1) as f64;
     sum.into_iter().map(|s| (s / n) as f32).collect()
@@ -287,12 +287,12 @@ mod tests {
 
     fn run(pixels: Preprocess, contrast_norm: bool, whiten: bool) -> (Statistics, Vec<f32>, Vec<f32>) {
         let recipe = Recipe { pixels, contrast_norm, whiten };
-        let train = Samples { images: &TRAIN, labels: &[0; 5], image_len: 4 };
-        let test = Samples { images: &TEST, labels: &[0; 2], image_len: 4 };
+        let train = Samples { images: Values::Bytes(&TRAIN), labels: &[0; 5], image_len: 4 };
+        let test = Samples { images: Values::Bytes(&TEST), labels: &[0; 2], image_len: 4 };
         let stats = Statistics::learn(recipe, &train, &test);
         let apply = |pixels: &[u8]| {
             let mut out = vec![0f32; pixels.len()];
-            crate::preprocess_all(recipe, &stats, pixels, 4, &mut out, &mut Vec::new());
+            crate::preprocess_all(recipe, &stats, Values::Bytes(pixels), 4, &mut out, &mut Vec::new());
             out
         };
         let (train, test) = (apply(&TRAIN), apply(&TEST));
@@ -375,15 +375,15 @@ mod tests {
     #[test]
     fn fewer_images_than_values_whiten_as_the_full_covariance_does() {
         // Two training images of four values: the Gram-matrix path against the full one.
-        let train = Samples { images: &TRAIN[..8], labels: &[0; 2], image_len: 4 };
-        let test = Samples { images: &TEST, labels: &[0; 2], image_len: 4 };
+        let train = Samples { images: Values::Bytes(&TRAIN[..8]), labels: &[0; 2], image_len: 4 };
+        let test = Samples { images: Values::Bytes(&TEST), labels: &[0; 2], image_len: 4 };
         let recipe = Recipe { pixels: Preprocess::MeanImage, contrast_norm: true, whiten: true };
         let found = Statistics::learn(recipe, &train, &test).whitening.unwrap();
         let stats = Statistics::learn(Recipe { whiten: false, ..recipe }, &train, &test);
         let mut covariance = vec![0f64; 16];
         for image in TRAIN[..8].chunks_exact(4) {
             let mut z = vec![0f32; 4];
-            stats.apply(Recipe { whiten: false, ..recipe }, image, &mut z, &mut Vec::new());
+            stats.apply(Recipe { whiten: false, ..recipe }, Values::Bytes(image), &mut z, &mut Vec::new());
             for i in 0..4 {
                 for j in 0..4 {
                     covariance[i * 4 + j] += f64::from(z[i]) * f64::from(z[j]) / 4.0;

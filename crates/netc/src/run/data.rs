@@ -41,7 +41,11 @@ impl Data {
     }
 
     pub(crate) fn samples(set: &netc_data::Dataset) -> Samples<'_> {
-        Samples { images: &set.images, labels: &set.labels, image_len: set.image_len() }
+        let images = match &set.images {
+            netc_data::Values::Bytes(v) => netc_train::Values::Bytes(v),
+            netc_data::Values::Floats(v) => netc_train::Values::Floats(v),
+        };
+        Samples { images, labels: &set.labels, image_len: set.image_len() }
     }
 
     /// Whether `model` can read this data: its input must be one example (of the same shape,

@@ -55,7 +55,7 @@ pub fn predict(
     let mut scratch = Vec::new();
     for chunk in examples.chunks(EVAL_BATCH) {
         for (example, out) in chunk.iter().zip(batch.chunks_exact_mut(image_len.max(1))) {
-            stats.apply(recipe, &example.pixels, out, &mut scratch);
+            stats.apply(recipe, netc_train::Values::Bytes(&example.pixels), out, &mut scratch);
         }
         let scores = backend.scores(&params, &batch[..chunk.len() * image_len], chunk.len()).map_err(|e| match e {
             StepError::NonFinite { layer, .. } => {
@@ -132,8 +132,8 @@ pub fn confusion(
     backend: &mut dyn Backend,
 ) -> Result<Confusion, Error> {
     data.check_fits(model)?;
-    let test = &data.set.test;
-    let image_len = test.image_len();
+    let test = super::Data::samples(&data.set.test);
+    let image_len = test.image_len;
     let expected: Vec<(String, Vec<usize>)> =
         backend.params().iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
     let recipe = Recipe::of(model.train());
@@ -142,7 +142,8 @@ pub fn confusion(
     let mut counts = vec![vec![0usize; classes]; classes];
     let mut batch = vec![0f32; EVAL_BATCH * image_len];
     let mut scratch = Vec::new();
-    for (images, labels) in test.images.chunks(EVAL_BATCH * image_len.max(1)).zip(test.labels.chunks(EVAL_BATCH)) {
+    for (start, labels) in (0..).step_by(EVAL_BATCH).zip(test.labels.chunks(EVAL_BATCH)) {
+        let images = test.images.slice(start * image_len..(start + labels.len()) * image_len);
         let inputs = &mut batch[..images.len()];
         netc_train::preprocess_all(recipe, &saved.stats, images, image_len, inputs, &mut scratch);
         let scores = backend.scores(&saved.params, inputs, labels.len()).map_err(|e| match e {
