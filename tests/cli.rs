@@ -727,3 +727,43 @@ fn a_folder_of_float32_npy_arrays_trains_and_evaluates_from_the_train_blocks_dat
     assert_eq!(broken.status.code(), Some(2));
     assert!(text(&broken.stderr).contains("test_images.npy: truncated"), "{}", text(&broken.stderr));
 }
+
+#[test]
+fn an_image_folder_trains_and_predict_names_its_class_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pictures");
+    let classes = ["ant", "bee", "cow", "dog", "eel", "fox", "gnu", "hen", "ibis", "jay"];
+    for (split, per_class) in [("train", 4), ("test", 1)] {
+        for (c, class) in classes.iter().enumerate() {
+            std::fs::create_dir_all(data.join(split).join(class)).unwrap();
+            for k in 0..per_class {
+                let pixels: Vec<u8> = (0..36).map(|p| ((p * 7 + c * 25 + k * 3) % 256) as u8).collect();
+                let image = image::GrayImage::from_raw(6, 6, pixels).unwrap();
+                image.save(data.join(split).join(class).join(format!("{k}.png"))).unwrap();
+            }
+        }
+    }
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let run = netc(&["train", net, "--data", data_s, "--out", out_s, "--epochs", "1"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let weights = out.join("model.safetensors");
+    let picture = data.join("test/gnu/0.png");
+    let predicted = netc(&[
+        "predict",
+        net,
+        "--weights",
+        weights.to_str().unwrap(),
+        "--top",
+        "10",
+        "--json",
+        picture.to_str().unwrap(),
+    ]);
+    assert_eq!(predicted.status.code(), Some(0), "{}", text(&predicted.stderr));
+    let json = text(&predicted.stdout);
+    for class in classes {
+        assert!(json.contains(&format!("\"name\": \"{class}\"")), "{class}: {json}");
+    }
+}

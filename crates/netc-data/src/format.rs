@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::cifar::CIFAR10_TRAIN_FILES;
+use crate::image_folder::IMAGE_SPLITS;
 use crate::mnist::{Splits, MNIST_FILES};
 use crate::npy::NPY_FILES;
 use crate::DataError;
@@ -16,11 +17,13 @@ pub enum DataFormat {
     Cifar10,
     /// NumPy `.npy` arrays: `train_images.npy`, `train_labels.npy`, `test_images.npy`, `test_labels.npy`.
     Npy,
+    /// Image files in a folder per class: `train/<class>/*.png`, `test/<class>/*.jpg`, ….
+    Images,
 }
 
 impl DataFormat {
     /// Every format, in the order detection tries them.
-    pub const ALL: [DataFormat; 3] = [DataFormat::Mnist, DataFormat::Cifar10, DataFormat::Npy];
+    pub const ALL: [DataFormat; 4] = [DataFormat::Mnist, DataFormat::Cifar10, DataFormat::Npy, DataFormat::Images];
 
     /// The format's name, as `--data-format` takes it.
     pub fn name(self) -> &'static str {
@@ -28,6 +31,7 @@ impl DataFormat {
             DataFormat::Mnist => "mnist",
             DataFormat::Cifar10 => "cifar10",
             DataFormat::Npy => "npy",
+            DataFormat::Images => "images",
         }
     }
 
@@ -49,12 +53,16 @@ impl DataFormat {
         if has(NPY_FILES[0]) {
             return Ok(DataFormat::Npy);
         }
+        if IMAGE_SPLITS.iter().all(|split| dir.join(split).is_dir()) {
+            return Ok(DataFormat::Images);
+        }
         Err(DataError::UnknownFormat {
             dir: dir.to_path_buf(),
             looked_for: vec![
                 format!("{} (MNIST's IDX files)", MNIST_FILES[0].0),
                 format!("{} (CIFAR-10's binary batches)", CIFAR10_TRAIN_FILES[0]),
                 format!("{} (NumPy arrays)", NPY_FILES[0]),
+                "train/ and test/ folders of class folders (images)".to_string(),
             ],
         })
     }
@@ -65,6 +73,7 @@ impl DataFormat {
             DataFormat::Mnist => Splits::load_mnist(dir),
             DataFormat::Cifar10 => Splits::load_cifar10(dir),
             DataFormat::Npy => Splits::load_npy(dir),
+            DataFormat::Images => Splits::load_image_folder(dir),
         }
     }
 }
