@@ -42,6 +42,7 @@ fn run() -> Result<(), netc::Error> {
         resume: false,
         limit_train: Some(20_000),
         limit_test: None,
+        validation: None,
         provenance: data.provenance(std::path::Path::new(&source.name), &[]),
     };
     netc::run::train(&model, &data, &mut backend, &options, &mut |event| {

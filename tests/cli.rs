@@ -767,3 +767,35 @@ fn an_image_folder_trains_and_predict_names_its_class_folders() {
         assert!(json.contains(&format!("\"name\": \"{class}\"")), "{class}: {json}");
     }
 }
+
+#[test]
+fn a_validation_split_is_reported_every_epoch_and_fixed_for_a_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, 64, 16);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let run = netc(&["train", net, "--data", data_s, "--out", out_s, "--epochs", "1", "--val", "0.25"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    assert!(text(&run.stdout).contains("  val loss "), "{}", text(&run.stdout));
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(metrics.starts_with(&format!("{}\n1,", netc::train::METRICS_HEADER_WITH_VALIDATION)), "{metrics}");
+    let row: Vec<&str> = metrics.lines().nth(1).unwrap().split(',').collect();
+    let val_error: f64 = row[10].parse().unwrap();
+    // 16 of the 64 images are held out: the error is a multiple of 1/16.
+    assert_eq!((val_error * 16.0).fract(), 0.0, "{metrics}");
+    assert!(std::fs::read_to_string(out.join("run.json")).unwrap().contains("\"validation\": 0.25"));
+
+    let other = netc(&["train", net, "--data", data_s, "--resume", out_s, "--epochs", "2", "--val", "0.5"]);
+    assert_eq!(other.status.code(), Some(2));
+    assert!(text(&other.stderr).contains("validation split: 0.25 in the folder, 0.5 now"), "{}", text(&other.stderr));
+    let resumed = netc(&["train", net, "--data", data_s, "--resume", out_s, "--epochs", "2", "--val", "0.25"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    assert_eq!(std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().count(), 3);
+
+    let refused = netc(&["train", net, "--data", data_s, "--out", out_s, "--val", "1"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("strictly between 0 and 1"), "{}", text(&refused.stderr));
+}

@@ -53,6 +53,7 @@ fn run_on(
         resume,
         limit_train: None,
         limit_test: None,
+        validation: None,
         provenance: data.provenance(Path::new("tiny.net"), &[]),
     };
     netc::run::train(model, data, backend, &options, &mut |_: Event| {})
@@ -184,6 +185,7 @@ fn a_short_run_on_real_mnist_learns() {
         resume: false,
         limit_train: Some(10_000),
         limit_test: Some(2_000),
+        validation: None,
         provenance: data.provenance(Path::new("mlp.net"), &[]),
     };
     let metrics = netc::run::train(&model, &data, &mut backend, &options, &mut |_: Event| {}).unwrap();

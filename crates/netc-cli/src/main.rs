@@ -120,6 +120,10 @@ struct TrainArgs {
     /// Override the train block: random seed (initialisation, masks, shuffling).
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     seed: Option<String>,
+    /// Hold out this fraction of the training images (drawn from the seed) and report their
+    /// loss and error after every epoch.
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    val: Option<f64>,
 }
 
 /// Training flags shared by `train` and `sweep`.
@@ -489,6 +493,13 @@ fn default_memory_limit() -> u64 {
         }
     }
     u64::MAX
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err("must be a fraction strictly between 0 and 1, e.g. 0.1".into()),
+    }
 }
 
 fn parse_data_format(text: &str) -> Result<netc::data::DataFormat, String> {

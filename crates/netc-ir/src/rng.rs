@@ -35,6 +35,8 @@ pub enum RandomStream {
     CleanSubset,
     /// The flips and crops of the training examples at each step.
     Augment,
+    /// The training examples held out for validation.
+    Validation,
 }
 
 impl RandomStream {
@@ -49,6 +51,7 @@ impl RandomStream {
             "shuffle" => return Some(RandomStream::Shuffle),
             "clean_subset" => return Some(RandomStream::CleanSubset),
             "augment" => return Some(RandomStream::Augment),
+            "validation" => return Some(RandomStream::Validation),
             _ => {}
         }
         let (kind, name) = text.split_once(':')?;
@@ -74,6 +77,7 @@ impl fmt::Display for RandomStream {
             RandomStream::Shuffle => f.write_str("shuffle"),
             RandomStream::CleanSubset => f.write_str("clean_subset"),
             RandomStream::Augment => f.write_str("augment"),
+            RandomStream::Validation => f.write_str("validation"),
         }
     }
 }

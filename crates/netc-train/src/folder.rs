@@ -186,6 +186,9 @@ pub struct RunRecord {
     pub augment: AugmentRecord,
     pub limit_train: Option<usize>,
     pub limit_test: Option<usize>,
+    /// The fraction of the training examples held out for validation (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<f64>,
     pub provenance: Provenance,
 }
 
@@ -306,6 +309,7 @@ impl RunRecord {
             },
             limit_train: limits.0,
             limit_test: limits.1,
+            validation: None,
             provenance,
         }
     }
@@ -349,6 +353,10 @@ impl RunRecord {
             .or_else(data)
             .or_else(|| differ("training images used", limit(self.limit_train), limit(requested.limit_train)))
             .or_else(|| differ("test images used", limit(self.limit_test), limit(requested.limit_test)))
+            .or_else(|| {
+                let held = |v: Option<f64>| v.map_or("none".to_string(), |v| v.to_string());
+                differ("validation split", held(self.validation), held(requested.validation))
+            })
     }
 }
 

@@ -151,6 +151,11 @@ impl CleanSet {
         let key = netc_ir::rng::Key::new(seed, &netc_ir::RandomStream::CleanSubset, 0);
         let mut chosen: Vec<usize> = key.permutation(set.len()).into_iter().take(CLEAN_SUBSET).collect();
         chosen.sort_unstable();
+        CleanSet::gather(set, &chosen)
+    }
+
+    /// The examples `chosen` of `set`, in that order.
+    fn gather(set: &Samples, chosen: &[usize]) -> CleanSet {
         let len = set.image_len;
         CleanSet {
             images: OwnedValues::gather(set.images, chosen.iter().map(|&i| i * len..(i + 1) * len)),
@@ -179,6 +184,8 @@ pub struct EpochMetrics {
     /// images chosen from the seed (`train_error` is the running error of the training passes,
     /// under dropout and resampled masks). `None` in files written before netc recorded them.
     pub clean: Option<CleanErrors>,
+    /// Loss and error on the held-out validation examples, when the run holds some out.
+    pub validation: Option<CleanErrors>,
 }
 
 /// The evaluation-mode loss and error on the clean training subset.
@@ -193,6 +200,9 @@ pub const CLEAN_SUBSET: usize = 10_000;
 
 pub const METRICS_HEADER: &str =
     "epoch,train_loss,train_error,test_loss,test_error,seconds,images_per_sec,clean_train_loss,clean_train_error";
+
+/// The header of runs with a validation split: the validation loss and error appended.
+pub const METRICS_HEADER_WITH_VALIDATION: &str = "epoch,train_loss,train_error,test_loss,test_error,seconds,images_per_sec,clean_train_loss,clean_train_error,val_loss,val_error";
 
 /// The header of files written before the clean training error was recorded.
 const METRICS_HEADER_WITHOUT_CLEAN: &str = "epoch,train_loss,train_error,test_loss,test_error,seconds,images_per_sec";
@@ -211,7 +221,7 @@ impl EpochMetrics {
             self.images_per_sec,
             self.clean.map_or(String::new(), |c| c.loss.to_string()),
             self.clean.map_or(String::new(), |c| c.error.to_string()),
-        )
+        ) + &self.validation.map_or(String::new(), |v| format!(",{},{}", v.loss, v.error))
     }
 }
 
@@ -231,6 +241,9 @@ pub struct RunOptions {
     /// Use only the first N training / test examples (quick experiments and tests).
     pub limit_train: Option<usize>,
     pub limit_test: Option<usize>,
+    /// Hold out this fraction of the training examples (0 < f < 1), drawn from the seed, and
+    /// report their loss and error after every epoch.
+    pub validation: Option<f64>,
     /// Where the run comes from, recorded in run.json.
     pub provenance: Provenance,
 }
@@ -477,6 +490,8 @@ pub fn train(
 ) -> Result<Vec<EpochMetrics>, TrainError> {
     let Job { net, config, source, train: train_set, test: test_set, class_names } = *job;
     let train_set = options.limit_train.map_or(train_set, |n| train_set.take(n));
+    let split = options.validation.map(|fraction| ValidationSplit::draw(&train_set, fraction, config.seed));
+    let train_set = split.as_ref().map_or(train_set, |s| s.train.samples());
     let clean_set = CleanSet::draw(&train_set, config.seed);
     let test_set = options.limit_test.map_or(test_set, |n| test_set.take(n));
     let folder = &options.out;
@@ -484,7 +499,8 @@ pub fn train(
         LockError::Held { pid, .. } => TrainError::Locked { folder: folder.clone(), pid },
         LockError::Io(message) => TrainError::Io(message),
     })?;
-    let record = RunRecord::new(net, config, (options.limit_train, options.limit_test), options.provenance.clone());
+    let mut record = RunRecord::new(net, config, (options.limit_train, options.limit_test), options.provenance.clone());
+    record.validation = options.validation;
     let shapes: Vec<(String, Vec<usize>)> =
         backend.params().iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
     let recipe = Recipe::of(config);
@@ -533,6 +549,15 @@ pub fn train(
             .map_err(|e| step_failed(e, epoch + 1, state.step))?;
         let (loss, error) = evaluate(backend, &state.params, &clean_set.samples(), recipe, &state.stats, 1000)
             .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+        let validation = match &split {
+            Some(split) => {
+                let (loss, error) =
+                    evaluate(backend, &state.params, &split.validation.samples(), recipe, &state.stats, 1000)
+                        .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+                Some(CleanErrors { loss, error })
+            }
+            None => None,
+        };
         let Tally { loss_sum, errors, seen } = stepper.take_tally();
         let metrics = EpochMetrics {
             epoch: epoch + 1,
@@ -543,6 +568,7 @@ pub fn train(
             seconds,
             images_per_sec: seen as f64 / seconds.max(1e-9),
             clean: Some(CleanErrors { loss, error }),
+            validation,
         };
         state.epoch = epoch + 1;
         history.push(metrics.clone());
@@ -550,6 +576,25 @@ pub fn train(
         on_event(Event::Epoch(&metrics));
     }
     Ok(history)
+}
+
+/// A training set split into the examples trained on and those held out, drawn from the seed.
+struct ValidationSplit {
+    train: CleanSet,
+    validation: CleanSet,
+}
+
+impl ValidationSplit {
+    /// `fraction` of `set` (rounded, at least one and leaving at least one) held out.
+    fn draw(set: &Samples, fraction: f64, seed: u64) -> ValidationSplit {
+        let key = netc_ir::rng::Key::new(seed, &netc_ir::RandomStream::Validation, 0);
+        let order = key.permutation(set.len());
+        let held = ((set.len() as f64 * fraction).round() as usize).clamp(1, set.len().saturating_sub(1).max(1));
+        let (mut validation, mut train) = (order[..held].to_vec(), order[held..].to_vec());
+        validation.sort_unstable();
+        train.sort_unstable();
+        ValidationSplit { train: CleanSet::gather(set, &train), validation: CleanSet::gather(set, &validation) }
+    }
 }
 
 fn step_failed(error: StepError, epoch: usize, step: u64) -> TrainError {
@@ -568,7 +613,8 @@ fn save_run(
     net: &Net,
     class_names: &[String],
 ) -> Result<(), String> {
-    let mut csv = String::from(METRICS_HEADER);
+    let with_validation = history.iter().any(|m| m.validation.is_some());
+    let mut csv = String::from(if with_validation { METRICS_HEADER_WITH_VALIDATION } else { METRICS_HEADER });
     for m in history {
         let _ = write!(csv, "\n{}", m.csv_row());
     }
@@ -588,15 +634,26 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let bad = |line: usize| format!("{}:{line}: not a metrics row", path.display());
     let header = text.lines().next();
-    if header != Some(METRICS_HEADER) && header != Some(METRICS_HEADER_WITHOUT_CLEAN) {
+    if header != Some(METRICS_HEADER)
+        && header != Some(METRICS_HEADER_WITHOUT_CLEAN)
+        && header != Some(METRICS_HEADER_WITH_VALIDATION)
+    {
         return Err(format!("{}: not a netc metrics file (expected the header `{METRICS_HEADER}`)", path.display()));
     }
     text.lines()
         .skip(1)
         .enumerate()
         .map(|(i, line)| {
-            let fields: Vec<&str> = line.split(',').collect();
+            let mut fields: Vec<&str> = line.split(',').collect();
             let number = |f: &str| f.parse::<f64>().map_err(|_| bad(i + 2));
+            let validation = match fields.len() {
+                11 => {
+                    let error = fields.pop().unwrap_or_default();
+                    let loss = fields.pop().unwrap_or_default();
+                    Some(CleanErrors { loss: number(loss)?, error: number(error)? })
+                }
+                _ => None,
+            };
             let (first, clean) = match fields[..] {
                 [ref first @ .., "", ""] if first.len() == 7 => (first, None),
                 [ref first @ .., loss, error] if first.len() == 7 => {
@@ -618,6 +675,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>, String> {
                 seconds,
                 images_per_sec,
                 clean,
+                validation,
             })
         })
         .collect()
