@@ -39,7 +39,7 @@ enum Command {
     Train(TrainArgs),
     /// Report test loss and error of saved weights, or of a run folder's.
     Eval(EvalArgs),
-    /// Classify images (PNG, JPEG) or the images of IDX files with saved weights.
+    /// Classify images (PNG, JPEG), .npy arrays or the images of IDX files with saved weights.
     Predict(PredictArgs),
     /// Train every combination of swept parameters and seeds; tabulate errors over seeds.
     Sweep(sweep::SweepArgs),
@@ -179,7 +179,8 @@ struct PredictArgs {
     /// Worker threads for the compiled executor (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_THREADS))]
     threads: Option<u64>,
-    /// The files to classify: PNG or JPEG images of the net's input size, or IDX image files.
+    /// The files to classify: PNG or JPEG images of the net's input size, .npy arrays or IDX
+    /// image files.
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<PathBuf>,
 }

@@ -150,17 +150,16 @@ pub(crate) fn find_file(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
         .ok_or_else(|| DataError::MissingFile { dir: dir.to_path_buf(), name: name.to_string() })
 }
 
-/// Loads one images file and its labels file into a [`Dataset`].
+/// Loads one examples file (u8 IDX of any shape) and its labels file into a [`Dataset`].
 fn load_pair(images: &Path, labels: &Path) -> Result<(Dataset, [FileChecksum; 2]), DataError> {
-    let image_idx = read_idx(images, IdxKind::Images)?;
+    let image_idx = read_idx(images, IdxKind::Examples)?;
     let label_idx = read_idx(labels, IdxKind::Labels)?;
-    // read_idx checked the magic number, whose low byte is the dimension count.
-    let [count, rows, cols] = image_idx.dims[..] else {
-        return Err(DataError::BadMagic {
-            path: images.to_path_buf(),
-            expected: 0x0000_0803,
-            found: 0x0000_0800 | image_idx.dims.len() as u32,
-        });
+    // read_idx checked the magic number: a count, then at least one dimension of the example.
+    let (count, example) = (image_idx.dims[0], &image_idx.dims[1..]);
+    // Images of rows × cols are one-channel images; any other shape is taken as it is.
+    let shape = match example {
+        [rows, cols] => vec![1, *rows, *cols],
+        other => other.to_vec(),
     };
     if label_idx.data.len() != count {
         return Err(DataError::CountMismatch {
@@ -180,13 +179,8 @@ fn load_pair(images: &Path, labels: &Path) -> Result<(Dataset, [FileChecksum; 2]
         path: path.to_path_buf(),
         sha256,
     });
-    let dataset = Dataset {
-        images: Values::Bytes(image_idx.data),
-        labels: label_idx.data,
-        count,
-        shape: vec![1, rows, cols],
-        classes: MNIST_CLASSES,
-    };
+    let dataset =
+        Dataset { images: Values::Bytes(image_idx.data), labels: label_idx.data, count, shape, classes: MNIST_CLASSES };
     Ok((dataset, sums))
 }
 
@@ -283,6 +277,17 @@ mod tests {
         // A stale raw copy with other contents must not be read.
         std::fs::write(dir.path().join("train-labels-idx1-ubyte"), labels(&[99])).unwrap();
         assert!(Splits::load_mnist(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn an_idx_folder_of_colour_examples_loads_with_their_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny_mnist(dir.path(), false);
+        let colour = |count: u32| crate::testutil::idx(&[count, 3, 2, 2], &vec![7; count as usize * 12]);
+        std::fs::write(dir.path().join("train-images-idx3-ubyte"), colour(3)).unwrap();
+        std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), colour(2)).unwrap();
+        let set = Splits::load_mnist(dir.path()).unwrap();
+        assert_eq!((set.train.count, &set.train.shape[..], set.train.image_len()), (3, &[3, 2, 2][..], 12));
     }
 
     #[test]

@@ -55,7 +55,11 @@ pub fn predict(
     let mut scratch = Vec::new();
     for chunk in examples.chunks(EVAL_BATCH) {
         for (example, out) in chunk.iter().zip(batch.chunks_exact_mut(image_len.max(1))) {
-            stats.apply(recipe, netc_train::Values::Bytes(&example.pixels), out, &mut scratch);
+            let values = match &example.values {
+                netc_data::Values::Bytes(v) => netc_train::Values::Bytes(v),
+                netc_data::Values::Floats(v) => netc_train::Values::Floats(v),
+            };
+            stats.apply(recipe, values, out, &mut scratch);
         }
         let scores = backend.scores(&params, &batch[..chunk.len() * image_len], chunk.len()).map_err(|e| match e {
             StepError::NonFinite { layer, .. } => {
