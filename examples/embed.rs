@@ -34,7 +34,7 @@ fn run() -> Result<(), netc::Error> {
     let model = netc::model(&source, &[("hidden".into(), "64".into())], None)?;
     print!("{}", netc::check::summary(model.net(), false));
 
-    let data = Data::load(&DataRequest { name: "mnist".into(), dir: None })?;
+    let data = Data::load(&DataRequest { name: "mnist".into(), dir: None, format: None })?;
     let mut backend = ExecBackend::new(&model, 0)?;
     let out = RunFolder::new(std::env::temp_dir().join(format!("netc-embed-{}", std::process::id())));
     let options = RunOptions {
@@ -42,6 +42,7 @@ fn run() -> Result<(), netc::Error> {
         resume: false,
         limit_train: Some(20_000),
         limit_test: None,
+        validation: None,
         provenance: data.provenance(std::path::Path::new(&source.name), &[]),
     };
     netc::run::train(&model, &data, &mut backend, &options, &mut |event| {

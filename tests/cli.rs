@@ -534,3 +534,268 @@ fn a_malformed_ir_program_is_located_and_exits_1() {
     let usage = netc(&["ir", file.to_str().unwrap(), "--set", "a=1"]);
     assert_eq!(usage.status.code(), Some(2));
 }
+
+/// A CIFAR-10-format folder of `train` and `test` records: pixels from a fixed hash, labels
+/// cycling through the classes.
+fn synthetic_cifar(dir: &Path, train: usize, test: usize) {
+    let records = |count: usize, salt: usize| -> Vec<(u8, Vec<u8>)> {
+        (0..count)
+            .map(|k| {
+                let pixels = (0..3072).map(|i| ((k * 2654435761 + i * 40503 + salt) >> 7) as u8).collect();
+                ((k % 10) as u8, pixels)
+            })
+            .collect()
+    };
+    let names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+    netc::data::write_cifar10(dir, &records(train, 0), &records(test, 99), &names).unwrap();
+}
+
+#[test]
+fn lenet5_cifar_trains_and_evaluates_on_a_cifar_format_folder_found_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    synthetic_cifar(&dir.path().join("cifar10"), 60, 20);
+    let out = dir.path().join("run");
+    let net = root().join("examples/lenet5_cifar.net");
+    let (net, out_s) = (net.to_str().unwrap(), out.to_str().unwrap());
+    let with_data = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_netc")).args(args).env("NETC_DATA", dir.path()).output().unwrap()
+    };
+    let run = with_data(&["train", net, "--out", out_s, "--epochs", "1", "--limit-train", "50", "--limit-test", "20"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    assert!(text(&run.stderr).contains(&dir.path().join("cifar10").display().to_string()), "{}", text(&run.stderr));
+    assert!(text(&run.stdout).contains("epoch 1/1  train loss"), "{}", text(&run.stdout));
+    let run_json = std::fs::read_to_string(out.join("run.json")).unwrap();
+    assert!(run_json.contains("data_batch_5") && run_json.contains("batches.meta"), "{run_json}");
+
+    let weights = out.join("model.safetensors");
+    // The recipe's statistics travel with the weights: mean image, mean norm, whitening matrix.
+    let (tensors, _) = netc::train::checkpoint::load(&weights).unwrap();
+    let size = |name: &str| tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t.len());
+    assert_eq!(size("preprocess.mean_image"), Some(3072));
+    assert_eq!(size("preprocess.mean_norm"), Some(1));
+    assert_eq!(size("preprocess.whitening"), Some(3072 * 3072));
+    let eval = with_data(&["eval", net, "--weights", weights.to_str().unwrap()]);
+    assert_eq!(eval.status.code(), Some(0), "{}", text(&eval.stderr));
+    assert!(text(&eval.stdout).contains("(20 images"), "{}", text(&eval.stdout));
+
+    // An MNIST-shaped net is refused against CIFAR-10's [3, 32, 32] examples, at its input.
+    let mnist_net = root().join("examples/lenet.net");
+    let refused = with_data(&["train", mnist_net.to_str().unwrap(), "--data", "cifar10", "--out", out_s]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("the data set's examples are [3, 32, 32]"), "{}", text(&refused.stderr));
+}
+
+#[test]
+fn predict_classifies_test_digits_written_as_png_with_the_accuracy_eval_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, 64, 40);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let run = netc(&["train", net, "--data", data_s, "--out", out_s, "--epochs", "1"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let weights = out.join("model.safetensors");
+    let weights = weights.to_str().unwrap();
+    let eval = netc(&["eval", net, "--data", data_s, "--weights", weights]);
+    let eval_text = text(&eval.stdout);
+    let error: f64 = eval_text.split("test error ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+
+    // Every test digit as a PNG file of its own.
+    let images = netc::data::read_idx(&data.join("t10k-images-idx3-ubyte"), netc::data::IdxKind::Images).unwrap();
+    let labels = netc::data::read_idx(&data.join("t10k-labels-idx1-ubyte"), netc::data::IdxKind::Labels).unwrap();
+    let mut pngs = Vec::new();
+    for (i, pixels) in images.data.chunks_exact(36).enumerate() {
+        let path = dir.path().join(format!("digit{i:02}.png"));
+        image::GrayImage::from_raw(6, 6, pixels.to_vec()).unwrap().save(&path).unwrap();
+        pngs.push(path.to_str().unwrap().to_string());
+    }
+    let mut args = vec!["predict", net, "--weights", weights, "--top", "1"];
+    args.extend(pngs.iter().map(String::as_str));
+    let predicted = netc(&args);
+    assert_eq!(predicted.status.code(), Some(0), "{}", text(&predicted.stderr));
+    let lines: Vec<String> = text(&predicted.stdout).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 40);
+    let correct = lines
+        .iter()
+        .zip(&labels.data)
+        .filter(|(line, &label)| line.split(": ").nth(1).unwrap().starts_with(&format!("{label} ")))
+        .count();
+    let accuracy = correct as f64 / 40.0;
+    assert!((accuracy - (1.0 - error / 100.0)).abs() < 1e-9, "predict {accuracy}, eval {eval_text}");
+
+    // The IDX file itself gives the same classes, and --json the probabilities.
+    let json = netc(&[
+        "predict",
+        net,
+        "--weights",
+        weights,
+        "--json",
+        "--top",
+        "2",
+        &format!("{data_s}/t10k-images-idx3-ubyte"),
+    ]);
+    assert_eq!(json.status.code(), Some(0), "{}", text(&json.stderr));
+    let json = text(&json.stdout);
+    assert_eq!(json.matches("\"probability\"").count(), 80, "{json}");
+    assert!(json.contains("t10k-images-idx3-ubyte[39]") && json.contains("\"name\": \""), "{json}");
+
+    // An image of the wrong size is named.
+    let wrong = dir.path().join("wrong.png");
+    image::GrayImage::new(7, 6).save(&wrong).unwrap();
+    let refused = netc(&["predict", net, "--weights", weights, wrong.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("wrong.png: the image is 7×6 pixels, but the net takes 6×6"),
+        "{}",
+        text(&refused.stderr)
+    );
+}
+
+#[test]
+fn eval_of_a_run_folder_uses_the_runs_set_values_data_and_weights_and_prints_the_confusion() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, 64, 40);
+    let net = dir.path().join("wide.net");
+    std::fs::write(&net, WIDE).unwrap();
+    let out = dir.path().join("run");
+    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let run = netc(&["train", net, "--data", data_s, "--out", out_s, "--set", "width=6"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let weights = out.join("model.safetensors");
+    let by_file = netc(&["eval", net, "--data", data_s, "--weights", weights.to_str().unwrap(), "--set", "width=6"]);
+    assert_eq!(by_file.status.code(), Some(0), "{}", text(&by_file.stderr));
+
+    let by_folder = netc(&["eval", out_s, "--confusion"]);
+    assert_eq!(by_folder.status.code(), Some(0), "{}", text(&by_folder.stderr));
+    let shown = text(&by_folder.stdout);
+    let mut lines = shown.lines();
+    assert_eq!(lines.next(), text(&by_file.stdout).lines().next(), "{shown}");
+    // A header, then one row per class: the counts, then the class's error.
+    let rows: Vec<Vec<String>> = lines.skip(1).map(|l| l.split_whitespace().map(String::from).collect()).collect();
+    assert_eq!(rows.len(), 10, "{shown}");
+    let counts: Vec<Vec<usize>> = rows.iter().map(|r| r[1..11].iter().map(|c| c.parse().unwrap()).collect()).collect();
+    let total: usize = counts.iter().flatten().sum();
+    let wrong: usize = (0..10).map(|t| counts[t].iter().sum::<usize>() - counts[t][t]).sum();
+    assert_eq!(total, 40);
+    let error: f64 = shown.split("test error ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+    assert!((wrong as f64 / 40.0 * 100.0 - error).abs() < 0.006, "{shown}");
+
+    let refused = netc(&["eval", out_s, "--set", "width=4"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("--set does not apply to a run folder"));
+}
+
+#[test]
+fn a_folder_of_float32_npy_arrays_trains_and_evaluates_from_the_train_blocks_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("arrays");
+    std::fs::create_dir_all(&data).unwrap();
+    for (split, count) in [("train", 48usize), ("test", 16)] {
+        let labels: Vec<i64> = (0..count as i64).map(|i| i % 10).collect();
+        let values: Vec<u8> = (0..count * 36)
+            .flat_map(|i| ((i / 36) as f32 * 0.01 + (i % 36) as f32 * 0.1 - 1.5).to_le_bytes())
+            .collect();
+        netc::data::write_npy(&data.join(format!("{split}_images.npy")), "<f4", &[count, 1, 6, 6], &values).unwrap();
+        let labels: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+        netc::data::write_npy(&data.join(format!("{split}_labels.npy")), "<i8", &[count], &labels).unwrap();
+    }
+    // The train block names the folder; its format is found from its files.
+    let source = TINY.replace(
+        "preprocess = mean_image }",
+        &format!("preprocess = mean_image data = {:?} }}", data.display().to_string()),
+    );
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, source).unwrap();
+    let out = dir.path().join("run");
+    let (net, out_s) = (net.to_str().unwrap(), out.to_str().unwrap());
+    let run = netc(&["train", net, "--out", out_s, "--epochs", "1"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let run_json = std::fs::read_to_string(out.join("run.json")).unwrap();
+    assert!(run_json.contains("train_images.npy") && run_json.contains("test_labels.npy"), "{run_json}");
+    let eval = netc(&["eval", out_s, "--data-format", "npy"]);
+    assert_eq!(eval.status.code(), Some(0), "{}", text(&eval.stderr));
+    assert!(text(&eval.stdout).contains("(16 images"), "{}", text(&eval.stdout));
+
+    // A truncated array is named, with what was expected.
+    let images = data.join("test_images.npy");
+    let bytes = std::fs::read(&images).unwrap();
+    std::fs::write(&images, &bytes[..bytes.len() - 10]).unwrap();
+    let broken = netc(&["eval", out_s]);
+    assert_eq!(broken.status.code(), Some(2));
+    assert!(text(&broken.stderr).contains("test_images.npy: truncated"), "{}", text(&broken.stderr));
+}
+
+#[test]
+fn an_image_folder_trains_and_predict_names_its_class_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pictures");
+    let classes = ["ant", "bee", "cow", "dog", "eel", "fox", "gnu", "hen", "ibis", "jay"];
+    for (split, per_class) in [("train", 4), ("test", 1)] {
+        for (c, class) in classes.iter().enumerate() {
+            std::fs::create_dir_all(data.join(split).join(class)).unwrap();
+            for k in 0..per_class {
+                let pixels: Vec<u8> = (0..36).map(|p| ((p * 7 + c * 25 + k * 3) % 256) as u8).collect();
+                let image = image::GrayImage::from_raw(6, 6, pixels).unwrap();
+                image.save(data.join(split).join(class).join(format!("{k}.png"))).unwrap();
+            }
+        }
+    }
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let run = netc(&["train", net, "--data", data_s, "--out", out_s, "--epochs", "1"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let weights = out.join("model.safetensors");
+    let picture = data.join("test/gnu/0.png");
+    let predicted = netc(&[
+        "predict",
+        net,
+        "--weights",
+        weights.to_str().unwrap(),
+        "--top",
+        "10",
+        "--json",
+        picture.to_str().unwrap(),
+    ]);
+    assert_eq!(predicted.status.code(), Some(0), "{}", text(&predicted.stderr));
+    let json = text(&predicted.stdout);
+    for class in classes {
+        assert!(json.contains(&format!("\"name\": \"{class}\"")), "{class}: {json}");
+    }
+}
+
+#[test]
+fn a_validation_split_is_reported_every_epoch_and_fixed_for_a_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, 64, 16);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let run = netc(&["train", net, "--data", data_s, "--out", out_s, "--epochs", "1", "--val", "0.25"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    assert!(text(&run.stdout).contains("  val loss "), "{}", text(&run.stdout));
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(metrics.starts_with(&format!("{}\n1,", netc::train::METRICS_HEADER_WITH_VALIDATION)), "{metrics}");
+    let row: Vec<&str> = metrics.lines().nth(1).unwrap().split(',').collect();
+    let val_error: f64 = row[10].parse().unwrap();
+    // 16 of the 64 images are held out: the error is a multiple of 1/16.
+    assert_eq!((val_error * 16.0).fract(), 0.0, "{metrics}");
+    assert!(std::fs::read_to_string(out.join("run.json")).unwrap().contains("\"validation\": 0.25"));
+
+    let other = netc(&["train", net, "--data", data_s, "--resume", out_s, "--epochs", "2", "--val", "0.5"]);
+    assert_eq!(other.status.code(), Some(2));
+    assert!(text(&other.stderr).contains("validation split: 0.25 in the folder, 0.5 now"), "{}", text(&other.stderr));
+    let resumed = netc(&["train", net, "--data", data_s, "--resume", out_s, "--epochs", "2", "--val", "0.25"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    assert_eq!(std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().count(), 3);
+
+    let refused = netc(&["train", net, "--data", data_s, "--out", out_s, "--val", "1"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("strictly between 0 and 1"), "{}", text(&refused.stderr));
+}

@@ -21,12 +21,15 @@ net tiny {
 train { optimizer = sgd(lr=0.05, momentum=0.9, weight_decay=0.0005) batch = 8 epochs = 3 init = normal(std=0.1) preprocess = scale seed = 7 }
 ";
 
+/// The preprocessing of `TINY` and the nets below (`scale`) learns nothing.
+const NO_STATISTICS: netc::train::Needs = netc::train::Needs { mean: None, mean_norm: false, whitening: None };
+
 fn model(text: &str) -> netc::Model {
     netc::model(&netc::Source::new("tiny.net", text), &[], None).unwrap()
 }
 
 fn data(dir: &Path) -> Data {
-    Data::load(&DataRequest { name: dir.display().to_string(), dir: None }).unwrap()
+    Data::load(&DataRequest { name: dir.display().to_string(), dir: None, format: None }).unwrap()
 }
 
 fn run(
@@ -50,6 +53,7 @@ fn run_on(
         resume,
         limit_train: None,
         limit_test: None,
+        validation: None,
         provenance: data.provenance(Path::new("tiny.net"), &[]),
     };
     netc::run::train(model, data, backend, &options, &mut |_: Event| {})
@@ -118,7 +122,7 @@ fn diverges(backend: &mut dyn netc::train::Backend, model: &netc::Model) {
     assert!(text.contains("error[E0800]: training diverged in epoch 2"), "{text}");
     assert!(text.contains(&format!("`{}` produced the first NaN or infinity", divergence.layer)), "{text}");
     let shapes = netc::train::param_shapes(model.net());
-    let kept = netc::train::checkpoint::load_state(&RunFolder::new(&out).checkpoint(), &shapes, None).unwrap();
+    let kept = netc::train::checkpoint::load_state(&RunFolder::new(&out).checkpoint(), &shapes, NO_STATISTICS).unwrap();
     assert_eq!(kept.epoch, 1);
     assert!(kept.params.iter().all(|(_, t)| t.data().iter().all(|v| v.is_finite())));
 }
@@ -129,7 +133,7 @@ fn truncated_data_is_a_clear_error() {
     let labels = data_dir.join("t10k-labels-idx1-ubyte");
     let bytes = std::fs::read(&labels).unwrap();
     std::fs::write(&labels, &bytes[..bytes.len() - 5]).unwrap();
-    let err = Data::load(&DataRequest { name: data_dir.display().to_string(), dir: None }).err().unwrap();
+    let err = Data::load(&DataRequest { name: data_dir.display().to_string(), dir: None, format: None }).err().unwrap();
     let text = err.render(false);
     assert!(text.contains("t10k-labels-idx1-ubyte"), "{text}");
     assert!(text.contains("truncated"), "{text}");
@@ -158,7 +162,7 @@ fn weights_that_do_not_fit_the_net_are_rejected() {
 /// set; elsewhere the test says it did not run.
 fn real_mnist() -> Option<Data> {
     match std::env::var_os("NETC_DATA") {
-        Some(_) => Some(Data::load(&DataRequest { name: "mnist".into(), dir: None }).unwrap()),
+        Some(_) => Some(Data::load(&DataRequest { name: "mnist".into(), dir: None, format: None }).unwrap()),
         None if std::env::var_os("CI").is_some() => panic!("CI must set NETC_DATA to a folder holding mnist/"),
         None => {
             eprintln!("real-MNIST training test not run: set NETC_DATA to a folder holding mnist/");
@@ -181,6 +185,7 @@ fn a_short_run_on_real_mnist_learns() {
         resume: false,
         limit_train: Some(10_000),
         limit_test: Some(2_000),
+        validation: None,
         provenance: data.provenance(Path::new("mlp.net"), &[]),
     };
     let metrics = netc::run::train(&model, &data, &mut backend, &options, &mut |_: Event| {}).unwrap();
@@ -211,7 +216,8 @@ fn trained_reader(
     let out = dir.path().join("run");
     let history = run_on(backend, model, &data(&data_dir), &out, false).unwrap();
     let shapes = netc::train::param_shapes(model.net());
-    let state = netc::train::checkpoint::load_state(&RunFolder::new(&out).checkpoint(), &shapes, None).unwrap();
+    let state =
+        netc::train::checkpoint::load_state(&RunFolder::new(&out).checkpoint(), &shapes, NO_STATISTICS).unwrap();
     let (_, weight) = state.params.iter().find(|(name, _)| name == "dense1.weight").unwrap();
     let param = backend.params().iter().find(|p| p.name == "dense1.weight").unwrap();
     (weight.data().to_vec(), param.info.sign.clone(), history.last().unwrap().train_error)
@@ -400,14 +406,17 @@ fn a_missing_or_short_mean_image_is_an_error() {
     let pristine = std::fs::read(folder.weights()).unwrap();
     rewrite(&folder.weights(), |t| t.retain(|(name, _)| name != mean));
     let text = eval_error(&model, &data, &folder.weights());
-    assert!(text.contains(&format!("the recipe subtracts the mean image, but the file holds no `{mean}`")), "{text}");
+    assert!(
+        text.contains(&format!("the recipe's preprocessing needs the mean image, but the file holds no `{mean}`")),
+        "{text}"
+    );
     std::fs::write(folder.weights(), &pristine).unwrap();
     rewrite(&folder.weights(), |t| {
         let (_, image) = t.iter_mut().find(|(name, _)| name == mean).unwrap();
         *image = netc::ir::Tensor::vector(image.data()[..20].to_vec());
     });
     let text = eval_error(&model, &data, &folder.weights());
-    assert!(text.contains("has 20 values, but the net's images have 36"), "{text}");
+    assert!(text.contains("has 20 values, but the net's images need 36"), "{text}");
     // The checkpoint is held to the same rule on resume.
     rewrite(&folder.checkpoint(), |t| t.retain(|(name, _)| name != mean));
     let text = run(&model, &data, folder.dir(), true).unwrap_err().render(false);
@@ -426,4 +435,37 @@ fn a_locked_run_folder_is_refused_with_the_holder_named() {
     assert!(!folder.has_checkpoint());
     drop(held);
     assert_eq!(run(&model(TINY), &data(&data_dir), folder.dir(), false).unwrap().len(), 3);
+}
+
+#[test]
+fn augmented_runs_resume_bit_for_bit_and_differ_from_plain_ones() {
+    let (dir, data_dir) = temp();
+    let data = data(&data_dir);
+    let augmented = TINY
+        .replace("lr=0.05", "lr=0.0002")
+        .replace("preprocess = scale", "augment = [flip, crop(pad=1)] preprocess = [mean_image, contrast_norm]");
+    let full = model(&augmented);
+    let straight = run(&full, &data, &dir.path().join("straight"), false).unwrap();
+    let mut first = model(&augmented);
+    first.checked.train.epochs = 1;
+    let interrupted = dir.path().join("interrupted");
+    run(&first, &data, &interrupted, false).unwrap();
+    let resumed = run(&full, &data, &interrupted, true).unwrap();
+    let read = |run: &str, file: &str| std::fs::read(dir.path().join(run).join(file)).unwrap();
+    assert!(read("straight", "model.safetensors") == read("interrupted", "model.safetensors"));
+    assert_eq!(straight.last().unwrap().train_loss, resumed.last().unwrap().train_loss);
+    let run_json = String::from_utf8(read("straight", "run.json")).unwrap();
+    assert!(run_json.contains("\"flip\": \"example\"") && run_json.contains("\"crop_pad\": 1"), "{run_json}");
+    assert!(run_json.contains("\"contrast_norm\": true"), "{run_json}");
+
+    let plain = model(&augmented.replace("augment = [flip, crop(pad=1)] ", ""));
+    let unaugmented = run(&plain, &data, &dir.path().join("plain"), false).unwrap();
+    assert_ne!(unaugmented[0].train_loss, straight[0].train_loss, "augmentation changed nothing");
+
+    // A flat input is no image to flip.
+    let flat = model(
+        &augmented.replace("input image: [1, 6, 6]\n    conv(4, k=3)\n    relu\n    maxpool(2)", "input image: [36]"),
+    );
+    let err = run(&flat, &data, &dir.path().join("flat"), false).unwrap_err().render(false);
+    assert!(err.contains("flips and crops images, but net `tiny` takes [36]"), "{err}");
 }

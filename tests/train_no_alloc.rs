@@ -8,7 +8,7 @@ mod counting_alloc;
 
 use counting_alloc::allocations_during;
 use netc::run::ExecBackend;
-use netc::train::{epoch_order, mean_image, Backend, Samples, Slot, State, Stepper};
+use netc::train::{epoch_order, Backend, Recipe, Samples, Slot, State, Statistics, Stepper, Values};
 use std::path::Path;
 
 fn example(name: &str) -> String {
@@ -34,12 +34,12 @@ fn steady_state_allocations(
     let count = config.batch * (steps + 1);
     let images: Vec<u8> = (0..count * image_len).map(|i| (i * 37 % 251) as u8).collect();
     let labels: Vec<u8> = (0..count).map(|i| (i * 7 % model.net().loss.classes) as u8).collect();
-    let samples = Samples { images: &images, labels: &labels, image_len };
+    let samples = Samples { images: Values::Bytes(&images), labels: &labels, image_len };
     let params = backend.initial_params();
     let slots = params.iter().map(|(_, p)| Slot::new(&config.optimizer, p.len())).collect();
-    let mean = (config.preprocess == netc::check::Preprocess::MeanImage).then(|| mean_image(&samples));
-    let mut state = State { params, slots, epoch: 0, step: 0, mean };
-    let mut stepper = Stepper::new(backend.params(), config.batch, image_len, model.net().loss.span);
+    let stats = Statistics::learn(Recipe::of(&config), &samples, &samples.take(0));
+    let mut state = State { params, slots, epoch: 0, step: 0, stats };
+    let mut stepper = Stepper::new(backend.params(), config.batch, &model.net().input.shape, model.net().loss.span);
     let order = epoch_order(count, config.seed, 0);
     let mut chunks = order.chunks(config.batch);
     let lr = config.lr_at(0);

@@ -11,7 +11,14 @@ pub struct TrainConfig {
     pub batch: usize,
     pub epochs: usize,
     pub init: Init,
+    /// The first preprocessing step: what the pixels become.
     pub preprocess: Preprocess,
+    /// Then `cnn_cifar`'s per-image contrast normalisation.
+    pub contrast_norm: bool,
+    /// Then `cnn_cifar`'s ZCA whitening, learned from the training set.
+    pub whiten: bool,
+    /// Random flips and crops of the training examples.
+    pub augment: Augment,
     pub seed: u64,
     /// Data set name or folder, if the file names one.
     pub data: Option<String>,
@@ -55,6 +62,27 @@ pub enum Preprocess {
     None,
 }
 
+/// Random changes to the training examples after preprocessing, drawn from the seed and the
+/// step, so a resumed run makes the same ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Augment {
+    pub flip: Flip,
+    /// Padded random crops: the example is padded with `crop_pad` zeros on every side and a
+    /// window of its own size is cut at a random offset. 0: none.
+    pub crop_pad: usize,
+}
+
+/// Horizontal flips, each with probability 0.5.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Flip {
+    #[default]
+    None,
+    /// The whole batch or none of it, as `cnn_cifar`'s `getBatch` does.
+    Batch,
+    /// Each example on its own.
+    Example,
+}
+
 /// The thesis's SGD: learning rate, momentum, weight decay.
 pub(crate) const SGD_DEFAULTS: (f64, f64, f64) = (0.001, 0.9, 0.0005);
 
@@ -68,6 +96,9 @@ impl Default for TrainConfig {
             epochs: 20,
             init: Init::Normal { std: 0.01 },
             preprocess: Preprocess::MeanImage,
+            contrast_norm: false,
+            whiten: false,
+            augment: Augment::default(),
             seed: 0,
             data: None,
         }

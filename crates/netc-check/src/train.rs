@@ -16,19 +16,21 @@ pub enum TrainSetting {
     Epochs,
     Init,
     Preprocess,
+    Augment,
     Seed,
     Data,
 }
 
 impl TrainSetting {
     /// Every setting, in the order diagnostics list them.
-    pub const ALL: [TrainSetting; 8] = [
+    pub const ALL: [TrainSetting; 9] = [
         TrainSetting::Optimizer,
         TrainSetting::LrSchedule,
         TrainSetting::Batch,
         TrainSetting::Epochs,
         TrainSetting::Init,
         TrainSetting::Preprocess,
+        TrainSetting::Augment,
         TrainSetting::Seed,
         TrainSetting::Data,
     ];
@@ -42,6 +44,7 @@ impl TrainSetting {
             TrainSetting::Epochs => "epochs",
             TrainSetting::Init => "init",
             TrainSetting::Preprocess => "preprocess",
+            TrainSetting::Augment => "augment",
             TrainSetting::Seed => "seed",
             TrainSetting::Data => "data",
         }
@@ -95,11 +98,21 @@ pub fn check_train(block: &TrainBlock, errors: &mut Vec<Diagnostic>) -> TrainCon
                 Some(i) => config.init = i,
                 None => errors.push(bad("normal(std=..), xavier or he")),
             },
-            TrainSetting::Preprocess => match &value.kind {
-                ValueKind::Ident(w) if w == "mean_image" => config.preprocess = Preprocess::MeanImage,
-                ValueKind::Ident(w) if w == "scale" => config.preprocess = Preprocess::Scale,
-                ValueKind::Ident(w) if w == "none" => config.preprocess = Preprocess::None,
-                _ => errors.push(bad("mean_image, scale or none")),
+            TrainSetting::Preprocess => match preprocess(value) {
+                Some((pixels, contrast_norm, whiten)) => {
+                    config.preprocess = pixels;
+                    config.contrast_norm = contrast_norm;
+                    config.whiten = whiten;
+                }
+                None => errors.push(bad(
+                    "mean_image, scale or none, or a list of steps in order: one of those, then contrast_norm, then zca, e.g. [mean_image, contrast_norm, zca]",
+                )),
+            },
+            TrainSetting::Augment => match augment(value, &scope, errors) {
+                Some(a) => config.augment = a,
+                None => errors.push(bad(
+                    "none, flip_batch, flip or crop(pad=..), or a list of one flip and one crop, e.g. [flip, crop(pad=4)]",
+                )),
             },
             TrainSetting::Data => match &value.kind {
                 ValueKind::Ident(s) | ValueKind::Str(s) => config.data = Some(s.clone()),
@@ -210,6 +223,62 @@ fn init(value: &Value, scope: &Scope, errors: &mut Vec<Diagnostic>) -> Option<In
     }
 }
 
+/// The preprocessing steps, in the order they apply: what the pixels become (`mean_image`,
+/// `scale` or `none`), then optionally `contrast_norm`, then optionally `zca`.
+fn preprocess(value: &Value) -> Option<(Preprocess, bool, bool)> {
+    let steps: Vec<&str> = match &value.kind {
+        ValueKind::Ident(step) => vec![step.as_str()],
+        ValueKind::List(items) => items
+            .iter()
+            .map(|item| match &item.kind {
+                ValueKind::Ident(step) => Some(step.as_str()),
+                _ => None,
+            })
+            .collect::<Option<_>>()?,
+        _ => return None,
+    };
+    let (pixels, rest) = match steps.split_first()? {
+        (&"mean_image", rest) => (Preprocess::MeanImage, rest),
+        (&"scale", rest) => (Preprocess::Scale, rest),
+        (&"none", rest) => (Preprocess::None, rest),
+        _ => return None,
+    };
+    let (contrast_norm, rest) = match rest.split_first() {
+        Some((&"contrast_norm", rest)) => (true, rest),
+        _ => (false, rest),
+    };
+    match rest {
+        [] => Some((pixels, contrast_norm, false)),
+        ["zca"] => Some((pixels, contrast_norm, true)),
+        _ => None,
+    }
+}
+
+/// `none`, a flip (`flip_batch`, `flip`), a crop (`crop(pad=4)`), or a list of at most one of each.
+fn augment(value: &Value, scope: &Scope, errors: &mut Vec<Diagnostic>) -> Option<Augment> {
+    let items = match &value.kind {
+        ValueKind::List(items) if !items.is_empty() => items.iter().collect(),
+        ValueKind::Ident(w) if w == "none" => return Some(Augment::default()),
+        _ => vec![value],
+    };
+    let mut augment = Augment::default();
+    let mut cropped = false;
+    for item in items {
+        match &item.kind {
+            ValueKind::Ident(w) if augment.flip == Flip::None && (w == "flip_batch" || w == "flip") => {
+                augment.flip = if w == "flip" { Flip::Example } else { Flip::Batch };
+            }
+            ValueKind::Call(call) if call.op.name == "crop" && !cropped => {
+                let args = match_args(call, "crop", &[req("pad", Ty::Positive)], scope, errors);
+                augment.crop_pad = args.usize_or("pad", 1);
+                cropped = true;
+            }
+            _ => return None,
+        }
+    }
+    Some(augment)
+}
+
 fn schedule(value: &Value) -> Option<Vec<(f64, usize)>> {
     let ValueKind::List(steps) = &value.kind else {
         return None;
@@ -263,5 +332,55 @@ mod tests {
         }
         assert_eq!(lr_override(&value("0.05")).unwrap(), 0.05);
         assert_eq!(lr_override(&value("2")).unwrap(), 2.0);
+    }
+
+    fn preprocessing(text: &str) -> (Preprocess, bool, bool) {
+        let file = netc_syntax::parse(&format!("train {{ preprocess = {text} }}")).unwrap();
+        let mut errors = Vec::new();
+        let config = check_train(&file.trains[0], &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        (config.preprocess, config.contrast_norm, config.whiten)
+    }
+
+    fn augmentation(text: &str) -> Augment {
+        let file = netc_syntax::parse(&format!("train {{ augment = {text} }}")).unwrap();
+        let mut errors = Vec::new();
+        let config = check_train(&file.trains[0], &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        config.augment
+    }
+
+    #[test]
+    fn augmentation_takes_one_flip_and_one_crop() {
+        assert_eq!(augmentation("none"), Augment::default());
+        assert_eq!(augmentation("flip_batch"), Augment { flip: Flip::Batch, crop_pad: 0 });
+        assert_eq!(augmentation("[flip, crop(pad=4)]"), Augment { flip: Flip::Example, crop_pad: 4 });
+        assert_eq!(augmentation("crop(pad=2)"), Augment { flip: Flip::None, crop_pad: 2 });
+        for bad in ["[flip, flip_batch]", "[crop(pad=1), crop(pad=2)]", "[]", "mirror", "3"] {
+            let message = block_error(&format!("augment = {bad}"));
+            assert!(message.contains("a list of one flip and one crop"), "{bad}: {message}");
+        }
+        assert!(block_error("augment = crop(pad=0)").contains("positive integer"));
+    }
+
+    #[test]
+    fn preprocessing_steps_compose_in_the_recipe_order() {
+        assert_eq!(preprocessing("scale"), (Preprocess::Scale, false, false));
+        assert_eq!(preprocessing("[mean_image]"), (Preprocess::MeanImage, false, false));
+        assert_eq!(preprocessing("[mean_image, contrast_norm, zca]"), (Preprocess::MeanImage, true, true));
+        assert_eq!(preprocessing("[none, zca]"), (Preprocess::None, false, true));
+        assert_eq!(preprocessing("[scale, contrast_norm]"), (Preprocess::Scale, true, false));
+        for bad in [
+            "[zca, mean_image]",
+            "[mean_image, zca, contrast_norm]",
+            "[]",
+            "[contrast_norm]",
+            "[mean_image, zca, zca]",
+            "[mean_image, 1]",
+            "whiten",
+        ] {
+            let message = block_error(&format!("preprocess = {bad}"));
+            assert!(message.contains("then contrast_norm, then zca"), "{bad}: {message}");
+        }
     }
 }

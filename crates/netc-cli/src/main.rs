@@ -37,8 +37,10 @@ enum Command {
     Ir(IrArgs),
     /// Train a net on a data set, writing metrics, weights and checkpoints to a run folder.
     Train(TrainArgs),
-    /// Report test loss and error of saved weights.
+    /// Report test loss and error of saved weights, or of a run folder's.
     Eval(EvalArgs),
+    /// Classify images (PNG, JPEG), .npy arrays or the images of IDX files with saved weights.
+    Predict(PredictArgs),
     /// Train every combination of swept parameters and seeds; tabulate errors over seeds.
     Sweep(sweep::SweepArgs),
     /// Draw error curves of a run folder, or errors against the swept parameter of a sweep.
@@ -78,9 +80,13 @@ struct IrArgs {
 
 #[derive(Args)]
 struct DataArgs {
-    /// A data set name (`mnist`) or a folder holding its files; default: the train block's `data`.
+    /// A data set name (`mnist`, `cifar10`) or a folder holding its files; default: the train
+    /// block's `data`.
     #[arg(long)]
     data: Option<String>,
+    /// The folder's format (default: detected from its files).
+    #[arg(long, value_name = "FORMAT", value_parser = parse_data_format)]
+    data_format: Option<netc::data::DataFormat>,
     /// Look here first for data sets (then $NETC_DATA, ./data, the user cache folder).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -126,6 +132,10 @@ struct TrainArgs {
     /// Override the train block: random seed (initialisation, masks, shuffling).
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     seed: Option<String>,
+    /// Hold out this fraction of the training images (drawn from the seed) and report their
+    /// loss and error after every epoch.
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    val: Option<f64>,
 }
 
 /// Training flags shared by `train` and `sweep`.
@@ -154,16 +164,44 @@ struct EvalArgs {
     file: FileArgs,
     #[command(flatten)]
     data: DataArgs,
+    /// The weights, e.g. runs/lenet/model.safetensors (default for a run folder: its own).
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
+    /// Also print the confusion matrix of the test set and each class's error.
+    #[arg(long)]
+    confusion: bool,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    #[command(flatten)]
+    file: FileArgs,
     /// The weights, e.g. runs/lenet/model.safetensors.
     #[arg(long, value_name = "FILE")]
     weights: PathBuf,
+    /// How many of the most probable classes to print per input.
+    #[arg(long, value_name = "K", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    top: u64,
+    /// Print JSON for other programs instead of lines.
+    #[arg(long)]
+    json: bool,
+    /// Which executor runs the net.
+    #[arg(long, value_enum, default_value_t = Exec::Compiled)]
+    exec: Exec,
+    /// Worker threads for the compiled executor (default: one per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_THREADS))]
+    threads: Option<u64>,
+    /// The files to classify: PNG or JPEG images of the net's input size, .npy arrays or IDX
+    /// image files.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
 enum DataCommand {
     /// Download a data set and verify its checksums.
     Fetch {
-        /// The data set (`mnist`).
+        /// The data set (`mnist`, `cifar10`).
         name: String,
         /// Where to put it (default: $NETC_DATA, else the user cache folder).
         #[arg(long, value_name = "DIR")]
@@ -333,18 +371,55 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Train(args) => train::run(args),
         Command::Sweep(args) => sweep::run(args),
         Command::Plot(args) => plot::run(args),
-        Command::Eval(args) => {
-            let model = args.file.model()?;
+        Command::Eval(mut args) => {
+            // A run folder gives its own net, --set values, data and weights.
+            let (model, weights) = if args.file.file.is_dir() {
+                if !args.file.set.is_empty() {
+                    return Err(Failure::usage(
+                        "--set does not apply to a run folder: it uses the run's own values".into(),
+                    ));
+                }
+                let run = netc::run::RecordedRun::read(&netc::train::RunFolder::new(&args.file.file))?;
+                args.data.data.get_or_insert(run.data);
+                (run.model, args.weights.clone().unwrap_or(run.weights))
+            } else {
+                let weights = args.weights.clone().ok_or_else(|| {
+                    Failure::usage("--weights is required with a .net file (or give a run folder)".into())
+                })?;
+                (args.file.model()?, weights)
+            };
             args.data.check_memory(&model, false)?;
             let data = args.data.load(&model)?;
             let mut backend = args.data.backend(&model)?;
-            let (loss, error) = netc::run::evaluate(&model, &data, &args.weights, backend.as_mut())?;
+            let (loss, error) = netc::run::evaluate(&model, &data, &weights, backend.as_mut())?;
             println!(
                 "test loss {loss:.4}  test error {:.2}%  ({} images, {})",
                 error * 100.0,
-                data.mnist.test.count,
-                args.weights.display()
+                data.set.test.count,
+                weights.display()
             );
+            if args.confusion {
+                print!("{}", netc::run::confusion(&model, &data, &weights, backend.as_mut())?.table());
+            }
+            Ok(())
+        }
+        Command::Predict(args) => {
+            let model = args.file.model()?;
+            let mut backend = backend(args.exec, args.threads, &model)?;
+            let top = usize::try_from(args.top).unwrap_or(usize::MAX);
+            let predictions = netc::run::predict(&model, &args.weights, &args.inputs, top, backend.as_mut())?;
+            if args.json {
+                println!("{}", netc::run::predictions_json(&predictions));
+            } else {
+                for prediction in predictions {
+                    let classes: Vec<String> = prediction
+                        .classes
+                        .iter()
+                        .map(|c| format!("{} {:.1}%", c.name, c.probability * 100.0))
+                        .collect();
+                    println!("{}: {}", prediction.input, classes.join(", "));
+                }
+            }
             Ok(())
         }
         Command::Data(DataCommand::Fetch { name, data_dir }) => {
@@ -355,8 +430,12 @@ fn run(command: Command) -> Result<(), Failure> {
                 )));
             }
             let dir = netc::data::fetch_dir(&name, data_dir.as_deref());
-            let files = netc::data::fetch_mnist(&dir, std::io::stderr().is_terminal())
-                .map_err(|e| Failure::usage(e.to_string()))?;
+            let progress = std::io::stderr().is_terminal();
+            let fetched = match netc::data::DataFormat::named(&name) {
+                Some(netc::data::DataFormat::Cifar10) => netc::data::fetch_cifar10(&dir, progress),
+                _ => netc::data::fetch_mnist(&dir, progress),
+            };
+            let files = fetched.map_err(|e| Failure::usage(e.to_string()))?;
             for file in files {
                 let action = match file.action {
                     netc::data::FetchAction::AlreadyPresent => "verified".to_string(),
@@ -461,6 +540,20 @@ fn default_memory_limit() -> u64 {
     u64::MAX
 }
 
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err("must be a fraction strictly between 0 and 1, e.g. 0.1".into()),
+    }
+}
+
+fn parse_data_format(text: &str) -> Result<netc::data::DataFormat, String> {
+    netc::data::DataFormat::named(text).ok_or_else(|| {
+        let names: Vec<&str> = netc::data::DataFormat::ALL.iter().map(|f| f.name()).collect();
+        format!("unknown format; netc reads {}", names.join(", "))
+    })
+}
+
 /// A file's name without its extension, for default output folders.
 fn file_stem(file: &std::path::Path) -> String {
     file.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned())
@@ -471,7 +564,11 @@ impl DataArgs {
         let name = self.data.clone().or_else(|| model.train().data.clone()).ok_or_else(|| {
             Failure::usage("no data set given: pass --data mnist, or write `data = mnist` in the train block".into())
         })?;
-        Ok(netc::run::Data::load(&netc::run::DataRequest { name, dir: self.data_dir.clone() })?)
+        Ok(netc::run::Data::load(&netc::run::DataRequest {
+            name,
+            dir: self.data_dir.clone(),
+            format: self.data_format,
+        })?)
     }
 
     /// Refuses a model whose training step (with `training`) or evaluation step would need
@@ -488,12 +585,21 @@ impl DataArgs {
     }
 
     fn backend(&self, model: &netc::Model) -> Result<Box<dyn netc::train::Backend>, netc::Error> {
-        // 0 asks the executor for one thread per core.
-        let threads = self.threads.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        match self.exec {
-            Exec::Compiled => Ok(Box::new(netc::run::ExecBackend::new(model, threads)?)),
-            Exec::Interp => Ok(Box::new(netc::run::InterpBackend::new(model)?)),
-        }
+        backend(self.exec, self.threads, model)
+    }
+}
+
+/// The executor `--exec` names, with `--threads` workers.
+fn backend(
+    exec: Exec,
+    threads: Option<u64>,
+    model: &netc::Model,
+) -> Result<Box<dyn netc::train::Backend>, netc::Error> {
+    // 0 asks the executor for one thread per core.
+    let threads = threads.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    match exec {
+        Exec::Compiled => Ok(Box::new(netc::run::ExecBackend::new(model, threads)?)),
+        Exec::Interp => Ok(Box::new(netc::run::InterpBackend::new(model)?)),
     }
 }
 

@@ -22,6 +22,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         resume,
         limit_train: args.recipe.limit_train,
         limit_test: args.recipe.limit_test,
+        validation: args.val,
         provenance: data.provenance(&args.file.file, &args.file.set),
     };
 
@@ -74,8 +75,10 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
 /// The line printed after each epoch.
 pub fn epoch_line(m: &netc::train::EpochMetrics, epochs: usize) -> String {
     let clean = m.clean.map_or(String::new(), |c| format!(" (clean {:.2}%)", c.error * 100.0));
+    let validation =
+        m.validation.map_or(String::new(), |v| format!("  val loss {:.4}  val error {:.2}%", v.loss, v.error * 100.0));
     format!(
-        "epoch {}/{epochs}  train loss {:.4}  train error {:.2}%{clean}  test loss {:.4}  test error {:.2}%  {:.1} s  {:.0} img/s",
+        "epoch {}/{epochs}  train loss {:.4}  train error {:.2}%{clean}{validation}  test loss {:.4}  test error {:.2}%  {:.1} s  {:.0} img/s",
         m.epoch,
         m.train_loss,
         m.train_error * 100.0,

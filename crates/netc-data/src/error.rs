@@ -79,12 +79,12 @@ pub enum DataError {
     ShapeMismatch {
         /// The training images file.
         train: PathBuf,
-        /// Its (rows, cols).
-        train_shape: (usize, usize),
+        /// Its per-example shape.
+        train_shape: Vec<usize>,
         /// The test images file.
         test: PathBuf,
-        /// Its (rows, cols).
-        test_shape: (usize, usize),
+        /// Its per-example shape.
+        test_shape: Vec<usize>,
     },
     /// A label is not a valid class index.
     LabelOutOfRange {
@@ -141,7 +141,73 @@ pub enum DataError {
         file: String,
         /// Each URL tried and why it failed.
         attempts: Vec<(String, String)>,
+        /// How to put the data in place by hand.
+        offline: OfflineHint,
     },
+    /// A file is larger than any file of its kind can be; refused before reading it.
+    FileTooLarge {
+        /// The file involved.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: u64,
+        /// The most bytes accepted.
+        limit: u64,
+    },
+    /// A file of fixed-size records whose length is not a whole number of records.
+    RecordLength {
+        /// The file involved.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: u64,
+        /// Bytes per record.
+        record: usize,
+    },
+    /// A file of class names that cannot be used.
+    ClassNames {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A folder whose files are in no format netc reads.
+    UnknownFormat {
+        /// The folder.
+        dir: PathBuf,
+        /// The file each format starts with, and the format's name.
+        looked_for: Vec<String>,
+    },
+    /// A `.npy` file netc cannot read, or whose contents cannot serve as data.
+    Npy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A file given to classify that the net cannot take.
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// An archive that does not hold what the data set's archive holds.
+    Archive {
+        /// The archive.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// Where the files of a data set go when they are fetched by hand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfflineHint {
+    /// The folder the files belong in.
+    pub dir: PathBuf,
+    /// What to download elsewhere: the archive or the files themselves.
+    pub download: String,
+    /// The files the folder must hold.
+    pub files: Vec<String>,
 }
 
 impl DataError {
@@ -194,13 +260,9 @@ impl fmt::Display for DataError {
             ),
             DataError::ShapeMismatch { train, train_shape, test, test_shape } => write!(
                 f,
-                "{} holds {}x{} images but {} holds {}x{} images; they must match",
+                "{} holds examples of shape {train_shape:?} but {} holds {test_shape:?}; they must match",
                 train.display(),
-                train_shape.0,
-                train_shape.1,
                 test.display(),
-                test_shape.0,
-                test_shape.1
             ),
             DataError::LabelOutOfRange { path, index, label, classes } => write!(
                 f,
@@ -225,13 +287,37 @@ impl fmt::Display for DataError {
             DataError::Checksum { path, expected, found } => {
                 write!(f, "{}: SHA-256 of the uncompressed contents is {found}, expected {expected}", path.display())
             }
-            DataError::Download { file, attempts } => {
+            DataError::Download { file, attempts, offline } => {
                 write!(f, "could not download {file}:")?;
                 for (url, why) in attempts {
                     write!(f, "\n  - {url}: {why}")?;
                 }
-                Ok(())
+                write!(
+                    f,
+                    "\nwithout network: download {} on another machine and put {} into {}",
+                    offline.download,
+                    offline.files.join(", "),
+                    offline.dir.display()
+                )
             }
+            DataError::FileTooLarge { path, len, limit } => {
+                write!(f, "{}: {len} bytes, more than the {limit} a file of this kind can hold", path.display())
+            }
+            DataError::RecordLength { path, len, record } => write!(
+                f,
+                "{}: {len} bytes is not a whole number of {record}-byte records (1 label byte and 3072 pixel bytes each): truncated or not a CIFAR-10 batch",
+                path.display()
+            ),
+            DataError::ClassNames { path, why } => write!(f, "{}: {why}", path.display()),
+            DataError::UnknownFormat { dir, looked_for } => write!(
+                f,
+                "{}: no data set in a format netc reads; looked for {}",
+                dir.display(),
+                looked_for.join(", or ")
+            ),
+            DataError::Npy { path, why } => write!(f, "{}: {why}", path.display()),
+            DataError::Input { path, why } => write!(f, "{}: {why}", path.display()),
+            DataError::Archive { path, why } => write!(f, "{}: {why}", path.display()),
         }
     }
 }

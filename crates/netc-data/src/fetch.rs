@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::error::OfflineHint;
 use crate::idx::sha256_uncompressed;
 use crate::mnist::MNIST_FILES;
 use crate::DataError;
@@ -50,19 +51,23 @@ pub struct FetchedFile {
 /// `progress` is set. Files already present (`NAME.gz` or `NAME`) with the
 /// right checksum are kept as they are.
 pub fn fetch_mnist(dest_dir: &Path, progress: bool) -> Result<Vec<FetchedFile>, DataError> {
-    let mirrors = mirrors_from(std::env::var("NETC_MNIST_MIRROR").ok().as_deref());
-    let agent = ureq::AgentBuilder::new()
+    let mirrors = mirrors_from(std::env::var("NETC_MNIST_MIRROR").ok().as_deref(), &MNIST_MIRRORS);
+    fetch_files(&agent(), dest_dir, &mirrors, &MNIST_FILES, progress)
+}
+
+/// The HTTP client every download uses.
+pub(crate) fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(30))
         .timeout_read(Duration::from_secs(60))
         .try_proxy_from_env(true)
         .user_agent(concat!("netc/", env!("CARGO_PKG_VERSION")))
-        .build();
-    fetch_files(&agent, dest_dir, &mirrors, &MNIST_FILES, progress)
+        .build()
 }
 
-/// The mirror list: the variable's entries if it has any, else [`MNIST_MIRRORS`].
+/// The mirror list: the variable's entries if it has any, else `defaults`.
 /// Each base gets a trailing `/` so file names can be appended.
-fn mirrors_from(var: Option<&str>) -> Vec<String> {
+pub(crate) fn mirrors_from(var: Option<&str>, defaults: &[&str]) -> Vec<String> {
     let listed: Vec<String> = var
         .unwrap_or_default()
         .split(|c: char| c == ',' || c.is_whitespace())
@@ -70,7 +75,7 @@ fn mirrors_from(var: Option<&str>) -> Vec<String> {
         .map(|s| if s.ends_with('/') { s.to_string() } else { format!("{s}/") })
         .collect();
     if listed.is_empty() {
-        MNIST_MIRRORS.iter().map(|s| s.to_string()).collect()
+        defaults.iter().map(|s| s.to_string()).collect()
     } else {
         listed
     }
@@ -97,7 +102,15 @@ fn fetch_files(
         let mut source = None;
         for base in mirrors {
             let url = format!("{base}{file}");
-            match download(agent, &url, &target, sha256, progress) {
+            let verify = |path: &Path| match sha256_uncompressed(path) {
+                Ok(found) if found == sha256 => Ok(()),
+                Ok(found) => {
+                    Err(Failure::Remote(format!("SHA-256 of the uncompressed contents is {found}, expected {sha256}")))
+                }
+                Err(e @ DataError::Gzip { .. }) => Err(Failure::Remote(e.to_string())),
+                Err(e) => Err(Failure::Local(e)),
+            };
+            match download(agent, &url, &target, MAX_DOWNLOAD, progress, verify) {
                 Ok(()) => {
                     source = Some(url);
                     break;
@@ -107,7 +120,12 @@ fn fetch_files(
             }
         }
         let Some(url) = source else {
-            return Err(DataError::Download { file, attempts });
+            let offline = OfflineHint {
+                dir: dest.to_path_buf(),
+                download: files.iter().map(|(name, _)| format!("{name}.gz")).collect::<Vec<_>>().join(", "),
+                files: files.iter().map(|(name, _)| format!("{name}.gz")).collect(),
+            };
+            return Err(DataError::Download { file, attempts, offline });
         };
         fetched.push(FetchedFile { path: target, action: FetchAction::Downloaded { url } });
     }
@@ -125,25 +143,30 @@ fn present_and_verified(dest: &Path, name: &str, sha256: &str) -> Option<PathBuf
 
 /// Why one download attempt failed: the mirror's fault (try the next one) or
 /// ours (give up, no mirror will do better).
-enum Failure {
+pub(crate) enum Failure {
     Remote(String),
     Local(DataError),
 }
 
-/// Downloads `url` to `target` through a temporary file, checking the
-/// uncompressed contents hash to `sha256` before renaming into place.
-fn download(agent: &ureq::Agent, url: &str, target: &Path, sha256: &str, progress: bool) -> Result<(), Failure> {
+/// Downloads `url` (at most `max` bytes) to `target` through a temporary file, and renames it
+/// into place once `verify` accepts the temporary file.
+pub(crate) fn download(
+    agent: &ureq::Agent,
+    url: &str,
+    target: &Path,
+    max: u64,
+    progress: bool,
+    verify: impl Fn(&Path) -> Result<(), Failure>,
+) -> Result<(), Failure> {
     let response = agent.get(url).call().map_err(|e| Failure::Remote(e.to_string()))?;
     let length = response.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(length) = length.filter(|&n| n > MAX_DOWNLOAD) {
-        return Err(Failure::Remote(format!(
-            "server announces {length} bytes, more than the {MAX_DOWNLOAD}-byte limit"
-        )));
+    if let Some(length) = length.filter(|&n| n > max) {
+        return Err(Failure::Remote(format!("server announces {length} bytes, more than the {max}-byte limit")));
     }
 
     let mut temp = TempFile::create(target).map_err(Failure::Local)?;
     let bar = progress_bar(progress, length, target);
-    let mut body = response.into_reader().take(MAX_DOWNLOAD + 1);
+    let mut body = response.into_reader().take(max + 1);
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
@@ -161,22 +184,14 @@ fn download(agent: &ureq::Agent, url: &str, target: &Path, sha256: &str, progres
         bar.inc(n as u64);
     }
     bar.finish_and_clear();
-    if total > MAX_DOWNLOAD {
-        return Err(Failure::Remote(format!("body exceeds the {MAX_DOWNLOAD}-byte limit")));
+    if total > max {
+        return Err(Failure::Remote(format!("body exceeds the {max}-byte limit")));
     }
     if let Some(length) = length.filter(|&n| n != total) {
         return Err(Failure::Remote(format!("got {total} bytes, server announced {length}")));
     }
     temp.sync().map_err(Failure::Local)?;
-
-    match sha256_uncompressed(&temp.path) {
-        Ok(found) if found == sha256 => {}
-        Ok(found) => {
-            return Err(Failure::Remote(format!("SHA-256 of the uncompressed contents is {found}, expected {sha256}")))
-        }
-        Err(e @ DataError::Gzip { .. }) => return Err(Failure::Remote(e.to_string())),
-        Err(e) => return Err(Failure::Local(e)),
-    }
+    verify(&temp.path)?;
     temp.persist(target).map_err(Failure::Local)
 }
 
@@ -202,20 +217,20 @@ fn progress_bar(progress: bool, length: Option<u64>, target: &Path) -> ProgressB
 
 /// A file beside the target that is deleted when dropped unless persisted,
 /// so no failure path can leave partial data behind.
-struct TempFile {
+pub(crate) struct TempFile {
     path: PathBuf,
     file: Option<File>,
 }
 
 impl TempFile {
-    fn create(target: &Path) -> Result<TempFile, DataError> {
+    pub(crate) fn create(target: &Path) -> Result<TempFile, DataError> {
         let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let path = target.with_file_name(format!(".{name}.part-{}", std::process::id()));
         let file = File::create(&path).map_err(|e| DataError::io(&path, "creating", e))?;
         Ok(TempFile { path, file: Some(file) })
     }
 
-    fn write_all(&mut self, bytes: &[u8]) -> Result<(), DataError> {
+    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> Result<(), DataError> {
         let result = match &mut self.file {
             Some(file) => file.write_all(bytes),
             None => Ok(()),
@@ -223,7 +238,7 @@ impl TempFile {
         result.map_err(|e| DataError::io(&self.path, "writing", e))
     }
 
-    fn sync(&mut self) -> Result<(), DataError> {
+    pub(crate) fn sync(&mut self) -> Result<(), DataError> {
         let result = match self.file.take() {
             Some(file) => file.sync_all(),
             None => Ok(()),
@@ -231,7 +246,7 @@ impl TempFile {
         result.map_err(|e| DataError::io(&self.path, "flushing", e))
     }
 
-    fn persist(mut self, target: &Path) -> Result<(), DataError> {
+    pub(crate) fn persist(mut self, target: &Path) -> Result<(), DataError> {
         self.file = None;
         fs::rename(&self.path, target).map_err(|e| DataError::io(target, "renaming the download into place", e))?;
         self.path = PathBuf::new();
@@ -252,7 +267,7 @@ impl Drop for TempFile {
 mod tests {
     use super::*;
     use crate::testutil::{gzip, sha256, tiny_mnist, Reply, Server};
-    use crate::Mnist;
+    use crate::Splits;
     use std::collections::HashMap;
 
     /// Serves the tiny data set gzipped under `/good/`; `/bad/` is all 404s.
@@ -293,7 +308,7 @@ mod tests {
             assert_eq!(file.action, FetchAction::Downloaded { url: format!("{}/good/{name}.gz", server.base) });
         }
         assert!(leftovers(&dest).is_empty());
-        let mnist = Mnist::load(&dest).unwrap();
+        let mnist = Splits::load_mnist(&dest).unwrap();
         assert_eq!(mnist.train.count, 3);
 
         // Everything is present and verified now: no request at all.
@@ -314,13 +329,15 @@ mod tests {
         let agent = ureq::Agent::new();
 
         let err = fetch_files(&agent, dest.path(), &mirrors, &wrong, false).unwrap_err();
-        let DataError::Download { file, attempts } = &err else {
+        let DataError::Download { file, attempts, offline } = &err else {
             panic!("{err:?}");
         };
         assert_eq!(file, "train-labels-idx1-ubyte.gz");
         assert_eq!(attempts.len(), 1);
         assert!(attempts[0].1.contains("SHA-256"), "{err}");
         assert!(err.to_string().contains("train-labels-idx1-ubyte.gz"), "{err}");
+        assert_eq!(offline.dir, dest.path());
+        assert!(err.to_string().contains(&format!("into {}", dest.path().display())), "{err}");
         assert!(dest.path().join("train-images-idx3-ubyte.gz").is_file());
         assert!(!dest.path().join("train-labels-idx1-ubyte.gz").exists());
         assert!(leftovers(dest.path()).is_empty());
@@ -362,7 +379,7 @@ mod tests {
         std::fs::write(&target, b"rubbish").unwrap();
         let fetched = fetch_files(&ureq::Agent::new(), dest.path(), &mirrors, &as_table(&table), false).unwrap();
         assert!(matches!(fetched[0].action, FetchAction::Downloaded { .. }));
-        assert!(Mnist::load(dest.path()).is_ok());
+        assert!(Splits::load_mnist(dest.path()).is_ok());
         server.finish();
     }
 
@@ -374,10 +391,10 @@ mod tests {
 
     #[test]
     fn mirror_list_from_environment() {
-        assert_eq!(mirrors_from(None), MNIST_MIRRORS.map(String::from).to_vec());
-        assert_eq!(mirrors_from(Some(" ")), MNIST_MIRRORS.map(String::from).to_vec());
+        assert_eq!(mirrors_from(None, &MNIST_MIRRORS), MNIST_MIRRORS.map(String::from).to_vec());
+        assert_eq!(mirrors_from(Some(" "), &MNIST_MIRRORS), MNIST_MIRRORS.map(String::from).to_vec());
         assert_eq!(
-            mirrors_from(Some("http://127.0.0.1:9/a, http://127.0.0.1:9/b/")),
+            mirrors_from(Some("http://127.0.0.1:9/a, http://127.0.0.1:9/b/"), &MNIST_MIRRORS),
             vec!["http://127.0.0.1:9/a/", "http://127.0.0.1:9/b/"]
         );
     }

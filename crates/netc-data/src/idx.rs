@@ -25,20 +25,26 @@ pub enum IdxKind {
     Images,
     /// u8 labels: magic 0x00000801, dimension (count).
     Labels,
+    /// u8 examples of any shape: magic 0x000008NN with NN ≥ 2 dimensions (count, then the
+    /// example's shape), such as `[count, 3, 32, 32]`.
+    Examples,
 }
 
 impl IdxKind {
+    /// The magic number of the kind (of its usual form, for [`IdxKind::Examples`]).
     fn magic(self) -> u32 {
         match self {
-            IdxKind::Images => 0x0000_0803,
+            IdxKind::Images | IdxKind::Examples => 0x0000_0803,
             IdxKind::Labels => 0x0000_0801,
         }
     }
 
-    fn ndims(self) -> usize {
+    /// How many dimensions a file of this kind with magic number `magic` has, if it is one.
+    fn ndims(self, magic: u32) -> Option<usize> {
         match self {
-            IdxKind::Images => 3,
-            IdxKind::Labels => 1,
+            IdxKind::Images => (magic == 0x0000_0803).then_some(3),
+            IdxKind::Labels => (magic == 0x0000_0801).then_some(1),
+            IdxKind::Examples => (magic >> 8 == 0x08 && magic & 0xff >= 2).then_some((magic & 0xff) as usize),
         }
     }
 }
@@ -62,20 +68,21 @@ pub struct Idx {
 /// a long one [`DataError::TrailingBytes`].
 pub fn read_idx(path: &Path, kind: IdxKind) -> Result<Idx, DataError> {
     let mut input = Uncompressed::open(path)?;
-    let header_len = 4 + 4 * kind.ndims() as u64;
 
     let mut magic = [0u8; 4];
     let got = input.read_full(&mut magic)?;
     if got < magic.len() {
-        return Err(DataError::Truncated { path: path.to_path_buf(), expected: header_len, found: got as u64 });
+        let expected = 4 + 4 * kind.ndims(kind.magic()).unwrap_or(1) as u64;
+        return Err(DataError::Truncated { path: path.to_path_buf(), expected, found: got as u64 });
     }
     let magic = u32::from_be_bytes(magic);
-    if magic != kind.magic() {
+    let Some(ndims) = kind.ndims(magic) else {
         return Err(DataError::BadMagic { path: path.to_path_buf(), expected: kind.magic(), found: magic });
-    }
+    };
+    let header_len = 4 + 4 * ndims as u64;
 
-    let mut raw_dims = Vec::with_capacity(kind.ndims());
-    for _ in 0..kind.ndims() {
+    let mut raw_dims = Vec::with_capacity(ndims);
+    for _ in 0..ndims {
         let mut dim = [0u8; 4];
         let got = input.read_full(&mut dim)?;
         if got < dim.len() {
@@ -327,6 +334,19 @@ mod tests {
         let err = read_idx(&path, IdxKind::Labels).unwrap_err();
         assert!(matches!(&err, DataError::Io { path: p, .. } if *p == path), "{err:?}");
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn examples_of_any_shape_read_with_their_dimensions() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..24).collect();
+        let path = write(&dir, "colour", &crate::testutil::idx(&[2, 3, 2, 2], &data));
+        let idx = read_idx(&path, IdxKind::Examples).unwrap();
+        assert_eq!((idx.dims, idx.data), (vec![2, 3, 2, 2], data));
+        // Images stay three-dimensional; labels are no examples.
+        assert!(matches!(read_idx(&path, IdxKind::Images).unwrap_err(), DataError::BadMagic { found: 0x804, .. }));
+        let labels = write(&dir, "labels", &labels(&[1, 2]));
+        assert!(matches!(read_idx(&labels, IdxKind::Examples).unwrap_err(), DataError::BadMagic { found: 0x801, .. }));
     }
 
     #[test]

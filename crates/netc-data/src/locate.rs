@@ -13,12 +13,13 @@ use crate::mnist::MNIST_FILES;
 use crate::DataError;
 
 /// The data sets known by name.
-pub const KNOWN_DATASETS: [&str; 1] = ["mnist"];
+pub const KNOWN_DATASETS: [&str; 2] = ["mnist", "cifar10"];
 
 /// The files (names without `.gz`) a known data set's folder must hold.
 fn required_files(name: &str) -> Option<Vec<&'static str>> {
     match name {
         "mnist" => Some(MNIST_FILES.iter().map(|(file, _)| *file).collect()),
+        "cifar10" => Some(crate::cifar::cifar10_files()),
         _ => None,
     }
 }
@@ -281,7 +282,7 @@ mod tests {
         let fake = Fake::new();
         let err = locate_in("cifar", None, &fake.places()).unwrap_err();
         assert!(matches!(&err, DataError::UnknownDataset { name, .. } if name == "cifar"));
-        assert!(err.to_string().contains("known data set (mnist)"), "{err}");
+        assert!(err.to_string().contains("known data set (mnist, cifar10)"), "{err}");
     }
 
     #[test]

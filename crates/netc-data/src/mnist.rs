@@ -18,34 +18,56 @@ pub const MNIST_FILES: [(&str, &str); 4] = [
 /// MNIST has one class per digit.
 const MNIST_CLASSES: usize = 10;
 
-/// A set of labelled images held in memory.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The values of a data set's examples, example after example.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Values {
+    /// Pixels, 0–255 (IDX, CIFAR-10, images, uint8 `.npy`).
+    Bytes(Vec<u8>),
+    /// Any finite numbers (float32 `.npy`).
+    Floats(Vec<f32>),
+}
+
+impl Values {
+    /// How many values there are.
+    pub fn len(&self) -> usize {
+        match self {
+            Values::Bytes(v) => v.len(),
+            Values::Floats(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A set of labelled examples held in memory.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
-    /// Pixels, one byte each, image after image: `count * rows * cols` bytes.
-    pub images: Vec<u8>,
+    /// The examples' values, example after example: `count` times the product of `shape`.
+    pub images: Values,
     /// One class index per image, each below `classes`.
     pub labels: Vec<u8>,
     /// Number of images (and labels).
     pub count: usize,
-    /// Image height in pixels.
-    pub rows: usize,
-    /// Image width in pixels.
-    pub cols: usize,
+    /// One example's shape, channels first: `[1, 28, 28]` for MNIST, `[3, 32, 32]` for CIFAR-10.
+    pub shape: Vec<usize>,
     /// Number of classes.
     pub classes: usize,
 }
 
 impl Dataset {
-    /// Pixels in one image (`rows * cols`).
+    /// Values in one example (the product of its shape).
     pub fn image_len(&self) -> usize {
-        self.rows * self.cols
+        self.shape.iter().product()
     }
 
-    /// The pixels of image `index`, or `None` past the end.
+    /// The pixels of image `index` of a set of bytes, or `None` past the end (or for floats).
     pub fn image(&self, index: usize) -> Option<&[u8]> {
+        let Values::Bytes(bytes) = &self.images else { return None };
         let len = self.image_len();
         let start = index.checked_mul(len)?;
-        self.images.get(start..start.checked_add(len)?)
+        bytes.get(start..start.checked_add(len)?)
     }
 }
 
@@ -60,45 +82,53 @@ pub struct FileChecksum {
     pub sha256: String,
 }
 
-/// MNIST's training and test sets, with the checksums of the files read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mnist {
-    /// The 60 000 training examples (for the canonical files).
+/// A data set's training and test sets, with the checksums of the files read and the names
+/// of its classes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Splits {
+    /// The training examples (60 000 for MNIST, 50 000 for CIFAR-10).
     pub train: Dataset,
-    /// The 10 000 test examples (for the canonical files).
+    /// The test examples (10 000 for both).
     pub test: Dataset,
-    /// One entry per file, in [`MNIST_FILES`] order.
+    /// One entry per file read, in the order of the data set's file table.
     pub checksums: Vec<FileChecksum>,
+    /// One name per class: the digits for MNIST, `batches.meta.txt` for CIFAR-10.
+    pub class_names: Vec<String>,
 }
 
-impl Mnist {
+/// The digits, MNIST's class names.
+fn digit_names() -> Vec<String> {
+    (0..MNIST_CLASSES).map(|digit| digit.to_string()).collect()
+}
+
+impl Splits {
     /// Loads the four MNIST files from `dir`, each as `NAME.gz` or `NAME`.
     ///
     /// Checks that images and labels agree in count, that labels are digits
     /// and that train and test images have one size. It does not insist on
     /// the canonical checksums, so MNIST-format data sets (Fashion-MNIST, a
-    /// subset) load too; call [`Mnist::verify_checksums`] for that.
-    pub fn load(dir: &Path) -> Result<Mnist, DataError> {
+    /// subset) load too; call [`Splits::verify_checksums`] with [`MNIST_FILES`] for that.
+    pub fn load_mnist(dir: &Path) -> Result<Splits, DataError> {
         let [train_images, train_labels, test_images, test_labels] = MNIST_FILES.map(|(name, _)| find_file(dir, name));
         let (train, train_sums) = load_pair(&train_images?, &train_labels?)?;
         let (test, test_sums) = load_pair(&test_images?, &test_labels?)?;
-        if (train.rows, train.cols) != (test.rows, test.cols) {
+        if train.shape != test.shape {
             return Err(DataError::ShapeMismatch {
                 train: train_sums[0].path.clone(),
-                train_shape: (train.rows, train.cols),
+                train_shape: train.shape.clone(),
                 test: test_sums[0].path.clone(),
-                test_shape: (test.rows, test.cols),
+                test_shape: test.shape.clone(),
             });
         }
         let checksums = train_sums.into_iter().chain(test_sums).collect();
-        Ok(Mnist { train, test, checksums })
+        Ok(Splits { train, test, checksums, class_names: digit_names() })
     }
 
-    /// Checks the loaded files against the canonical MNIST checksums; the
-    /// error names the first file that differs.
-    pub fn verify_checksums(&self) -> Result<(), DataError> {
+    /// Checks the loaded files against a table of canonical checksums (such as [`MNIST_FILES`]);
+    /// the error names the first file that differs.
+    pub fn verify_checksums(&self, table: &[(&str, &str)]) -> Result<(), DataError> {
         for sum in &self.checksums {
-            let expected = MNIST_FILES.iter().find(|(name, _)| *name == sum.name).map_or("", |(_, sha)| sha);
+            let expected = table.iter().find(|(name, _)| *name == sum.name).map_or("", |(_, sha)| sha);
             if sum.sha256 != expected {
                 return Err(DataError::Checksum {
                     path: sum.path.clone(),
@@ -120,17 +150,16 @@ pub(crate) fn find_file(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
         .ok_or_else(|| DataError::MissingFile { dir: dir.to_path_buf(), name: name.to_string() })
 }
 
-/// Loads one images file and its labels file into a [`Dataset`].
+/// Loads one examples file (u8 IDX of any shape) and its labels file into a [`Dataset`].
 fn load_pair(images: &Path, labels: &Path) -> Result<(Dataset, [FileChecksum; 2]), DataError> {
-    let image_idx = read_idx(images, IdxKind::Images)?;
+    let image_idx = read_idx(images, IdxKind::Examples)?;
     let label_idx = read_idx(labels, IdxKind::Labels)?;
-    // read_idx checked the magic number, whose low byte is the dimension count.
-    let [count, rows, cols] = image_idx.dims[..] else {
-        return Err(DataError::BadMagic {
-            path: images.to_path_buf(),
-            expected: 0x0000_0803,
-            found: 0x0000_0800 | image_idx.dims.len() as u32,
-        });
+    // read_idx checked the magic number: a count, then at least one dimension of the example.
+    let (count, example) = (image_idx.dims[0], &image_idx.dims[1..]);
+    // Images of rows × cols are one-channel images; any other shape is taken as it is.
+    let shape = match example {
+        [rows, cols] => vec![1, *rows, *cols],
+        other => other.to_vec(),
     };
     if label_idx.data.len() != count {
         return Err(DataError::CountMismatch {
@@ -150,12 +179,13 @@ fn load_pair(images: &Path, labels: &Path) -> Result<(Dataset, [FileChecksum; 2]
         path: path.to_path_buf(),
         sha256,
     });
-    let dataset = Dataset { images: image_idx.data, labels: label_idx.data, count, rows, cols, classes: MNIST_CLASSES };
+    let dataset =
+        Dataset { images: Values::Bytes(image_idx.data), labels: label_idx.data, count, shape, classes: MNIST_CLASSES };
     Ok((dataset, sums))
 }
 
 /// The file name of `path` without a `.gz` suffix.
-fn canonical_name(path: &Path) -> String {
+pub(crate) fn canonical_name(path: &Path) -> String {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     match name.strip_suffix(".gz") {
         Some(stem) => stem.to_string(),
@@ -174,10 +204,11 @@ mod tests {
         let (gz, raw) = (dir.path().join("gz"), dir.path().join("raw"));
         write_tiny_mnist(&gz, true);
         write_tiny_mnist(&raw, false);
-        let a = Mnist::load(&gz).unwrap();
-        let b = Mnist::load(&raw).unwrap();
+        let a = Splits::load_mnist(&gz).unwrap();
+        let b = Splits::load_mnist(&raw).unwrap();
         assert_eq!((a.train.clone(), a.test.clone()), (b.train, b.test));
-        assert_eq!((a.train.count, a.train.rows, a.train.cols), (3, 2, 3));
+        assert_eq!((a.train.count, &a.train.shape[..]), (3, &[1, 2, 3][..]));
+        assert_eq!(a.class_names, ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
         assert_eq!(a.train.labels, vec![0, 9, 4]);
         assert_eq!(a.train.classes, 10);
         assert_eq!(a.test.count, 2);
@@ -196,8 +227,8 @@ mod tests {
     fn canonical_checksums_are_enforced_only_on_request() {
         let dir = tempfile::tempdir().unwrap();
         write_tiny_mnist(dir.path(), true);
-        let mnist = Mnist::load(dir.path()).unwrap();
-        let err = mnist.verify_checksums().unwrap_err();
+        let mnist = Splits::load_mnist(dir.path()).unwrap();
+        let err = mnist.verify_checksums(&MNIST_FILES).unwrap_err();
         assert!(
             matches!(&err, DataError::Checksum { path, expected, .. }
                 if path.ends_with("train-images-idx3-ubyte.gz") && expected == MNIST_FILES[0].1),
@@ -210,7 +241,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_tiny_mnist(dir.path(), false);
         std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), labels(&[1, 2, 3])).unwrap();
-        let err = Mnist::load(dir.path()).unwrap_err();
+        let err = Splits::load_mnist(dir.path()).unwrap_err();
         assert!(matches!(&err, DataError::CountMismatch { image_count: 2, label_count: 3, .. }), "{err:?}");
         let msg = err.to_string();
         assert!(msg.contains("t10k-images-idx3-ubyte") && msg.contains("t10k-labels-idx1-ubyte"), "{msg}");
@@ -222,7 +253,7 @@ mod tests {
         write_tiny_mnist(dir.path(), true);
         let path = dir.path().join("train-labels-idx1-ubyte.gz");
         std::fs::write(&path, gzip(&labels(&[0, 1, 10]))).unwrap();
-        let err = Mnist::load(dir.path()).unwrap_err();
+        let err = Splits::load_mnist(dir.path()).unwrap_err();
         assert!(
             matches!(&err, DataError::LabelOutOfRange { path: p, index: 2, label: 10, classes: 10 } if *p == path),
             "{err:?}"
@@ -235,7 +266,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_tiny_mnist(dir.path(), true);
         std::fs::remove_file(dir.path().join("t10k-images-idx3-ubyte.gz")).unwrap();
-        let err = Mnist::load(dir.path()).unwrap_err();
+        let err = Splits::load_mnist(dir.path()).unwrap_err();
         assert!(matches!(&err, DataError::MissingFile { name, .. } if name == "t10k-images-idx3-ubyte"), "{err:?}");
     }
 
@@ -245,7 +276,18 @@ mod tests {
         write_tiny_mnist(dir.path(), true);
         // A stale raw copy with other contents must not be read.
         std::fs::write(dir.path().join("train-labels-idx1-ubyte"), labels(&[99])).unwrap();
-        assert!(Mnist::load(dir.path()).is_ok());
+        assert!(Splits::load_mnist(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn an_idx_folder_of_colour_examples_loads_with_their_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tiny_mnist(dir.path(), false);
+        let colour = |count: u32| crate::testutil::idx(&[count, 3, 2, 2], &vec![7; count as usize * 12]);
+        std::fs::write(dir.path().join("train-images-idx3-ubyte"), colour(3)).unwrap();
+        std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), colour(2)).unwrap();
+        let set = Splits::load_mnist(dir.path()).unwrap();
+        assert_eq!((set.train.count, &set.train.shape[..], set.train.image_len()), (3, &[3, 2, 2][..], 12));
     }
 
     #[test]
@@ -253,7 +295,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_tiny_mnist(dir.path(), false);
         std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), images(2, 3, 3)).unwrap();
-        let err = Mnist::load(dir.path()).unwrap_err();
-        assert!(matches!(err, DataError::ShapeMismatch { train_shape: (2, 3), test_shape: (3, 3), .. }), "{err:?}");
+        let err = Splits::load_mnist(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, DataError::ShapeMismatch { train_shape, test_shape, .. }
+                if train_shape[..] == [1, 2, 3] && test_shape[..] == [1, 3, 3]),
+            "{err:?}"
+        );
     }
 }

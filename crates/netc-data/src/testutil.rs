@@ -67,3 +67,34 @@ pub fn write_tiny_mnist(dir: &Path, gzipped: bool) {
         }
     }
 }
+
+/// A tar archive (ustar headers) of `(path, contents)` members, as the CIFAR-10 archive is laid out.
+pub fn tar(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (path, contents) in members {
+        let mut header = [0u8; 512];
+        header[..path.len()].copy_from_slice(path.as_bytes());
+        header[100..107].copy_from_slice(b"0000644");
+        header[124..135].copy_from_slice(format!("{:011o}", contents.len()).as_bytes());
+        header[156] = b'0';
+        header[257..263].copy_from_slice(b"ustar\0");
+        header[263..265].copy_from_slice(b"00");
+        header[148..156].fill(b' ');
+        let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+        header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(contents);
+        out.resize(out.len().next_multiple_of(512), 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+/// A small CIFAR-10-format set: `train` and `test` records whose pixels are `(seed + i) mod 256`
+/// and whose labels cycle through the classes.
+pub fn cifar_records(count: usize, seed: usize) -> Vec<(u8, Vec<u8>)> {
+    (0..count).map(|k| ((k % 10) as u8, (0..3072).map(|i| ((seed + k * 7 + i) % 256) as u8).collect())).collect()
+}
+
+pub const CIFAR_NAMES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];

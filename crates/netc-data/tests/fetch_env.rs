@@ -9,7 +9,7 @@ mod server;
 
 use std::collections::HashMap;
 
-use netc_data::{fetch_mnist, DataError, FetchAction, Mnist, MNIST_FILES};
+use netc_data::{fetch_mnist, DataError, FetchAction, Splits, MNIST_FILES};
 use server::{Reply, Server};
 
 #[test]
@@ -28,7 +28,7 @@ fn fetch_mnist_uses_the_mirror_variable() {
     std::env::set_var("NETC_MNIST_MIRROR", format!("{}/junk", server.base));
     let dest = tempfile::tempdir().unwrap();
     let err = fetch_mnist(dest.path(), false).unwrap_err();
-    let DataError::Download { file, attempts } = &err else {
+    let DataError::Download { file, attempts, .. } = &err else {
         panic!("{err:?}");
     };
     assert_eq!(file, "train-images-idx3-ubyte.gz");
@@ -53,7 +53,7 @@ fn fetch_mnist_uses_the_mirror_variable() {
     std::env::set_var("NETC_MNIST_MIRROR", format!("{}/real/", server.base));
     let fetched = fetch_mnist(dest.path(), true).unwrap_or_else(|e| panic!("{e}"));
     assert!(fetched.iter().all(|f| matches!(f.action, FetchAction::Downloaded { .. })));
-    let mnist = Mnist::load(dest.path()).unwrap_or_else(|e| panic!("{e}"));
-    mnist.verify_checksums().unwrap_or_else(|e| panic!("{e}"));
+    let mnist = Splits::load_mnist(dest.path()).unwrap_or_else(|e| panic!("{e}"));
+    mnist.verify_checksums(&MNIST_FILES).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(server.finish().len(), 4);
 }

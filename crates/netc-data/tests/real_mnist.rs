@@ -6,7 +6,7 @@
 #[path = "support/netc_data.rs"]
 mod data_root;
 
-use netc_data::{Mnist, MNIST_FILES};
+use netc_data::{Splits, MNIST_FILES};
 
 #[test]
 fn real_mnist_loads_and_matches_checksums() {
@@ -17,12 +17,12 @@ fn real_mnist_loads_and_matches_checksums() {
         return;
     };
     let dir = root.join("mnist");
-    let mnist = Mnist::load(&dir).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((mnist.train.count, mnist.train.rows, mnist.train.cols), (60_000, 28, 28));
-    assert_eq!((mnist.test.count, mnist.test.rows, mnist.test.cols), (10_000, 28, 28));
+    let mnist = Splits::load_mnist(&dir).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((mnist.train.count, &mnist.train.shape[..]), (60_000, &[1, 28, 28][..]));
+    assert_eq!((mnist.test.count, &mnist.test.shape[..]), (10_000, &[1, 28, 28][..]));
     assert_eq!(mnist.train.images.len(), 60_000 * 28 * 28);
     assert_eq!(mnist.test.labels.len(), 10_000);
     let sums: Vec<_> = mnist.checksums.iter().map(|s| (s.name.as_str(), s.sha256.as_str())).collect();
     assert_eq!(sums, MNIST_FILES.to_vec());
-    mnist.verify_checksums().unwrap_or_else(|e| panic!("{e}"));
+    mnist.verify_checksums(&MNIST_FILES).unwrap_or_else(|e| panic!("{e}"));
 }

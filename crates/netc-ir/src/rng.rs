@@ -35,6 +35,10 @@ pub enum RandomStream {
     Shuffle,
     /// The subset of the training set evaluated in evaluation mode after each epoch.
     CleanSubset,
+    /// The flips and crops of the training examples at each step.
+    Augment,
+    /// The training examples held out for validation.
+    Validation,
 }
 
 impl RandomStream {
@@ -48,6 +52,8 @@ impl RandomStream {
         match text {
             "shuffle" => return Some(RandomStream::Shuffle),
             "clean_subset" => return Some(RandomStream::CleanSubset),
+            "augment" => return Some(RandomStream::Augment),
+            "validation" => return Some(RandomStream::Validation),
             _ => {}
         }
         let (kind, name) = text.split_once(':')?;
@@ -74,6 +80,8 @@ impl fmt::Display for RandomStream {
             RandomStream::Noise(name) => write!(f, "noise:{name}"),
             RandomStream::Shuffle => f.write_str("shuffle"),
             RandomStream::CleanSubset => f.write_str("clean_subset"),
+            RandomStream::Augment => f.write_str("augment"),
+            RandomStream::Validation => f.write_str("validation"),
         }
     }
 }

@@ -296,6 +296,7 @@ mod tests {
             seconds: 1.0,
             images_per_sec: 1.0,
             clean: None,
+            validation: None,
         }
     }
 

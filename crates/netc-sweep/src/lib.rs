@@ -151,6 +151,7 @@ fn train_one(
         resume,
         limit_train: sweep.limit_train,
         limit_test: sweep.limit_test,
+        validation: None,
         provenance: sweep.data.provenance(sweep.file, &point.params),
     };
     let mut forward = |event: Event| on_progress(Progress::Train(event));

@@ -448,6 +448,7 @@ mod tests {
             seconds: 0.0,
             images_per_sec: 0.0,
             clean: None,
+            validation: None,
         };
         let point = Point { params: vec![], seed: 0 };
         let o = Outcome::new(point, &[m(1, 0.3), m(2, 0.1), m(3, 0.1), m(4, 0.2)], false);

@@ -3,6 +3,7 @@
 //! either the previous file or the new one, never a torn one.
 
 use crate::optimizer::Slot;
+use crate::preprocess::{Needs, Statistics};
 use netc_ir::Tensor;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
@@ -24,11 +25,36 @@ pub struct State {
     pub epoch: usize,
     /// Optimizer steps taken.
     pub step: u64,
-    /// The mean training image subtracted from inputs, when the recipe asks for it.
-    pub mean: Option<Vec<f32>>,
+    /// What the recipe's preprocessing learned from the data (the mean image, ...).
+    pub stats: Statistics,
 }
 
 pub const MEAN_IMAGE: &str = "preprocess.mean_image";
+/// Contrast normalisation's mean standard deviation, one value.
+pub const MEAN_NORM: &str = "preprocess.mean_norm";
+/// The ZCA whitening matrix.
+pub const WHITENING: &str = "preprocess.whitening";
+/// The metadata fact that holds the data set's class names, a JSON list.
+pub const CLASS_NAMES: &str = "class_names";
+
+/// The class names as [`CLASS_NAMES`] holds them.
+pub fn encode_class_names(names: &[String]) -> String {
+    serde_json::to_string(names).unwrap_or_default()
+}
+
+/// Weights as [`load_model`] reads them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SavedModel {
+    pub params: Vec<Named>,
+    pub stats: Statistics,
+    /// The data set's class names, if the file records them (files of older netc do not).
+    pub class_names: Option<Vec<String>>,
+}
+
+/// The class names a weights file records, if it records them.
+fn class_names(metadata: &BTreeMap<String, String>) -> Option<Vec<String>> {
+    serde_json::from_str(metadata.get(CLASS_NAMES)?).ok()
+}
 
 fn bytes_of(data: &[f32]) -> Vec<u8> {
     data.iter().flat_map(|v| v.to_le_bytes()).collect()
@@ -143,11 +169,19 @@ pub fn load(path: &Path) -> Result<(Vec<Named>, BTreeMap<String, String>), Strin
     Ok((tensors, metadata))
 }
 
-/// The weights a trained model is used with: parameters by layer name, and the mean image.
+/// The weights a trained model is used with: parameters by layer name, and the statistics of
+/// its preprocessing.
 fn model_tensors(state: &State) -> Vec<Named> {
     let mut tensors = state.params.clone();
-    if let Some(mean) = &state.mean {
+    let stats = &state.stats;
+    if let Some(mean) = &stats.mean {
         tensors.push((MEAN_IMAGE.into(), Tensor::vector(mean.clone())));
+    }
+    if let Some(norm) = stats.mean_norm {
+        tensors.push((MEAN_NORM.into(), Tensor::vector(vec![norm])));
+    }
+    if let Some(w) = &stats.whitening {
+        tensors.push((WHITENING.into(), Tensor::vector(w.clone())));
     }
     tensors
 }
@@ -172,9 +206,9 @@ pub fn save_state(path: &Path, state: &State, mut metadata: BTreeMap<String, Str
 }
 
 /// Reads a state written by [`save_state`]; `expected` gives the parameter names and shapes the
-/// net has, in order, and `mean_image` the length of the mean image the recipe subtracts, if it
-/// does. A file that does not match is an error naming the difference.
-pub fn load_state(path: &Path, expected: &[(String, Vec<usize>)], mean_image: Option<usize>) -> Result<State, String> {
+/// net has, in order, and `needs` the statistics the recipe's preprocessing needs. A file that
+/// does not match is an error naming the difference.
+pub fn load_state(path: &Path, expected: &[(String, Vec<usize>)], needs: Needs) -> Result<State, String> {
     let (tensors, metadata) = load(path)?;
     let mut by_name: HashMap<String, Tensor> = tensors.into_iter().collect();
     let params = take_params(path, &mut by_name, expected)?;
@@ -200,45 +234,44 @@ pub fn load_state(path: &Path, expected: &[(String, Vec<usize>)], mean_image: Op
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| format!("{}: metadata `{key}` is missing", path.display()))
     };
-    let mean = take_mean_image(path, &mut by_name, mean_image)?;
+    let stats = take_statistics(path, &mut by_name, needs)?;
     reject_unknown(path, &by_name)?;
-    Ok(State { params, slots, epoch: number("epoch")? as usize, step: number("step")?, mean })
+    Ok(State { params, slots, epoch: number("epoch")? as usize, step: number("step")?, stats })
 }
 
 /// Reads weights written by [`save_model`] for a net with parameters `expected` and a recipe
-/// that subtracts a mean image of `mean_image` values, if it does.
-pub fn load_model(
-    path: &Path,
-    expected: &[(String, Vec<usize>)],
-    mean_image: Option<usize>,
-) -> Result<(Vec<Named>, Option<Vec<f32>>), String> {
-    let (tensors, _) = load(path)?;
+/// whose preprocessing needs `needs`.
+pub fn load_model(path: &Path, expected: &[(String, Vec<usize>)], needs: Needs) -> Result<SavedModel, String> {
+    let (tensors, metadata) = load(path)?;
     let mut by_name: HashMap<String, Tensor> = tensors.into_iter().collect();
     let params = take_params(path, &mut by_name, expected)?;
-    let mean = take_mean_image(path, &mut by_name, mean_image)?;
+    let stats = take_statistics(path, &mut by_name, needs)?;
     reject_unknown(path, &by_name)?;
-    Ok((params, mean))
+    Ok(SavedModel { params, stats, class_names: class_names(&metadata) })
 }
 
-/// The mean image of `len` values the recipe needs, if it needs one.
-fn take_mean_image(
-    path: &Path,
-    tensors: &mut HashMap<String, Tensor>,
-    len: Option<usize>,
-) -> Result<Option<Vec<f32>>, String> {
-    let Some(len) = len else { return Ok(None) };
-    match tensors.remove(MEAN_IMAGE) {
-        Some(mean) if mean.len() == len => Ok(Some(mean.into_data())),
-        Some(mean) => Err(format!(
-            "{}: the mean image `{MEAN_IMAGE}` has {} values, but the net's images have {len}",
-            path.display(),
-            mean.len()
-        )),
-        None => Err(format!(
-            "{}: the recipe subtracts the mean image, but the file holds no `{MEAN_IMAGE}`",
-            path.display()
-        )),
-    }
+/// The statistics the recipe needs, each of the length it needs.
+fn take_statistics(path: &Path, tensors: &mut HashMap<String, Tensor>, needs: Needs) -> Result<Statistics, String> {
+    let mut take = |name: &str, what: &str, len: Option<usize>| -> Result<Option<Vec<f32>>, String> {
+        let Some(len) = len else { return Ok(None) };
+        match tensors.remove(name) {
+            Some(t) if t.len() == len => Ok(Some(t.into_data())),
+            Some(t) => Err(format!(
+                "{}: {what} `{name}` has {} values, but the net's images need {len}",
+                path.display(),
+                t.len()
+            )),
+            None => Err(format!(
+                "{}: the recipe's preprocessing needs {what}, but the file holds no `{name}`",
+                path.display()
+            )),
+        }
+    };
+    Ok(Statistics {
+        mean: take(MEAN_IMAGE, "the mean image", needs.mean)?,
+        mean_norm: take(MEAN_NORM, "the mean standard deviation", needs.mean_norm.then_some(1))?.map(|v| v[0]),
+        whitening: take(WHITENING, "the whitening matrix", needs.whitening.map(|d| d * d))?,
+    })
 }
 
 /// Tensors left over once the net's have been taken: a file for another net, or damaged.
@@ -277,6 +310,8 @@ pub fn take_params(
 mod tests {
     use super::*;
 
+    const NEEDS: Needs = Needs { mean: Some(3), mean_norm: true, whitening: Some(3) };
+
     fn state() -> State {
         State {
             params: vec![
@@ -286,7 +321,7 @@ mod tests {
             slots: vec![Slot { m: vec![0.1, 0.2], v: vec![] }, Slot { m: vec![0.3, 0.4], v: vec![] }],
             epoch: 3,
             step: 1800,
-            mean: Some(vec![1.0, 2.0, 3.0]),
+            stats: Statistics { mean: Some(vec![1.0, 2.0, 3.0]), mean_norm: Some(41.5), whitening: Some(vec![0.5; 9]) },
         }
     }
 
@@ -298,7 +333,7 @@ mod tests {
         save_state(&path, &s, BTreeMap::new()).unwrap();
         let expected: Vec<(String, Vec<usize>)> =
             s.params.iter().map(|(n, p)| (n.clone(), p.shape().to_vec())).collect();
-        assert_eq!(load_state(&path, &expected, Some(3)).unwrap(), s);
+        assert_eq!(load_state(&path, &expected, NEEDS).unwrap(), s);
         assert!(!dir.path().join(".checkpoint.safetensors.tmp").exists());
     }
 
@@ -337,21 +372,37 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let err = load_state(&path, &expected, Some(3)).unwrap_err();
+        let err = load_state(&path, &expected, NEEDS).unwrap_err();
         assert!(err.contains("does not match its checksum"), "{err}");
 
         let mut infinite = s.clone();
         infinite.params[1].1.data_mut()[1] = f32::INFINITY;
         save_state(&path, &infinite, BTreeMap::new()).unwrap();
-        let err = load_state(&path, &expected, Some(3)).unwrap_err();
+        let err = load_state(&path, &expected, NEEDS).unwrap_err();
         assert!(err.contains("`conv1.bias` holds inf at element 1"), "{err}");
 
         save_state(&path, &s, BTreeMap::new()).unwrap();
         // A recipe without a mean image: the file's is a tensor the net does not have.
-        let err = load_state(&path, &expected, None).unwrap_err();
+        let err = load_state(&path, &expected, Needs { mean: None, ..NEEDS }).unwrap_err();
         assert!(err.contains("tensors the net does not have: `preprocess.mean_image`"), "{err}");
-        let err = load_state(&path, &expected, Some(4)).unwrap_err();
-        assert!(err.contains("has 3 values, but the net's images have 4"), "{err}");
+        let err = load_state(&path, &expected, Needs { mean: Some(4), ..NEEDS }).unwrap_err();
+        assert!(
+            err.contains("the mean image `preprocess.mean_image` has 3 values, but the net's images need 4"),
+            "{err}"
+        );
+        let err = load_state(&path, &expected, Needs { whitening: Some(2), ..NEEDS }).unwrap_err();
+        assert!(
+            err.contains("the whitening matrix `preprocess.whitening` has 9 values, but the net's images need 4"),
+            "{err}"
+        );
+        let mut without = s.clone();
+        without.stats.mean_norm = None;
+        save_state(&path, &without, BTreeMap::new()).unwrap();
+        let err = load_state(&path, &expected, NEEDS).unwrap_err();
+        assert!(
+            err.contains("needs the mean standard deviation, but the file holds no `preprocess.mean_norm`"),
+            "{err}"
+        );
 
         // A file without netc's checksum is not taken on trust.
         let views = vec![("w", TensorView::new(Dtype::F32, vec![1], &[0u8; 4]).unwrap())];

@@ -1,7 +1,7 @@
 //! The run folder: the one place that knows its file names, its `run.json` record and its lock.
 
 use crate::checkpoint;
-use netc_check::{Init, Net, Optimizer, ParamValue, Preprocess, TrainConfig};
+use netc_check::{Flip, Init, Net, Optimizer, ParamValue, Preprocess, TrainConfig};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -175,9 +175,47 @@ pub struct RunRecord {
     pub lr_schedule: Vec<(f64, usize)>,
     pub init: InitRecord,
     pub preprocess: PreprocessRecord,
+    /// `cnn_cifar`'s contrast normalisation after the first step (absent in older files: off).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub contrast_norm: bool,
+    /// `cnn_cifar`'s ZCA whitening last (absent in older files: off).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub whiten: bool,
+    /// Flips and crops of the training examples (absent in older files and when there are none).
+    #[serde(default, skip_serializing_if = "AugmentRecord::is_none")]
+    pub augment: AugmentRecord,
     pub limit_train: Option<usize>,
     pub limit_test: Option<usize>,
+    /// The fraction of the training examples held out for validation (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<f64>,
     pub provenance: Provenance,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentRecord {
+    pub flip: FlipRecord,
+    pub crop_pad: usize,
+}
+
+impl AugmentRecord {
+    fn is_none(&self) -> bool {
+        *self == AugmentRecord::default()
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlipRecord {
+    #[default]
+    None,
+    Batch,
+    Example,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// Where a run came from.
@@ -259,8 +297,19 @@ impl RunRecord {
                 Preprocess::Scale => PreprocessRecord::Scale,
                 Preprocess::None => PreprocessRecord::None,
             },
+            contrast_norm: config.contrast_norm,
+            whiten: config.whiten,
+            augment: AugmentRecord {
+                flip: match config.augment.flip {
+                    Flip::None => FlipRecord::None,
+                    Flip::Batch => FlipRecord::Batch,
+                    Flip::Example => FlipRecord::Example,
+                },
+                crop_pad: config.augment.crop_pad,
+            },
             limit_train: limits.0,
             limit_test: limits.1,
+            validation: None,
             provenance,
         }
     }
@@ -304,6 +353,10 @@ impl RunRecord {
             .or_else(data)
             .or_else(|| differ("training images used", limit(self.limit_train), limit(requested.limit_train)))
             .or_else(|| differ("test images used", limit(self.limit_test), limit(requested.limit_test)))
+            .or_else(|| {
+                let held = |v: Option<f64>| v.map_or("none".to_string(), |v| v.to_string());
+                differ("validation split", held(self.validation), held(requested.validation))
+            })
     }
 }
 

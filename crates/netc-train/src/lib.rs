@@ -9,15 +9,20 @@
 //! replaced atomically after each epoch; every safetensors file carries a checksum of its
 //! tensors, verified on load.
 
+pub mod augment;
 pub mod checkpoint;
 pub mod folder;
 pub mod optimizer;
+pub mod preprocess;
+pub mod values;
 
 pub use checkpoint::{write_text, Named, State};
 pub use folder::{LockError, Mismatch, Provenance, RunFolder, RunLock, RunRecord};
 pub use optimizer::Slot;
+pub use preprocess::{Needs, Recipe, Statistics};
+pub use values::{OwnedValues, Values};
 
-use netc_check::{Net, Preprocess, TrainConfig};
+use netc_check::{Net, TrainConfig};
 use netc_ir::{ParamInfo, SignConstraint};
 use netc_syntax::Span;
 use std::collections::BTreeMap;
@@ -70,6 +75,10 @@ pub trait Backend {
     /// Forward pass in evaluation mode.
     fn evaluate(&mut self, params: &[Named], images: &[f32], labels: &[u8]) -> Result<BatchResult, StepError>;
 
+    /// Forward pass in evaluation mode over `count` examples: every example's class scores (the
+    /// input of the loss's softmax), example after example.
+    fn scores(&mut self, params: &[Named], images: &[f32], count: usize) -> Result<Vec<f32>, StepError>;
+
     /// Applies one optimizer step to every parameter (in the net's order) given its gradient.
     /// The default is the reference, [`optimizer::Update::apply`]; a backend may compute the same
     /// formulas faster.
@@ -101,10 +110,10 @@ pub enum StepError {
     Failed(String),
 }
 
-/// Images (`count × image_len` bytes, 0–255) and their labels.
+/// Examples (`count × image_len` values: bytes 0–255 or floats) and their labels.
 #[derive(Clone, Copy, Debug)]
 pub struct Samples<'a> {
-    pub images: &'a [u8],
+    pub images: Values<'a>,
     pub labels: &'a [u8],
     pub image_len: usize,
 }
@@ -121,14 +130,18 @@ impl Samples<'_> {
     /// The first `n` samples (all of them if there are fewer).
     pub fn take(&self, n: usize) -> Self {
         let n = n.min(self.len());
-        Samples { images: &self.images[..n * self.image_len], labels: &self.labels[..n], image_len: self.image_len }
+        Samples {
+            images: self.images.slice(0..n * self.image_len),
+            labels: &self.labels[..n],
+            image_len: self.image_len,
+        }
     }
 }
 
 /// The training images the clean training error is measured on: [`CLEAN_SUBSET`] of them
 /// (all, if there are fewer), a subset drawn from the seed and kept in data-set order.
 struct CleanSet {
-    images: Vec<u8>,
+    images: OwnedValues,
     labels: Vec<u8>,
     image_len: usize,
 }
@@ -138,16 +151,21 @@ impl CleanSet {
         let key = netc_ir::rng::Key::new(seed, &netc_ir::RandomStream::CleanSubset, 0);
         let mut chosen: Vec<usize> = key.permutation(set.len()).into_iter().take(CLEAN_SUBSET).collect();
         chosen.sort_unstable();
-        let image = |i: usize| &set.images[i * set.image_len..(i + 1) * set.image_len];
+        CleanSet::gather(set, &chosen)
+    }
+
+    /// The examples `chosen` of `set`, in that order.
+    fn gather(set: &Samples, chosen: &[usize]) -> CleanSet {
+        let len = set.image_len;
         CleanSet {
-            images: chosen.iter().flat_map(|&i| image(i).iter().copied()).collect(),
+            images: OwnedValues::gather(set.images, chosen.iter().map(|&i| i * len..(i + 1) * len)),
             labels: chosen.iter().map(|&i| set.labels[i]).collect(),
             image_len: set.image_len,
         }
     }
 
     fn samples(&self) -> Samples<'_> {
-        Samples { images: &self.images, labels: &self.labels, image_len: self.image_len }
+        Samples { images: self.images.view(), labels: &self.labels, image_len: self.image_len }
     }
 }
 
@@ -166,6 +184,8 @@ pub struct EpochMetrics {
     /// images chosen from the seed (`train_error` is the running error of the training passes,
     /// under dropout and resampled masks). `None` in files written before netc recorded them.
     pub clean: Option<CleanErrors>,
+    /// Loss and error on the held-out validation examples, when the run holds some out.
+    pub validation: Option<CleanErrors>,
 }
 
 /// The evaluation-mode loss and error on the clean training subset.
@@ -180,6 +200,9 @@ pub const CLEAN_SUBSET: usize = 10_000;
 
 pub const METRICS_HEADER: &str =
     "epoch,train_loss,train_error,test_loss,test_error,seconds,images_per_sec,clean_train_loss,clean_train_error";
+
+/// The header of runs with a validation split: the validation loss and error appended.
+pub const METRICS_HEADER_WITH_VALIDATION: &str = "epoch,train_loss,train_error,test_loss,test_error,seconds,images_per_sec,clean_train_loss,clean_train_error,val_loss,val_error";
 
 /// The header of files written before the clean training error was recorded.
 const METRICS_HEADER_WITHOUT_CLEAN: &str = "epoch,train_loss,train_error,test_loss,test_error,seconds,images_per_sec";
@@ -198,7 +221,7 @@ impl EpochMetrics {
             self.images_per_sec,
             self.clean.map_or(String::new(), |c| c.loss.to_string()),
             self.clean.map_or(String::new(), |c| c.error.to_string()),
-        )
+        ) + &self.validation.map_or(String::new(), |v| format!(",{},{}", v.loss, v.error))
     }
 }
 
@@ -218,6 +241,9 @@ pub struct RunOptions {
     /// Use only the first N training / test examples (quick experiments and tests).
     pub limit_train: Option<usize>,
     pub limit_test: Option<usize>,
+    /// Hold out this fraction of the training examples (0 < f < 1), drawn from the seed, and
+    /// report their loss and error after every epoch.
+    pub validation: Option<f64>,
     /// Where the run comes from, recorded in run.json.
     pub provenance: Provenance,
 }
@@ -292,33 +318,24 @@ pub fn param_shapes(net: &Net) -> Vec<(String, Vec<usize>)> {
     net.parameters().into_iter().map(|(name, spec)| (name, spec.shape)).collect()
 }
 
-/// Pixels as the network sees them.
-pub fn preprocess(pixels: &[u8], preprocess: Preprocess, mean: Option<&[f32]>, out: &mut [f32]) {
-    match (preprocess, mean) {
-        (Preprocess::MeanImage, Some(mean)) => {
-            for ((o, &p), &m) in out.iter_mut().zip(pixels).zip(mean.iter().cycle()) {
-                *o = p as f32 - m;
-            }
-        }
-        (Preprocess::Scale, _) => out.iter_mut().zip(pixels).for_each(|(o, &p)| *o = p as f32 / 255.0),
-        _ => out.iter_mut().zip(pixels).for_each(|(o, &p)| *o = p as f32),
-    }
-}
-
-/// The mean training image, summed in f64 so it does not depend on summation order.
-pub fn mean_image(samples: &Samples) -> Vec<f32> {
-    let mut sum = vec![0f64; samples.image_len];
-    for image in samples.images.chunks_exact(samples.image_len) {
-        sum.iter_mut().zip(image).for_each(|(s, &p)| *s += p as f64);
-    }
-    let n = samples.len().max(1) as f64;
-    sum.into_iter().map(|s| (s / n) as f32).collect()
-}
-
 /// The order of the training examples in `epoch`: a permutation drawn from the seed alone, so a
 /// resumed run sees the same order as an uninterrupted one.
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     netc_ir::rng::Key::new(seed, &netc_ir::RandomStream::Shuffle, epoch as u64).permutation(n)
+}
+
+/// Each example of `pixels` (`image_len` values each) through the recipe's preprocessing into `out`.
+pub fn preprocess_all(
+    recipe: Recipe,
+    stats: &Statistics,
+    pixels: Values,
+    image_len: usize,
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    for (image, out) in pixels.chunks(image_len).zip(out.chunks_exact_mut(image_len.max(1))) {
+        stats.apply(recipe, image, out, scratch);
+    }
 }
 
 /// Evaluates `params` on `samples` in batches; returns the mean loss and the error rate.
@@ -326,16 +343,18 @@ pub fn evaluate(
     backend: &mut dyn Backend,
     params: &[Named],
     samples: &Samples,
-    preprocessing: Preprocess,
-    mean: Option<&[f32]>,
+    recipe: Recipe,
+    stats: &Statistics,
     batch: usize,
 ) -> Result<(f64, f64), StepError> {
     let (mut loss, mut errors) = (0.0, 0usize);
     let mut buffer = vec![0f32; batch * samples.image_len];
+    let mut scratch = Vec::new();
     for start in (0..samples.len()).step_by(batch.max(1)) {
         let end = (start + batch).min(samples.len());
         let images = &mut buffer[..(end - start) * samples.image_len];
-        preprocess(&samples.images[start * samples.image_len..end * samples.image_len], preprocessing, mean, images);
+        let pixels = samples.images.slice(start * samples.image_len..end * samples.image_len);
+        preprocess_all(recipe, stats, pixels, samples.image_len, images, &mut scratch);
         let result = backend.evaluate(params, images, &samples.labels[start..end])?;
         loss += result.loss * (end - start) as f64;
         errors += result.errors;
@@ -352,6 +371,8 @@ pub struct Job<'a> {
     pub source: &'a str,
     pub train: Samples<'a>,
     pub test: Samples<'a>,
+    /// One name per class, stored with the weights for prediction.
+    pub class_names: &'a [String],
 }
 
 /// One training step as the trainer drives it: batch assembly, preprocessing, the backend's
@@ -359,6 +380,9 @@ pub struct Job<'a> {
 /// Its buffers are allocated once, so a step allocates nothing itself.
 pub struct Stepper {
     images: Vec<f32>,
+    /// The examples' `[channels, rows, cols]`, when they are images (augmentation needs it).
+    image_shape: Option<[usize; 3]>,
+    scratch: Vec<f32>,
     labels: Vec<u8>,
     grads: Vec<Vec<f32>>,
     mults: Vec<(f64, f64)>,
@@ -376,11 +400,14 @@ pub struct Tally {
 }
 
 impl Stepper {
-    /// Buffers for batches of up to `batch` images of `image_len` pixels, for a backend with
+    /// Buffers for batches of up to `batch` examples of shape `image_shape`, for a backend with
     /// parameters `params`; `loss_span` is where a non-finite loss is reported.
-    pub fn new(params: &[Param], batch: usize, image_len: usize, loss_span: Span) -> Stepper {
+    pub fn new(params: &[Param], batch: usize, image_shape: &[usize], loss_span: Span) -> Stepper {
+        let image_len = image_shape.iter().product();
         Stepper {
+            image_shape: <[usize; 3]>::try_from(image_shape).ok(),
             images: vec![0.0; batch * image_len],
+            scratch: Vec::with_capacity(image_len),
             labels: vec![0; batch],
             grads: params.iter().map(|p| vec![0.0; p.shape.iter().product()]).collect(),
             mults: params.iter().map(|p| (p.info.lr_mult, p.info.wd_mult)).collect(),
@@ -402,13 +429,13 @@ impl Stepper {
     ) -> Result<BatchResult, StepError> {
         let (n, image_len) = (chunk.len(), samples.image_len);
         for (slot, &index) in chunk.iter().enumerate() {
-            let image = &samples.images[index * image_len..(index + 1) * image_len];
-            preprocess(
-                image,
-                config.preprocess,
-                state.mean.as_deref(),
-                &mut self.images[slot * image_len..][..image_len],
-            );
+            let image = samples.images.slice(index * image_len..(index + 1) * image_len);
+            let out = &mut self.images[slot * image_len..][..image_len];
+            state.stats.apply(Recipe::of(config), image, out, &mut self.scratch);
+            if let (true, Some(shape)) = (config.augment != netc_check::Augment::default(), self.image_shape) {
+                let key = augment::step_key(config.seed, state.step);
+                augment::augment_example(config.augment, shape, &key, slot, out, &mut self.scratch);
+            }
             self.labels[slot] = samples.labels[index];
         }
         let result = backend.train_step(
@@ -461,8 +488,10 @@ pub fn train(
     options: &RunOptions,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Vec<EpochMetrics>, TrainError> {
-    let Job { net, config, source, train: train_set, test: test_set } = *job;
+    let Job { net, config, source, train: train_set, test: test_set, class_names } = *job;
     let train_set = options.limit_train.map_or(train_set, |n| train_set.take(n));
+    let split = options.validation.map(|fraction| ValidationSplit::draw(&train_set, fraction, config.seed));
+    let train_set = split.as_ref().map_or(train_set, |s| s.train.samples());
     let clean_set = CleanSet::draw(&train_set, config.seed);
     let test_set = options.limit_test.map_or(test_set, |n| test_set.take(n));
     let folder = &options.out;
@@ -470,10 +499,12 @@ pub fn train(
         LockError::Held { pid, .. } => TrainError::Locked { folder: folder.clone(), pid },
         LockError::Io(message) => TrainError::Io(message),
     })?;
-    let record = RunRecord::new(net, config, (options.limit_train, options.limit_test), options.provenance.clone());
+    let mut record = RunRecord::new(net, config, (options.limit_train, options.limit_test), options.provenance.clone());
+    record.validation = options.validation;
     let shapes: Vec<(String, Vec<usize>)> =
         backend.params().iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
-    let mean_len = (config.preprocess == Preprocess::MeanImage).then_some(train_set.image_len);
+    let recipe = Recipe::of(config);
+    let needs = recipe.needs(train_set.image_len);
 
     if !options.resume && folder.has_checkpoint() {
         return Err(TrainError::Occupied { folder: folder.clone() });
@@ -482,19 +513,19 @@ pub fn train(
         if let Some(mismatch) = folder.read_record()?.resume_mismatch(&record) {
             return Err(TrainError::ResumeMismatch { folder: folder.clone(), mismatch });
         }
-        checkpoint::load_state(&folder.checkpoint(), &shapes, mean_len)?
+        checkpoint::load_state(&folder.checkpoint(), &shapes, needs)?
     } else {
         let params = backend.initial_params();
         let slots = params.iter().map(|(_, p)| Slot::new(&config.optimizer, p.len())).collect();
-        let mean = mean_len.map(|_| mean_image(&train_set));
-        State { params, slots, epoch: 0, step: 0, mean }
+        let stats = Statistics::learn(recipe, &train_set, &test_set);
+        State { params, slots, epoch: 0, step: 0, stats }
     };
     let mut history = if options.resume { read_metrics(&folder.metrics())? } else { Vec::new() };
     history.truncate(state.epoch);
     checkpoint::write_text(&folder.source(), source)?;
     folder.write_record(&record)?;
 
-    let mut stepper = Stepper::new(backend.params(), config.batch, train_set.image_len, net.loss.span);
+    let mut stepper = Stepper::new(backend.params(), config.batch, &net.input.shape, net.loss.span);
     let batches = train_set.len().div_ceil(config.batch.max(1));
     for epoch in state.epoch..config.epochs {
         let started = Instant::now();
@@ -514,12 +545,19 @@ pub fn train(
             });
         }
         let seconds = started.elapsed().as_secs_f64();
-        let (test_loss, test_error) =
-            evaluate(backend, &state.params, &test_set, config.preprocess, state.mean.as_deref(), 1000)
-                .map_err(|e| step_failed(e, epoch + 1, state.step))?;
-        let (loss, error) =
-            evaluate(backend, &state.params, &clean_set.samples(), config.preprocess, state.mean.as_deref(), 1000)
-                .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+        let (test_loss, test_error) = evaluate(backend, &state.params, &test_set, recipe, &state.stats, 1000)
+            .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+        let (loss, error) = evaluate(backend, &state.params, &clean_set.samples(), recipe, &state.stats, 1000)
+            .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+        let validation = match &split {
+            Some(split) => {
+                let (loss, error) =
+                    evaluate(backend, &state.params, &split.validation.samples(), recipe, &state.stats, 1000)
+                        .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+                Some(CleanErrors { loss, error })
+            }
+            None => None,
+        };
         let Tally { loss_sum, errors, seen } = stepper.take_tally();
         let metrics = EpochMetrics {
             epoch: epoch + 1,
@@ -530,13 +568,33 @@ pub fn train(
             seconds,
             images_per_sec: seen as f64 / seconds.max(1e-9),
             clean: Some(CleanErrors { loss, error }),
+            validation,
         };
         state.epoch = epoch + 1;
         history.push(metrics.clone());
-        save_run(folder, &state, &history, net)?;
+        save_run(folder, &state, &history, net, class_names)?;
         on_event(Event::Epoch(&metrics));
     }
     Ok(history)
+}
+
+/// A training set split into the examples trained on and those held out, drawn from the seed.
+struct ValidationSplit {
+    train: CleanSet,
+    validation: CleanSet,
+}
+
+impl ValidationSplit {
+    /// `fraction` of `set` (rounded, at least one and leaving at least one) held out.
+    fn draw(set: &Samples, fraction: f64, seed: u64) -> ValidationSplit {
+        let key = netc_ir::rng::Key::new(seed, &netc_ir::RandomStream::Validation, 0);
+        let order = key.permutation(set.len());
+        let held = ((set.len() as f64 * fraction).round() as usize).clamp(1, set.len().saturating_sub(1).max(1));
+        let (mut validation, mut train) = (order[..held].to_vec(), order[held..].to_vec());
+        validation.sort_unstable();
+        train.sort_unstable();
+        ValidationSplit { train: CleanSet::gather(set, &train), validation: CleanSet::gather(set, &validation) }
+    }
 }
 
 fn step_failed(error: StepError, epoch: usize, step: u64) -> TrainError {
@@ -548,15 +606,25 @@ fn step_failed(error: StepError, epoch: usize, step: u64) -> TrainError {
 
 /// Writes the epoch's files: the checkpoint last, so a run resumed after a kill mid-way finds
 /// metrics and weights at least as new as the checkpoint and rewrites them consistently.
-fn save_run(folder: &RunFolder, state: &State, history: &[EpochMetrics], net: &Net) -> Result<(), String> {
-    let mut csv = String::from(METRICS_HEADER);
+fn save_run(
+    folder: &RunFolder,
+    state: &State,
+    history: &[EpochMetrics],
+    net: &Net,
+    class_names: &[String],
+) -> Result<(), String> {
+    let with_validation = history.iter().any(|m| m.validation.is_some());
+    let mut csv = String::from(if with_validation { METRICS_HEADER_WITH_VALIDATION } else { METRICS_HEADER });
     for m in history {
         let _ = write!(csv, "\n{}", m.csv_row());
     }
     csv.push('\n');
     checkpoint::write_text(&folder.metrics(), &csv)?;
-    let metadata =
-        BTreeMap::from([("net".to_string(), net.name.clone()), ("epoch".to_string(), state.epoch.to_string())]);
+    let metadata = BTreeMap::from([
+        ("net".to_string(), net.name.clone()),
+        ("epoch".to_string(), state.epoch.to_string()),
+        (checkpoint::CLASS_NAMES.to_string(), checkpoint::encode_class_names(class_names)),
+    ]);
     checkpoint::save_model(&folder.weights(), state, metadata.clone())?;
     checkpoint::save_state(&folder.checkpoint(), state, metadata)
 }
@@ -566,15 +634,26 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let bad = |line: usize| format!("{}:{line}: not a metrics row", path.display());
     let header = text.lines().next();
-    if header != Some(METRICS_HEADER) && header != Some(METRICS_HEADER_WITHOUT_CLEAN) {
+    if header != Some(METRICS_HEADER)
+        && header != Some(METRICS_HEADER_WITHOUT_CLEAN)
+        && header != Some(METRICS_HEADER_WITH_VALIDATION)
+    {
         return Err(format!("{}: not a netc metrics file (expected the header `{METRICS_HEADER}`)", path.display()));
     }
     text.lines()
         .skip(1)
         .enumerate()
         .map(|(i, line)| {
-            let fields: Vec<&str> = line.split(',').collect();
+            let mut fields: Vec<&str> = line.split(',').collect();
             let number = |f: &str| f.parse::<f64>().map_err(|_| bad(i + 2));
+            let validation = match fields.len() {
+                11 => {
+                    let error = fields.pop().unwrap_or_default();
+                    let loss = fields.pop().unwrap_or_default();
+                    Some(CleanErrors { loss: number(loss)?, error: number(error)? })
+                }
+                _ => None,
+            };
             let (first, clean) = match fields[..] {
                 [ref first @ .., "", ""] if first.len() == 7 => (first, None),
                 [ref first @ .., loss, error] if first.len() == 7 => {
@@ -596,6 +675,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>, String> {
                 seconds,
                 images_per_sec,
                 clean,
+                validation,
             })
         })
         .collect()
@@ -609,10 +689,11 @@ mod tests {
     fn the_clean_subset_is_a_seeded_sorted_sample_of_distinct_images() {
         let images: Vec<u8> = (0..12_000u32).flat_map(|i| [(i % 251) as u8, (i / 251) as u8]).collect();
         let labels: Vec<u8> = (0..12_000u32).map(|i| (i % 10) as u8).collect();
-        let set = Samples { images: &images, labels: &labels, image_len: 2 };
+        let set = Samples { images: Values::Bytes(&images), labels: &labels, image_len: 2 };
         let clean = CleanSet::draw(&set, 3);
         assert_eq!(clean.labels.len(), CLEAN_SUBSET);
-        let index = |k: usize| usize::from(clean.images[2 * k]) + 251 * usize::from(clean.images[2 * k + 1]);
+        let OwnedValues::Bytes(chosen_images) = &clean.images else { panic!("bytes stay bytes") };
+        let index = |k: usize| usize::from(chosen_images[2 * k]) + 251 * usize::from(chosen_images[2 * k + 1]);
         let chosen: Vec<usize> = (0..CLEAN_SUBSET).map(index).collect();
         assert!(chosen.windows(2).all(|w| w[0] < w[1]), "distinct, in data-set order");
         assert!(chosen.iter().zip(&clean.labels).all(|(&i, &l)| labels[i] == l), "labels follow their images");

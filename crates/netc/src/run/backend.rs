@@ -118,6 +118,13 @@ impl Backend for InterpBackend {
         let outputs = self.run(&self.eval, params, images, labels, 0)?;
         Self::batch_result(&outputs, labels)
     }
+
+    fn scores(&mut self, params: &[Named], images: &[f32], count: usize) -> Result<Vec<f32>, StepError> {
+        let outputs = self.run(&self.eval, params, images, &vec![0; count], 0)?;
+        let logits =
+            outputs.get(netc_ir::LOGITS).ok_or_else(|| StepError::Failed("the program has no logits".into()))?;
+        Ok(logits.data().to_vec())
+    }
 }
 
 /// Copies a computed gradient into the trainer's buffer and tells whether it is finite.
@@ -294,6 +301,14 @@ impl Backend for ExecBackend {
     fn evaluate(&mut self, params: &[Named], images: &[f32], labels: &[u8]) -> Result<BatchResult, StepError> {
         self.set_labels(labels);
         self.eval.run(params, images, labels, &self.labels, 0)
+    }
+
+    fn scores(&mut self, params: &[Named], images: &[f32], count: usize) -> Result<Vec<f32>, StepError> {
+        let labels = vec![0; count];
+        self.set_labels(&labels);
+        self.eval.run(params, images, &labels, &self.labels, 0)?;
+        let logits = self.eval.executor.output_at(self.eval.logits);
+        logits.map(<[f32]>::to_vec).ok_or_else(|| StepError::Failed("no output after a run".into()))
     }
 
     /// SGD runs as a compiled kernel over the executor's threads; Adam uses the reference.

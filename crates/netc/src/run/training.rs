@@ -43,12 +43,14 @@ pub fn train(
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Vec<EpochMetrics>, Error> {
     data.check_fits(model)?;
+    check_augment(model)?;
     let job = netc_train::Job {
         net: model.net(),
         config: model.train(),
         source: &model.source.text,
-        train: Data::samples(&data.mnist.train),
-        test: Data::samples(&data.mnist.test),
+        train: Data::samples(&data.set.train),
+        test: Data::samples(&data.set.test),
+        class_names: &data.set.class_names,
     };
     netc_train::train(&job, backend, options, on_event).map_err(|e| match e {
         TrainError::Io(message) => Error::Io(message),
@@ -66,6 +68,43 @@ pub fn train(
     })
 }
 
+/// Flips and crops work on images: the net's input must be `[channels, rows, cols]`.
+fn check_augment(model: &Model) -> Result<(), Error> {
+    let input = &model.net().input;
+    if model.train().augment == netc_check::Augment::default() || input.shape.len() == 3 {
+        return Ok(());
+    }
+    Err(model.source_error(
+        netc_syntax::Code::DataShape
+            .error()
+            .with_message(format!(
+                "the train block's `augment` flips and crops images, but net `{}` takes {:?}",
+                model.net().name,
+                input.shape
+            ))
+            .with_labels(vec![netc_syntax::Label::primary((), input.span.range()).with_message("not an image")])
+            .with_notes(vec!["help: declare the input as [channels, rows, cols], or remove `augment`".into()]),
+    ))
+}
+
+/// A finished run read back from its folder: the net from the folder's copy of the source with
+/// the run's `--set` values, the data folder it trained on, and its weights.
+pub struct RecordedRun {
+    pub model: Model,
+    pub data: String,
+    pub weights: std::path::PathBuf,
+}
+
+impl RecordedRun {
+    pub fn read(folder: &netc_train::RunFolder) -> Result<RecordedRun, Error> {
+        let record = folder.read_record().map_err(Error::Io)?;
+        let source = crate::Source::read(&folder.source())?;
+        let set: Vec<(String, String)> = record.provenance.set.into_iter().collect();
+        let model = crate::model(&source, &set, Some(&record.net))?;
+        Ok(RecordedRun { model, data: record.provenance.data, weights: folder.weights() })
+    }
+}
+
 /// The batch [`evaluate`] runs the test set in.
 pub const EVAL_BATCH: usize = 1000;
 
@@ -81,11 +120,11 @@ pub fn evaluate(
     data.check_fits(model)?;
     let shapes: Vec<(String, Vec<usize>)> =
         backend.params().iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
-    let preprocess = model.train().preprocess;
-    let test = Data::samples(&data.mnist.test);
-    let mean_len = (preprocess == netc_check::Preprocess::MeanImage).then_some(test.image_len);
-    let (params, mean) = netc_train::checkpoint::load_model(weights, &shapes, mean_len).map_err(Error::Io)?;
-    netc_train::evaluate(backend, &params, &test, preprocess, mean.as_deref(), EVAL_BATCH).map_err(|e| match e {
+    let recipe = netc_train::Recipe::of(model.train());
+    let test = Data::samples(&data.set.test);
+    let netc_train::checkpoint::SavedModel { params, stats, .. } =
+        netc_train::checkpoint::load_model(weights, &shapes, recipe.needs(test.image_len)).map_err(Error::Io)?;
+    netc_train::evaluate(backend, &params, &test, recipe, &stats, EVAL_BATCH).map_err(|e| match e {
         StepError::NonFinite { layer, .. } => Error::Io(format!("evaluation produced NaN or infinity in `{layer}`")),
         StepError::Failed(message) => Error::Io(message),
     })
