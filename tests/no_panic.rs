@@ -153,19 +153,20 @@ proptest! {
 }
 
 /// `netc ir --fused` lists every step on one line; a step joining thousands of layers writes a
-/// line longer than a format width may be (u16::MAX), which once panicked.
+/// line longer than a format width may be (u16::MAX), which once panicked. (A concatenation: an
+/// elementwise join is cut into kernels of bounded depth, each on a line of its own.)
 #[test]
 fn the_fused_listing_of_a_step_joining_thousands_of_layers() {
-    let n = 8_000;
+    let n = 20_000;
     let mut text = String::from("net wide { input x: [16]\n");
     for i in 0..n {
         text.push_str(&format!(" l{i} = relu from x\n"));
     }
     let names: Vec<String> = (0..n).map(|i| format!("l{i}")).collect();
-    text.push_str(&format!(" add({})\n dense(2)\n loss softmax_xent(classes=2) }}", names.join(", ")));
+    text.push_str(&format!(" concat({})\n dense(2)\n loss softmax_xent(classes=2) }}", names.join(", ")));
     let model = netc::model(&netc::Source::new("wide.net", text), &[], None).unwrap();
     let listing = netc::run::fused_text(&model, false).unwrap();
     let longest = listing.lines().map(str::len).max().unwrap();
     assert!(longest > usize::from(u16::MAX), "{longest}");
-    assert!(listing.lines().any(|l| l.ends_with(&format!("# add1 (line {})", n + 2))));
+    assert!(listing.lines().any(|l| l.ends_with(&format!("# concat1 (line {})", n + 2))));
 }

@@ -8,12 +8,17 @@
 //! the grid (see `netc_jit::Layout`). Bias and activation right after a GEMM are fused into
 //! the GEMM instead (see `plan.rs`); they never reach this pass.
 
-use netc_ir::{Dim, Op, Program, Shape, ValueId};
+use netc_ir::{Dim, Inst, Op, Program, Shape, ValueId};
 use netc_jit::{Kernel, Layout, Node, NodeId};
 
 /// The most pointers (operands and the result) a fused kernel takes; the executor passes them
 /// in a fixed array so running a kernel does not allocate.
 pub(crate) const MAX_POINTERS: usize = 16;
+
+/// The most instructions on any path from a kernel's root down through the instructions fused
+/// into it. Building a kernel recurses once per instruction on such a path, and a net may chain
+/// tens of thousands of elementwise layers; a longer chain is cut into kernels of this depth.
+pub(crate) const MAX_CHAIN_DEPTH: usize = 256;
 
 /// A fused kernel as a step.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,7 +55,10 @@ fn is_elementwise(op: &Op) -> bool {
 /// bias over a shape whose trailing extents are not fixed).
 pub(crate) fn fuse(program: &Program, uses: &[usize], taken: &[bool]) -> Result<Fusion, ValueId> {
     let insts = program.insts();
-    let outputs: Vec<bool> = (0..insts.len()).map(|v| program.outputs().iter().any(|o| o.value.0 == v)).collect();
+    let mut outputs = vec![false; insts.len()];
+    for o in program.outputs() {
+        outputs[o.value.0] = true;
+    }
     let candidate = |v: usize| !taken[v] && is_elementwise(&insts[v].op);
     let mut reader = vec![None; insts.len()];
     for (i, inst) in insts.iter().enumerate() {
@@ -64,64 +72,83 @@ pub(crate) fn fuse(program: &Program, uses: &[usize], taken: &[bool]) -> Result<
             single && reader[v].is_some_and(|r| candidate(r) && insts[r].shape == insts[v].shape)
         })
         .collect();
+    cut_deep_chains(insts, &mut inlined);
 
     // A chain whose broadcasts disagree on the grid, or that reads too many values, is cut
-    // where that happens and built again.
-    'build: loop {
-        let mut kernels: Vec<Kernel> = Vec::new();
-        let mut roots = vec![None; insts.len()];
-        let mut layout_reads = vec![0usize; insts.len()];
-        for root in (0..insts.len()).filter(|&v| candidate(v) && !inlined[v]) {
-            let mut chain = Chain {
-                program,
-                inlined: &inlined,
-                root,
-                grid: None,
-                kernel: Kernel::default(),
-                operands: Vec::new(),
-                values: Vec::new(),
-                layout_reads: Vec::new(),
-                leaves: Vec::new(),
-            };
-            let out = match chain.translate(ValueId(root)) {
-                Ok(out) => out,
+    // where that happens: the cut instruction roots a kernel of its own, built before the
+    // chain that read it is built again. A cut changes only the chain it was found in, so
+    // every other kernel stays as it was built.
+    let mut chains: Vec<Option<Chain>> = (0..insts.len()).map(|_| None).collect();
+    for first in 0..insts.len() {
+        if !candidate(first) || inlined[first] {
+            continue;
+        }
+        let mut pending = vec![first];
+        while let Some(&root) = pending.last() {
+            let mut chain = Chain::new(program, root);
+            match chain.translate(&inlined, ValueId(root)) {
+                Ok(out) => {
+                    chain.kernel.outputs.push(out);
+                    chains[root] = Some(chain);
+                    pending.pop();
+                }
                 // Cutting makes progress: it turns an inlined instruction into a root.
                 Err(Misfit::Cut(cut)) if inlined[cut.0] => {
                     inlined[cut.0] = false;
-                    continue 'build;
+                    pending.push(cut.0);
                 }
                 Err(Misfit::Cut(v) | Misfit::Unsupported(v)) => return Err(v),
                 Err(Misfit::Full) => return Err(ValueId(root)),
-            };
-            chain.kernel.outputs.push(out);
-            for b in &chain.layout_reads {
-                layout_reads[b.0] += 1;
             }
-            let kernel = match kernels.iter().position(|k| *k == chain.kernel) {
-                Some(k) => k,
-                None => {
-                    kernels.push(chain.kernel);
-                    kernels.len() - 1
-                }
-            };
-            roots[root] = Some(Fused {
-                kernel,
-                inner: chain.grid,
-                operands: chain.operands.iter().map(|o| o.0).collect(),
-                values: chain.values,
-            });
         }
-        let unstored = (0..insts.len())
-            .map(|v| inlined[v] || (matches!(insts[v].op, Op::Broadcast { .. }) && layout_reads[v] == uses[v]))
-            .collect();
-        return Ok(Fusion { kernels, roots, unstored });
+    }
+
+    // Kernels are numbered in the order of their roots.
+    let mut kernels: Vec<Kernel> = Vec::new();
+    let mut roots = vec![None; insts.len()];
+    let mut layout_reads = vec![0usize; insts.len()];
+    for (root, chain) in chains.into_iter().enumerate() {
+        let Some(chain) = chain else { continue };
+        for b in &chain.layout_reads {
+            layout_reads[b.0] += 1;
+        }
+        let kernel = match kernels.iter().position(|k| *k == chain.kernel) {
+            Some(k) => k,
+            None => {
+                kernels.push(chain.kernel);
+                kernels.len() - 1
+            }
+        };
+        roots[root] = Some(Fused {
+            kernel,
+            inner: chain.grid,
+            operands: chain.operands.iter().map(|o| o.0).collect(),
+            values: chain.values,
+        });
+    }
+    let unstored = (0..insts.len())
+        .map(|v| inlined[v] || (matches!(insts[v].op, Op::Broadcast { .. }) && layout_reads[v] == uses[v]))
+        .collect();
+    Ok(Fusion { kernels, roots, unstored })
+}
+
+/// Makes every inlined instruction that would sit [`MAX_CHAIN_DEPTH`] instructions below its
+/// kernel's root a root itself, so that no chain is deeper than that. One pass in program
+/// order: an instruction's depth is one more than the deepest inlined instruction it reads.
+fn cut_deep_chains(insts: &[Inst], inlined: &mut [bool]) {
+    let mut depth = vec![0usize; insts.len()];
+    for (v, inst) in insts.iter().enumerate() {
+        let below = inst.args.iter().filter(|a| inlined[a.0]).map(|a| depth[a.0]).max().unwrap_or(0);
+        depth[v] = below + 1;
+        if inlined[v] && depth[v] >= MAX_CHAIN_DEPTH {
+            inlined[v] = false;
+        }
     }
 }
 
 /// One kernel being built from the chain ending in `root`.
 struct Chain<'a> {
     program: &'a Program,
-    inlined: &'a [bool],
     root: usize,
     /// The grid width the broadcasts read so far require.
     grid: Option<usize>,
@@ -147,14 +174,27 @@ enum Misfit {
     Unsupported(ValueId),
 }
 
-impl Chain<'_> {
-    /// The node computing `v`.
-    fn translate(&mut self, v: ValueId) -> Result<NodeId, Misfit> {
+impl<'a> Chain<'a> {
+    fn new(program: &'a Program, root: usize) -> Chain<'a> {
+        Chain {
+            program,
+            root,
+            grid: None,
+            kernel: Kernel::default(),
+            operands: Vec::new(),
+            values: Vec::new(),
+            layout_reads: Vec::new(),
+            leaves: Vec::new(),
+        }
+    }
+
+    /// The node computing `v`, given the instructions `inlined` into their reader's kernel.
+    fn translate(&mut self, inlined: &[bool], v: ValueId) -> Result<NodeId, Misfit> {
         let inst = &self.program.insts()[v.0];
-        if v.0 != self.root && !self.inlined[v.0] {
+        if v.0 != self.root && !inlined[v.0] {
             return self.read(v);
         }
-        let (root, inlined) = (self.root, self.inlined);
+        let root = self.root;
         let cut_here = |m: Misfit| match m {
             Misfit::Full if v.0 != root => Misfit::Cut(v),
             // At the root: give up the first inlined operand instead (one exists, since the
@@ -171,14 +211,14 @@ impl Chain<'_> {
                     // Only the root fixes the grid before any operand: this is an inlined bias.
                     return Err(Misfit::Cut(v));
                 }
-                let x = self.translate(inst.args[0]).map_err(cut_here)?;
+                let x = self.translate(inlined, inst.args[0]).map_err(cut_here)?;
                 let bias = self.operand(inst.args[1], layout).map_err(cut_here)?;
                 Node::Add(x, bias)
             }
             op => {
                 let mut args = [0; 3];
                 for (slot, &a) in args.iter_mut().zip(&inst.args) {
-                    *slot = self.translate(a).map_err(cut_here)?;
+                    *slot = self.translate(inlined, a).map_err(cut_here)?;
                 }
                 match op {
                     Op::Unary(f) => Node::Unary(*f, args[0]),

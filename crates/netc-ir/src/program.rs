@@ -5,7 +5,10 @@ use crate::op::{Input, InputKind, Op, ParamInfo};
 use crate::rules::ShapeError;
 use crate::shape::Shape;
 use crate::span::Span;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 /// A value: the result of instruction `.0` of its program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -19,7 +22,7 @@ impl fmt::Display for ValueId {
 
 /// Where instructions came from: a layer of the net (or its input or loss) and its span, so
 /// runtime problems can be reported against the user's line.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Source {
     /// The layer's name (`conv1`), the input's name, or `loss`.
     pub name: String,
@@ -195,6 +198,11 @@ impl Program {
 pub struct Builder {
     program: Program,
     source: Option<SourceId>,
+    /// The instructions under each [`dedup_key`], so finding an equal earlier instruction does
+    /// not scan the program (a net of 50,000 layers pushes hundreds of thousands).
+    by_key: HashMap<u64, Vec<usize>>,
+    /// Each registered source's id.
+    source_ids: HashMap<Source, SourceId>,
 }
 
 impl Builder {
@@ -208,18 +216,18 @@ impl Builder {
                 outputs: Vec::new(),
             },
             source: None,
+            by_key: HashMap::new(),
+            source_ids: HashMap::new(),
         }
     }
 
     /// Registers a source and attributes the following instructions to it.
     pub fn set_source(&mut self, source: Source) -> SourceId {
-        let id = match self.program.sources.iter().position(|s| *s == source) {
-            Some(i) => SourceId(i),
-            None => {
-                self.program.sources.push(source);
-                SourceId(self.program.sources.len() - 1)
-            }
-        };
+        let next = SourceId(self.program.sources.len());
+        let id = *self.source_ids.entry(source.clone()).or_insert(next);
+        if id == next {
+            self.program.sources.push(source);
+        }
         self.source = Some(id);
         id
     }
@@ -232,7 +240,11 @@ impl Builder {
     /// Appends `op(args)` and returns its value. Ops are pure, so an instruction equal to an
     /// earlier one is not repeated: its value is returned instead.
     pub fn push(&mut self, op: Op, args: &[ValueId]) -> Result<ValueId, ShapeError> {
-        if let Some(i) = self.program.insts.iter().position(|inst| inst.op == op && inst.args == args) {
+        let key = dedup_key(&op, args);
+        let same = self.by_key.get(&key).into_iter().flatten();
+        if let Some(&i) =
+            same.into_iter().find(|&&i| self.program.insts[i].op == op && self.program.insts[i].args == args)
+        {
             return Ok(ValueId(i));
         }
         let mut shapes = Vec::with_capacity(args.len());
@@ -246,7 +258,9 @@ impl Builder {
         }
         let shape = op.infer(&shapes)?;
         self.program.insts.push(Inst { op, args: args.to_vec(), shape, source: self.source });
-        Ok(ValueId(self.program.insts.len() - 1))
+        let id = self.program.insts.len() - 1;
+        self.by_key.entry(key).or_default().push(id);
+        Ok(ValueId(id))
     }
 
     pub fn shape(&self, id: ValueId) -> Option<&Shape> {
@@ -274,8 +288,37 @@ impl Builder {
 
     /// A builder continuing from an existing program.
     pub fn from_program(program: Program) -> Builder {
-        Builder { program, source: None }
+        let mut by_key: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, inst) in program.insts.iter().enumerate() {
+            by_key.entry(dedup_key(&inst.op, &inst.args)).or_default().push(i);
+        }
+        let source_ids = program.sources.iter().enumerate().map(|(i, s)| (s.clone(), SourceId(i))).collect();
+        Builder { program, source: None, by_key, source_ids }
     }
+}
+
+/// A hash that equal instructions share: the op's kind, its operands, and the fields that tell
+/// apart the instructions with the same operands there can be many of (inputs, constants and
+/// fills read nothing; every random op reads the step counter). The other ops' fields are few
+/// per operand and are compared when an instruction is looked up.
+fn dedup_key(op: &Op, args: &[ValueId]) -> u64 {
+    let mut h = DefaultHasher::new();
+    std::mem::discriminant(op).hash(&mut h);
+    args.hash(&mut h);
+    match op {
+        Op::Input(input) => input.name.hash(&mut h),
+        Op::Const(tensor) => {
+            tensor.shape().hash(&mut h);
+            // Equal elements have equal bits, but for the sign of a zero.
+            for x in tensor.data() {
+                (if *x == 0.0 { 0 } else { x.to_bits() }).hash(&mut h);
+            }
+        }
+        Op::Fill { shape, .. } => shape.hash(&mut h),
+        Op::RandomBernoulli { key, .. } | Op::RandomParts { key, .. } => key.stream.hash(&mut h),
+        _ => {}
+    }
+    h.finish()
 }
 
 fn prune(program: Program) -> Program {

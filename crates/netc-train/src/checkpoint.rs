@@ -325,6 +325,23 @@ mod tests {
         }
     }
 
+    /// The fuzz target `checkpoint` starts from these files (written with `NETC_BLESS=1`); they
+    /// must stay what this netc writes and reads back.
+    #[test]
+    fn the_fuzz_seeds_are_a_checkpoint_and_weights_of_this_netc() {
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/checkpoint");
+        let (checkpoint, weights) = (seeds.join("checkpoint.safetensors"), seeds.join("model.safetensors"));
+        let s = state();
+        if std::env::var_os("NETC_BLESS").is_some() {
+            save_state(&checkpoint, &s, BTreeMap::new()).unwrap();
+            save_model(&weights, &s, BTreeMap::new()).unwrap();
+        }
+        let expected: Vec<(String, Vec<usize>)> =
+            s.params.iter().map(|(n, p)| (n.clone(), p.shape().to_vec())).collect();
+        assert_eq!(load_state(&checkpoint, &expected, Some(3)).unwrap(), s);
+        assert_eq!(load_model(&weights, &expected, Some(3)).unwrap(), (s.params, s.mean));
+    }
+
     #[test]
     fn state_round_trips_exactly() {
         let dir = tempfile::tempdir().unwrap();

@@ -53,6 +53,10 @@ use netc_syntax::{ast, Diagnostic};
 use std::fmt;
 use std::path::Path;
 
+/// The largest `.net` file netc reads: a net of 50,000 layers is under 1 MiB, and the front
+/// end's memory grows with the text (the parse tree, every net checked).
+pub const MAX_SOURCE_BYTES: u64 = 4 << 20;
+
 /// A `.net` source text and the name diagnostics show for it.
 #[derive(Clone, Debug)]
 pub struct Source {
@@ -65,9 +69,24 @@ impl Source {
         Source { name: name.into(), text: text.into() }
     }
 
-    /// Reads a file; a missing or unreadable file, or one that is not UTF-8, is an [`Error::Io`].
+    /// Reads a file; a missing or unreadable file, one larger than [`MAX_SOURCE_BYTES`], or one
+    /// that is not UTF-8, is an [`Error::Io`].
     pub fn read(path: &Path) -> Result<Source, Error> {
-        let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+        use std::io::Read;
+        let cannot = |e: std::io::Error| Error::Io(format!("cannot read {}: {e}", path.display()));
+        let file = std::fs::File::open(path).map_err(cannot)?;
+        // Read at most one byte past the limit, whatever the file claims its size is (a device
+        // or a growing file may claim none).
+        let mut bytes = Vec::new();
+        file.take(MAX_SOURCE_BYTES + 1).read_to_end(&mut bytes).map_err(cannot)?;
+        if bytes.len() as u64 > MAX_SOURCE_BYTES {
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0).max(bytes.len() as u64);
+            return Err(Error::Io(format!(
+                "{} is {size} bytes, more than a .net source may be ({MAX_SOURCE_BYTES} bytes, 4 MiB): \
+                 split its nets over several files",
+                path.display()
+            )));
+        }
         let text = String::from_utf8(bytes).map_err(|e| {
             Error::Io(format!(
                 "{} is not UTF-8 text (invalid byte at offset {})",

@@ -1,0 +1,80 @@
+//! Inputs far larger than any real net: a chain of 50,000 layers goes through every stage on a
+//! thread with the default 2 MiB stack of a test thread (nothing recurses once per layer), and a
+//! `.net` file is bounded in size before it is read whole.
+
+use netc::ir::Mode;
+use netc::run::backend::ExecBackend;
+use netc::train::Backend;
+use std::io::Write;
+
+/// Runs `f` on a thread with a 2 MiB stack, the default of a spawned thread.
+fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new().stack_size(2 << 20).spawn(f).unwrap().join().unwrap();
+}
+
+#[test]
+fn a_chain_of_fifty_thousand_layers_checks_lowers_differentiates_fuses_and_trains_a_step() {
+    on_small_stack(|| {
+        let layers = 50_000;
+        let mut text = String::from("net long { input x: [16]\n dense(8)\n");
+        for _ in 0..layers {
+            text.push_str(" relu\n");
+        }
+        text.push_str(" dense(2)\n loss softmax_xent(classes=2) }\ntrain { batch = 2 }\n");
+        let model = netc::model(&netc::Source::new("long.net", text), &[], None).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(model.net().layers.len(), layers + 2);
+        let grad = netc::run::compile(&model, Mode::Train, true).unwrap();
+        assert!(grad.insts().len() > 2 * layers, "{}", grad.insts().len());
+        let fused = netc::run::fused_text(&model, true).unwrap();
+        assert!(fused.lines().count() > 2 * layers / 256, "the chains are cut into kernels of bounded depth");
+
+        let mut backend = ExecBackend::new(&model, 1).unwrap();
+        let params = backend.initial_params();
+        let mut grads: Vec<Vec<f32>> = params.iter().map(|(_, p)| vec![0.0; p.len()]).collect();
+        let images: Vec<f32> = (0..32).map(|i| (i as f32 * 0.37).sin()).collect();
+        let result = backend.train_step(&params, &images, &[0, 1], 0, &mut grads).unwrap();
+        assert!(result.loss.is_finite() && result.loss > 0.0, "{}", result.loss);
+        assert!(grads.iter().flatten().all(|g| g.is_finite()));
+        // The last dense layer's weight gradient reads the chain's output.
+        assert_eq!(grads.len(), 4);
+    });
+}
+
+#[test]
+fn a_source_file_over_the_size_limit_is_refused_before_it_is_read_whole() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    let net = "net n { input x: [4]\n dense(2)\n loss softmax_xent(classes=2) }\n";
+    let copies = netc::MAX_SOURCE_BYTES as usize / net.len() + 1;
+    for _ in 0..copies {
+        file.write_all(net.as_bytes()).unwrap();
+    }
+    let size = (copies * net.len()) as u64;
+    let err = netc::Source::read(file.path()).unwrap_err();
+    let message = err.render(false);
+    assert!(
+        message.contains(&format!("is {size} bytes, more than a .net source may be ({} bytes", netc::MAX_SOURCE_BYTES)),
+        "{message}"
+    );
+    assert!(matches!(err, netc::Error::Io(_)));
+}
+
+#[test]
+fn a_file_of_thousands_of_small_nets_checks_and_only_the_chosen_one_is_compiled() {
+    let count = 3000;
+    let mut text = String::new();
+    for i in 0..count {
+        text.push_str(&format!(
+            "net n{i}(width = {}) {{ input x: [4]\n dense(width)\n relu\n dense(2)\n loss softmax_xent(classes=2) }}\n",
+            1 + i % 7
+        ));
+    }
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    let source = netc::Source::read(file.path()).unwrap();
+    let model = netc::model(&source, &[], Some("n2999")).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(model.net().name, "n2999");
+    let program = netc::run::compile(&model, Mode::Eval, false).unwrap();
+    // Only n2999's layers: its dense layers are 4 → 4 → 2 wide (width = 1 + 2999 mod 7).
+    let sizes: Vec<usize> = program.params().iter().map(|p| p.shape.iter().product()).collect();
+    assert_eq!(sizes, [16, 4, 8, 2]);
+}
