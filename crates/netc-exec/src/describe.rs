@@ -13,6 +13,8 @@ const COMMENT_COLUMN: usize = 64;
 /// followed by each distinct fused kernel's body. Each step names its layer, and its line when
 /// the program knows it ([`Program::with_source_lines`]).
 pub fn describe(program: &Program) -> Result<String, ExecError> {
+    // What the executor runs: the program without its gradient markers.
+    let program = &program.clone().without_gradient_markers();
     let compiled = compile(program)?;
     let mut s = String::new();
     // Writing to a String cannot fail.

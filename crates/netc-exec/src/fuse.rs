@@ -50,6 +50,31 @@ fn is_elementwise(op: &Op) -> bool {
     matches!(op, Op::Unary(_) | Op::Add | Op::Sub | Op::Mul | Op::Binary(_) | Op::Select | Op::BiasAdd)
 }
 
+/// Whether recomputing `op` in every kernel that reads it costs less than storing and loading
+/// it: single vector instructions, no call back into Rust.
+fn cheap(op: &Op) -> bool {
+    use netc_ir::{BinaryFn, UnaryFn};
+    match op {
+        Op::Add | Op::Sub | Op::Mul | Op::Select => true,
+        Op::Binary(f) => !matches!(f, BinaryFn::Pow | BinaryFn::Div),
+        Op::Unary(f) => matches!(
+            f,
+            UnaryFn::Relu
+                | UnaryFn::NegLU
+                | UnaryFn::NegLUReluGrad
+                | UnaryFn::Scale { .. }
+                | UnaryFn::Abs
+                | UnaryFn::Sign
+                | UnaryFn::ReluDeriv
+                | UnaryFn::NegLUDeriv
+                | UnaryFn::Equal { .. }
+                | UnaryFn::LeakyRelu { .. }
+                | UnaryFn::LeakyReluDeriv { .. }
+        ),
+        _ => false,
+    }
+}
+
 /// The pass. `uses` counts each value's readers (program outputs included); `taken` marks the
 /// instructions already fused into a GEMM. Fails with an instruction no kernel can compute (a
 /// bias over a shape whose trailing extents are not fixed).
@@ -60,16 +85,23 @@ pub(crate) fn fuse(program: &Program, uses: &[usize], taken: &[bool]) -> Result<
         outputs[o.value.0] = true;
     }
     let candidate = |v: usize| !taken[v] && is_elementwise(&insts[v].op);
-    let mut reader = vec![None; insts.len()];
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); insts.len()];
     for (i, inst) in insts.iter().enumerate() {
         for a in &inst.args {
-            reader[a.0] = Some(i);
+            if readers[a.0].last() != Some(&i) {
+                readers[a.0].push(i);
+            }
         }
     }
+    // A value is computed inside its readers' kernels when they are all elementwise over its
+    // shape: the one reader's, or, for a cheap function, each reader's again. Recomputing a
+    // `min(x, 0)` where the backward pass needs it reads `x` instead of a stored copy, so the
+    // unit's forward pass stays one kernel (a PReLU's `alpha` gradient reads it).
     let mut inlined: Vec<bool> = (0..insts.len())
         .map(|v| {
-            let single = uses[v] == 1 && !outputs[v] && candidate(v);
-            single && reader[v].is_some_and(|r| candidate(r) && insts[r].shape == insts[v].shape)
+            let fits = |&r: &usize| candidate(r) && insts[r].shape == insts[v].shape;
+            let shared_ok = uses[v] == readers[v].len() && (uses[v] == 1 || cheap(&insts[v].op));
+            !outputs[v] && candidate(v) && !readers[v].is_empty() && shared_ok && readers[v].iter().all(fits)
         })
         .collect();
     cut_deep_chains(insts, &mut inlined);
@@ -193,6 +225,10 @@ impl<'a> Chain<'a> {
         let inst = &self.program.insts()[v.0];
         if v.0 != self.root && !inlined[v.0] {
             return self.read(v);
+        }
+        // A value two instructions of this kernel read is computed once.
+        if let Some(node) = self.values.iter().position(|&computed| computed == Some(v)) {
+            return Ok(node);
         }
         let root = self.root;
         let cut_here = |m: Misfit| match m {

@@ -236,7 +236,7 @@ fn plain_kernel(op: &Op) -> Option<Kernel> {
         Op::SoftmaxXentGrad => Kernel::SoftmaxXentGrad,
         Op::Input(_) | Op::Const(_) | Op::Fill { .. } | Op::Reshape { .. } => return None,
         Op::Unary(_) | Op::Add | Op::Sub | Op::Mul | Op::Binary(_) | Op::Select | Op::BiasAdd => return None,
-        // `Executor::new` removes the gradient markers before planning.
+        // `Executor::new` and `describe` remove the gradient markers before planning.
         Op::StopGradient | Op::CustomGrad => return None,
     })
 }

@@ -36,7 +36,9 @@ fn every_example_fuses_as_snapshotted() {
 
 #[test]
 fn a_mixlu_layer_is_one_kernel_forward_and_one_backward() {
-    let src = example("mixlu_lenet.net");
+    // The fixed reading (the example resamples by default).
+    let src = example("mixlu_lenet.net").replace("mask = resample", "mask = fixed");
+    assert!(src.contains("mask = fixed"));
     let text = netc_exec::describe(&training_program(&src)).unwrap();
     let mixlu: Vec<&str> = steps(&text).into_iter().filter(|l| l.contains("# mixlu1")).collect();
     assert_eq!(mixlu.len(), 2, "{text}");
@@ -47,6 +49,20 @@ fn a_mixlu_layer_is_one_kernel_forward_and_one_backward() {
     assert!(mixlu[1].contains("relu_deriv") && mixlu[1].contains("neglu_deriv"), "{}", mixlu[1]);
     // The fixed mask is read per column where it is used, never broadcast into memory.
     assert!(!text.contains("= broadcast"), "{text}");
+}
+
+#[test]
+fn a_user_unit_is_one_kernel_forward() {
+    for (name, unit) in [("prelu.net", "prelu1"), ("flip_neglu.net", "mix1"), ("noisy_relu.net", "noisy_relu1")] {
+        let text = netc_exec::describe(&training_program(&example(name))).unwrap();
+        let steps: Vec<&str> = steps(&text).into_iter().filter(|l| l.contains(&format!("# {unit} "))).collect();
+        let fused: Vec<&&str> = steps.iter().filter(|l| l.contains("fused#")).collect();
+        // Forward: one kernel; backward: one for the input's gradient, and for PReLU one more
+        // for its `alpha`'s elementwise part, which a reduction sums.
+        let want = if name == "prelu.net" { 3 } else { 2 };
+        assert_eq!(fused.len(), want, "{name}: {steps:#?}");
+        assert!(!text.contains("stop_gradient") && !text.contains("custom_grad"), "{name}");
+    }
 }
 
 #[test]
