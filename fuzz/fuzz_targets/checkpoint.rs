@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netc_train::checkpoint;
+use netc_train::{checkpoint, Needs};
 use std::io::Write;
 
 fuzz_target!(|bytes: &[u8]| {
@@ -21,13 +21,17 @@ fuzz_target!(|bytes: &[u8]| {
             assert!(tensor.data().iter().all(|v| v.is_finite()), "`{name}` must be finite");
         }
     }
-    for mean_image in [None, Some(3)] {
-        if let Ok(state) = checkpoint::load_state(path, &expected, mean_image) {
+    // What the seed files' net needs, and nothing: each must be verified, never assumed.
+    let none = Needs { mean: None, mean_norm: false, whitening: None };
+    let all = Needs { mean: Some(3), mean_norm: true, whitening: Some(3) };
+    for needs in [none, all] {
+        if let Ok(state) = checkpoint::load_state(path, &expected, needs) {
             assert_eq!(state.params.len(), expected.len());
-            assert_eq!(state.mean.map(|m| m.len()), mean_image);
+            assert_eq!(state.stats.mean.as_ref().map(|m| m.len()), needs.mean);
+            assert_eq!(state.stats.whitening.as_ref().map(|w| w.len()), needs.whitening.map(|n| n * n));
         }
-        if let Ok((params, _)) = checkpoint::load_model(path, &expected, mean_image) {
-            let shapes: Vec<&[usize]> = params.iter().map(|(_, p)| p.shape()).collect();
+        if let Ok(model) = checkpoint::load_model(path, &expected, needs) {
+            let shapes: Vec<&[usize]> = model.params.iter().map(|(_, p)| p.shape()).collect();
             assert_eq!(shapes, [&[2, 1, 1, 1][..], &[2][..]]);
         }
     }

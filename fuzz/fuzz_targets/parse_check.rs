@@ -28,7 +28,7 @@ fuzz_target!(|bytes: &[u8]| {
             Ok(checked) => {
                 netc_syntax::render(&checked.warnings, "fuzz.net", &text, false);
                 for net in &checked.nets {
-                    netc_check::summary(net);
+                    netc_check::summary(net, true);
                     let optimizer = &checked.train.optimizer;
                     let train = StepMemory::of(net, Step::Train { batch: checked.train.batch, optimizer });
                     let _ = train.check("training", 1 << 33);

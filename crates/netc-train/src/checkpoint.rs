@@ -338,8 +338,9 @@ mod tests {
         }
         let expected: Vec<(String, Vec<usize>)> =
             s.params.iter().map(|(n, p)| (n.clone(), p.shape().to_vec())).collect();
-        assert_eq!(load_state(&checkpoint, &expected, Some(3)).unwrap(), s);
-        assert_eq!(load_model(&weights, &expected, Some(3)).unwrap(), (s.params, s.mean));
+        assert_eq!(load_state(&checkpoint, &expected, NEEDS).unwrap(), s);
+        let model = load_model(&weights, &expected, NEEDS).unwrap();
+        assert_eq!((model.params, model.stats), (s.params, s.stats));
     }
 
     #[test]
