@@ -74,7 +74,7 @@ fn listed_units(line: &str) -> Vec<usize> {
 
 #[test]
 fn summary_lists_the_fixed_units_the_compiled_net_uses() {
-    let out = netc(&["summary", "examples/mixlu_lenet.net"]);
+    let out = netc(&["summary", "examples/mixlu_lenet.net", "--set", "mask=fixed"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("fixed units (seed 0):"), "{stdout}");
@@ -85,7 +85,7 @@ fn summary_lists_the_fixed_units_the_compiled_net_uses() {
 
     // The NegLU units of the compiled program's mask.
     let source = netc::Source::read(&root().join("examples/mixlu_lenet.net")).unwrap();
-    let model = netc::model(&source, &[], None).unwrap();
+    let model = netc::model(&source, &[("mask".into(), "fixed".into())], None).unwrap();
     let program = netc::run::compile(&model, netc::ir::Mode::Eval, false).unwrap();
     let mask = program
         .insts()
