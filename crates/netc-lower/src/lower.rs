@@ -374,7 +374,12 @@ impl Lowerer<'_> {
                 let stream = format!("{}.{}", self.net.layers[index].name, unit.def.name);
                 self.user_unit(x, index, unit, &stream, &prefix)
             }
-            (a, _) => self.unary(unary(a), x),
+            (Activation::Relu, _) => self.unary(UnaryFn::Relu, x),
+            (Activation::NegLU, _) => self.unary(UnaryFn::NegLU, x),
+            (Activation::SoftNegLU, _) => self.unary(UnaryFn::SoftNegLU, x),
+            (Activation::Sigmoid, _) => self.unary(UnaryFn::Sigmoid, x),
+            (Activation::Tanh, _) => self.unary(UnaryFn::Tanh, x),
+            (Activation::LeakyRelu { alpha }, _) => self.unary(UnaryFn::LeakyRelu { alpha: *alpha }, x),
         }
     }
 
@@ -663,19 +668,6 @@ fn draws_per_step(layer: &Layer) -> bool {
         }
         netc_check::Op::Unit(unit) => unit.def.noises > 0,
         _ => false,
-    }
-}
-
-fn unary(a: &Activation) -> UnaryFn {
-    match *a {
-        Activation::Relu => UnaryFn::Relu,
-        Activation::NegLU => UnaryFn::NegLU,
-        Activation::SoftNegLU => UnaryFn::SoftNegLU,
-        Activation::Sigmoid => UnaryFn::Sigmoid,
-        Activation::Tanh => UnaryFn::Tanh,
-        Activation::LeakyRelu { alpha } => UnaryFn::LeakyRelu { alpha },
-        // `activation` lowers user units before this.
-        Activation::User(_) => UnaryFn::Relu,
     }
 }
 
