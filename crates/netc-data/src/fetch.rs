@@ -98,27 +98,17 @@ fn fetch_files(
         }
         let file = format!("{name}.gz");
         let target = dest.join(&file);
-        let mut attempts = Vec::new();
-        let mut source = None;
-        for base in mirrors {
-            let url = format!("{base}{file}");
-            let verify = |path: &Path| match sha256_uncompressed(path) {
-                Ok(found) if found == sha256 => Ok(()),
-                Ok(found) => {
-                    Err(Failure::Remote(format!("SHA-256 of the uncompressed contents is {found}, expected {sha256}")))
-                }
-                Err(e @ DataError::Gzip { .. }) => Err(Failure::Remote(e.to_string())),
-                Err(e) => Err(Failure::Local(e)),
-            };
-            match download(agent, &url, &target, MAX_DOWNLOAD, progress, verify) {
-                Ok(()) => {
-                    source = Some(url);
-                    break;
-                }
-                Err(Failure::Local(e)) => return Err(e),
-                Err(Failure::Remote(why)) => attempts.push((url, why)),
+        let verify = |path: &Path| match sha256_uncompressed(path) {
+            Ok(found) if found == sha256 => Ok(()),
+            Ok(found) => {
+                Err(Failure::Remote(format!("SHA-256 of the uncompressed contents is {found}, expected {sha256}")))
             }
-        }
+            Err(e @ DataError::Gzip { .. }) => Err(Failure::Remote(e.to_string())),
+            Err(e) => Err(Failure::Local(e)),
+        };
+        let (source, attempts) = first_mirror(mirrors.iter().map(|base| format!("{base}{file}")), |url| {
+            download(agent, url, &target, MAX_DOWNLOAD, progress, verify)
+        })?;
         let Some(url) = source else {
             let offline = OfflineHint {
                 dir: dest.to_path_buf(),
@@ -146,6 +136,26 @@ fn present_and_verified(dest: &Path, name: &str, sha256: &str) -> Option<PathBuf
 pub(crate) enum Failure {
     Remote(String),
     Local(DataError),
+}
+
+/// The URL a download came from (`None` when every mirror failed), and each failed mirror with why.
+pub(crate) type MirrorOutcome = (Option<String>, Vec<(String, String)>);
+
+/// Tries `urls` in turn with `fetch`: the first that succeeds, and every remote failure before
+/// it as (url, why). A local failure (the disk, the destination) ends the search at once.
+pub(crate) fn first_mirror(
+    urls: impl IntoIterator<Item = String>,
+    mut fetch: impl FnMut(&str) -> Result<(), Failure>,
+) -> Result<MirrorOutcome, DataError> {
+    let mut attempts = Vec::new();
+    for url in urls {
+        match fetch(&url) {
+            Ok(()) => return Ok((Some(url), attempts)),
+            Err(Failure::Local(e)) => return Err(e),
+            Err(Failure::Remote(why)) => attempts.push((url, why)),
+        }
+    }
+    Ok((None, attempts))
 }
 
 /// Downloads `url` (at most `max` bytes) to `target` through a temporary file, and renames it

@@ -11,7 +11,7 @@ use md5::{Digest, Md5};
 
 use crate::cifar::cifar10_files;
 use crate::error::OfflineHint;
-use crate::fetch::{agent, download, mirrors_from, Failure, FetchAction, FetchedFile, TempFile};
+use crate::fetch::{agent, download, first_mirror, mirrors_from, Failure, FetchAction, FetchedFile, TempFile};
 use crate::idx::hex;
 use crate::DataError;
 
@@ -58,19 +58,9 @@ fn fetch_archive(
         Ok(found) => Err(Failure::Remote(format!("MD5 of the archive is {found}, expected {md5}"))),
         Err(e) => Err(Failure::Local(e)),
     };
-    let mut source = None;
-    let mut attempts = Vec::new();
-    for base in mirrors {
-        let url = format!("{base}{CIFAR10_ARCHIVE}");
-        match download(agent, &url, &archive, MAX_ARCHIVE, progress, verify) {
-            Ok(()) => {
-                source = Some(url);
-                break;
-            }
-            Err(Failure::Local(e)) => return Err(e),
-            Err(Failure::Remote(why)) => attempts.push((url, why)),
-        }
-    }
+    let (source, attempts) = first_mirror(mirrors.iter().map(|base| format!("{base}{CIFAR10_ARCHIVE}")), |url| {
+        download(agent, url, &archive, MAX_ARCHIVE, progress, verify)
+    })?;
     let Some(url) = source else {
         let offline = OfflineHint {
             dir: dest.to_path_buf(),
