@@ -90,6 +90,8 @@ struct Planned {
     exec: Exec,
     args: Vec<Region>,
     out: Region,
+    /// The memory of the step's further results (`Step::also`).
+    also: Vec<Region>,
     scratch: Region,
     /// The im2col matrix a forward convolution leaves for its filter gradient (empty if none).
     shared: Region,
@@ -142,7 +144,9 @@ fn fold_constant_steps(compiled: &Compiled) -> (Vec<bool>, Vec<bool>) {
         );
         if foldable && step.args.iter().all(|&a| constant[storage_root(origins, a).0]) {
             folded[s] = true;
-            constant[step.out.0] = true;
+            for v in std::iter::once(step.out).chain(step.also.iter().copied()) {
+                constant[v.0] = true;
+            }
         }
     }
     (constant, folded)
@@ -163,8 +167,10 @@ fn lifetimes(program: &Program, compiled: &Compiled, order: &[usize], constant: 
     }
     for (pos, &s) in order.iter().enumerate() {
         let step = &compiled.steps[s];
-        first[step.out.0] = first[step.out.0].min(pos);
-        last[step.out.0] = last[step.out.0].max(pos);
+        for v in std::iter::once(step.out).chain(step.also.iter().copied()) {
+            first[v.0] = first[v.0].min(pos);
+            last[v.0] = last[v.0].max(pos);
+        }
         for &a in &step.args {
             let r = storage_root(origins, a);
             last[r.0] = last[r.0].max(pos);
@@ -300,6 +306,7 @@ impl BatchPlan {
             exec: execs[s].clone(),
             args: compiled.steps[s].args.iter().map(|&a| region(a)).collect(),
             out: region(compiled.steps[s].out),
+            also: compiled.steps[s].also.iter().map(|&v| region(v)).collect(),
             scratch,
             shared: Region::default(),
         };
@@ -412,9 +419,9 @@ impl Pointers {
 /// Runs fused kernel `kernel` over its grid in tasks of whole rows, or of columns when the
 /// grid is one row; every element's value is independent of the split.
 fn run_fused(code: &Code, kernel: usize, pointers: &Pointers, count: usize, rows: usize, inner: usize, par: Par) {
-    // SAFETY (both calls): the planner gives the result memory no operand occupies, each
-    // pointer covers its value's whole grid in the layout the kernel reads it in, and the
-    // tasks write disjoint rows or columns.
+    // SAFETY (both calls): the planner gives each result memory no operand or other result
+    // occupies, each pointer covers its value's whole grid in the layout the kernel reads it
+    // in, and the tasks write disjoint rows or columns.
     if rows == 1 {
         par.tasks(inner.div_ceil(ELEMENTS_PER_TASK), |t| {
             let start = t * ELEMENTS_PER_TASK;
@@ -535,7 +542,10 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
                 *slot = mem.ptr(r);
             }
             pointers.0[p.args.len()] = out.as_mut_ptr();
-            run_fused(env.code, *kernel, &pointers, p.args.len() + 1, *rows, *inner, par);
+            for (slot, &r) in pointers.0[p.args.len() + 1..].iter_mut().zip(&p.also) {
+                *slot = mem.ptr(r);
+            }
+            run_fused(env.code, *kernel, &pointers, p.args.len() + 1 + p.also.len(), *rows, *inner, par);
             // Values inside the kernel never reach memory: recompute them to check them.
             if let (Some(found), Kernel::Fused(fused)) = (env.check.as_deref_mut(), &step.kernel) {
                 let operands: Vec<&[f32]> = (0..p.args.len()).map(arg).collect();

@@ -45,8 +45,11 @@ fn write_steps(s: &mut String, program: &Program, compiled: &Compiled) -> std::f
                 };
                 let inside: Vec<String> =
                     f.values.iter().flatten().map(|v| format!("{} {v}", insts[v.0].op.name())).collect();
+                let stored: Vec<String> =
+                    std::iter::once(out).chain(f.also.iter().copied()).map(|v| v.to_string()).collect();
                 format!(
-                    "  k{i}: {out}: {shape} = fused#{} {} [{grid}] {{ {} }}",
+                    "  k{i}: {}: {shape} = fused#{} {} [{grid}] {{ {} }}",
+                    stored.join(", "),
                     f.kernel,
                     values(&step.args),
                     inside.join("; ")

@@ -7,6 +7,13 @@
 //! broadcast layout instead of being materialised, when all of a kernel's broadcasts agree on
 //! the grid (see `netc_jit::Layout`). Bias and activation right after a GEMM are fused into
 //! the GEMM instead (see `plan.rs`); they never reach this pass.
+//!
+//! A kernel may store more than one value. An elementwise value that must be stored (it has
+//! readers outside kernels, or too many to recompute it for) is computed as a second result of
+//! a later kernel of its shape that reads it or reads the same operands, when nothing reads it
+//! before that kernel runs: a unit's backward pass then reads `x` and `dy` once for the input
+//! gradient and the elementwise part of its parameter's gradient, and a Swish's stored
+//! `sigmoid(βx)` comes out of the same kernel as its output.
 
 use netc_ir::{Dim, Inst, Op, Program, Shape, ValueId};
 use netc_jit::{Kernel, Layout, Node, NodeId};
@@ -14,6 +21,10 @@ use netc_jit::{Kernel, Layout, Node, NodeId};
 /// The most pointers (operands and the result) a fused kernel takes; the executor passes them
 /// in a fixed array so running a kernel does not allocate.
 pub(crate) const MAX_POINTERS: usize = 16;
+
+/// How many kernels after a stored elementwise value the pass looks for one to compute it in.
+/// Bounded so that the pass stays linear on nets of many thousands of layers.
+const HOST_SEARCH: usize = 16;
 
 /// The most instructions on any path from a kernel's root down through the instructions fused
 /// into it. Building a kernel recurses once per instruction on such a path, and a net may chain
@@ -31,6 +42,8 @@ pub(crate) struct Fused {
     pub operands: Vec<ValueId>,
     /// The instruction each node computes, where it is one.
     pub values: Vec<Option<ValueId>>,
+    /// Values stored besides the root's, in the order of the kernel's outputs after the first.
+    pub also: Vec<ValueId>,
 }
 
 /// The outcome of the pass.
@@ -43,6 +56,8 @@ pub(crate) struct Fusion {
     /// Instructions computed inside another instruction's kernel, and broadcasts only ever
     /// read through a layout: neither is stored.
     pub unstored: Vec<bool>,
+    /// Stored values computed as a further result of another root's kernel.
+    pub co_results: Vec<bool>,
 }
 
 /// Whether the pass puts `op` in a kernel: every elementwise op does.
@@ -135,6 +150,8 @@ pub(crate) fn fuse(program: &Program, uses: &[usize], taken: &[bool]) -> Result<
         }
     }
 
+    let co_results = host_co_results(program, &inlined, &readers, &mut chains);
+
     // Kernels are numbered in the order of their roots.
     let mut kernels: Vec<Kernel> = Vec::new();
     let mut roots = vec![None; insts.len()];
@@ -156,12 +173,60 @@ pub(crate) fn fuse(program: &Program, uses: &[usize], taken: &[bool]) -> Result<
             inner: chain.grid,
             operands: chain.operands.iter().map(|o| o.0).collect(),
             values: chain.values,
+            also: chain.hosted,
         });
     }
     let unstored = (0..insts.len())
         .map(|v| inlined[v] || (matches!(insts[v].op, Op::Broadcast { .. }) && layout_reads[v] == uses[v]))
         .collect();
-    Ok(Fusion { kernels, roots, unstored })
+    Ok(Fusion { kernels, roots, unstored, co_results })
+}
+
+/// Moves the chain of every root that a later kernel can also compute into that kernel, as a
+/// further result (see the module's documentation), and marks those roots. A root's host is
+/// the first of the next [`HOST_SEARCH`] roots, up to the root's first reader, that has its
+/// shape and a grid it can share, reads it or one of its operands, and has pointers to spare;
+/// a host is not itself moved.
+fn host_co_results<'a>(
+    program: &'a Program,
+    inlined: &[bool],
+    readers: &[Vec<usize>],
+    chains: &mut [Option<Chain<'a>>],
+) -> Vec<bool> {
+    let insts = program.insts();
+    let roots: Vec<usize> = (0..chains.len()).filter(|&r| chains[r].is_some()).collect();
+    let mut moved = vec![false; chains.len()];
+    let mut hosts = vec![false; chains.len()];
+    for (i, &guest) in roots.iter().enumerate() {
+        if hosts[guest] {
+            continue;
+        }
+        // Readers are listed in program order; a program output is read after every step.
+        let first_reader = readers[guest].first().copied().unwrap_or(usize::MAX);
+        let Some(guest_chain) = chains[guest].as_ref() else { continue };
+        let (guest_grid, guest_operands) = (guest_chain.grid, guest_chain.operands.clone());
+        for &host in roots[i + 1..].iter().take(HOST_SEARCH) {
+            if host > first_reader {
+                break;
+            }
+            let Some(host_chain) = chains[host].as_ref() else { continue };
+            let related = host_chain.operands.iter().any(|o| o.0 .0 == guest || guest_operands.contains(o));
+            let grids_agree = guest_grid.is_none() || host_chain.grid.is_none() || guest_grid == host_chain.grid;
+            if moved[host] || insts[host].shape != insts[guest].shape || !related || !grids_agree {
+                continue;
+            }
+            let mut guests = host_chain.hosted.clone();
+            guests.push(ValueId(guest));
+            if let Some(merged) = Chain::with_co_results(program, inlined, host, guests) {
+                chains[host] = Some(merged);
+                chains[guest] = None;
+                moved[guest] = true;
+                hosts[host] = true;
+                break;
+            }
+        }
+    }
+    moved
 }
 
 /// Makes every inlined instruction that would sit [`MAX_CHAIN_DEPTH`] instructions below its
@@ -192,6 +257,8 @@ struct Chain<'a> {
     layout_reads: Vec<ValueId>,
     /// The node of each operand or constant read so far, so each is read once.
     leaves: Vec<(Node, NodeId)>,
+    /// Stored values this kernel computes as further results, after the root's.
+    hosted: Vec<ValueId>,
 }
 
 /// Why a chain does not fit one kernel.
@@ -217,13 +284,27 @@ impl<'a> Chain<'a> {
             values: Vec::new(),
             layout_reads: Vec::new(),
             leaves: Vec::new(),
+            hosted: Vec::new(),
         }
+    }
+
+    /// The kernel of `root` that also stores each of `hosted`, or `None` if one does not fit.
+    fn with_co_results(program: &'a Program, inlined: &[bool], root: usize, hosted: Vec<ValueId>) -> Option<Chain<'a>> {
+        let mut chain = Chain::new(program, root);
+        chain.hosted = hosted;
+        let out = chain.translate(inlined, ValueId(root)).ok()?;
+        chain.kernel.outputs.push(out);
+        for v in chain.hosted.clone() {
+            let node = chain.translate(inlined, v).ok()?;
+            chain.kernel.outputs.push(node);
+        }
+        (chain.operands.len() + chain.kernel.outputs.len() <= MAX_POINTERS).then_some(chain)
     }
 
     /// The node computing `v`, given the instructions `inlined` into their reader's kernel.
     fn translate(&mut self, inlined: &[bool], v: ValueId) -> Result<NodeId, Misfit> {
         let inst = &self.program.insts()[v.0];
-        if v.0 != self.root && !inlined[v.0] {
+        if v.0 != self.root && !inlined[v.0] && !self.hosted.contains(&v) {
             return self.read(v);
         }
         // A value two instructions of this kernel read is computed once.

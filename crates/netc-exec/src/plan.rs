@@ -65,6 +65,8 @@ pub(crate) struct Step {
     /// Values a GEMM step computes before `out`, in order (for non-finite checks): the raw
     /// product and the biased one. (A fused kernel lists its own.)
     pub fused: Vec<ValueId>,
+    /// Further values the step stores (a fused kernel's co-results), each in its own memory.
+    pub also: Vec<ValueId>,
 }
 
 /// How a value comes to exist.
@@ -78,7 +80,7 @@ pub(crate) enum Origin {
     Constant,
     /// The same elements as another value (a reshape).
     Alias(ValueId),
-    /// The result of a step.
+    /// A result of a step: its `out`, or one of its `also`.
     Step,
     /// Computed inside a fused step, or a broadcast only read through a layout: never stored.
     Fused,
@@ -172,8 +174,13 @@ pub(crate) fn compile(program: &Program) -> Result<Compiled, ValueId> {
         let out = ValueId(i);
         let origin = match (&inst.op, plans[i].take()) {
             _ if absorbed[i] || fusion.unstored[i] => Origin::Fused,
+            _ if fusion.co_results[i] => Origin::Step,
             (_, Some((kernel, args, fused))) => {
-                steps.push(Step { kernel, args, out, fused });
+                let also = match &kernel {
+                    Kernel::Fused(f) => f.also.clone(),
+                    _ => Vec::new(),
+                };
+                steps.push(Step { kernel, args, out, fused, also });
                 Origin::Step
             }
             (Op::Input(input), None) if input.kind == InputKind::Step => {

@@ -52,16 +52,28 @@ fn a_mixlu_layer_is_one_kernel_forward_and_one_backward() {
 }
 
 #[test]
-fn a_user_unit_is_one_kernel_forward() {
-    for (name, unit) in [("prelu.net", "prelu1"), ("flip_neglu.net", "mix1"), ("noisy_relu.net", "noisy_relu1")] {
+fn a_user_unit_is_one_kernel_forward_and_one_backward() {
+    let units = [
+        ("prelu.net", "prelu1"),
+        ("swish.net", "swish1"),
+        ("flip_neglu.net", "mix1"),
+        ("noisy_relu.net", "noisy_relu1"),
+    ];
+    for (name, unit) in units {
         let text = netc_exec::describe(&training_program(&example(name))).unwrap();
         let steps: Vec<&str> = steps(&text).into_iter().filter(|l| l.contains(&format!("# {unit} "))).collect();
         let fused: Vec<&&str> = steps.iter().filter(|l| l.contains("fused#")).collect();
-        // Forward: one kernel; backward: one for the input's gradient, and for PReLU one more
-        // for its `alpha`'s elementwise part, which a reduction sums.
-        let want = if name == "prelu.net" { 3 } else { 2 };
-        assert_eq!(fused.len(), want, "{name}: {steps:#?}");
+        assert_eq!(fused.len(), 2, "{name}: {steps:#?}");
         assert!(!text.contains("stop_gradient") && !text.contains("custom_grad"), "{name}");
+    }
+    // A learned parameter's elementwise gradient is the backward kernel's second result, which
+    // a reduction sums per channel; Swish's forward kernel also stores its `sigmoid(βx)`.
+    for (name, unit, kernel) in [("prelu.net", "prelu1", 1), ("swish.net", "swish1", 0), ("swish.net", "swish1", 1)] {
+        let text = netc_exec::describe(&training_program(&example(name))).unwrap();
+        let line =
+            steps(&text).into_iter().filter(|l| l.contains(&format!("# {unit} ")) && l.contains("fused#")).nth(kernel);
+        let stored = line.and_then(|l| l.split(": [").next()).unwrap_or_default();
+        assert_eq!(stored.matches('%').count(), 2, "{name}: {line:?}");
     }
 }
 
