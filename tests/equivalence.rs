@@ -175,3 +175,27 @@ fn the_flip_is_not_an_equivalence_when_a_max_pool_follows() {
     let (_, logits_r, _) = step(&program_r, &flipped, &data, &labels);
     assert_ne!(bits(&logits_n), bits(&logits_r));
 }
+
+/// With no NegLUs a MixLU layer is a ReLU layer under every reading: the programs of the three
+/// readings are the same program, so a sweep runs 0% once and shares it between them.
+#[test]
+fn every_reading_of_mixlu_at_zero_negfrac_is_the_same_program() {
+    let readings: [&[(&str, &str)]; 3] = [
+        &[("mask", "fixed"), ("grad", "exact"), ("eval", "expect")],
+        &[("mask", "resample"), ("grad", "exact"), ("eval", "expect")],
+        &[("mask", "resample"), ("grad", "relu"), ("eval", "sample")],
+    ];
+    for mode in [Mode::Train, Mode::Eval] {
+        let programs: Vec<String> = readings
+            .iter()
+            .map(|reading| {
+                let set: Vec<(&str, &str)> = [("negfrac", "0")].into_iter().chain(reading.iter().copied()).collect();
+                let program = netc::run::lower(&model("mixlu_lenet.net", &set), mode).unwrap();
+                assert!(!program.uses_step(), "{mode:?}: a draw at negfrac=0");
+                program.to_string()
+            })
+            .collect();
+        assert_eq!(programs[0], programs[1], "{mode:?}");
+        assert_eq!(programs[0], programs[2], "{mode:?}");
+    }
+}

@@ -469,3 +469,49 @@ fn augmented_runs_resume_bit_for_bit_and_differ_from_plain_ones() {
     let err = run(&flat, &data, &dir.path().join("flat"), false).unwrap_err().render(false);
     assert!(err.contains("flips and crops images, but net `tiny` takes [36]"), "{err}");
 }
+
+/// A MixLU layer read as the thesis's reference code ran it: fresh masks over the batch tensor
+/// in training and in evaluation, the ReLU derivative for NegLUs.
+const THESIS_READING: &str = "
+net tiny(eval = sample) {
+    input image: [1, 6, 6]
+    conv(8, k=3)
+    mixlu(negfrac=0.3, mask=resample, grad=relu, eval=eval)
+    dense(10)
+    loss softmax_xent(classes=10)
+}
+train { optimizer = sgd(lr=0.05, momentum=0.9) batch = 8 epochs = 2 init = normal(std=0.1) preprocess = scale seed = 7 }
+";
+
+#[test]
+fn eval_sample_draws_a_mask_per_batch_and_eval_of_the_run_reproduces_its_last_test_pass() {
+    let (dir, data_dir) = temp();
+    let data = data(&data_dir);
+    let sampled = model(THESIS_READING);
+    let out = dir.path().join("run");
+    let history = run_on(&mut netc::run::ExecBackend::new(&sampled, 1).unwrap(), &sampled, &data, &out, false).unwrap();
+    let weights = RunFolder::new(&out).weights();
+    let last = history.last().unwrap();
+    for _ in 0..2 {
+        let mut backend = netc::run::ExecBackend::new(&sampled, 1).unwrap();
+        let (loss, error) = netc::run::evaluate(&sampled, &data, &weights, &mut backend).unwrap();
+        assert_eq!((loss, error), (last.test_loss, last.test_error));
+    }
+
+    // The same weights under the expectation give another loss: the masks were sampled.
+    let expected =
+        netc::model(&netc::Source::new("tiny.net", THESIS_READING), &[("eval".into(), "expect".into())], None).unwrap();
+    let mut backend = netc::run::ExecBackend::new(&expected, 1).unwrap();
+    let (loss, _) = netc::run::evaluate(&expected, &data, &weights, &mut backend).unwrap();
+    assert_ne!(loss, last.test_loss);
+
+    // Each key draws its own masks, and a key always the same ones.
+    let shapes = netc::train::param_shapes(sampled.net());
+    let saved = netc::train::checkpoint::load_model(&weights, &shapes, NO_STATISTICS).unwrap();
+    let images = vec![0.5f32; 4 * 36];
+    let mut backend = netc::run::ExecBackend::new(&sampled, 1).unwrap();
+    let mut scores = |key| netc::train::Backend::scores(&mut backend, &saved.params, &images, 4, key).unwrap();
+    let first = scores(1);
+    assert_eq!(first, scores(1));
+    assert_ne!(first, scores(2));
+}

@@ -195,7 +195,7 @@ fn main() -> Result<(), String> {
         }
     });
     let infer = throughput(infer_batch, seconds, || {
-        if let Err(e) = backend.evaluate(&params, &images, &labels) {
+        if let Err(e) = backend.evaluate(&params, &images, &labels, 0) {
             failure = Some(format!("{e:?}"));
         }
     });

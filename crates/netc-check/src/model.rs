@@ -266,6 +266,7 @@ pub struct Mask {
     pub mode: MaskMode,
     pub per: MaskPer,
     pub grad: MaskGrad,
+    pub eval: MaskEval,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -290,6 +291,16 @@ pub enum MaskGrad {
     Exact,
     /// The ReLU derivative for the NegLU units, as the thesis's reference code did.
     Relu,
+}
+
+/// What a resampled mask does in evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskEval {
+    /// The expectation over masks, `Σ fᵢ·actᵢ(x)`: deterministic.
+    Expect,
+    /// A fresh mask per evaluation batch, as the thesis's reference code drew (its custom layer
+    /// ignored MatConvNet's test mode); keyed by seed, pass and batch.
+    Sample,
 }
 
 /// A resolved net parameter value.
@@ -470,6 +481,9 @@ impl fmt::Display for Mask {
         }
         if self.grad == MaskGrad::Relu {
             f.write_str(", grad=relu")?;
+        }
+        if self.eval == MaskEval::Sample {
+            f.write_str(", eval=sample")?;
         }
         Ok(())
     }

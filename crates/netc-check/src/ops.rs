@@ -45,8 +45,8 @@ const CONV: [Param; 7] = [
     WD_MULT,
 ];
 const DENSE: [Param; 4] = [req("out", Ty::Positive), opt("bias", Ty::Bool), LR_MULT, WD_MULT];
-const MIXLU: [Param; 4] = [req("negfrac", Ty::Fraction), MASK, PER, GRAD];
-const MIX: [Param; 10] = [
+const MIXLU: [Param; 5] = [req("negfrac", Ty::Fraction), MASK, PER, GRAD, EVAL];
+const MIX: [Param; 11] = [
     opt(MIX_PARTS[0].0, Ty::Fraction),
     opt(MIX_PARTS[1].0, Ty::Fraction),
     opt(MIX_PARTS[2].0, Ty::Fraction),
@@ -57,10 +57,12 @@ const MIX: [Param; 10] = [
     MASK,
     PER,
     GRAD,
+    EVAL,
 ];
 const MASK: Param = opt("mask", Ty::Word(&["fixed", "resample"]));
 const PER: Param = opt("per", Ty::Word(&["channel", "position"]));
 const GRAD: Param = opt("grad", Ty::Word(&["exact", "relu"]));
+const EVAL: Param = opt("eval", Ty::Word(&["expect", "sample"]));
 const LR_MULT: Param = opt("lr_mult", Ty::NonNegative);
 const WD_MULT: Param = opt("wd_mult", Ty::NonNegative);
 
@@ -105,9 +107,9 @@ pub static LAYERS: &[LayerDef] = &[
     // A fixed MixLU between linear layers is a ReLU layer with flipped signs (W0002), so the
     // thesis's layer resamples by default, as its reference code did.
     layer("mixlu", &MIXLU, |args| {
-        Ok(Op::MixLU { negfrac: args.f64_or("negfrac", 0.0), mask: mask(args, MaskMode::Resample) })
+        Ok(Op::MixLU { negfrac: args.f64_or("negfrac", 0.0), mask: mask(args, MaskMode::Resample)? })
     }),
-    layer("mix", &MIX, |args| Ok(Op::Mix { parts: mix_parts(args)?, mask: mask(args, MaskMode::Fixed) })),
+    layer("mix", &MIX, |args| Ok(Op::Mix { parts: mix_parts(args)?, mask: mask(args, MaskMode::Fixed)? })),
     layer(
         "minmaxout",
         &[req("pieces", Ty::Positive), opt("units", Ty::Positive), opt("minfrac", Ty::Fraction)],
@@ -163,13 +165,23 @@ fn pool(kind: PoolKind, args: &Args) -> Op {
 }
 
 /// The mask arguments; `mask` defaults to `default`.
-fn mask(args: &Args, default: MaskMode) -> Mask {
+fn mask(args: &Args, default: MaskMode) -> Result<Mask, OpError> {
     let default = if default == MaskMode::Resample { "resample" } else { "fixed" };
-    Mask {
+    let mask = Mask {
         mode: if args.word_or("mask", default) == "resample" { MaskMode::Resample } else { MaskMode::Fixed },
         per: if args.word_or("per", "channel") == "position" { MaskPer::Position } else { MaskPer::Channel },
         grad: if args.word_or("grad", "exact") == "relu" { MaskGrad::Relu } else { MaskGrad::Exact },
+        eval: if args.word_or("eval", "expect") == "sample" { MaskEval::Sample } else { MaskEval::Expect },
+    };
+    if mask.eval == MaskEval::Sample && mask.mode == MaskMode::Fixed {
+        return Err(fail(
+            "`eval=sample` needs `mask=resample`".into(),
+            Some("eval"),
+            "a fixed mask has nothing to sample",
+            vec!["help: write `mask=resample, eval=sample`, or drop `eval`".into()],
+        ));
     }
+    Ok(mask)
 }
 
 // `is_multiple_of` needs Rust 1.87; the workspace supports 1.85.

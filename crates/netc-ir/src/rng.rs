@@ -27,6 +27,9 @@ pub enum RandomStream {
     Init(String),
     /// The units a layer's mask chooses, fixed or per step (`mask:mixlu1`).
     Mask(String),
+    /// The units a resampled mask chooses in each evaluation batch, with `eval=sample`
+    /// (`eval_mask:mixlu1`); the step is the batch's evaluation key.
+    EvalMask(String),
     /// A dropout layer's mask at each step (`dropout:drop1`).
     Dropout(String),
     /// The `noise` of a layer's user-defined unit at each step (`noise:noisy_relu1`).
@@ -64,6 +67,7 @@ impl RandomStream {
         Some(match kind {
             "init" => RandomStream::Init(name),
             "mask" => RandomStream::Mask(name),
+            "eval_mask" => RandomStream::EvalMask(name),
             "dropout" => RandomStream::Dropout(name),
             "noise" => RandomStream::Noise(name),
             _ => return None,
@@ -76,6 +80,7 @@ impl fmt::Display for RandomStream {
         match self {
             RandomStream::Init(name) => write!(f, "init:{name}"),
             RandomStream::Mask(name) => write!(f, "mask:{name}"),
+            RandomStream::EvalMask(name) => write!(f, "eval_mask:{name}"),
             RandomStream::Dropout(name) => write!(f, "dropout:{name}"),
             RandomStream::Noise(name) => write!(f, "noise:{name}"),
             RandomStream::Shuffle => f.write_str("shuffle"),

@@ -3,8 +3,8 @@
 
 use crate::units::{fixed_units, mixed_parts};
 use netc_check::{
-    Activation, Layer, Mask, MaskGrad, MaskMode, Net, Node, ParamKind, ParamSpec, PoolKind, UnitExpr, UnitFn, UnitOp,
-    UnitUse, UnitValue,
+    Activation, Layer, Mask, MaskEval, MaskGrad, MaskMode, Net, Node, ParamKind, ParamSpec, PoolKind, UnitExpr, UnitFn,
+    UnitOp, UnitUse, UnitValue,
 };
 use netc_ir::{
     BinaryFn, Builder, Conv, Dim, Input, InputKind, Mode, Op, OutputKind, ParamInfo, ParamInit, ParamRole,
@@ -55,7 +55,8 @@ impl std::error::Error for LowerError {}
 ///   mask is a constant of the program, the same in training and evaluation.
 /// * Resampled masks choose a fresh exact share of all elements of the batch tensor at every
 ///   training step (keyed by seed, layer, step), whatever `per` says; in evaluation they use
-///   the expectation `Σ fᵢ·actᵢ(x)`.
+///   the expectation `Σ fᵢ·actᵢ(x)`, or with `eval=sample` a fresh share per evaluation batch
+///   (keyed by seed, layer and the batch's evaluation key, on its own stream).
 /// * `grad=relu` gives the NegLU units the ReLU derivative `1[x > 0]`; other parts keep their
 ///   own derivative.
 /// * `minmaxout` takes the max (or, for its `round(minfrac·units)` seeded min units, the min)
@@ -188,7 +189,11 @@ impl Lowerer<'_> {
             }
             self.params.push(values);
         }
-        if self.options.mode == Mode::Train && net.layers.iter().any(draws_per_step) {
+        let keyed = match self.options.mode {
+            Mode::Train => net.layers.iter().any(draws_per_step),
+            Mode::Eval => net.layers.iter().any(samples_in_evaluation),
+        };
+        if keyed {
             self.b.use_source(None);
             self.step = Some(self.input(STEP, InputKind::Step, Shape::scalar())?);
         }
@@ -334,9 +339,11 @@ impl Lowerer<'_> {
                 }
                 y.ok_or_else(|| self.error("internal error: no units assigned".into()))
             }
-            (MaskMode::Resample, Mode::Train) => {
+            (MaskMode::Resample, mode) if mode == Mode::Train || mask.eval == MaskEval::Sample => {
                 let step = self.step()?;
-                let key = RandomKey { seed: self.options.seed, stream: RandomStream::Mask(layer.name.clone()) };
+                let name = layer.name.clone();
+                let stream = if mode == Mode::Train { RandomStream::Mask(name) } else { RandomStream::EvalMask(name) };
+                let key = RandomKey { seed: self.options.seed, stream };
                 let index = self.push(Op::RandomParts { fracs: fracs.clone(), key, shape: full }, &[step])?;
                 let mut y = act(self, &first)?;
                 for (p, (f, _, _)) in parts.iter().enumerate().skip(1) {
@@ -348,7 +355,7 @@ impl Lowerer<'_> {
                 }
                 Ok(y)
             }
-            (MaskMode::Resample, Mode::Eval) => {
+            (MaskMode::Resample, _) => {
                 let mut y: Option<ValueId> = None;
                 for (f, frac, _) in &parts {
                     let frac = *frac;
@@ -667,6 +674,16 @@ fn draws_per_step(layer: &Layer) -> bool {
             resampled(mask, &mut parts.iter().map(|p| p.1)) || parts.iter().any(|(a, f)| *f > 0.0 && noisy(a))
         }
         netc_check::Op::Unit(unit) => unit.def.noises > 0,
+        _ => false,
+    }
+}
+
+/// Whether a layer draws fresh random numbers for every evaluation batch (`eval=sample`).
+fn samples_in_evaluation(layer: &Layer) -> bool {
+    match &layer.op {
+        netc_check::Op::MixLU { mask, .. } | netc_check::Op::Mix { mask, .. } => {
+            mask.mode == MaskMode::Resample && mask.eval == MaskEval::Sample && draws_per_step(layer)
+        }
         _ => false,
     }
 }

@@ -72,12 +72,14 @@ pub trait Backend {
         grads: &mut [Vec<f32>],
     ) -> Result<BatchResult, StepError>;
 
-    /// Forward pass in evaluation mode.
-    fn evaluate(&mut self, params: &[Named], images: &[f32], labels: &[u8]) -> Result<BatchResult, StepError>;
+    /// Forward pass in evaluation mode. `key` ([`EvalPass::key`]) keys the masks of layers that
+    /// sample in evaluation (`eval=sample`).
+    fn evaluate(&mut self, params: &[Named], images: &[f32], labels: &[u8], key: u64)
+        -> Result<BatchResult, StepError>;
 
     /// Forward pass in evaluation mode over `count` examples: every example's class scores (the
-    /// input of the loss's softmax), example after example.
-    fn scores(&mut self, params: &[Named], images: &[f32], count: usize) -> Result<Vec<f32>, StepError>;
+    /// input of the loss's softmax), example after example. `key` as for [`Backend::evaluate`].
+    fn scores(&mut self, params: &[Named], images: &[f32], count: usize, key: u64) -> Result<Vec<f32>, StepError>;
 
     /// Applies one optimizer step to every parameter (in the net's order) given its gradient.
     /// The default is the reference, [`optimizer::Update::apply`]; a backend may compute the same
@@ -338,6 +340,37 @@ pub fn preprocess_all(
     }
 }
 
+/// An evaluation pass: which set, after which epoch. Layers that sample in evaluation
+/// (`eval=sample`) draw their masks for each batch of the pass from [`EvalPass::key`], so every
+/// pass is reproducible and no two passes share masks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvalPass {
+    /// The number of epochs trained before the pass.
+    pub epoch: usize,
+    pub set: EvalSet,
+}
+
+/// The set an evaluation pass reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvalSet {
+    Test,
+    /// The seeded subset of the training set evaluated after each epoch.
+    CleanTrain,
+    Validation,
+    /// Examples given to `netc predict`.
+    Predict,
+}
+
+impl EvalPass {
+    /// The key of the pass's batch `batch`: epoch, set and batch in disjoint bits.
+    pub fn key(self, batch: usize) -> u64 {
+        ((self.epoch as u64) << 34) | ((self.set as u64) << 32) | (batch as u64 & 0xffff_ffff)
+    }
+}
+
+/// The batch evaluation passes run in.
+pub const EVAL_BATCH: usize = 1000;
+
 /// Evaluates `params` on `samples` in batches; returns the mean loss and the error rate.
 pub fn evaluate(
     backend: &mut dyn Backend,
@@ -346,16 +379,17 @@ pub fn evaluate(
     recipe: Recipe,
     stats: &Statistics,
     batch: usize,
+    pass: EvalPass,
 ) -> Result<(f64, f64), StepError> {
     let (mut loss, mut errors) = (0.0, 0usize);
     let mut buffer = vec![0f32; batch * samples.image_len];
     let mut scratch = Vec::new();
-    for start in (0..samples.len()).step_by(batch.max(1)) {
+    for (index, start) in (0..samples.len()).step_by(batch.max(1)).enumerate() {
         let end = (start + batch).min(samples.len());
         let images = &mut buffer[..(end - start) * samples.image_len];
         let pixels = samples.images.slice(start * samples.image_len..end * samples.image_len);
         preprocess_all(recipe, stats, pixels, samples.image_len, images, &mut scratch);
-        let result = backend.evaluate(params, images, &samples.labels[start..end])?;
+        let result = backend.evaluate(params, images, &samples.labels[start..end], pass.key(index))?;
         loss += result.loss * (end - start) as f64;
         errors += result.errors;
     }
@@ -545,15 +579,27 @@ pub fn train(
             });
         }
         let seconds = started.elapsed().as_secs_f64();
-        let (test_loss, test_error) = evaluate(backend, &state.params, &test_set, recipe, &state.stats, 1000)
-            .map_err(|e| step_failed(e, epoch + 1, state.step))?;
-        let (loss, error) = evaluate(backend, &state.params, &clean_set.samples(), recipe, &state.stats, 1000)
-            .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+        let pass = |set| EvalPass { epoch: epoch + 1, set };
+        let (test_loss, test_error) =
+            evaluate(backend, &state.params, &test_set, recipe, &state.stats, EVAL_BATCH, pass(EvalSet::Test))
+                .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+        let clean = clean_set.samples();
+        let (loss, error) =
+            evaluate(backend, &state.params, &clean, recipe, &state.stats, EVAL_BATCH, pass(EvalSet::CleanTrain))
+                .map_err(|e| step_failed(e, epoch + 1, state.step))?;
         let validation = match &split {
             Some(split) => {
-                let (loss, error) =
-                    evaluate(backend, &state.params, &split.validation.samples(), recipe, &state.stats, 1000)
-                        .map_err(|e| step_failed(e, epoch + 1, state.step))?;
+                let held_out = split.validation.samples();
+                let (loss, error) = evaluate(
+                    backend,
+                    &state.params,
+                    &held_out,
+                    recipe,
+                    &state.stats,
+                    EVAL_BATCH,
+                    pass(EvalSet::Validation),
+                )
+                .map_err(|e| step_failed(e, epoch + 1, state.step))?;
                 Some(CleanErrors { loss, error })
             }
             None => None,

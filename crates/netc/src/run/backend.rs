@@ -114,13 +114,19 @@ impl Backend for InterpBackend {
         Self::batch_result(&outputs, labels)
     }
 
-    fn evaluate(&mut self, params: &[Named], images: &[f32], labels: &[u8]) -> Result<BatchResult, StepError> {
-        let outputs = self.run(&self.eval, params, images, labels, 0)?;
+    fn evaluate(
+        &mut self,
+        params: &[Named],
+        images: &[f32],
+        labels: &[u8],
+        key: u64,
+    ) -> Result<BatchResult, StepError> {
+        let outputs = self.run(&self.eval, params, images, labels, key)?;
         Self::batch_result(&outputs, labels)
     }
 
-    fn scores(&mut self, params: &[Named], images: &[f32], count: usize) -> Result<Vec<f32>, StepError> {
-        let outputs = self.run(&self.eval, params, images, &vec![0; count], 0)?;
+    fn scores(&mut self, params: &[Named], images: &[f32], count: usize, key: u64) -> Result<Vec<f32>, StepError> {
+        let outputs = self.run(&self.eval, params, images, &vec![0; count], key)?;
         let logits =
             outputs.get(netc_ir::LOGITS).ok_or_else(|| StepError::Failed("the program has no logits".into()))?;
         Ok(logits.data().to_vec())
@@ -298,15 +304,21 @@ impl Backend for ExecBackend {
         Ok(result)
     }
 
-    fn evaluate(&mut self, params: &[Named], images: &[f32], labels: &[u8]) -> Result<BatchResult, StepError> {
+    fn evaluate(
+        &mut self,
+        params: &[Named],
+        images: &[f32],
+        labels: &[u8],
+        key: u64,
+    ) -> Result<BatchResult, StepError> {
         self.set_labels(labels);
-        self.eval.run(params, images, labels, &self.labels, 0)
+        self.eval.run(params, images, labels, &self.labels, key)
     }
 
-    fn scores(&mut self, params: &[Named], images: &[f32], count: usize) -> Result<Vec<f32>, StepError> {
+    fn scores(&mut self, params: &[Named], images: &[f32], count: usize, key: u64) -> Result<Vec<f32>, StepError> {
         let labels = vec![0; count];
         self.set_labels(&labels);
-        self.eval.run(params, images, &labels, &self.labels, 0)?;
+        self.eval.run(params, images, &labels, &self.labels, key)?;
         let logits = self.eval.executor.output_at(self.eval.logits);
         logits.map(<[f32]>::to_vec).ok_or_else(|| StepError::Failed("no output after a run".into()))
     }

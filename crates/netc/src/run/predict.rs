@@ -4,6 +4,7 @@
 use super::training::EVAL_BATCH;
 use crate::{Error, Model};
 use netc_train::{Backend, Recipe, StepError};
+use netc_train::{EvalPass, EvalSet};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -53,7 +54,8 @@ pub fn predict(
     let mut predictions = Vec::with_capacity(examples.len());
     let mut batch = vec![0f32; EVAL_BATCH * image_len];
     let mut scratch = Vec::new();
-    for chunk in examples.chunks(EVAL_BATCH) {
+    let pass = EvalPass { epoch: model.train().epochs, set: EvalSet::Predict };
+    for (index, chunk) in examples.chunks(EVAL_BATCH).enumerate() {
         for (example, out) in chunk.iter().zip(batch.chunks_exact_mut(image_len.max(1))) {
             let values = match &example.values {
                 netc_data::Values::Bytes(v) => netc_train::Values::Bytes(v),
@@ -61,12 +63,15 @@ pub fn predict(
             };
             stats.apply(recipe, values, out, &mut scratch);
         }
-        let scores = backend.scores(&params, &batch[..chunk.len() * image_len], chunk.len()).map_err(|e| match e {
-            StepError::NonFinite { layer, .. } => {
-                Error::Io(format!("prediction produced NaN or infinity in `{layer}`"))
-            }
-            StepError::Failed(message) => Error::Io(message),
-        })?;
+        let scores =
+            backend.scores(&params, &batch[..chunk.len() * image_len], chunk.len(), pass.key(index)).map_err(|e| {
+                match e {
+                    StepError::NonFinite { layer, .. } => {
+                        Error::Io(format!("prediction produced NaN or infinity in `{layer}`"))
+                    }
+                    StepError::Failed(message) => Error::Io(message),
+                }
+            })?;
         for (example, scores) in chunk.iter().zip(scores.chunks_exact(classes.max(1))) {
             predictions.push(Prediction { input: example.name.clone(), classes: most_probable(scores, &names, top) });
         }
@@ -146,11 +151,12 @@ pub fn confusion(
     let mut counts = vec![vec![0usize; classes]; classes];
     let mut batch = vec![0f32; EVAL_BATCH * image_len];
     let mut scratch = Vec::new();
-    for (start, labels) in (0..).step_by(EVAL_BATCH).zip(test.labels.chunks(EVAL_BATCH)) {
+    let pass = super::training::final_test_pass(model);
+    for (index, (start, labels)) in (0..).step_by(EVAL_BATCH).zip(test.labels.chunks(EVAL_BATCH)).enumerate() {
         let images = test.images.slice(start * image_len..(start + labels.len()) * image_len);
         let inputs = &mut batch[..images.len()];
         netc_train::preprocess_all(recipe, &saved.stats, images, image_len, inputs, &mut scratch);
-        let scores = backend.scores(&saved.params, inputs, labels.len()).map_err(|e| match e {
+        let scores = backend.scores(&saved.params, inputs, labels.len(), pass.key(index)).map_err(|e| match e {
             StepError::NonFinite { layer, .. } => {
                 Error::Io(format!("evaluation produced NaN or infinity in `{layer}`"))
             }

@@ -2,7 +2,8 @@
 
 use super::data::Data;
 use crate::{Error, Model};
-use netc_train::{Backend, EpochMetrics, Event, RunOptions, StepError, TrainError};
+pub use netc_train::EVAL_BATCH;
+use netc_train::{Backend, EpochMetrics, EvalPass, EvalSet, Event, RunOptions, StepError, TrainError};
 
 /// Command-line settings that replace the `train` block's.
 #[derive(Clone, Debug, Default)]
@@ -105,8 +106,11 @@ impl RecordedRun {
     }
 }
 
-/// The batch [`evaluate`] runs the test set in.
-pub const EVAL_BATCH: usize = 1000;
+/// The test pass after the last epoch: evaluating saved weights draws the masks of layers that
+/// sample in evaluation as the run's last test pass did, so it reproduces that epoch's figures.
+pub(crate) fn final_test_pass(model: &Model) -> EvalPass {
+    EvalPass { epoch: model.train().epochs, set: EvalSet::Test }
+}
 
 /// Test loss and error of saved weights. The file must be this net's: its checksum verified,
 /// every parameter present with its shape and finite, the mean image if the recipe subtracts
@@ -124,8 +128,12 @@ pub fn evaluate(
     let test = Data::samples(&data.set.test);
     let netc_train::checkpoint::SavedModel { params, stats, .. } =
         netc_train::checkpoint::load_model(weights, &shapes, recipe.needs(test.image_len)).map_err(Error::Io)?;
-    netc_train::evaluate(backend, &params, &test, recipe, &stats, EVAL_BATCH).map_err(|e| match e {
-        StepError::NonFinite { layer, .. } => Error::Io(format!("evaluation produced NaN or infinity in `{layer}`")),
-        StepError::Failed(message) => Error::Io(message),
+    netc_train::evaluate(backend, &params, &test, recipe, &stats, EVAL_BATCH, final_test_pass(model)).map_err(|e| {
+        match e {
+            StepError::NonFinite { layer, .. } => {
+                Error::Io(format!("evaluation produced NaN or infinity in `{layer}`"))
+            }
+            StepError::Failed(message) => Error::Io(message),
+        }
     })
 }
