@@ -25,7 +25,7 @@ pub use model::*;
 pub use net::MAX_LAYERS;
 pub use summary::summary;
 pub use train::{count_override, lr_override, CountSetting};
-pub use units::MAX_UNIT_TERMS;
+pub use units::{prelude_unit, MAX_UNIT_TERMS};
 
 use netc_syntax::ast::{self, Value, ValueKind};
 use netc_syntax::{Diagnostic, Severity};

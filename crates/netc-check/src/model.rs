@@ -248,8 +248,6 @@ pub enum UnitOp {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnitFn {
     Relu,
-    NegLU,
-    SoftNegLU,
     Abs,
     Exp,
     Log,

@@ -8,7 +8,7 @@ use crate::ops;
 use netc_syntax::ast::{self, BinOp, Call, Expr, ExprKind, Ident, Value, ValueKind};
 use netc_syntax::{did_you_mean, Code, Diagnostic, Label, Span};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The checked units of a file, by name, and the names of those that failed (already reported),
 /// so a use of one is not reported again as unknown.
@@ -25,11 +25,10 @@ impl Units {
     }
 }
 
-/// The elementwise functions an expression may call, with their argument counts.
-pub(crate) const FUNCTIONS: [(&str, usize); 15] = [
+/// The elementwise functions an expression may call, with their argument counts. The prelude's
+/// units (`neglu`, `softneglu`, `leaky_relu`) are called like the file's own units.
+pub(crate) const FUNCTIONS: [(&str, usize); 13] = [
     ("relu", 1),
-    ("neglu", 1),
-    ("softneglu", 1),
     ("min", 2),
     ("max", 2),
     ("abs", 1),
@@ -54,8 +53,51 @@ const LEARNED: &str = "learned";
 /// of every later walk over the expression.
 pub const MAX_UNIT_TERMS: usize = 4096;
 
+/// netc's prelude: the built-in activations that are formulas, as units.
+const PRELUDE: &str = include_str!("prelude.net");
+
+/// The prelude's units, checked on first use. A prelude that does not check would be a bug of
+/// netc (a test rules it out); it then defines no units, and lowering reports the missing one.
+fn prelude() -> &'static Units {
+    static UNITS: OnceLock<Units> = OnceLock::new();
+    UNITS.get_or_init(|| {
+        let Ok(file) = netc_syntax::parse(PRELUDE) else { return Units::default() };
+        let mut errors = Vec::new();
+        let units = check_units_with(&file, &Units::default(), true, &mut errors);
+        if errors.is_empty() {
+            units
+        } else {
+            Units::default()
+        }
+    })
+}
+
+/// The prelude unit a built-in activation lowers through, with its parameters' values; `None`
+/// for the activations that are IR functions of their own (ReLU, sigmoid, tanh), a user's unit,
+/// or a prelude that did not check.
+pub fn prelude_unit(activation: &Activation, grad: MaskGrad) -> Option<UnitUse> {
+    let (name, values) = match (activation, grad) {
+        (Activation::NegLU, MaskGrad::Relu) => ("neglu_relu_grad", Vec::new()),
+        (Activation::NegLU, MaskGrad::Exact) => ("neglu", Vec::new()),
+        (Activation::SoftNegLU, _) => ("softneglu", Vec::new()),
+        (Activation::LeakyRelu { alpha }, _) => ("leaky_relu", vec![UnitValue::Const(*alpha)]),
+        _ => return None,
+    };
+    let def = prelude().defs.get(name)?;
+    Some(UnitUse { def: Arc::clone(def), values })
+}
+
 /// What `name` would shadow if a unit or block took it, as diagnostics say it.
 pub(crate) fn reserved(name: &str) -> Option<&'static str> {
+    if prelude().defines(name) {
+        Some("a unit of netc's prelude")
+    } else {
+        language_word(name)
+    }
+}
+
+/// [`reserved`] without the prelude's names, which the prelude itself is checked against.
+fn language_word(name: &str) -> Option<&'static str> {
     if ops::lookup(name).is_some() {
         Some("a built-in layer")
     } else if FUNCTIONS.iter().any(|(f, _)| *f == name) {
@@ -77,12 +119,20 @@ pub(crate) fn shadowing(name: &Ident, what: &str, kind: &str) -> Diagnostic {
 
 /// Checks every unit of `file`; a unit is checked after the units it calls.
 pub(crate) fn check_units(file: &ast::File, errors: &mut Vec<Diagnostic>) -> Units {
+    check_units_with(file, prelude(), false, errors)
+}
+
+/// [`check_units`] with the units of `prelude` callable in expressions. The prelude itself is
+/// checked with none, and its names are built-in ones, so it skips the shadowing check.
+fn check_units_with(file: &ast::File, prelude: &Units, checking_prelude: bool, errors: &mut Vec<Diagnostic>) -> Units {
     let mut units = Units::default();
     let mut decls: HashMap<&str, &ast::UnitDecl> = HashMap::new();
     let blocks: HashMap<&str, Span> = file.blocks.iter().map(|b| (b.name.name.as_str(), b.name.span)).collect();
     for decl in &file.units {
         let name = decl.name.name.as_str();
-        if let Some(what) = reserved(name) {
+        // The prelude's units take built-in layers' names: they are those layers' definitions.
+        let taken = if checking_prelude { None } else { reserved(name) };
+        if let Some(what) = taken {
             errors.push(shadowing(&decl.name, what, "unit"));
         } else if let Some(&block) = blocks.get(name) {
             errors.push(errors::duplicate_name("unit or block", &decl.name, block));
@@ -110,7 +160,8 @@ pub(crate) fn check_units(file: &ast::File, errors: &mut Vec<Diagnostic>) -> Uni
     ready.dedup();
     while let Some(name) = ready.pop() {
         waiting.remove(name);
-        match check_unit(decls[name], &units, errors) {
+        let reserved = if checking_prelude { language_word } else { reserved };
+        match check_unit(decls[name], &units, prelude, reserved, errors) {
             Some(def) => {
                 units.defs.insert(name.to_string(), Arc::new(def));
             }
@@ -208,10 +259,16 @@ fn unit_calls<'a>(decl: &'a ast::UnitDecl, decls: &HashMap<&str, &ast::UnitDecl>
     calls
 }
 
-fn check_unit(decl: &ast::UnitDecl, units: &Units, errors: &mut Vec<Diagnostic>) -> Option<UnitDef> {
+fn check_unit(
+    decl: &ast::UnitDecl,
+    units: &Units,
+    prelude: &Units,
+    reserved: fn(&str) -> Option<&'static str>,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<UnitDef> {
     let before = errors.len();
-    let params = unit_params(decl, errors);
-    let mut c = Converter { params: &params, units, noises: 0, vars: 1, in_grad: false, errors };
+    let params = unit_params(decl, reserved, errors);
+    let mut c = Converter { params: &params, units, prelude, noises: 0, vars: 1, in_grad: false, errors };
     let body = c.expr(&decl.body);
     c.in_grad = true;
     let grad = decl.grad.as_ref().map(|g| c.expr(g));
@@ -241,7 +298,11 @@ fn check_unit(decl: &ast::UnitDecl, units: &Units, errors: &mut Vec<Diagnostic>)
 }
 
 /// The parameters of a unit with their defaults: a number, or `learned(NUMBER)`.
-fn unit_params(decl: &ast::UnitDecl, errors: &mut Vec<Diagnostic>) -> Vec<UnitParam> {
+fn unit_params(
+    decl: &ast::UnitDecl,
+    reserved: fn(&str) -> Option<&'static str>,
+    errors: &mut Vec<Diagnostic>,
+) -> Vec<UnitParam> {
     let mut params: Vec<UnitParam> = Vec::new();
     let mut spans: HashMap<&str, Span> = HashMap::new();
     for p in &decl.params {
@@ -309,6 +370,7 @@ fn not_a_unit_value(name: &str, value: &Value) -> Diagnostic {
 struct Converter<'a> {
     params: &'a [UnitParam],
     units: &'a Units,
+    prelude: &'a Units,
     /// `noise` terms so far.
     noises: usize,
     /// Variables bound so far (`Var(0)` is the input).
@@ -370,7 +432,7 @@ impl Converter<'_> {
                 known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
             ),
         }]);
-        if self.units.defines(name) || FUNCTIONS.iter().any(|(f, _)| *f == name) {
+        if self.units.defines(name) || self.prelude.defines(name) || FUNCTIONS.iter().any(|(f, _)| *f == name) {
             d = d.with_notes(vec![format!("help: `{name}` is a function; call it, e.g. `{name}(x)`")]);
         }
         self.errors.push(d);
@@ -381,7 +443,7 @@ impl Converter<'_> {
         if let Some(&(_, arity)) = FUNCTIONS.iter().find(|(f, _)| *f == func.name) {
             return self.function(func, arity, args, span);
         }
-        if let Some(def) = self.units.defs.get(&func.name) {
+        if let Some(def) = self.units.defs.get(&func.name).or_else(|| self.prelude.defs.get(&func.name)) {
             let def = Arc::clone(def);
             return self.inline(&def, func, args, span);
         }
@@ -389,12 +451,22 @@ impl Converter<'_> {
             // Its own error is reported at its definition.
             return None;
         }
-        let candidates: Vec<&str> =
-            FUNCTIONS.iter().map(|(f, _)| *f).chain(self.units.defs.keys().map(String::as_str)).collect();
+        let mut prelude: Vec<&str> = self.prelude.defs.keys().map(String::as_str).collect();
+        prelude.sort_unstable();
+        let candidates: Vec<&str> = FUNCTIONS
+            .iter()
+            .map(|(f, _)| *f)
+            .chain(prelude.iter().copied())
+            .chain(self.units.defs.keys().map(String::as_str))
+            .collect();
         let note = match did_you_mean(&func.name, candidates.iter().copied()) {
             Some(best) => format!("help: did you mean `{best}`?"),
             None => {
-                format!("note: the functions are {}, and the units defined above", FUNCTIONS.map(|(f, _)| f).join(", "))
+                let functions = FUNCTIONS.iter().map(|(f, _)| *f).chain(prelude.iter().copied());
+                format!(
+                    "note: the functions are {}, and the units defined above",
+                    functions.collect::<Vec<_>>().join(", ")
+                )
             }
         };
         self.errors.push(
@@ -428,8 +500,6 @@ impl Converter<'_> {
         let mut unary = |f| Some(UnitExpr::Func(f, next()));
         match func.name.as_str() {
             "relu" => unary(UnitFn::Relu),
-            "neglu" => unary(UnitFn::NegLU),
-            "softneglu" => unary(UnitFn::SoftNegLU),
             "abs" => unary(UnitFn::Abs),
             "exp" => unary(UnitFn::Exp),
             "log" => unary(UnitFn::Log),

@@ -75,16 +75,11 @@ fn cheap(op: &Op) -> bool {
         Op::Unary(f) => matches!(
             f,
             UnaryFn::Relu
-                | UnaryFn::NegLU
-                | UnaryFn::NegLUReluGrad
                 | UnaryFn::Scale { .. }
                 | UnaryFn::Abs
                 | UnaryFn::Sign
                 | UnaryFn::ReluDeriv
-                | UnaryFn::NegLUDeriv
                 | UnaryFn::Equal { .. }
-                | UnaryFn::LeakyRelu { .. }
-                | UnaryFn::LeakyReluDeriv { .. }
         ),
         _ => false,
     }

@@ -432,37 +432,64 @@ proptest! {
     }
 }
 
-/// The net's input gradient is not a parameter's, so look at the first layer's weight: with
-/// `dense(4, bias=false)` before the unit, `d loss / d w[j][i] = Σ_n δ[n][j] · x[n][i]` where δ is
-/// the gradient reaching the unit's input. Two units with equal forward values and derivatives
-/// `d` and `−d` give opposite first-layer gradients, everything else equal.
+/// The gradients of `input x: [5]`, `dense(4, bias=false)`, `layer`, `dense(3)` and the loss, with
+/// `unit` defined. The net's input gradient is not a parameter's, so the first layer's weight
+/// shows what reaches `layer`'s input: `d loss / d w[j][i] = Σ_n δ[n][j] · x[n][i]`.
+fn gradients_around(unit: &str, layer: &str) -> netc_interp::Outputs64 {
+    let src = format!(
+        "{unit}\nnet n {{\n  input x: [5]\n  dense(4, bias=false)\n  {layer}\n  dense(3)\n  loss softmax_xent(classes=3)\n}}"
+    );
+    let net = net(&src);
+    let forward = lower(&net, LowerOptions { mode: Mode::Train, seed: 5 }).unwrap();
+    let backward = grad(&forward).unwrap();
+    let params = init_params(&forward, &Init::Xavier, 5);
+    let data = random(&[6, 5], 9, 1.0);
+    let labels = Tensor::new(vec![6], vec![0.0, 1.0, 2.0, 0.0, 1.0, 2.0]).unwrap();
+    let feed = Feed { data: Some(&data), labels: Some(&labels), step: 0, params: &params };
+    Interpreter::default().run_f64(&backward, &feed).unwrap()
+}
+
+fn below(g: &netc_interp::Outputs64) -> Vec<f64> {
+    g.get("dense1.weight").unwrap().to_vec()
+}
+
+fn above(g: &netc_interp::Outputs64) -> Vec<f64> {
+    g.get("dense2.weight").unwrap().to_vec()
+}
+
+/// Two units with equal forward values and derivatives `d` and `−d` give opposite first-layer
+/// gradients, everything else equal.
 #[test]
 fn a_written_grad_is_the_derivative_the_input_gets() {
-    let src = |unit: &str| {
-        format!("{unit}\nnet n {{\n  input x: [5]\n  dense(4, bias=false)\n  f\n  dense(3)\n  loss softmax_xent(classes=3)\n}}")
-    };
-    let gradients = |unit: &str| {
-        let net = net(&src(unit));
-        let forward = lower(&net, LowerOptions { mode: Mode::Train, seed: 5 }).unwrap();
-        let backward = grad(&forward).unwrap();
-        let params = init_params(&forward, &Init::Xavier, 5);
-        let data = random(&[6, 5], 9, 1.0);
-        let labels = Tensor::new(vec![6], vec![0.0, 1.0, 2.0, 0.0, 1.0, 2.0]).unwrap();
-        let feed = Feed { data: Some(&data), labels: Some(&labels), step: 0, params: &params };
-        Interpreter::default().run_f64(&backward, &feed).unwrap()
-    };
-    let exact = gradients("unit f = min(x, 0)");
-    let written = gradients("unit f = min(x, 0) grad (x < 0)");
-    let flipped = gradients("unit f = min(x, 0) grad -(x < 0)");
-    let first = |g: &netc_interp::Outputs64| g.get("dense1.weight").unwrap().to_vec();
-    let last = |g: &netc_interp::Outputs64| g.get("dense2.weight").unwrap().to_vec();
+    let exact = gradients_around("unit f = min(x, 0)", "f");
+    let written = gradients_around("unit f = min(x, 0) grad (x < 0)", "f");
+    let flipped = gradients_around("unit f = min(x, 0) grad -(x < 0)", "f");
     // Writing the true derivative changes nothing; flipping it flips the gradient below the unit.
-    assert_eq!(first(&exact), first(&written));
-    assert!(first(&exact).iter().any(|&g| g != 0.0));
-    assert_eq!(first(&flipped), first(&exact).iter().map(|g| -g).collect::<Vec<_>>());
+    assert_eq!(below(&exact), below(&written));
+    assert!(below(&exact).iter().any(|&g| g != 0.0));
+    assert_eq!(below(&flipped), below(&exact).iter().map(|g| -g).collect::<Vec<_>>());
     // Above the unit nothing changes.
-    assert_eq!(last(&flipped), last(&exact));
+    assert_eq!(above(&flipped), above(&exact));
     assert_eq!(exact.get(netc_ir::LOSS).unwrap(), flipped.get(netc_ir::LOSS).unwrap());
+}
+
+/// The prelude's units are their formulas: the built-in `neglu` layer is `min(x, 0)`, and a
+/// MixLU's `grad=relu` gives its NegLUs the ReLU derivative, `min(x, 0) grad (x > 0)`, which
+/// changes the gradient below the layer and nothing above it.
+#[test]
+fn prelude_activations_are_their_formulas() {
+    let builtin = gradients_around("", "neglu");
+    let formula = gradients_around("unit f = min(x, 0)", "f");
+    assert_eq!(below(&builtin), below(&formula));
+    assert_eq!(above(&builtin), above(&formula));
+    let relu_grad = gradients_around("", "mixlu(negfrac=1.0, grad=relu)");
+    let written = gradients_around("unit f = min(x, 0) grad (x > 0)", "f");
+    assert_eq!(below(&relu_grad), below(&written));
+    assert_ne!(below(&relu_grad), below(&builtin));
+    assert_eq!(above(&relu_grad), above(&builtin));
+    let leaky = gradients_around("", "leaky_relu(alpha=0.2)");
+    let leaky_formula = gradients_around("unit f = where(x > 0, x, 0.2 * x)", "f");
+    assert_eq!(below(&leaky), below(&leaky_formula));
 }
 
 /// A learned parameter keeps its exact gradient under a written `grad`: PReLU with its true

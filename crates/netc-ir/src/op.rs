@@ -226,18 +226,8 @@ pub struct RandomKey {
 pub enum UnaryFn {
     /// `max(0, x)`
     Relu,
-    /// `min(0, x)`
-    NegLU,
-    /// `min(0, x)` whose derivative is taken to be ReLU's, `1[x > 0]` (`grad=relu`).
-    NegLUReluGrad,
-    /// `−ln(1 + e^−x)`, computed stably.
-    SoftNegLU,
     Sigmoid,
     Tanh,
-    /// `x` for `x > 0`, else `alpha·x`.
-    LeakyRelu {
-        alpha: f64,
-    },
     /// `c·x`
     Scale {
         c: f64,
@@ -259,10 +249,6 @@ pub enum UnaryFn {
     Sign,
     /// `1[x > 0]`
     ReluDeriv,
-    /// `1[x < 0]`
-    NegLUDeriv,
-    /// `1 / (1 + e^x)`
-    SoftNegLUDeriv,
     /// `σ(x)·(1 − σ(x))`
     SigmoidDeriv,
     /// `1 − tanh²(x)`
@@ -273,10 +259,6 @@ pub enum UnaryFn {
     Log1pDeriv,
     /// `1 / (2·√x)`
     SqrtDeriv,
-    /// `1` for `x > 0`, else `alpha`.
-    LeakyReluDeriv {
-        alpha: f64,
-    },
 }
 
 /// Elementwise functions of two operands. Comparisons give 1 where they hold, else 0.
@@ -385,12 +367,9 @@ impl UnaryFn {
     /// maps themselves.
     pub fn derivative(self) -> Option<UnaryFn> {
         Some(match self {
-            UnaryFn::Relu | UnaryFn::NegLUReluGrad => UnaryFn::ReluDeriv,
-            UnaryFn::NegLU => UnaryFn::NegLUDeriv,
-            UnaryFn::SoftNegLU => UnaryFn::SoftNegLUDeriv,
+            UnaryFn::Relu => UnaryFn::ReluDeriv,
             UnaryFn::Sigmoid => UnaryFn::SigmoidDeriv,
             UnaryFn::Tanh => UnaryFn::TanhDeriv,
-            UnaryFn::LeakyRelu { alpha } => UnaryFn::LeakyReluDeriv { alpha },
             UnaryFn::Exp => UnaryFn::Exp,
             UnaryFn::Log => UnaryFn::LogDeriv,
             UnaryFn::Log1p => UnaryFn::Log1pDeriv,
@@ -405,18 +384,8 @@ impl UnaryFn {
     pub fn eval(self, x: f64) -> f64 {
         match self {
             UnaryFn::Relu => x.max(0.0),
-            UnaryFn::NegLU | UnaryFn::NegLUReluGrad => x.min(0.0),
-            // −ln(1 + e^−x) = min(x, 0) − ln(1 + e^−|x|): no overflow for any x.
-            UnaryFn::SoftNegLU => x.min(0.0) - (-x.abs()).exp().ln_1p(),
             UnaryFn::Sigmoid => sigmoid(x),
             UnaryFn::Tanh => x.tanh(),
-            UnaryFn::LeakyRelu { alpha } => {
-                if x > 0.0 {
-                    x
-                } else {
-                    alpha * x
-                }
-            }
             UnaryFn::Scale { c } => c * x,
             UnaryFn::Exp => x.exp(),
             UnaryFn::Log => x.ln(),
@@ -431,8 +400,6 @@ impl UnaryFn {
             UnaryFn::SqrtDeriv => 0.5 / x.sqrt(),
             UnaryFn::Equal { value } => f64::from(u8::from(x == value)),
             UnaryFn::ReluDeriv => f64::from(u8::from(x > 0.0)),
-            UnaryFn::NegLUDeriv => f64::from(u8::from(x < 0.0)),
-            UnaryFn::SoftNegLUDeriv => sigmoid(-x),
             UnaryFn::SigmoidDeriv => {
                 let s = sigmoid(x);
                 s * (1.0 - s)
@@ -440,13 +407,6 @@ impl UnaryFn {
             UnaryFn::TanhDeriv => {
                 let t = x.tanh();
                 1.0 - t * t
-            }
-            UnaryFn::LeakyReluDeriv { alpha } => {
-                if x > 0.0 {
-                    1.0
-                } else {
-                    alpha
-                }
             }
         }
     }
@@ -511,20 +471,13 @@ impl UnaryFn {
     pub fn name(self) -> &'static str {
         match self {
             UnaryFn::Relu => "relu",
-            UnaryFn::NegLU => "neglu",
-            UnaryFn::NegLUReluGrad => "neglu_relugrad",
-            UnaryFn::SoftNegLU => "softneglu",
             UnaryFn::Sigmoid => "sigmoid",
             UnaryFn::Tanh => "tanh",
-            UnaryFn::LeakyRelu { .. } => "leaky_relu",
             UnaryFn::Scale { .. } => "scale",
             UnaryFn::Equal { .. } => "equal",
             UnaryFn::ReluDeriv => "relu_deriv",
-            UnaryFn::NegLUDeriv => "neglu_deriv",
-            UnaryFn::SoftNegLUDeriv => "softneglu_deriv",
             UnaryFn::SigmoidDeriv => "sigmoid_deriv",
             UnaryFn::TanhDeriv => "tanh_deriv",
-            UnaryFn::LeakyReluDeriv { .. } => "leaky_relu_deriv",
             UnaryFn::Exp => "exp",
             UnaryFn::Log => "log",
             UnaryFn::Log1p => "log1p",
@@ -615,14 +568,11 @@ mod tests {
 
     #[test]
     fn unary_functions_are_stable_at_the_extremes() {
-        assert_eq!(UnaryFn::SoftNegLU.eval(-1000.0), -1000.0);
-        assert_eq!(UnaryFn::SoftNegLU.eval(1000.0), 0.0);
-        assert!((UnaryFn::SoftNegLU.eval(0.0) + 2f64.ln()).abs() < 1e-15);
+        assert_eq!(UnaryFn::Softplus.eval(1000.0), 1000.0);
+        assert_eq!(UnaryFn::Softplus.eval(-1000.0), 0.0);
+        assert!((UnaryFn::Softplus.eval(0.0) - 2f64.ln()).abs() < 1e-15);
         assert_eq!(UnaryFn::Sigmoid.eval(-1000.0), 0.0);
-        assert_eq!(UnaryFn::SoftNegLUDeriv.eval(1000.0), 0.0);
-        assert_eq!(UnaryFn::SoftNegLUDeriv.eval(-1000.0), 1.0);
+        assert_eq!(UnaryFn::Sigmoid.eval(1000.0), 1.0);
         assert_eq!(UnaryFn::ReluDeriv.eval(0.0), 0.0);
-        assert_eq!(UnaryFn::NegLUDeriv.eval(0.0), 0.0);
-        assert_eq!(UnaryFn::NegLUDeriv.eval(-0.5), 1.0);
     }
 }

@@ -169,7 +169,6 @@ impl Op {
             }
             Op::RandomNormal { key, .. } => write!(s, " seed={} stream={}", key.seed, key.stream)?,
             Op::Unary(f) => match f {
-                UnaryFn::LeakyRelu { alpha } | UnaryFn::LeakyReluDeriv { alpha } => write!(s, " alpha={alpha}")?,
                 UnaryFn::Scale { c } => write!(s, " by={c}")?,
                 UnaryFn::Equal { value } => write!(s, " value={value}")?,
                 _ => {}
@@ -741,20 +740,13 @@ fn op(mnemonic: &str, shape: &Shape, shape_span: Span, attrs: &mut Attrs<'_>) ->
 fn unary(mnemonic: &str, attrs: &mut Attrs<'_>) -> Result<UnaryFn, Fault> {
     Ok(match mnemonic {
         "relu" => UnaryFn::Relu,
-        "neglu" => UnaryFn::NegLU,
-        "neglu_relugrad" => UnaryFn::NegLUReluGrad,
-        "softneglu" => UnaryFn::SoftNegLU,
         "sigmoid" => UnaryFn::Sigmoid,
         "tanh" => UnaryFn::Tanh,
-        "leaky_relu" => UnaryFn::LeakyRelu { alpha: attrs.f64("alpha")? },
         "scale" => UnaryFn::Scale { c: attrs.f64("by")? },
         "equal" => UnaryFn::Equal { value: attrs.f64("value")? },
         "relu_deriv" => UnaryFn::ReluDeriv,
-        "neglu_deriv" => UnaryFn::NegLUDeriv,
-        "softneglu_deriv" => UnaryFn::SoftNegLUDeriv,
         "sigmoid_deriv" => UnaryFn::SigmoidDeriv,
         "tanh_deriv" => UnaryFn::TanhDeriv,
-        "leaky_relu_deriv" => UnaryFn::LeakyReluDeriv { alpha: attrs.f64("alpha")? },
         "exp" => UnaryFn::Exp,
         "log" => UnaryFn::Log,
         "log1p" => UnaryFn::Log1p,

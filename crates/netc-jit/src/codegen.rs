@@ -101,10 +101,8 @@ macro_rules! callout {
         }
     };
 }
-callout!(softneglu, UnaryFn::SoftNegLU);
 callout!(sigmoid, UnaryFn::Sigmoid);
 callout!(tanh, UnaryFn::Tanh);
-callout!(softneglu_deriv, UnaryFn::SoftNegLUDeriv);
 callout!(sigmoid_deriv, UnaryFn::SigmoidDeriv);
 callout!(tanh_deriv, UnaryFn::TanhDeriv);
 callout!(exp, UnaryFn::Exp);
@@ -121,11 +119,9 @@ extern "C" fn pow(a: f32, b: f32) -> f32 {
 type Callout = extern "C" fn(f32) -> f32;
 
 /// The transcendental functions: computed in `f64` by Rust, one lane at a time.
-const CALLOUTS: [(UnaryFn, &str, Callout); 12] = [
-    (UnaryFn::SoftNegLU, "netc_softneglu", softneglu),
+const CALLOUTS: [(UnaryFn, &str, Callout); 10] = [
     (UnaryFn::Sigmoid, "netc_sigmoid", sigmoid),
     (UnaryFn::Tanh, "netc_tanh", tanh),
-    (UnaryFn::SoftNegLUDeriv, "netc_softneglu_deriv", softneglu_deriv),
     (UnaryFn::SigmoidDeriv, "netc_sigmoid_deriv", sigmoid_deriv),
     (UnaryFn::TanhDeriv, "netc_tanh_deriv", tanh_deriv),
     (UnaryFn::Exp, "netc_exp", exp),
@@ -395,32 +391,13 @@ impl<C: FnMut(&mut FunctionBuilder, Callee) -> Option<FuncRef>> Emitter<'_, C> {
                 let c = compare(b, FloatCC::GreaterThan, zero);
                 choose(b, ty, c, x, zero)
             }
-            UnaryFn::NegLU | UnaryFn::NegLUReluGrad => {
-                let c = compare(b, FloatCC::LessThan, zero);
-                choose(b, ty, c, x, zero)
-            }
             UnaryFn::ReluDeriv => {
                 let c = compare(b, FloatCC::GreaterThan, zero);
-                choose(b, ty, c, one, zero)
-            }
-            UnaryFn::NegLUDeriv => {
-                let c = compare(b, FloatCC::LessThan, zero);
                 choose(b, ty, c, one, zero)
             }
             UnaryFn::Scale { c } => {
                 let c = constant(b, ty, c as f32);
                 b.ins().fmul(x, c)
-            }
-            UnaryFn::LeakyRelu { alpha } => {
-                let a = constant(b, ty, alpha as f32);
-                let scaled = b.ins().fmul(x, a);
-                let c = compare(b, FloatCC::GreaterThan, zero);
-                choose(b, ty, c, x, scaled)
-            }
-            UnaryFn::LeakyReluDeriv { alpha } => {
-                let a = constant(b, ty, alpha as f32);
-                let c = compare(b, FloatCC::GreaterThan, zero);
-                choose(b, ty, c, one, a)
             }
             UnaryFn::Equal { value } => {
                 let v = constant(b, ty, value as f32);
@@ -437,10 +414,8 @@ impl<C: FnMut(&mut FunctionBuilder, Callee) -> Option<FuncRef>> Emitter<'_, C> {
                 choose(b, ty, positive, one, rest)
             }
             UnaryFn::LogDeriv => b.ins().fdiv(one, x),
-            UnaryFn::SoftNegLU
-            | UnaryFn::Sigmoid
+            UnaryFn::Sigmoid
             | UnaryFn::Tanh
-            | UnaryFn::SoftNegLUDeriv
             | UnaryFn::SigmoidDeriv
             | UnaryFn::TanhDeriv
             | UnaryFn::Exp

@@ -184,12 +184,8 @@ pub fn apply(f: UnaryFn, x: f32) -> f32 {
         UnaryFn::Sign => select(x > 0.0, 1.0, select(x < 0.0, -1.0, 0.0)),
         UnaryFn::LogDeriv => 1.0 / x,
         UnaryFn::Relu => select(x > 0.0, x, 0.0),
-        UnaryFn::NegLU | UnaryFn::NegLUReluGrad => select(x < 0.0, x, 0.0),
         UnaryFn::ReluDeriv => select(x > 0.0, 1.0, 0.0),
-        UnaryFn::NegLUDeriv => select(x < 0.0, 1.0, 0.0),
         UnaryFn::Scale { c } => x * c as f32,
-        UnaryFn::LeakyRelu { alpha } => select(x > 0.0, x, x * alpha as f32),
-        UnaryFn::LeakyReluDeriv { alpha } => select(x > 0.0, 1.0, alpha as f32),
         UnaryFn::Equal { value } => select(x == value as f32, 1.0, 0.0),
         // The rest are computed through their `f64` definition by a call from compiled code.
         _ => f.eval(f64::from(x)) as f32,

@@ -277,7 +277,7 @@ impl Lowerer<'_> {
             netc_check::Op::MinMaxout { units, pieces, .. } => self.minmaxout(x, &dims, *units, *pieces, index),
             netc_check::Op::ConvAct { k } => {
                 let (pos, neg) = (self.param(index, 0)?, self.param(index, 1)?);
-                self.convact(x, &dims, *k, pos, neg)
+                self.convact(x, index, &dims, *k, [pos, neg])
             }
             // The population's signs live on the weights of the layers that read it.
             netc_check::Op::Dale { .. } => Ok(x),
@@ -373,20 +373,24 @@ impl Lowerer<'_> {
 
     /// One activation of a layer or of a part of a `mix`.
     fn activation(&mut self, a: &Activation, grad: MaskGrad, x: ValueId, index: usize) -> Result<ValueId, LowerError> {
-        match (a, grad) {
-            (Activation::NegLU, MaskGrad::Relu) => self.unary(UnaryFn::NegLUReluGrad, x),
-            (Activation::User(unit), _) => {
+        let layer = &self.net.layers[index].name;
+        match a {
+            Activation::User(unit) => {
                 // A mix's unit names its parameters and noise after itself: `mix1.prelu.alpha`.
                 let prefix = format!("{}.", unit.def.name);
-                let stream = format!("{}.{}", self.net.layers[index].name, unit.def.name);
+                let stream = format!("{layer}.{}", unit.def.name);
                 self.user_unit(x, index, unit, &stream, &prefix)
             }
-            (Activation::Relu, _) => self.unary(UnaryFn::Relu, x),
-            (Activation::NegLU, _) => self.unary(UnaryFn::NegLU, x),
-            (Activation::SoftNegLU, _) => self.unary(UnaryFn::SoftNegLU, x),
-            (Activation::Sigmoid, _) => self.unary(UnaryFn::Sigmoid, x),
-            (Activation::Tanh, _) => self.unary(UnaryFn::Tanh, x),
-            (Activation::LeakyRelu { alpha }, _) => self.unary(UnaryFn::LeakyRelu { alpha: *alpha }, x),
+            Activation::Relu => self.unary(UnaryFn::Relu, x),
+            Activation::Sigmoid => self.unary(UnaryFn::Sigmoid, x),
+            Activation::Tanh => self.unary(UnaryFn::Tanh, x),
+            // The formulas are units of netc's prelude, lowered like a user's.
+            Activation::NegLU | Activation::SoftNegLU | Activation::LeakyRelu { .. } => {
+                let unit = netc_check::prelude_unit(a, grad)
+                    .ok_or_else(|| self.error(format!("internal error: the prelude does not define `{a}`")))?;
+                let stream = layer.clone();
+                self.user_unit(x, index, &unit, &stream, "")
+            }
         }
     }
 
@@ -565,10 +569,10 @@ impl Lowerer<'_> {
     fn convact(
         &mut self,
         x: ValueId,
+        index: usize,
         dims: &[usize],
         k: usize,
-        pos: ValueId,
-        neg: ValueId,
+        [pos, neg]: [ValueId; 2],
     ) -> Result<ValueId, LowerError> {
         let Some(&channels) = dims.first() else {
             return Err(self.error("needs an input with channels".into()));
@@ -587,8 +591,8 @@ impl Lowerer<'_> {
         let x4 = self.reshape(x, spatial)?;
         let conv = Op::Conv2d(Conv { stride: 1, pad: (k - 1) / 2, groups: channels });
         let mut y = None;
-        for (f, w) in [(UnaryFn::Relu, pos), (UnaryFn::NegLU, neg)] {
-            let a = self.unary(f, x4)?;
+        for (f, w) in [(Activation::Relu, pos), (Activation::NegLU, neg)] {
+            let a = self.activation(&f, MaskGrad::Exact, x4, index)?;
             let w = self.reshape(w, Shape::fixed(&[channels, 1, k, k]))?;
             let term = self.push(conv.clone(), &[a, w])?;
             y = Some(match y {
@@ -741,8 +745,6 @@ struct UnitContext {
 fn unit_fn(f: UnitFn) -> UnaryFn {
     match f {
         UnitFn::Relu => UnaryFn::Relu,
-        UnitFn::NegLU => UnaryFn::NegLU,
-        UnitFn::SoftNegLU => UnaryFn::SoftNegLU,
         UnitFn::Abs => UnaryFn::Abs,
         UnitFn::Exp => UnaryFn::Exp,
         UnitFn::Log => UnaryFn::Log,

@@ -22,29 +22,12 @@ macro_rules! with_act {
                 let $op = |x: f32| x.max(0.0);
                 $body
             }
-            Some(U::NegLU | U::NegLUReluGrad) => {
-                let $op = |x: f32| x.min(0.0);
-                $body
-            }
             Some(U::ReluDeriv) => {
                 let $op = |x: f32| if x > 0.0 { 1.0 } else { 0.0 };
                 $body
             }
-            Some(U::NegLUDeriv) => {
-                let $op = |x: f32| if x < 0.0 { 1.0 } else { 0.0 };
-                $body
-            }
             Some(U::Scale { c }) => {
                 let $op = move |x: f32| (c * f64::from(x)) as f32;
-                $body
-            }
-            Some(U::LeakyRelu { alpha }) => {
-                let $op = move |x: f32| if x > 0.0 { x } else { (alpha * f64::from(x)) as f32 };
-                $body
-            }
-            Some(U::LeakyReluDeriv { alpha }) => {
-                let slope = alpha as f32;
-                let $op = move |x: f32| if x > 0.0 { 1.0 } else { slope };
                 $body
             }
             Some(U::Equal { value }) => {
@@ -135,17 +118,12 @@ mod tests {
     fn activations_match_the_f64_definition_bit_for_bit() {
         let fns = [
             UnaryFn::Relu,
-            UnaryFn::NegLU,
-            UnaryFn::NegLUReluGrad,
             UnaryFn::ReluDeriv,
-            UnaryFn::NegLUDeriv,
             UnaryFn::Scale { c: 1.0 / 0.7 },
             UnaryFn::Scale { c: -1.0 },
-            UnaryFn::LeakyRelu { alpha: 0.1 },
-            UnaryFn::LeakyReluDeriv { alpha: 0.1 },
             UnaryFn::Equal { value: 1.0 },
             UnaryFn::Tanh,
-            UnaryFn::SoftNegLU,
+            UnaryFn::Softplus,
         ];
         let xs = [-3.7f32, -1.0, -1e-30, 0.0, 1e-30, 0.3, 1.0, 2.5, 1e30, f32::INFINITY, f32::NAN];
         for f in fns {
