@@ -515,3 +515,24 @@ fn eval_sample_draws_a_mask_per_batch_and_eval_of_the_run_reproduces_its_last_te
     assert_eq!(first, scores(1));
     assert_ne!(first, scores(2));
 }
+
+/// The executor's plans are checked against the memory limit when the backend is built: a
+/// usage error with the planned figure, before any batch allocates.
+#[test]
+fn a_backend_whose_plans_exceed_the_memory_limit_is_refused_with_the_planned_figure() {
+    let model = model(TINY);
+    let err = netc::run::ExecBackend::with_memory_limit(&model, 1, 4_000, true).err().unwrap();
+    assert!(matches!(err, netc::Error::Usage { .. }));
+    let text = err.render(false);
+    assert!(
+        text.contains("error[E0304]: training `tiny` with batch 8 needs ") && text.contains("as planned"),
+        "{text}"
+    );
+    assert!(text.contains("more than the limit of 4.0 kB"), "{text}");
+    // The evaluation batch of 1000 is planned too (without training, only it).
+    let text = netc::run::ExecBackend::with_memory_limit(&model, 1, 20_000, true).err().unwrap().render(false);
+    assert!(text.contains("evaluating `tiny` with batch 1000"), "{text}");
+    let text = netc::run::ExecBackend::with_memory_limit(&model, 1, 20_000, false).err().unwrap().render(false);
+    assert!(text.contains("evaluating `tiny` with batch 1000"), "{text}");
+    assert!(netc::run::ExecBackend::with_memory_limit(&model, 1, 1 << 30, true).is_ok());
+}

@@ -390,7 +390,7 @@ fn run(command: Command) -> Result<(), Failure> {
             };
             args.data.check_memory(&model, false)?;
             let data = args.data.load(&model)?;
-            let mut backend = args.data.backend(&model)?;
+            let mut backend = args.data.backend(&model, false)?;
             let (loss, error) = netc::run::evaluate(&model, &data, &weights, backend.as_mut())?;
             println!(
                 "test loss {loss:.4}  test error {:.2}%  ({} images, {})",
@@ -405,7 +405,7 @@ fn run(command: Command) -> Result<(), Failure> {
         }
         Command::Predict(args) => {
             let model = args.file.model()?;
-            let mut backend = backend(args.exec, args.threads, &model)?;
+            let mut backend = backend(args.exec, args.threads, default_memory_limit(), false, &model)?;
             let top = usize::try_from(args.top).unwrap_or(usize::MAX);
             let predictions = netc::run::predict(&model, &args.weights, &args.inputs, top, backend.as_mut())?;
             if args.json {
@@ -584,21 +584,26 @@ impl DataArgs {
         Ok(())
     }
 
-    fn backend(&self, model: &netc::Model) -> Result<Box<dyn netc::train::Backend>, netc::Error> {
-        backend(self.exec, self.threads, model)
+    /// The backend, its plans checked against `--max-memory` (the training batch's too with
+    /// `training`).
+    fn backend(&self, model: &netc::Model, training: bool) -> Result<Box<dyn netc::train::Backend>, netc::Error> {
+        let limit = self.max_memory.unwrap_or_else(default_memory_limit);
+        backend(self.exec, self.threads, limit, training, model)
     }
 }
 
-/// The executor `--exec` names, with `--threads` workers.
+/// The executor `--exec` names, with `--threads` workers, whose step must fit in `limit` bytes.
 fn backend(
     exec: Exec,
     threads: Option<u64>,
+    limit: u64,
+    training: bool,
     model: &netc::Model,
 ) -> Result<Box<dyn netc::train::Backend>, netc::Error> {
     // 0 asks the executor for one thread per core.
     let threads = threads.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
     match exec {
-        Exec::Compiled => Ok(Box::new(netc::run::ExecBackend::new(model, threads)?)),
+        Exec::Compiled => Ok(Box::new(netc::run::ExecBackend::with_memory_limit(model, threads, limit, training)?)),
         Exec::Interp => Ok(Box::new(netc::run::InterpBackend::new(model)?)),
     }
 }

@@ -159,7 +159,7 @@ pub fn run(args: SweepArgs) -> Result<(), Failure> {
             say(format!("[{}/{total}] {}: {result}", index + 1, outcome.point.name()));
         }
     };
-    let mut backend = |model: &netc::Model| args.data.backend(model);
+    let mut backend = |model: &netc::Model| args.data.backend(model, true);
     let result = netc_sweep::run(&sweep, &mut backend, &mut on_progress);
     if let Some(bar) = &bar {
         bar.finish_and_clear();

@@ -16,7 +16,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     };
     let folder = RunFolder::new(&out);
     let data = args.data.load(&model)?;
-    let mut backend = args.data.backend(&model)?;
+    let mut backend = args.data.backend(&model, true)?;
     let options = RunOptions {
         out: folder,
         resume,

@@ -70,7 +70,7 @@ fn throughput(
     threads: usize,
     round: f64,
 ) -> Result<(f64, f64), Box<dyn std::error::Error>> {
-    let mut exec = Executor::new(program, ExecOptions { threads })?;
+    let mut exec = Executor::new(program, ExecOptions { threads, ..ExecOptions::default() })?;
     let (images, labels) = batch_data(batch);
     let inputs = feed_inputs(&images, &labels, params);
     let mut step = 0;
@@ -104,7 +104,7 @@ fn profile(
     batch: usize,
     threads: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut exec = Executor::new(program, ExecOptions { threads })?;
+    let mut exec = Executor::new(program, ExecOptions { threads, ..ExecOptions::default() })?;
     let (images, labels) = batch_data(batch);
     let inputs = feed_inputs(&images, &labels, params);
     let feed = Feed { batch, step: 1, inputs: &inputs };

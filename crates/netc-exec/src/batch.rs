@@ -276,6 +276,7 @@ impl BatchPlan {
         code: &Code,
         batch: usize,
         threads: usize,
+        memory_limit: Option<u64>,
     ) -> Result<BatchPlan, ExecError> {
         let insts = program.insts();
         let too_large = || ExecError::TooLarge { batch };
@@ -292,7 +293,6 @@ impl BatchPlan {
         let shares = share_im2col(compiled, &order, &mut execs);
         let scratch_lens: Vec<usize> = execs.iter().map(|e| scratch_len(e, threads)).collect();
         let placement = place(compiled, &order, &lifetimes, &lens, &shares, &scratch_lens);
-        let mut arena = Arena::try_new(placement.total).ok_or_else(too_large)?;
 
         let regions: Vec<Option<Region>> = (0..insts.len())
             .map(|v| {
@@ -316,6 +316,15 @@ impl BatchPlan {
             .filter(|(e, _)| matches!(e, Exec::Parts { .. }))
             .map(|(_, s)| lens[s.out.0]);
         let parts_len = parts_len.max().unwrap_or(0);
+        // Refused on the plan's own figure (the arena and the masks' permutation scratch)
+        // before anything is allocated.
+        let scratch_bytes = parts_len.saturating_mul(2 * std::mem::size_of::<usize>());
+        let bytes = placement.total.saturating_mul(std::mem::size_of::<f32>()).saturating_add(scratch_bytes);
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        if let Some(limit) = memory_limit.filter(|&limit| bytes > limit) {
+            return Err(ExecError::OverBudget { batch, bytes, limit });
+        }
+        let mut arena = Arena::try_new(placement.total).ok_or_else(too_large)?;
 
         // Constants, then the folded steps in program order (on this thread; they use no
         // scratch).

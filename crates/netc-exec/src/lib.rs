@@ -33,7 +33,7 @@
 //! let program = grad(&forward).unwrap();
 //! let params = init_params(&program, &netc_check::Init::Xavier, 1);
 //!
-//! let mut exec = Executor::new(&program, ExecOptions { threads: 2 }).unwrap();
+//! let mut exec = Executor::new(&program, ExecOptions { threads: 2, ..ExecOptions::default() }).unwrap();
 //! let data = [0.5, -1.0, 2.0, 0.0, 1.0, 1.0, -0.5, 0.25];
 //! let labels = [1.0, 0.0];
 //! let mut inputs: Vec<(&str, &[f32])> = vec![("x", &data), ("labels", &labels)];
@@ -76,6 +76,10 @@ pub struct ExecOptions {
     /// Worker threads; 0 (the default) means one per available core. Results do not depend
     /// on it.
     pub threads: usize,
+    /// The most bytes a batch size's buffers may take; a batch needing more is refused with
+    /// [`ExecError::OverBudget`] before anything is allocated. `None`: no limit but the
+    /// allocator's.
+    pub memory_limit: Option<u64>,
 }
 
 /// The inputs of one run.
@@ -130,6 +134,9 @@ pub enum ExecError {
     EmptyBatch,
     /// The buffers of this batch size do not fit in memory.
     TooLarge { batch: usize },
+    /// The buffers of this batch size (activations, their gradients and the kernels'
+    /// workspace, as planned) would take `bytes`, more than the executor's `limit`.
+    OverBudget { batch: usize, bytes: u64, limit: u64 },
     /// A label that is not a class index.
     BadLabel { example: usize, value: f32, classes: usize },
     /// An instruction no kernel can compute.
@@ -157,6 +164,10 @@ impl fmt::Display for ExecError {
             }
             ExecError::EmptyBatch => f.write_str("the batch is empty"),
             ExecError::TooLarge { batch } => write!(f, "the buffers for batch size {batch} do not fit in memory"),
+            ExecError::OverBudget { batch, bytes, limit } => write!(
+                f,
+                "the buffers for batch size {batch} need {bytes} bytes, more than the memory limit of {limit} bytes"
+            ),
             ExecError::BadLabel { example, value, classes } => {
                 write!(f, "label {value} of example {example} is not a class index in 0..{classes}")
             }
@@ -198,6 +209,7 @@ pub struct Executor {
     /// `None` with one thread: steps then run on the caller's thread.
     pool: Option<Pool>,
     threads: usize,
+    memory_limit: Option<u64>,
     /// The GEMM path, one the CPU supports.
     isa: Isa,
     /// Prepared batch sizes, the most recently used last.
@@ -245,6 +257,7 @@ impl Executor {
             times,
             pool,
             threads,
+            memory_limit: options.memory_limit,
             isa,
             plans: Vec::with_capacity(KEPT_PLANS),
             last_run: None,
@@ -312,7 +325,8 @@ impl Executor {
                 self.last_run = None;
             }
             None => {
-                let plan = BatchPlan::new(&self.program, &self.compiled, &self.code, batch, self.threads)?;
+                let plan =
+                    BatchPlan::new(&self.program, &self.compiled, &self.code, batch, self.threads, self.memory_limit)?;
                 if self.plans.len() == KEPT_PLANS {
                     self.plans.remove(0);
                 }

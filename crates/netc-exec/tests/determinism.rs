@@ -10,7 +10,7 @@ fn check(name: &str, src: &str) {
     let c = case(src, Mode::Train, true, 8, 11);
     let reference = c.execute(1);
     for threads in [1, 2, 3] {
-        let mut exec = Executor::new(&c.program, ExecOptions { threads }).expect("compiles");
+        let mut exec = Executor::new(&c.program, ExecOptions { threads, ..ExecOptions::default() }).expect("compiles");
         for run in 0..2 {
             c.run_on(&mut exec);
             assert_bitwise(&format!("{name}, {threads} threads, run {run}"), &outputs(&exec), &reference);
@@ -35,7 +35,7 @@ fn other_batch_sizes_in_between_do_not_disturb_a_plan() {
     let src = example("lenet.net");
     let big = case(&src, Mode::Train, true, 8, 3);
     let small = case(&src, Mode::Train, true, 3, 4);
-    let mut exec = Executor::new(&big.program, ExecOptions { threads: 2 }).expect("compiles");
+    let mut exec = Executor::new(&big.program, ExecOptions { threads: 2, ..ExecOptions::default() }).expect("compiles");
     big.run_on(&mut exec);
     let first = outputs(&exec);
     small.run_on(&mut exec);

@@ -19,7 +19,7 @@ fn feed_of(c: &common::Case) -> Vec<(&str, &[f32])> {
 #[test]
 fn missing_unknown_duplicate_and_misshapen_inputs_are_refused() {
     let c = mlp();
-    let mut exec = Executor::new(&c.program, ExecOptions { threads: 1 }).expect("compiles");
+    let mut exec = Executor::new(&c.program, ExecOptions { threads: 1, ..ExecOptions::default() }).expect("compiles");
     let full = feed_of(&c);
     let run = |exec: &mut Executor, inputs: &[(&str, &[f32])], batch: usize| exec.run(&Feed { batch, step: 0, inputs });
 
@@ -56,7 +56,7 @@ fn the_first_non_finite_value_is_traced_to_its_layer() {
         // An infinite conv2 bias: conv2's bias add is the first value to overflow.
         let bias = c.params.iter_mut().find(|(n, _)| n == "conv2.bias").expect("conv2.bias");
         bias.1.data_mut()[3] = f32::INFINITY;
-        let mut exec = Executor::new(&c.program, ExecOptions { threads }).expect("compiles");
+        let mut exec = Executor::new(&c.program, ExecOptions { threads, ..ExecOptions::default() }).expect("compiles");
         c.run_on(&mut exec);
         // (ReLU maps NaN to 0, so the loss may well stay finite; some gradient does not.)
         let outputs = common::outputs(&exec);
@@ -86,7 +86,7 @@ fn the_first_non_finite_value_is_traced_to_its_layer() {
 #[test]
 fn a_finite_run_has_no_non_finite_value() {
     let c = mlp();
-    let mut exec = Executor::new(&c.program, ExecOptions { threads: 2 }).expect("compiles");
+    let mut exec = Executor::new(&c.program, ExecOptions { threads: 2, ..ExecOptions::default() }).expect("compiles");
     assert!(exec.first_non_finite().is_none(), "nothing ran yet");
     c.run_on(&mut exec);
     let before = exec.output("dense1.weight").expect("gradient").to_vec();
@@ -101,9 +101,33 @@ fn a_finite_run_has_no_non_finite_value() {
 #[test]
 fn a_batch_too_large_for_memory_is_refused() {
     let c = mlp();
-    let mut exec = Executor::new(&c.program, ExecOptions { threads: 1 }).expect("compiles");
+    let mut exec = Executor::new(&c.program, ExecOptions { threads: 1, ..ExecOptions::default() }).expect("compiles");
     assert_eq!(exec.prepare(usize::MAX / 4), Err(ExecError::TooLarge { batch: usize::MAX / 4 }));
     assert_eq!(exec.prepare(1 << 40), Err(ExecError::TooLarge { batch: 1 << 40 }));
     // The executor still works afterwards.
     c.run_on(&mut exec);
+}
+
+#[test]
+fn a_plan_over_the_memory_limit_is_refused_before_it_allocates() {
+    let c = mlp();
+    let unlimited = |batch| {
+        let mut exec =
+            Executor::new(&c.program, ExecOptions { threads: 1, ..ExecOptions::default() }).expect("compiles");
+        exec.prepare(batch)
+    };
+    let limited =
+        |limit| Executor::new(&c.program, ExecOptions { threads: 1, memory_limit: Some(limit) }).expect("compiles");
+    let batch = c.labels.len();
+    let Err(ExecError::OverBudget { bytes, limit: 1000, .. }) = limited(1000).prepare(batch) else {
+        panic!("a 1000-byte limit admits a batch of {batch}");
+    };
+    assert!(bytes > 1000);
+    // Exactly the plan's figure fits; the plan grows with the batch.
+    let mut exec = limited(bytes);
+    assert_eq!(exec.prepare(batch), Ok(()));
+    let larger = 4 * batch;
+    assert!(matches!(exec.prepare(larger), Err(ExecError::OverBudget { bytes: more, .. }) if more > bytes));
+    assert_eq!(unlimited(larger), Ok(()));
+    c.run_on(&mut limited(bytes));
 }

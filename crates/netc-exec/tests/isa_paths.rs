@@ -17,13 +17,15 @@ fn available_paths() -> Vec<Isa> {
 
 fn check(file: &str, batch: usize) {
     let c = case(&example(file), Mode::Train, true, batch, 5);
-    let mut reference = Executor::new(&c.program, ExecOptions { threads: 1 }).expect("compiles");
+    let mut reference =
+        Executor::new(&c.program, ExecOptions { threads: 1, ..ExecOptions::default() }).expect("compiles");
     reference.set_isa(Isa::Portable).expect("every CPU runs portable code");
     c.run_on(&mut reference);
     let want = outputs(&reference);
     for isa in available_paths() {
         for threads in [1, 2, 3] {
-            let mut exec = Executor::new(&c.program, ExecOptions { threads }).expect("compiles");
+            let mut exec =
+                Executor::new(&c.program, ExecOptions { threads, ..ExecOptions::default() }).expect("compiles");
             exec.set_isa(isa).expect("an available path");
             assert_eq!(exec.isa(), isa);
             c.run_on(&mut exec);
@@ -55,7 +57,7 @@ fn convact_is_bitwise_identical_on_every_path() {
 #[test]
 fn a_path_the_cpu_lacks_is_refused_by_name() {
     let c = case(&example("mlp.net"), Mode::Train, true, 2, 1);
-    let mut exec = Executor::new(&c.program, ExecOptions { threads: 1 }).expect("compiles");
+    let mut exec = Executor::new(&c.program, ExecOptions { threads: 1, ..ExecOptions::default() }).expect("compiles");
     for isa in Isa::ALL {
         match exec.set_isa(isa) {
             Ok(()) => assert!(isa.is_available(), "{isa} accepted but unavailable"),

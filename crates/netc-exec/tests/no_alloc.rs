@@ -15,7 +15,7 @@ fn steady_state_allocations(src: &str, threads: usize, runs: usize) -> usize {
     let data_name = c.data_name();
     let mut inputs: Vec<(&str, &[f32])> = vec![(&data_name, c.data.data()), ("labels", c.labels.data())];
     inputs.extend(c.params.iter().map(|(n, t)| (n.as_str(), t.data())));
-    let mut exec = Executor::new(&c.program, ExecOptions { threads }).expect("compiles");
+    let mut exec = Executor::new(&c.program, ExecOptions { threads, ..ExecOptions::default() }).expect("compiles");
     let feed = |step| Feed { batch: 16, step, inputs: &inputs };
     exec.run(&feed(0)).expect("warm-up run");
     allocations_during(|| {

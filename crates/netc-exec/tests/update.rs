@@ -7,7 +7,7 @@ fn executor(threads: usize) -> Executor {
     let checked = netc_check::check(&netc_syntax::parse(src).unwrap(), &[]).unwrap();
     let forward =
         netc_lower::lower(&checked.nets[0], netc_lower::LowerOptions { mode: netc_ir::Mode::Train, seed: 0 }).unwrap();
-    Executor::new(&netc_ir::grad(&forward).unwrap(), ExecOptions { threads }).unwrap()
+    Executor::new(&netc_ir::grad(&forward).unwrap(), ExecOptions { threads, ..ExecOptions::default() }).unwrap()
 }
 
 /// Tensors long enough for several tasks, with an odd tail.

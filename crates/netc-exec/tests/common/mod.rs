@@ -124,7 +124,8 @@ impl Case {
 
     /// The outputs by the executor with `threads` threads.
     pub fn execute(&self, threads: usize) -> Vec<(String, Vec<f32>)> {
-        let mut exec = Executor::new(&self.program, ExecOptions { threads }).expect("compiles");
+        let mut exec =
+            Executor::new(&self.program, ExecOptions { threads, ..ExecOptions::default() }).expect("compiles");
         self.run_on(&mut exec);
         outputs(&exec)
     }

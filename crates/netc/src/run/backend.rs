@@ -1,7 +1,8 @@
 //! The two executors as training backends. Each owns its training and evaluation programs,
 //! and from its training program the parameters' metadata and initial values.
 
-use super::compile::{compile, executor};
+use super::compile::{compile, executor_error, limited_executor};
+use super::training::EVAL_BATCH;
 use crate::{Error, Model};
 use netc_check::{Init, Optimizer};
 use netc_exec::{Executor, OutputSlot};
@@ -133,6 +134,30 @@ impl Backend for InterpBackend {
     }
 }
 
+/// The usage error of a step whose planned buffers (`planned` bytes) and the trainer's tensors
+/// (`held` bytes) exceed `limit`.
+fn over_budget(model: &Model, what: &str, batch: usize, planned: u64, held: u64, limit: u64) -> Error {
+    use netc_check::Bytes;
+    use netc_syntax::Code;
+    let diagnostic = Code::TooMuchMemory
+        .error()
+        .with_message(format!(
+            "{what} `{}` with batch {batch} needs {} of memory as planned, more than the limit of {}",
+            model.net().name,
+            Bytes(planned.saturating_add(held)),
+            Bytes(limit)
+        ))
+        .with_notes(vec![
+            format!(
+                "note: the executor's buffers (activations, their gradients and workspace) {}, parameters, gradients and optimizer state {}",
+                Bytes(planned),
+                Bytes(held)
+            ),
+            "help: lower the batch (`--batch` or `batch` in the train block), make the net smaller, or raise the limit with --max-memory".into(),
+        ]);
+    Error::Usage { source: Some(model.source.clone()), diagnostics: vec![diagnostic] }
+}
+
 /// Copies a computed gradient into the trainer's buffer and tells whether it is finite.
 fn copy_gradient(grad: &mut [f32], computed: &[f32], name: &str) -> Result<bool, StepError> {
     // Checked chunk by chunk while each is in cache: a second pass would read it all again.
@@ -242,13 +267,43 @@ pub struct ExecBackend {
 impl ExecBackend {
     /// `threads` 0 means one per core; results do not depend on it.
     pub fn new(model: &Model, threads: usize) -> Result<ExecBackend, Error> {
-        let train = executor(&compile(model, Mode::Train, true)?, threads)?;
+        Self::build(model, threads, None)
+    }
+
+    /// [`ExecBackend::new`] within a memory budget of `limit` bytes for the whole step: the
+    /// evaluation batch, and with `training` the training batch, are planned now, and a plan
+    /// whose buffers do not fit in what the parameters, their gradients and the optimizer's
+    /// state leave of `limit` is refused (a usage error with the figures) before it allocates.
+    pub fn with_memory_limit(model: &Model, threads: usize, limit: u64, training: bool) -> Result<ExecBackend, Error> {
+        let config = model.train();
+        let step = netc_check::Step::Train { batch: config.batch, optimizer: &config.optimizer };
+        let held = netc_check::StepMemory::of(model.net(), step);
+        let trainer = held.parameters.saturating_add(held.gradients).saturating_add(held.optimizer_state);
+        let mut backend = Self::build(model, threads, Some(limit.saturating_sub(trainer)))?;
+        let plans = [
+            (&mut backend.train.executor, config.batch, "training"),
+            (&mut backend.eval.executor, EVAL_BATCH, "evaluating"),
+        ];
+        for (executor, batch, what) in plans.into_iter().skip(usize::from(!training)) {
+            executor.prepare(batch).map_err(|e| match e {
+                netc_exec::ExecError::OverBudget { bytes, .. } => {
+                    over_budget(model, what, batch, bytes, trainer, limit)
+                }
+                other => executor_error(other),
+            })?;
+        }
+        Ok(backend)
+    }
+
+    fn build(model: &Model, threads: usize, memory_limit: Option<u64>) -> Result<ExecBackend, Error> {
+        let executor = |program: &Program| limited_executor(program, threads, memory_limit);
+        let train = executor(&compile(model, Mode::Train, true)?)?;
         let params = Param::of_program(train.program());
         let gradients = params
             .iter()
             .map(|p| train.output_slot(&p.name).ok_or_else(|| Error::Internal(format!("no gradient for `{}`", p.name))))
             .collect::<Result<_, _>>()?;
-        let eval = executor(&compile(model, Mode::Eval, false)?, threads)?;
+        let eval = executor(&compile(model, Mode::Eval, false)?)?;
         Ok(ExecBackend {
             train: Bound::new(train, model, &params)?,
             eval: Bound::new(eval, model, &params)?,

@@ -75,7 +75,16 @@ pub fn stage_times(
 }
 
 pub(crate) fn executor(program: &Program, threads: usize) -> Result<netc_exec::Executor, Error> {
-    netc_exec::Executor::new(program, netc_exec::ExecOptions { threads }).map_err(executor_error)
+    limited_executor(program, threads, None)
+}
+
+/// An executor whose batch plans may take at most `memory_limit` bytes.
+pub(crate) fn limited_executor(
+    program: &Program,
+    threads: usize,
+    memory_limit: Option<u64>,
+) -> Result<netc_exec::Executor, Error> {
+    netc_exec::Executor::new(program, netc_exec::ExecOptions { threads, memory_limit }).map_err(executor_error)
 }
 
 pub(crate) fn executor_error(e: netc_exec::ExecError) -> Error {
