@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Creates .venv-onnx at the repository's root with PyPI's `onnx` (the checker) and
-# `onnxruntime`, which `crates/netc-onnx/tests/onnxruntime.rs` runs on netc's exports
-# (docs/export.md). Does nothing when the venv already has both at these versions. Exits
-# non-zero, saying why, when python3 or its venv module is missing or the install fails.
+# Creates a venv (the folder given, default .venv-onnx at the repository's root) with PyPI's
+# `onnx` (the checker) and `onnxruntime`, which crates/netc-onnx/tests/onnxruntime.rs runs on
+# netc's exports (docs/export.md). Does nothing when the venv already has both at these
+# versions. Exits non-zero, saying why, when python3 or its venv module is missing or the
+# install fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv=.venv-onnx
+venv="${1:-.venv-onnx}"
 packages=(onnx==1.23.2 onnxruntime==1.32.0)
 
 if ! command -v python3 > /dev/null; then
