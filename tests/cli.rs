@@ -203,24 +203,37 @@ fn train_writes_a_run_folder_that_eval_and_resume_accept() {
     assert_eq!(text(&interp.stdout), text(&eval.stdout), "the interpreter and the compiled executor disagree");
 }
 
-#[test]
-fn export_writes_an_onnx_model_of_the_trained_weights() {
+/// `TINY` trained for one epoch on synthetic MNIST, in a folder of its own.
+struct TinyRun {
+    dir: tempfile::TempDir,
+    net: PathBuf,
+    data: PathBuf,
+    weights: PathBuf,
+}
+
+fn tiny_run(train: usize, test: usize) -> TinyRun {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    support::synthetic_mnist(&data, 32, 16);
+    support::synthetic_mnist(&data, train, test);
     let net = dir.path().join("tiny.net");
     std::fs::write(&net, TINY).unwrap();
     let out = dir.path().join("run");
-    let (net, data, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
-    let run = netc(&["train", net, "--data", data, "--out", out_s, "--epochs", "1"]);
+    let (net_s, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let run = netc(&["train", net_s, "--data", data_s, "--out", out_s, "--epochs", "1"]);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
-    let weights = out.join("model.safetensors");
-    let onnx = dir.path().join("tiny.onnx");
-    let (weights, onnx_s) = (weights.to_str().unwrap(), onnx.to_str().unwrap());
+    TinyRun { dir, net, data, weights: out.join("model.safetensors") }
+}
+
+#[test]
+fn export_writes_an_onnx_model_of_the_trained_weights() {
+    let run = tiny_run(32, 16);
+    let onnx = run.dir.path().join("tiny.onnx");
+    let (net, weights, onnx_s) = (run.net.to_str().unwrap(), run.weights.to_str().unwrap(), onnx.to_str().unwrap());
 
     let export = netc(&["export", net, "--weights", weights, "--format", "onnx", "-o", onnx_s]);
     assert_eq!(export.status.code(), Some(0), "{}", text(&export.stderr));
-    let expected = format!("{onnx_s}: ONNX opset 17, input `image` [N, 1, 6, 6] of raw values, output `logits` [N, 10]\n");
+    let expected =
+        format!("{onnx_s}: ONNX opset 17, input `image` [N, 1, 6, 6] of raw values, output `logits` [N, 10]\n");
     assert_eq!(text(&export.stdout), expected);
     let bytes = std::fs::read(&onnx).unwrap();
     // The mean image is in the model, as is every parameter.
@@ -625,17 +638,9 @@ fn lenet5_cifar_trains_and_evaluates_on_a_cifar_format_folder_found_by_name() {
 
 #[test]
 fn predict_classifies_test_digits_written_as_png_with_the_accuracy_eval_reports() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    support::synthetic_mnist(&data, 64, 40);
-    let net = dir.path().join("tiny.net");
-    std::fs::write(&net, TINY).unwrap();
-    let out = dir.path().join("run");
-    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
-    let run = netc(&["train", net, "--data", data_s, "--out", out_s, "--epochs", "1"]);
-    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
-    let weights = out.join("model.safetensors");
-    let weights = weights.to_str().unwrap();
+    let run = tiny_run(64, 40);
+    let (dir, data) = (&run.dir, &run.data);
+    let (net, data_s, weights) = (run.net.to_str().unwrap(), data.to_str().unwrap(), run.weights.to_str().unwrap());
     let eval = netc(&["eval", net, "--data", data_s, "--weights", weights]);
     let eval_text = text(&eval.stdout);
     let error: f64 = eval_text.split("test error ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();

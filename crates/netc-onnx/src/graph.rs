@@ -147,6 +147,15 @@ impl Graph {
         };
         self.ints(&known.into_iter().map(extent).collect::<Vec<_>>())
     }
+
+    /// The shape operand of a `Reshape` to `shape`: the batch size, when it occurs once, as the
+    /// `-1` that `Reshape` infers, so the target is a constant.
+    pub fn reshape_target(&mut self, scope: &str, shape: &Shape, input: &str) -> String {
+        if shape.batch_count() != 1 {
+            return self.shape(scope, shape, input);
+        }
+        self.ints(&shape.dims().iter().map(|d| d.fixed().map_or(-1, extent)).collect::<Vec<_>>())
+    }
 }
 
 /// An extent as ONNX writes it; netc's tensors have fewer than 2^31 elements.

@@ -40,6 +40,7 @@ pub fn graph(
         input: input.name.clone(),
     };
     t.g.reserve(&input.name);
+    t.g.reserve(&logits.name);
     for (name, _) in params {
         t.g.reserve(name);
     }
@@ -61,13 +62,17 @@ pub fn graph(
     }
     let out = t.value(logits.value).map_err(unsourced)?;
     let logits_shape = &program.insts()[logits.value.0].shape;
-    // The graph's output is called `logits`: the node computing it is renamed, or, when the
-    // logits are a value of the graph's input or initializers, an Identity gives them the name.
-    match t.g.nodes.iter_mut().rev().find(|n| n.output.first() == Some(&out)) {
-        Some(node) => node.output = vec![logits.name.clone()],
-        None => {
-            t.g.push_node(format!("{}/Identity", logits.name), "Identity", &[&out], Vec::new(), logits.name.clone())
+    // The graph's output is called `logits`: the value of the node computing it is renamed
+    // (where nodes read it too), or, when the logits are the graph's input or an initializer,
+    // an Identity gives them the name.
+    if t.g.nodes.iter().any(|n| n.output.contains(&out)) {
+        for name in t.g.nodes.iter_mut().flat_map(|n| n.output.iter_mut().chain(n.input.iter_mut())) {
+            if *name == out {
+                name.clone_from(&logits.name);
+            }
         }
+    } else {
+        t.g.push_node(format!("{}/Identity", logits.name), "Identity", &[&out], Vec::new(), logits.name.clone());
     }
     Ok(GraphProto {
         name: program.name().into(),
@@ -208,8 +213,8 @@ impl Translator<'_> {
             };
         }
         if flat {
-            let back = self.g.shape(PREPROCESS, shape, &self.input.clone());
-            x = self.g.node(PREPROCESS, "Reshape", &[&x, &back], Vec::new());
+            let back = g.reshape_target(PREPROCESS, shape, &self.input);
+            x = g.node(PREPROCESS, "Reshape", &[&x, &back], Vec::new());
         }
         Ok(x)
     }
@@ -313,13 +318,7 @@ impl Translator<'_> {
                 g.node(scope, "Expand", &[&x, &target], Vec::new())
             }
             Op::Reshape { shape } => {
-                let target = if shape.batch_count() == 1 {
-                    // The batch size is what is left: `-1`.
-                    let dims: Vec<i64> = shape.dims().iter().map(|d| d.fixed().map_or(-1, extent)).collect();
-                    g.ints(&dims)
-                } else {
-                    g.shape(scope, shape, &input)
-                };
+                let target = g.reshape_target(scope, shape, &input);
                 g.node(scope, "Reshape", &[arg(0)?, &target], Vec::new())
             }
             Op::Concat { axis } => {
