@@ -203,6 +203,52 @@ fn train_writes_a_run_folder_that_eval_and_resume_accept() {
     assert_eq!(text(&interp.stdout), text(&eval.stdout), "the interpreter and the compiled executor disagree");
 }
 
+/// `TINY` trained for one epoch on synthetic MNIST, in a folder of its own.
+struct TinyRun {
+    dir: tempfile::TempDir,
+    net: PathBuf,
+    data: PathBuf,
+    weights: PathBuf,
+}
+
+fn tiny_run(train: usize, test: usize) -> TinyRun {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, train, test);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    let (net_s, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let run = netc(&["train", net_s, "--data", data_s, "--out", out_s, "--epochs", "1"]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    TinyRun { dir, net, data, weights: out.join("model.safetensors") }
+}
+
+#[test]
+fn export_writes_an_onnx_model_of_the_trained_weights() {
+    let run = tiny_run(32, 16);
+    let onnx = run.dir.path().join("tiny.onnx");
+    let (net, weights, onnx_s) = (run.net.to_str().unwrap(), run.weights.to_str().unwrap(), onnx.to_str().unwrap());
+
+    let export = netc(&["export", net, "--weights", weights, "--format", "onnx", "-o", onnx_s]);
+    assert_eq!(export.status.code(), Some(0), "{}", text(&export.stderr));
+    let expected =
+        format!("{onnx_s}: ONNX opset 17, input `image` [N, 1, 6, 6] of raw values, output `logits` [N, 10]\n");
+    assert_eq!(text(&export.stdout), expected);
+    let bytes = std::fs::read(&onnx).unwrap();
+    // The mean image is in the model, as is every parameter.
+    for name in ["preprocess.mean_image", "conv1.weight", "dense1.bias"] {
+        assert!(bytes.windows(name.len()).any(|w| w == name.as_bytes()), "no {name} in the model");
+    }
+
+    // Weights of another net are refused, naming what differs.
+    let other = netc(&["export", "examples/mlp.net", "--weights", weights, "-o", onnx_s]);
+    assert_eq!(other.status.code(), Some(2), "{}", text(&other.stderr));
+    assert!(text(&other.stderr).contains("`dense1.weight` has shape"), "{}", text(&other.stderr));
+    let format = netc(&["export", net, "--weights", weights, "--format", "tflite", "-o", onnx_s]);
+    assert_eq!(format.status.code(), Some(2));
+}
+
 const WIDE: &str = "net wide(width = 4) {\n  input image: [1, 6, 6]\n  conv(width, k=3)\n  relu\n  dense(10)\n  loss softmax_xent(classes=10)\n}\n\
 train { optimizer = sgd(lr=0.05) batch = 16 epochs = 1 init = normal(std=0.1) preprocess = scale }\n";
 
@@ -577,6 +623,11 @@ fn lenet5_cifar_trains_and_evaluates_on_a_cifar_format_folder_found_by_name() {
     let eval = with_data(&["eval", net, "--weights", weights.to_str().unwrap()]);
     assert_eq!(eval.status.code(), Some(0), "{}", text(&eval.stderr));
     assert!(text(&eval.stdout).contains("(20 images"), "{}", text(&eval.stdout));
+    // Its export takes raw pixels: contrast normalisation and whitening are in the graph.
+    let onnx = out.join("model.onnx");
+    let export = with_data(&["export", net, "--weights", weights.to_str().unwrap(), "-o", onnx.to_str().unwrap()]);
+    assert_eq!(export.status.code(), Some(0), "{}", text(&export.stderr));
+    assert!(std::fs::metadata(&onnx).unwrap().len() > 3072 * 3072 * 4, "the whitening matrix is missing");
 
     // An MNIST-shaped net is refused against CIFAR-10's [3, 32, 32] examples, at its input.
     let mnist_net = root().join("examples/lenet.net");
@@ -587,17 +638,9 @@ fn lenet5_cifar_trains_and_evaluates_on_a_cifar_format_folder_found_by_name() {
 
 #[test]
 fn predict_classifies_test_digits_written_as_png_with_the_accuracy_eval_reports() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    support::synthetic_mnist(&data, 64, 40);
-    let net = dir.path().join("tiny.net");
-    std::fs::write(&net, TINY).unwrap();
-    let out = dir.path().join("run");
-    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
-    let run = netc(&["train", net, "--data", data_s, "--out", out_s, "--epochs", "1"]);
-    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
-    let weights = out.join("model.safetensors");
-    let weights = weights.to_str().unwrap();
+    let run = tiny_run(64, 40);
+    let (dir, data) = (&run.dir, &run.data);
+    let (net, data_s, weights) = (run.net.to_str().unwrap(), data.to_str().unwrap(), run.weights.to_str().unwrap());
     let eval = netc(&["eval", net, "--data", data_s, "--weights", weights]);
     let eval_text = text(&eval.stdout);
     let error: f64 = eval_text.split("test error ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();

@@ -50,6 +50,29 @@ enum Command {
     Data(DataCommand),
     /// Rewrite .net files in the canonical layout (comments kept); `--check` only reports.
     Fmt(FmtArgs),
+    /// Write a net with saved weights as a model for other runtimes: ONNX, preprocessing included.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    file: FileArgs,
+    /// The weights, e.g. runs/lenet/model.safetensors.
+    #[arg(long, value_name = "FILE")]
+    weights: PathBuf,
+    /// The format to write.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Onnx)]
+    format: ExportFormat,
+    /// The file to write, e.g. model.onnx.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    /// ONNX, opset 17: raw input in, logits out (docs/export.md).
+    Onnx,
 }
 
 #[derive(Args)]
@@ -420,6 +443,25 @@ fn run(command: Command) -> Result<(), Failure> {
                     println!("{}: {}", prediction.input, classes.join(", "));
                 }
             }
+            Ok(())
+        }
+        Command::Export(args) => {
+            let model = args.file.model()?;
+            let bytes = match args.format {
+                ExportFormat::Onnx => netc::run::export_onnx(&model, &args.weights)?,
+            };
+            std::fs::write(&args.out, &bytes)
+                .map_err(|e| Failure::usage(format!("cannot write {}: {e}", args.out.display())))?;
+            let net = model.net();
+            let dims: Vec<String> = net.input.shape.iter().map(usize::to_string).collect();
+            println!(
+                "{}: ONNX opset {}, input `{}` [N, {}] of raw values, output `logits` [N, {}]",
+                args.out.display(),
+                netc::onnx::OPSET,
+                net.input.name,
+                dims.join(", "),
+                net.loss.classes
+            );
             Ok(())
         }
         Command::Data(DataCommand::Fetch { name, data_dir }) => {

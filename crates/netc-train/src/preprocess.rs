@@ -15,7 +15,9 @@ use crate::{Samples, Values};
 use netc_check::{Preprocess, TrainConfig};
 
 /// The standard deviation below which contrast normalisation stops amplifying an image.
-const MIN_NORM: f64 = 40.0;
+pub const MIN_NORM: f64 = 40.0;
+/// What `preprocess = scale` divides pixels by, to bring them to [0, 1].
+pub const SCALE_DIVISOR: f32 = 255.0;
 /// The square root of an eigenvalue below which whitening stops amplifying its direction.
 const MIN_SQRT_EIGENVALUE: f64 = 10.0;
 
@@ -142,7 +144,7 @@ impl Statistics {
             (Preprocess::MeanImage, Some(mean)) => {
                 out.iter_mut().zip(image.each()).zip(mean).for_each(|((o, p), &m)| *o = p - m)
             }
-            (Preprocess::Scale, _) => out.iter_mut().zip(image.each()).for_each(|(o, p)| *o = p / 255.0),
+            (Preprocess::Scale, _) => out.iter_mut().zip(image.each()).for_each(|(o, p)| *o = p / SCALE_DIVISOR),
             _ => out.iter_mut().zip(image.each()).for_each(|(o, p)| *o = p),
         }
     }

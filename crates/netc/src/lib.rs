@@ -46,6 +46,7 @@ pub use netc_data as data;
 pub use netc_interp as interp;
 pub use netc_ir as ir;
 pub use netc_lower as lower;
+pub use netc_onnx as onnx;
 pub use netc_syntax as syntax;
 pub use netc_train as train;
 
