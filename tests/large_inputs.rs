@@ -78,3 +78,19 @@ fn a_file_of_thousands_of_small_nets_checks_and_only_the_chosen_one_is_compiled(
     let sizes: Vec<usize> = program.params().iter().map(|p| p.shape.iter().product()).collect();
     assert_eq!(sizes, [16, 4, 8, 2]);
 }
+
+/// A fuzzer's find: blocks that expand to 98,304 layers, just under the limit, check and
+/// summarise (expanded) on a small stack; the work is bounded by the layer limit.
+#[test]
+fn blocks_expanding_to_just_under_the_layer_limit_check_and_summarise() {
+    on_small_stack(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/large/blocks_under_the_limit.net");
+        let source = netc::Source::read(std::path::Path::new(path)).unwrap();
+        let model = netc::model(&source, &[], None).unwrap_or_else(|e| panic!("{}", e.render(false)));
+        // The block tree's relus, the dense layer: the loss is not a layer.
+        assert_eq!(model.net().layers.len(), 98_304 + 1);
+        assert!(netc::check::MAX_LAYERS >= model.net().layers.len());
+        let summary = netc::check::summary(model.net(), true);
+        assert!(summary.lines().count() > 98_304, "every layer has its row");
+    });
+}

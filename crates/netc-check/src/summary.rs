@@ -23,20 +23,22 @@ pub fn summary(net: &Net, expand: bool) -> String {
     let sum = |range: std::ops::Range<usize>| {
         counts[range].iter().fold((0u64, 0u64), |(p, m), &(lp, lm)| (p.saturating_add(lp), m.saturating_add(lm)))
     };
-    // The outermost block uses, by their first layer: one row each, with their totals.
-    let outermost: Vec<&BlockUse> = net
-        .blocks
-        .iter()
-        .filter(|b| {
-            !net.blocks
-                .iter()
-                .any(|o| o.layers != b.layers && o.layers.start <= b.layers.start && b.layers.end <= o.layers.end)
-        })
-        .filter(|b| !b.layers.is_empty())
-        .collect();
+    // The outermost block uses, in layer order: one row each, with their totals. Uses nest (a
+    // block's layers are a range inside its caller's), so sorted by start, longest first, a use
+    // is outermost when it starts after every outermost use before it has ended. Linear after
+    // the sort: a file may expand to 100,000 layers and as many uses.
+    let mut by_start: Vec<&BlockUse> = net.blocks.iter().filter(|b| !b.layers.is_empty()).collect();
+    by_start.sort_by_key(|b| (b.layers.start, std::cmp::Reverse(b.layers.end)));
+    let mut outermost: Vec<&BlockUse> = Vec::new();
+    for block in by_start {
+        if outermost.last().is_none_or(|last| block.layers.start >= last.layers.end) {
+            outermost.push(block);
+        }
+    }
+    let mut outermost = outermost.into_iter().peekable();
     let mut index = 0;
     while index < net.layers.len() {
-        if let Some(block) = outermost.iter().find(|b| b.layers.start == index) {
+        if let Some(block) = outermost.next_if(|b| b.layers.start == index) {
             let (params, macs) = sum(block.layers.clone());
             let out = &net.layers[block.layers.end - 1].out_shape;
             rows.push([
