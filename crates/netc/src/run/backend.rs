@@ -280,11 +280,11 @@ impl ExecBackend {
         let held = netc_check::StepMemory::of(model.net(), step);
         let trainer = held.parameters.saturating_add(held.gradients).saturating_add(held.optimizer_state);
         let mut backend = Self::build(model, threads, Some(limit.saturating_sub(trainer)))?;
-        let plans = [
-            (&mut backend.train.executor, config.batch, "training"),
-            (&mut backend.eval.executor, EVAL_BATCH, "evaluating"),
-        ];
-        for (executor, batch, what) in plans.into_iter().skip(usize::from(!training)) {
+        let mut plans = vec![(&mut backend.eval.executor, EVAL_BATCH, "evaluating")];
+        if training {
+            plans.insert(0, (&mut backend.train.executor, config.batch, "training"));
+        }
+        for (executor, batch, what) in plans {
             executor.prepare(batch).map_err(|e| match e {
                 netc_exec::ExecError::OverBudget { bytes, .. } => {
                     over_budget(model, what, batch, bytes, trainer, limit)
