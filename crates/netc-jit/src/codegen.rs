@@ -57,13 +57,12 @@ impl Drop for Machine {
 /// Compiled kernels, in the order they were given.
 pub struct Code {
     kernels: Vec<(RawKernel, usize)>,
-    fma: bool,
     _machine: Machine,
 }
 
 impl fmt::Debug for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Code").field("kernels", &self.kernels.len()).field("fma", &self.fma).finish()
+        f.debug_struct("Code").field("kernels", &self.kernels.len()).finish()
     }
 }
 
@@ -153,7 +152,6 @@ pub fn compile(kernels: &[Kernel]) -> Result<Code, JitError> {
     }
     builder.symbol(POW, pow as extern "C" fn(f32, f32) -> f32 as *const u8);
     let mut module = JITModule::new(builder);
-    let fma = module.isa().isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true));
 
     let ptr = module.target_config().pointer_type();
     let mut callout_sig = module.make_signature();
@@ -187,7 +185,7 @@ pub fn compile(kernels: &[Kernel]) -> Result<Code, JitError> {
                 };
                 Some(*refs[i].get_or_insert_with(|| module.declare_func_in_func(callouts[i], b.func)))
             };
-            Emitter { kernel, ptr, fma, callout: &mut callout }.function(&mut b);
+            Emitter { kernel, ptr, callout: &mut callout }.function(&mut b);
             b.seal_all_blocks();
             b.finalize(config);
         }
@@ -207,14 +205,13 @@ pub fn compile(kernels: &[Kernel]) -> Result<Code, JitError> {
             (f, k.operands.len() + k.outputs.len())
         })
         .collect();
-    Ok(Code { kernels, fma, _machine: Machine(Some(module)) })
+    Ok(Code { kernels, _machine: Machine(Some(module)) })
 }
 
 /// Builds one kernel's function.
 struct Emitter<'a, C> {
     kernel: &'a Kernel,
     ptr: Type,
-    fma: bool,
     callout: &'a mut C,
 }
 
@@ -356,14 +353,6 @@ impl<C: FnMut(&mut FunctionBuilder, Callee) -> Option<FuncRef>> Emitter<'_, C> {
                 Node::Add(x, y) => b.ins().fadd(v(x), v(y)),
                 Node::Sub(x, y) => b.ins().fsub(v(x), v(y)),
                 Node::Mul(x, y) => b.ins().fmul(v(x), v(y)),
-                Node::MulAdd(x, y, z) => {
-                    if self.fma {
-                        b.ins().fma(v(x), v(y), v(z))
-                    } else {
-                        let p = b.ins().fmul(v(x), v(y));
-                        b.ins().fadd(p, v(z))
-                    }
-                }
                 Node::Select { mask, a, b: other } => {
                     let zero = constant(b, ty, 0.0);
                     let cond = b.ins().fcmp(FloatCC::NotEqual, v(mask), zero);

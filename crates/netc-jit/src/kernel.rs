@@ -49,10 +49,6 @@ pub enum Node {
     Add(NodeId, NodeId),
     Sub(NodeId, NodeId),
     Mul(NodeId, NodeId),
-    /// `a·b + c` with one rounding where the CPU has FMA (the optimizer's update spells it).
-    /// Kernels of programs never contain it: an `Add` of a `Mul` rounds twice, as the IR says,
-    /// so fused kernels compute the interpreter's bits on every CPU.
-    MulAdd(NodeId, NodeId, NodeId),
     /// `a` where `mask` is non-zero (NaN counts as non-zero), else `b`.
     Select {
         mask: NodeId,
@@ -68,7 +64,6 @@ impl Node {
             Node::Operand(_) | Node::Const(_) => ([0; 3], 0),
             Node::Unary(_, a) => ([a, 0, 0], 1),
             Node::Add(a, b) | Node::Sub(a, b) | Node::Mul(a, b) | Node::Binary(_, a, b) => ([a, b, 0], 2),
-            Node::MulAdd(a, b, c) => ([a, b, c], 3),
             Node::Select { mask, a, b } => ([mask, a, b], 3),
         };
         list.into_iter().take(n)
@@ -157,7 +152,6 @@ impl Kernel {
                         Node::Add(a, b) => at(a) + at(b),
                         Node::Sub(a, b) => at(a) - at(b),
                         Node::Mul(a, b) => at(a) * at(b),
-                        Node::MulAdd(a, b, c) => at(a) * at(b) + at(c),
                         Node::Select { mask, a, b } => {
                             if at(mask) != 0.0 {
                                 at(a)
@@ -226,7 +220,6 @@ impl fmt::Display for Kernel {
                 Node::Add(a, b) => write!(f, "add %{a}, %{b}")?,
                 Node::Sub(a, b) => write!(f, "sub %{a}, %{b}")?,
                 Node::Mul(a, b) => write!(f, "mul %{a}, %{b}")?,
-                Node::MulAdd(a, b, c) => write!(f, "muladd %{a}, %{b}, %{c}")?,
                 Node::Select { mask, a, b } => write!(f, "select %{mask}, %{a}, %{b}")?,
             }
             writeln!(f)?;
