@@ -842,3 +842,19 @@ fn a_validation_split_is_reported_every_epoch_and_fixed_for_a_resume() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(text(&refused.stderr).contains("strictly between 0 and 1"), "{}", text(&refused.stderr));
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_flag_definitions() {
+    let out = netc(&["completions", "bash"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let script = text(&out.stdout);
+    assert!(script.contains("_netc()") && script.contains("--message-format"), "{script}");
+    for command in ["train", "sweep", "export"] {
+        assert!(script.contains(&format!("netc__subcmd__{command}")), "{command} missing");
+    }
+    let out = netc(&["man"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(page.contains(".TH netc 1") && page.contains("train"), "{page}");
+    assert_eq!(netc(&["completions", "tcsh"]).status.code(), Some(2));
+}

@@ -5,7 +5,7 @@ mod plot;
 mod sweep;
 mod train;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +18,15 @@ struct Cli {
     /// When to colour diagnostics.
     #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
     color: Color,
+    /// How to print diagnostics: as text, or as one JSON object per line (docs/cli.md).
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human, global = true)]
+    message_format: MessageFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum MessageFormat {
+    Human,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -52,6 +61,14 @@ enum Command {
     Fmt(FmtArgs),
     /// Write a net with saved weights as a model for other runtimes: ONNX, preprocessing included.
     Export(ExportArgs),
+    /// Print a shell completion script, e.g. `netc completions bash > ~/.local/share/bash-completion/completions/netc`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `netc man > ~/.local/share/man/man1/netc.1`.
+    Man,
 }
 
 #[derive(Args)]
@@ -269,9 +286,16 @@ struct Failure {
 impl From<netc::Error> for Failure {
     fn from(e: netc::Error) -> Failure {
         let status = if matches!(e, netc::Error::Source { .. } | netc::Error::Diverged { .. }) { 1 } else { 2 };
-        Failure { text: e.render(colored(std::io::stderr().is_terminal())), status }
+        let text = if json_messages() { e.json() } else { e.render(colored(std::io::stderr().is_terminal())) };
+        Failure { text, status }
     }
 }
+
+fn json_messages() -> bool {
+    MESSAGE_FORMAT.get() == Some(&MessageFormat::Json)
+}
+
+static MESSAGE_FORMAT: std::sync::OnceLock<MessageFormat> = std::sync::OnceLock::new();
 
 fn colored(terminal: bool) -> bool {
     match COLOR.get() {
@@ -293,6 +317,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let _ = COLOR.set(cli.color);
+    let _ = MESSAGE_FORMAT.set(cli.message_format);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -310,12 +335,16 @@ fn run(command: Command) -> Result<(), Failure> {
             if let Some(name) = &args.net {
                 checked.net(Some(name)).map_err(Failure::usage)?;
             }
-            let warnings = netc::syntax::render(
-                &checked.warnings,
-                &source.name,
-                &source.text,
-                colored(std::io::stderr().is_terminal()),
-            );
+            let warnings = if json_messages() {
+                netc::json_lines(&checked.warnings, Some((&source.name, &source.text)))
+            } else {
+                netc::syntax::render(
+                    &checked.warnings,
+                    &source.name,
+                    &source.text,
+                    colored(std::io::stderr().is_terminal()),
+                )
+            };
             eprint!("{warnings}");
             let names: Vec<&str> = checked.nets.iter().map(|n| n.name.as_str()).collect();
             println!(
@@ -445,6 +474,13 @@ fn run(command: Command) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "netc", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(|e| Failure::usage(format!("cannot write the manual page: {e}"))),
         Command::Export(args) => {
             let model = args.file.model()?;
             let bytes = match args.format {
@@ -652,6 +688,11 @@ fn backend(
 
 impl Failure {
     fn usage(message: String) -> Failure {
-        Failure { text: format!("error: {message}\n"), status: 2 }
+        let text = if json_messages() {
+            netc::json_lines(&[netc::syntax::Diagnostic::error().with_message(message)], None)
+        } else {
+            format!("error: {message}\n")
+        };
+        Failure { text, status: 2 }
     }
 }

@@ -38,9 +38,11 @@
 //! assert_eq!(outputs.get("dense1.weight").unwrap().shape(), &[3, 4]); // its gradient
 //! ```
 
+mod json;
 pub mod nir;
 pub mod run;
 
+pub use json::json_lines;
 pub use netc_check as check;
 pub use netc_data as data;
 pub use netc_interp as interp;
@@ -123,17 +125,38 @@ pub enum Error {
 impl Error {
     /// The error as the terminal shows it, with or without colour.
     pub fn render(&self, color: bool) -> String {
+        let (file, diagnostics) = self.diagnostics();
         match self {
-            Error::Source { source, diagnostics } => {
-                netc_syntax::render(diagnostics, &source.name, &source.text, color)
-            }
-            Error::Usage { source, diagnostics } => {
-                let (name, text) =
-                    source.as_ref().map_or(("<command line>", ""), |s| (s.name.as_str(), s.text.as_str()));
-                netc_syntax::render(diagnostics, name, text, color)
-            }
-            Error::Io(message) => format!("error: {message}\n"),
             Error::Internal(message) => format!("internal error (a bug in netc, please report it): {message}\n"),
+            // About no source: the message and its note and help lines, as plain lines.
+            Error::Io(_) | Error::ResumeMismatch { .. } | Error::Locked { .. } => diagnostics
+                .iter()
+                .map(|d| {
+                    let notes: String = d.notes.iter().map(|n| format!("{n}\n")).collect();
+                    format!("error: {}\n{notes}", d.message)
+                })
+                .collect(),
+            Error::Source { .. } | Error::Usage { .. } | Error::Diverged { .. } => {
+                let (name, text) = file.unwrap_or(("<command line>", ""));
+                netc_syntax::render(&diagnostics, name, text, color)
+            }
+        }
+    }
+
+    /// The error as JSON lines, one per diagnostic (`--message-format json`).
+    pub fn json(&self) -> String {
+        let (file, diagnostics) = self.diagnostics();
+        json::json_lines(&diagnostics, file)
+    }
+
+    /// The error's diagnostics and the file (name and text) their labels point into, if any.
+    fn diagnostics(&self) -> (Option<(&str, &str)>, Vec<Diagnostic>) {
+        fn file(s: &Source) -> (&str, &str) {
+            (s.name.as_str(), s.text.as_str())
+        }
+        match self {
+            Error::Source { source, diagnostics } => (Some(file(source)), diagnostics.clone()),
+            Error::Usage { source, diagnostics } => (source.as_ref().map(file), diagnostics.clone()),
             Error::Diverged { source, divergence } => {
                 let netc_train::Divergence { epoch, step, layer, span } = divergence;
                 let diagnostic = netc_syntax::Code::Diverged
@@ -145,24 +168,30 @@ impl Error {
                         "note: the last good checkpoint is kept in the run folder".into(),
                         "help: lower the learning rate, or check the initialisation".into(),
                     ]);
-                netc_syntax::render(&[diagnostic], &source.name, &source.text, color)
+                (Some(file(source)), vec![diagnostic])
             }
-            Error::ResumeMismatch { folder, mismatch } => format!(
-                "error: cannot resume {}: it records a different run\n  {}: {} in the folder, {} now\n\
-                 help: resume with the settings the run was started with, or start a new run with --out\n",
-                folder.dir().display(),
-                mismatch.what,
-                mismatch.recorded,
-                mismatch.requested
+            Error::Io(message) => (None, vec![Diagnostic::error().with_message(message.clone())]),
+            Error::Internal(message) => {
+                (None, vec![Diagnostic::bug().with_message(format!("internal error (a bug in netc): {message}"))])
+            }
+            Error::ResumeMismatch { folder, mismatch } => (
+                None,
+                vec![Diagnostic::error()
+                    .with_message(format!("cannot resume {}: it records a different run", folder.dir().display()))
+                    .with_notes(vec![
+                        format!("  {}: {} in the folder, {} now", mismatch.what, mismatch.recorded, mismatch.requested),
+                        "help: resume with the settings the run was started with, or start a new run with --out".into(),
+                    ])],
             ),
             Error::Locked { folder, pid } => {
                 let holder = pid.map_or("another process".to_string(), |pid| format!("process {pid}"));
-                format!(
-                    "error: {} is in use: {holder} is training into it (it holds {})\n\
-                     help: wait for it to finish, or choose another folder with --out\n",
+                let message = format!(
+                    "{} is in use: {holder} is training into it (it holds {})",
                     folder.dir().display(),
                     folder.lock_file().display()
-                )
+                );
+                let help = "help: wait for it to finish, or choose another folder with --out";
+                (None, vec![Diagnostic::error().with_message(message).with_notes(vec![help.into()])])
             }
         }
     }
