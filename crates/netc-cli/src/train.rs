@@ -39,20 +39,34 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
+            ProgressStyle::with_template("epoch {prefix} [{bar:20}] {pos}/{len} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
         bar
     });
     let epochs = config.epochs;
+    let started = std::time::Instant::now();
+    // The step this process started at (later than the first on resume), for the ETA.
+    let mut first_step = None;
     let mut on_event = |event: Event| match event {
         Event::Step { epoch, batch, batches, loss, images_per_sec } => {
             if let Some(bar) = &bar {
+                let step = (epoch.saturating_sub(1) as u64) * batches as u64 + batch as u64;
+                let first = *first_step.get_or_insert(step);
+                let elapsed = started.elapsed().as_secs_f64();
+                let eta = (step > first).then(|| {
+                    let left = (epochs as u64 * batches as u64).saturating_sub(step);
+                    elapsed / (step - first) as f64 * left as f64
+                });
                 bar.set_length(batches as u64);
                 bar.set_prefix(format!("{epoch}/{epochs}"));
                 bar.set_position(batch as u64);
-                bar.set_message(format!("loss {loss:.4}  {images_per_sec:.0} img/s"));
+                bar.set_message(format!(
+                    "loss {loss:.4}  {images_per_sec:.0} img/s  {} ETA {}",
+                    clock(elapsed),
+                    eta.map_or("–".to_string(), clock)
+                ));
             }
         }
         Event::Epoch(m) => {
@@ -91,4 +105,23 @@ pub fn epoch_line(m: &netc::train::EpochMetrics, epochs: usize) -> String {
 
 fn default_out(file: &std::path::Path) -> PathBuf {
     PathBuf::from("runs").join(crate::file_stem(file))
+}
+
+/// Seconds as `m:ss`, or `h:mm:ss` from an hour on.
+fn clock(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s / 3600 {
+        0 => format!("{}:{:02}", s / 60, s % 60),
+        h => format!("{h}:{:02}:{:02}", s / 60 % 60, s % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clock_reads_minutes_and_hours() {
+        assert_eq!(super::clock(0.4), "0:00");
+        assert_eq!(super::clock(65.0), "1:05");
+        assert_eq!(super::clock(3600.0 + 62.0), "1:01:02");
+    }
 }
