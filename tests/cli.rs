@@ -858,3 +858,39 @@ fn completions_and_the_manual_page_come_from_the_flag_definitions() {
     assert!(page.contains(".TH netc 1") && page.contains("train"), "{page}");
     assert_eq!(netc(&["completions", "tcsh"]).status.code(), Some(2));
 }
+
+#[test]
+fn the_default_run_folder_is_numbered_and_force_replaces_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    support::synthetic_mnist(&dir.path().join("data"), 64, 32);
+    std::fs::write(dir.path().join("tiny.net"), TINY).unwrap();
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "tiny.net", "--data", "data"];
+        args.extend(extra);
+        Command::new(env!("CARGO_BIN_EXE_netc")).args(&args).current_dir(dir.path()).output().unwrap()
+    };
+    for folder in ["runs/tiny", "runs/tiny-2", "runs/tiny-3"] {
+        let out = train(&[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(&format!("→ {folder}")), "{}", text(&out.stderr));
+    }
+    // --force replaces the default folder's run rather than numbering a new one.
+    let metrics = dir.path().join("runs/tiny/metrics.csv");
+    let out = train(&["--force", "--epochs", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("→ runs/tiny"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&metrics).unwrap().lines().count(), 2, "header and one epoch");
+    assert!(!dir.path().join("runs/tiny-4").exists());
+
+    // With --out, a folder holding a run is refused without --force and replaced with it.
+    let out = train(&["--out", "runs/tiny-2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("already holds a run"), "{}", text(&out.stderr));
+    let out = train(&["--out", "runs/tiny-2", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A file that is not the run's stays.
+    std::fs::write(dir.path().join("runs/tiny-3/notes.txt"), "mine").unwrap();
+    let out = train(&["--out", "runs/tiny-3", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(dir.path().join("runs/tiny-3/notes.txt")).unwrap(), "mine");
+}

@@ -161,9 +161,13 @@ struct TrainArgs {
     file: FileArgs,
     #[command(flatten)]
     data: DataArgs,
-    /// The run folder (default: runs/<file name>).
+    /// The run folder (default: runs/<file name>, or runs/<file name>-2, -3, … when that one
+    /// already holds a run).
     #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     out: Option<PathBuf>,
+    /// Replace the run the folder holds (with the default folder: replace runs/<file name>).
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
     /// Continue the run in DIR from its last checkpoint.
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,

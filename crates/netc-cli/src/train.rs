@@ -2,7 +2,7 @@
 
 use crate::{Failure, TrainArgs};
 use indicatif::{ProgressBar, ProgressStyle};
-use netc::train::{Event, RunFolder, RunOptions};
+use netc::train::{Event, LockError, RunFolder, RunOptions};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -10,11 +10,18 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let mut model = args.file.model()?;
     args.recipe.overrides(args.seed.as_deref())?.apply(&mut model.checked.train);
     args.data.check_memory(&model, true)?;
-    let (out, resume) = match &args.resume {
-        Some(dir) => (dir.clone(), true),
-        None => (args.out.clone().unwrap_or_else(|| default_out(&args.file.file)), false),
+    let (out, resume) = match (&args.resume, &args.out) {
+        (Some(dir), _) => (dir.clone(), true),
+        (None, Some(dir)) => (dir.clone(), false),
+        (None, None) => (default_out(&args.file.file, args.force)?, false),
     };
     let folder = RunFolder::new(&out);
+    if args.force {
+        folder.clear().map_err(|e| match e {
+            LockError::Held { pid, .. } => netc::Error::Locked { folder: folder.clone(), pid },
+            LockError::Io(message) => netc::Error::Io(message),
+        })?;
+    }
     let data = args.data.load(&model)?;
     let mut backend = args.data.backend(&model, true)?;
     let options = RunOptions {
@@ -103,9 +110,26 @@ pub fn epoch_line(m: &netc::train::EpochMetrics, epochs: usize) -> String {
     )
 }
 
-fn default_out(file: &std::path::Path) -> PathBuf {
-    PathBuf::from("runs").join(crate::file_stem(file))
+/// `runs/<file name>`, or with `-2`, `-3`, … the first such folder that holds no run; with
+/// `force`, `runs/<file name>` whatever it holds.
+fn default_out(file: &std::path::Path, force: bool) -> Result<PathBuf, Failure> {
+    let stem = crate::file_stem(file);
+    let first = PathBuf::from("runs").join(&stem);
+    if force || !RunFolder::new(&first).has_checkpoint() {
+        return Ok(first);
+    }
+    (2..=MAX_NUMBERED_RUNS)
+        .map(|n| PathBuf::from("runs").join(format!("{stem}-{n}")))
+        .find(|dir| !RunFolder::new(dir).has_checkpoint())
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "runs/{stem} to runs/{stem}-{MAX_NUMBERED_RUNS} all hold runs; choose a folder with --out"
+            ))
+        })
 }
+
+/// How far `default_out` numbers before it asks for `--out`.
+const MAX_NUMBERED_RUNS: u32 = 9999;
 
 /// Seconds as `m:ss`, or `h:mm:ss` from an hour on.
 fn clock(seconds: f64) -> String {

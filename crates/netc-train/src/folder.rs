@@ -84,6 +84,23 @@ impl RunFolder {
         crate::read_metrics(&path)
     }
 
+    /// Removes the run the folder holds (`--force`): its record, metrics, weights, checkpoint,
+    /// source copy and divergence record — only the files a run writes, under the folder's lock,
+    /// so a folder another process is training into is left alone.
+    pub fn clear(&self) -> Result<(), LockError> {
+        let _lock = self.lock()?;
+        for path in [self.record(), self.metrics(), self.weights(), self.checkpoint(), self.source(), self.divergence()]
+        {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(LockError::Io(format!("cannot remove {}: {e}", path.display())));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Creates the folder if needed and takes its lock, or says which process holds it.
     pub fn lock(&self) -> Result<RunLock, LockError> {
         std::fs::create_dir_all(&self.dir)
