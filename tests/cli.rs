@@ -247,6 +247,16 @@ fn export_writes_an_onnx_model_of_the_trained_weights() {
     assert!(text(&other.stderr).contains("`dense1.weight` has shape"), "{}", text(&other.stderr));
     let format = netc(&["export", net, "--weights", weights, "--format", "tflite", "-o", onnx_s]);
     assert_eq!(format.status.code(), Some(2));
+
+    // The same parameters behind units that draw random masks in evaluation: no ONNX model can
+    // say that, and the error names the layer (E0900).
+    let sampled = run.dir.path().join("sampled.net");
+    std::fs::write(&sampled, TINY.replace("relu", "mixlu(negfrac=0.5, eval=sample)")).unwrap();
+    let refused = netc(&["export", sampled.to_str().unwrap(), "--weights", weights, "-o", onnx_s]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("error[E0900]: cannot export `mixlu1` to ONNX"), "{stderr}");
+    assert!(stderr.contains("sampled.net:4:3"), "{stderr}");
 }
 
 const WIDE: &str = "net wide(width = 4) {\n  input image: [1, 6, 6]\n  conv(width, k=3)\n  relu\n  dense(10)\n  loss softmax_xent(classes=10)\n}\n\

@@ -81,6 +81,7 @@ codes! {
     DataShape = "E0700", "the data set's images do not fit the net's input";
     DataClasses = "E0701", "the data set's classes differ from the loss's";
     Diverged = "E0800", "training diverged: a value became NaN or infinite";
+    NotExportable = "E0900", "a layer that the export format cannot express";
     UnusedParam = "W0001", "a net parameter that is never used";
     Equivalent = "W0002", "a layer that is provably a simpler layer in disguise (a sign flip of the weights around it)";
 }

@@ -5,7 +5,7 @@ use super::compile::lower;
 use crate::{Error, Model};
 use netc_ir::{Mode, Tensor};
 use netc_onnx::Preprocess;
-use netc_syntax::{Diagnostic, Label};
+use netc_syntax::{Code, Label};
 use netc_train::{preprocess, Named, Recipe, Statistics};
 use std::path::Path;
 
@@ -29,9 +29,11 @@ pub fn onnx_model(model: &Model, params: &[Named], stats: &Statistics) -> Result
     netc_onnx::export(&program, params, &steps).map_err(|e| {
         let Some(source) = &e.source else { return Error::Internal(e.to_string()) };
         model.source_error(
-            Diagnostic::error()
-                .with_message(e.to_string())
-                .with_labels(vec![Label::primary((), source.span.range()).with_message("this layer")]),
+            Code::NotExportable.error().with_message(e.to_string()).with_labels(vec![Label::primary(
+                (),
+                source.span.range(),
+            )
+            .with_message("this layer")]),
         )
     })
 }
