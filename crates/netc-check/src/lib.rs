@@ -23,7 +23,8 @@ pub use config::*;
 pub use memory::{Bytes, Step, StepMemory};
 pub use model::*;
 pub use net::MAX_LAYERS;
-pub use summary::summary;
+pub use ops::layer_signatures;
+pub use summary::{describe_layer, summary};
 pub use train::{count_override, lr_override, CountSetting};
 pub use units::{prelude_unit, MAX_UNIT_TERMS};
 

@@ -367,6 +367,12 @@ pub fn out_shape(op: &mut Op, name: &str, input: &[usize]) -> Result<Shape, OpEr
     }
 }
 
+/// The built-in layers (and the loss) with their argument names in signature order, for
+/// editors' completion.
+pub fn layer_signatures() -> impl Iterator<Item = (&'static str, Vec<&'static str>)> {
+    LAYERS.iter().map(|l| (l.name, l.signature.iter().map(|p| p.name).collect()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,15 +9,7 @@ use std::fmt::Write;
 pub fn summary(net: &Net, expand: bool) -> String {
     let mut rows: Vec<[String; 5]> =
         vec![[net.input.name.clone(), "input".into(), shape_text(&net.input.shape), String::new(), String::new()]];
-    let counts: Vec<(u64, u64)> = net
-        .layers
-        .iter()
-        .map(|layer| {
-            let in_shape = net.in_shape(layer);
-            let params = layer.parameters(in_shape).iter().map(|p| p.shape.iter().product::<usize>() as u64).sum();
-            (params, layer.macs(in_shape))
-        })
-        .collect();
+    let counts: Vec<(u64, u64)> = net.layers.iter().map(|layer| counts(net, layer)).collect();
     let (total_params, total_macs) =
         counts.iter().fold((0u64, 0u64), |(p, m), &(lp, lm)| (p.saturating_add(lp), m.saturating_add(lm)));
     let sum = |range: std::ops::Range<usize>| {
@@ -104,6 +96,20 @@ pub fn summary(net: &Net, expand: bool) -> String {
         thousands(total_macs)
     );
     out
+}
+
+/// A layer's parameter count and multiply-accumulates per example.
+fn counts(net: &Net, layer: &crate::Layer) -> (u64, u64) {
+    let in_shape = net.in_shape(layer);
+    let params = layer.parameters(in_shape).iter().map(|p| p.shape.iter().product::<usize>() as u64).sum();
+    (params, layer.macs(in_shape))
+}
+
+/// One layer as a line of text, for editors' hover: `conv1: conv(20, k=5) → [20, 24, 24],
+/// 520 parameters, 288,000 MACs`.
+pub fn describe_layer(net: &Net, index: usize) -> String {
+    let [name, op, shape, params, macs] = layer_row(net, index, counts(net, &net.layers[index]));
+    format!("{name}: {op} → {shape}, {params} parameters, {macs} MACs per example")
 }
 
 fn layer_row(net: &Net, index: usize, (params, macs): (u64, u64)) -> [String; 5] {

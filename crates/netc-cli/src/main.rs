@@ -69,6 +69,8 @@ enum Command {
     },
     /// Print the manual page (roff), e.g. `netc man > ~/.local/share/man/man1/netc.1`.
     Man,
+    /// Serve the Language Server Protocol on stdin and stdout, for editors (docs/cli.md).
+    Lsp,
 }
 
 #[derive(Args)]
@@ -482,6 +484,7 @@ fn run(command: Command) -> Result<(), Failure> {
             clap_complete::generate(shell, &mut Cli::command(), "netc", &mut std::io::stdout());
             Ok(())
         }
+        Command::Lsp => netc_lsp::serve_stdio().map_err(Failure::usage),
         Command::Man => clap_mangen::Man::new(Cli::command())
             .render(&mut std::io::stdout())
             .map_err(|e| Failure::usage(format!("cannot write the manual page: {e}"))),

@@ -107,14 +107,14 @@ mod tests {
     fn labels_carry_lines_and_character_columns() {
         let text = "net a {\n  inpüt x\n}\n";
         let start = text.find("inpüt").unwrap();
-        let d = Diagnostic::error()
-            .with_code("E0101")
+        let d = netc_syntax::Code::ShapeMismatch
+            .error()
             .with_message("unknown")
             .with_labels(vec![Label::primary((), start..start + "inpüt".len()).with_message("here")])
             .with_notes(vec!["help: did you mean `input`?".into(), "note: a note".into()]);
         let line = json_lines(&[d], Some(("a.net", text)));
         let value: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
-        assert_eq!(value["code"], "E0101");
+        assert_eq!(value["code"], "E0301");
         assert_eq!(value["file"], "a.net");
         let label = &value["labels"][0];
         assert_eq!((label["line_start"].as_u64(), label["column_start"].as_u64()), (Some(2), Some(3)));
