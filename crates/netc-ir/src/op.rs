@@ -228,7 +228,8 @@ pub enum UnaryFn {
     Relu,
     Sigmoid,
     Tanh,
-    /// `c·x`
+    /// `c·x`, with `c` rounded to `f32` first: executors on `f32` tensors multiply by the `f32`
+    /// constant, and the exact product of two `f32`s rounded once is the same number in `f64`.
     Scale {
         c: f64,
     },
@@ -386,7 +387,7 @@ impl UnaryFn {
             UnaryFn::Relu => x.max(0.0),
             UnaryFn::Sigmoid => sigmoid(x),
             UnaryFn::Tanh => x.tanh(),
-            UnaryFn::Scale { c } => c * x,
+            UnaryFn::Scale { c } => f64::from(c as f32) * x,
             UnaryFn::Exp => x.exp(),
             UnaryFn::Log => x.ln(),
             UnaryFn::Log1p => x.ln_1p(),
