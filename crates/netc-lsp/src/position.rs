@@ -10,14 +10,8 @@ pub fn range(text: &str, bytes: Range<usize>) -> Value {
 }
 
 fn position(text: &str, offset: usize) -> Value {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let character: usize = before[line_start..].chars().map(char::len_utf16).sum();
-    json!({ "line": before.matches('\n').count(), "character": character })
+    let (_, line, before) = netc::line_prefix(text, offset);
+    json!({ "line": line, "character": before.chars().map(char::len_utf16).sum::<usize>() })
 }
 
 /// The byte offset of an LSP position, or `None` when it is not in the text.

@@ -45,14 +45,15 @@ pub fn json_lines(diagnostics: &[Diagnostic], file: Option<(&str, &str)>) -> Str
                 .labels
                 .iter()
                 .map(|l| {
-                    let (start, end) = (clamp(text, l.range.start), clamp(text, l.range.end.max(l.range.start)));
+                    let end = l.range.end.max(l.range.start);
                     let ((line_start, column_start), (line_end, column_end)) =
-                        (position(text, start), position(text, end));
+                        (position(text, l.range.start), position(text, end));
+                    let byte = |offset: usize| line_prefix(text, offset).0;
                     JsonLabel {
                         primary: l.style == LabelStyle::Primary,
                         message: &l.message,
-                        byte_start: start,
-                        byte_end: end,
+                        byte_start: byte(l.range.start),
+                        byte_end: byte(end),
                         line_start,
                         column_start,
                         line_end,
@@ -82,20 +83,22 @@ fn severity(s: Severity) -> &'static str {
     }
 }
 
-/// `offset` moved back onto a character boundary within `text`.
-fn clamp(text: &str, offset: usize) -> usize {
+/// The 1-based line and column (in characters) of a byte offset.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let (_, line, before) = line_prefix(text, offset);
+    (line + 1, before.chars().count() + 1)
+}
+
+/// A byte offset clamped into `text` and back onto a character boundary, its 0-based line and
+/// the text of that line before it: what any line/column convention is counted from.
+pub fn line_prefix(text: &str, offset: usize) -> (usize, usize, &str) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;
     }
-    offset
-}
-
-/// The 1-based line and column of a byte offset on a character boundary.
-fn position(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset];
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (before.matches('\n').count() + 1, before[line_start..].chars().count() + 1)
+    (offset, before.matches('\n').count(), &before[line_start..])
 }
 
 #[cfg(test)]

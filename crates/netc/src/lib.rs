@@ -42,7 +42,7 @@ mod json;
 pub mod nir;
 pub mod run;
 
-pub use json::json_lines;
+pub use json::{json_lines, line_prefix};
 pub use netc_check as check;
 pub use netc_data as data;
 pub use netc_interp as interp;

@@ -27,7 +27,8 @@ macro_rules! with_act {
                 $body
             }
             Some(U::Scale { c }) => {
-                let $op = move |x: f32| (c * f64::from(x)) as f32;
+                let c = c as f32;
+                let $op = move |x: f32| x * c;
                 $body
             }
             Some(U::Equal { value }) => {
