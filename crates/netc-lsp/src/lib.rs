@@ -30,27 +30,29 @@ fn serve(connection: &Connection) -> Result<(), String> {
         "documentFormattingProvider": true,
     });
     connection.initialize(capabilities).map_err(|e| format!("language server start: {e}"))?;
-    let mut documents: HashMap<String, String> = HashMap::new();
+    let mut documents: HashMap<String, Document> = HashMap::new();
     for message in &connection.receiver {
         match message {
             Message::Request(request) => {
                 if connection.handle_shutdown(&request).map_err(|e| e.to_string())? {
                     return Ok(());
                 }
-                let text = request.params["textDocument"]["uri"].as_str().and_then(|uri| documents.get(uri));
-                let response = match (request.method.as_str(), text) {
+                let document = request.params["textDocument"]["uri"].as_str().and_then(|uri| documents.get(uri));
+                let response = match (request.method.as_str(), document) {
                     (_, None) => Response::new_ok(request.id, Value::Null),
-                    ("textDocument/hover", Some(text)) => Response::new_ok(request.id, hover(text, &request.params)),
-                    ("textDocument/definition", Some(text)) => {
-                        Response::new_ok(request.id, definition(text, &request.params))
+                    ("textDocument/hover", Some(document)) => {
+                        Response::new_ok(request.id, hover(document, &request.params))
                     }
-                    ("textDocument/completion", Some(text)) => Response::new_ok(request.id, completion(text)),
-                    ("textDocument/formatting", Some(text)) => Response::new_ok(request.id, formatting(text)),
-                    (method, Some(_)) => Response::new_err(
-                        request.id,
-                        ErrorCode::MethodNotFound as i32,
-                        format!("netc lsp does not answer `{method}`"),
-                    ),
+                    (method, Some(Document { text, .. })) => match method {
+                        "textDocument/definition" => Response::new_ok(request.id, definition(text, &request.params)),
+                        "textDocument/completion" => Response::new_ok(request.id, completion(text)),
+                        "textDocument/formatting" => Response::new_ok(request.id, formatting(text)),
+                        _ => Response::new_err(
+                            request.id,
+                            ErrorCode::MethodNotFound as i32,
+                            format!("netc lsp does not answer `{method}`"),
+                        ),
+                    },
                 };
                 send(connection, Message::Response(response))?;
             }
@@ -71,14 +73,21 @@ fn serve(connection: &Connection) -> Result<(), String> {
                     _ => continue,
                 };
                 if let Some(text) = text {
-                    publish(connection, uri, diagnostics(uri, text))?;
-                    documents.insert(uri.to_string(), text.to_string());
+                    let (checked, found) = analyse(uri, text);
+                    publish(connection, uri, found)?;
+                    documents.insert(uri.to_string(), Document { text: text.to_string(), checked });
                 }
             }
             Message::Response(_) => {}
         }
     }
     Ok(())
+}
+
+/// An open document and, when it checks, its checked nets (computed once per change, for hover).
+struct Document {
+    text: String,
+    checked: Option<netc::check::Checked>,
 }
 
 fn send(connection: &Connection, message: Message) -> Result<(), String> {
@@ -90,15 +99,19 @@ fn publish(connection: &Connection, uri: &str, diagnostics: Vec<Value>) -> Resul
     send(connection, Message::Notification(Notification::new("textDocument/publishDiagnostics".into(), params)))
 }
 
-/// The checker's errors or warnings for the text, as LSP diagnostics at their primary labels.
-fn diagnostics(uri: &str, text: &str) -> Vec<Value> {
+/// The text checked, and the checker's errors or warnings as LSP diagnostics at their primary
+/// labels.
+fn analyse(uri: &str, text: &str) -> (Option<netc::check::Checked>, Vec<Value>) {
     let source = Source::new(uri, text);
-    let found = match netc::check(&source, &[]) {
-        Ok(checked) => checked.warnings,
-        Err(netc::Error::Source { diagnostics, .. }) => diagnostics,
-        Err(other) => vec![Diagnostic::error().with_message(other.render(false).trim_end().to_string())],
+    let (checked, found) = match netc::check(&source, &[]) {
+        Ok(checked) => {
+            let warnings = checked.warnings.clone();
+            (Some(checked), warnings)
+        }
+        Err(netc::Error::Source { diagnostics, .. }) => (None, diagnostics),
+        Err(other) => (None, vec![Diagnostic::error().with_message(other.render(false).trim_end().to_string())]),
     };
-    found
+    let found = found
         .iter()
         .map(|d| {
             let primary = d.labels.iter().find(|l| l.style == LabelStyle::Primary);
@@ -130,14 +143,15 @@ fn diagnostics(uri: &str, text: &str) -> Vec<Value> {
                 "relatedInformation": related,
             })
         })
-        .collect()
+        .collect();
+    (checked, found)
 }
 
 /// The innermost layer under the cursor: its output shape, parameters and MACs (every use,
 /// when the layer is in a block used more than once).
-fn hover(text: &str, params: &Value) -> Value {
-    let Some(at) = offset(text, &params["position"]) else { return Value::Null };
-    let Ok(checked) = netc::check(&Source::new("", text), &[]) else { return Value::Null };
+fn hover(document: &Document, params: &Value) -> Value {
+    let Some(at) = offset(&document.text, &params["position"]) else { return Value::Null };
+    let Some(checked) = &document.checked else { return Value::Null };
     let mut best: Option<(usize, Vec<String>)> = None;
     for net in &checked.nets {
         for (i, layer) in net.layers.iter().enumerate() {
