@@ -55,3 +55,17 @@ fn every_example_runs_a_training_step() {
         assert!(grads.iter().flatten().any(|&g| g != 0.0), "{}: all gradients are zero", path.display());
     }
 }
+
+#[test]
+fn every_experiment_net_checks_clean() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/mnist-mixlu/compare");
+    let path = dir.join("compare.net");
+    let source = netc::Source::read(&path).unwrap();
+    let checked = netc::check(&source, &[]).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    assert!(
+        checked.warnings.is_empty(),
+        "{}",
+        netc::syntax::render(&checked.warnings, &source.name, &source.text, false)
+    );
+    assert_eq!(checked.nets.len(), 5, "compare.net's five arms");
+}

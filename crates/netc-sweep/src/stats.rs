@@ -1,5 +1,6 @@
 //! Statistics over seeds: Student-t intervals for the mean and for one new run, paired tests
-//! by seed (t-test, exact Wilcoxon signed-rank) and Holm's correction across settings.
+//! by seed (t-test, exact Wilcoxon signed-rank), Holm's correction across settings, and
+//! Spearman's rank correlation for a trend across settings.
 
 /// The mean of `values`, with a 95% confidence interval for it and a 95% prediction interval
 /// for one more run (both need two or more values).
@@ -165,6 +166,51 @@ pub fn wilcoxon_signed_rank(differences: &[f64]) -> Option<f64> {
     Some(extreme as f64 / (1u64 << n) as f64)
 }
 
+/// Spearman's rank correlation of `x` and `y` (pairs), with ties given their average rank:
+/// `(ρ, two-sided p)`, the p-value from the t approximation `t = ρ·√((n − 2)/(1 − ρ²))` with
+/// n − 2 degrees of freedom. `None` for fewer than three pairs, lengths that differ, or a side
+/// whose values are all equal.
+pub fn spearman(x: &[f64], y: &[f64]) -> Option<(f64, f64)> {
+    let n = x.len();
+    if n < 3 || y.len() != n {
+        return None;
+    }
+    let (rx, ry) = (average_ranks(x), average_ranks(y));
+    let mean = (n as f64 + 1.0) / 2.0;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in rx.iter().zip(&ry) {
+        sxy += (a - mean) * (b - mean);
+        sxx += (a - mean) * (a - mean);
+        syy += (b - mean) * (b - mean);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        return None;
+    }
+    let rho = (sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0);
+    let df = (n - 2) as f64;
+    let p = if rho.abs() == 1.0 { 0.0 } else { t_two_sided_p(rho * (df / (1.0 - rho * rho)).sqrt(), df) };
+    Some((rho, p))
+}
+
+/// Ranks from 1, ties sharing their average rank.
+fn average_ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+            j += 1;
+        }
+        for &k in &order[i..=j] {
+            ranks[k] = (i + j + 2) as f64 / 2.0;
+        }
+        i = j + 1;
+    }
+    ranks
+}
+
 /// Holm's step-down adjustment of p-values for testing several settings at once, in the
 /// order given.
 pub fn holm(p: &[f64]) -> Vec<f64> {
@@ -247,5 +293,21 @@ mod tests {
         assert_eq!(holm(&[0.01, 0.04, 0.03]), vec![0.03, 0.06, 0.06]);
         assert_eq!(holm(&[0.5, 0.9]), vec![1.0, 1.0]);
         assert_eq!(holm(&[]), Vec::<f64>::new());
+    }
+
+    #[test]
+    fn spearman_ranks_ties_by_their_average() {
+        // Monotone but not linear: ρ = 1.
+        assert_eq!(spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 4.0, 9.0, 100.0]).map(|(r, _)| r), Some(1.0));
+        // x ranks 1 2 3 4 5, y = [2, 1, 4, 3, 5] ranks 2 1 4 3 5: Σd² = 4, ρ = 1 − 6·4/(5·24) = 0.8;
+        // t = 0.8·√(3/0.36) = 2.3094, two-sided p with 3 df = 0.10409 (the closed form of t with 3 df).
+        let (rho, p) = spearman(&[1.0, 2.0, 3.0, 4.0, 5.0], &[2.0, 1.0, 4.0, 3.0, 5.0]).unwrap();
+        assert!(close(rho, 0.8, 1e-12), "{rho}");
+        assert!(close(p, 0.10409, 1e-4), "{p}");
+        // Ties: y = [1, 1, 2, 2] ranks 1.5 1.5 3.5 3.5 against 1 2 3 4: ρ = 4/√(5·4) = 0.8944.
+        let (rho, _) = spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 1.0, 2.0, 2.0]).unwrap();
+        assert!(close(rho, 4.0 / 20f64.sqrt(), 1e-12), "{rho}");
+        assert!(spearman(&[1.0, 2.0, 3.0], &[5.0, 5.0, 5.0]).is_none());
+        assert!(spearman(&[1.0, 2.0], &[1.0, 2.0]).is_none());
     }
 }
