@@ -3,10 +3,15 @@
 //! every few dozen runs would allocate. Instead one long-lived job sits on a pool thread and
 //! receives runs through a mutex and condition variable; parallel loops inside a run only
 //! use the workers' own deques, which do not allocate.
+//!
+//! A thread allocates as it starts (its deque, its handle for crossbeam's epochs) and as it
+//! exits (finalising its thread-locals). So making the pool waits until every thread has
+//! started and taken a job, and dropping it joins them: neither can happen later, during runs.
 
 use crate::ExecError;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 /// A run handed to the pool thread: a borrowed closure with its lifetime erased (see
 /// `Pool::run` for why that is sound).
@@ -43,21 +48,29 @@ impl Shared {
 
 pub(crate) struct Pool {
     shared: Arc<Shared>,
-    // Dropped after `Drop::drop` has told the long-lived job to return.
-    _pool: rayon::ThreadPool,
+    /// Taken in `Drop::drop`, after the long-lived job has been told to return.
+    pool: Option<rayon::ThreadPool>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Pool {
     pub fn new(threads: usize) -> Result<Pool, ExecError> {
+        let mut workers = Vec::with_capacity(threads);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
-            .thread_name(|i| format!("netc-exec-{i}"))
+            .spawn_handler(|thread| {
+                let name = format!("netc-exec-{}", thread.index());
+                workers.push(std::thread::Builder::new().name(name).spawn(|| thread.run())?);
+                Ok(())
+            })
             .build()
             .map_err(|e| ExecError::ThreadPool { message: e.to_string() })?;
+        // Returns when every thread has started and stolen a job (registering with the epochs).
+        pool.broadcast(|_| ());
         let shared = Arc::new(Shared { slot: Mutex::new(Slot::Idle), changed: Condvar::new() });
         let serve = Arc::clone(&shared);
         pool.spawn(move || serve_runs(&serve));
-        Ok(Pool { shared, _pool: pool })
+        Ok(Pool { shared, pool: Some(pool), workers })
     }
 
     /// Calls `f` once on a thread of the pool (where rayon's parallel iterators use the pool)
@@ -111,6 +124,12 @@ impl Drop for Pool {
     fn drop(&mut self) {
         *self.shared.lock() = Slot::Exit;
         self.shared.changed.notify_all();
+        // Dropping the rayon pool tells its threads to finish; joining waits until they have.
+        drop(self.pool.take());
+        for worker in self.workers.drain(..) {
+            // A worker's panic has already been reported where it happened.
+            let _ = worker.join();
+        }
     }
 }
 
@@ -135,5 +154,19 @@ mod tests {
         let mut after = 0;
         pool.run(&mut || after = 7);
         assert_eq!(after, 7);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn dropping_the_pool_joins_its_threads() {
+        let pool = Pool::new(3).unwrap();
+        // Each worker's task folder, /proc/self/task/TID, which exists while the thread does.
+        let mut tasks = Vec::new();
+        let task = || std::path::Path::new("/proc").join(std::fs::read_link("/proc/thread-self").unwrap());
+        pool.run(&mut || tasks = rayon::broadcast(|_| task()));
+        assert_eq!(tasks.len(), 3);
+        assert!(tasks.iter().all(|t| t.exists()), "{tasks:?}");
+        drop(pool);
+        assert!(tasks.iter().all(|t| !t.exists()), "threads left running: {tasks:?}");
     }
 }
