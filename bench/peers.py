@@ -50,10 +50,13 @@ def torch_model(name: str):
         )
     if name == "mlp":
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 10))
+    # cnn_cifar pads its pooling windows only below and to the right (examples/lenet5_cifar.net's
+    # pad=[0, 1, 0, 1]): max pooling never picks the padding, average pooling counts it as zeros.
+    below_right = (0, 1, 0, 1)
     return nn.Sequential(
-        nn.Conv2d(3, 32, 5, padding=2), nn.MaxPool2d(3, 2, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 32, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2, padding=1),
-        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2, padding=1),
+        nn.Conv2d(3, 32, 5, padding=2), nn.ConstantPad2d(below_right, float("-inf")), nn.MaxPool2d(3, 2), nn.ReLU(),
+        nn.Conv2d(32, 32, 5, padding=2), nn.ReLU(), nn.ZeroPad2d(below_right), nn.AvgPool2d(3, 2),
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.ZeroPad2d(below_right), nn.AvgPool2d(3, 2),
         nn.Conv2d(64, 64, 4), nn.ReLU(),
         nn.Conv2d(64, 10, 1), nn.Flatten(),
     )
@@ -120,8 +123,9 @@ def run_jax(args) -> dict:
         return y + p["b"][None, :, None, None]
 
     def pool(x, size, stride, pad, kind):
+        # `pad` is (before, after) on both spatial axes.
         window, strides = (1, 1, size, size), (1, 1, stride, stride)
-        padding = ((0, 0), (0, 0), (pad, pad), (pad, pad))
+        padding = ((0, 0), (0, 0), pad, pad)
         if kind == "max":
             return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, strides, padding)
         return jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, padding) / (size * size)
@@ -132,8 +136,8 @@ def run_jax(args) -> dict:
                   conv_params(keys[2], 500, 50, 4), conv_params(keys[3], 10, 500, 1)]
 
         def net(params, x):
-            x = pool(conv(params[0], x), 2, 2, 0, "max")
-            x = pool(conv(params[1], x), 2, 2, 0, "max")
+            x = pool(conv(params[0], x), 2, 2, (0, 0), "max")
+            x = pool(conv(params[1], x), 2, 2, (0, 0), "max")
             x = jax.nn.relu(conv(params[2], x))
             return conv(params[3], x).reshape(x.shape[0], -1)
     elif args.model == "mlp":
@@ -148,9 +152,10 @@ def run_jax(args) -> dict:
                   conv_params(keys[3], 64, 64, 4), conv_params(keys[4], 10, 64, 1)]
 
         def net(params, x):
-            x = jax.nn.relu(pool(conv(params[0], x, 2), 3, 2, 1, "max"))
-            x = pool(jax.nn.relu(conv(params[1], x, 2)), 3, 2, 1, "avg")
-            x = pool(jax.nn.relu(conv(params[2], x, 2)), 3, 2, 1, "avg")
+            # cnn_cifar's pooling pad: below and to the right only.
+            x = jax.nn.relu(pool(conv(params[0], x, 2), 3, 2, (0, 1), "max"))
+            x = pool(jax.nn.relu(conv(params[1], x, 2)), 3, 2, (0, 1), "avg")
+            x = pool(jax.nn.relu(conv(params[2], x, 2)), 3, 2, (0, 1), "avg")
             x = jax.nn.relu(conv(params[3], x))
             return conv(params[4], x).reshape(x.shape[0], -1)
 

@@ -26,6 +26,12 @@ pub enum Ty {
     Kernel,
     /// One of the listed words.
     Word(&'static [&'static str]),
+    /// A number ≥ 0 for a layer's weights and biases alike, or a list `[weights, biases]`.
+    Mult,
+    /// A weight initialisation: `normal(std=S)`, `xavier` or `he`, as the train block's `init`.
+    Init,
+    /// An integer ≥ 0 for every side, or a list `[top, bottom, left, right]`.
+    Pad,
 }
 
 impl Ty {
@@ -39,6 +45,9 @@ impl Ty {
             Ty::PositiveNumber => "a positive number".into(),
             Ty::Bool => "`true` or `false`".into(),
             Ty::Kernel => "a positive integer or a list [height, width]".into(),
+            Ty::Mult => "a non-negative number or a list [weights, biases] of two".into(),
+            Ty::Init => "an initialisation: `normal(std=S)`, `xavier` or `he`".into(),
+            Ty::Pad => "a non-negative integer or a list [top, bottom, left, right]".into(),
             Ty::Word(words) => {
                 format!("one of {}", words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", "))
             }
@@ -78,6 +87,11 @@ pub enum Lit {
     Bool(bool),
     Word(String),
     Kernel([usize; 2]),
+    /// `[weights, biases]`.
+    Mult([f64; 2]),
+    Init(crate::config::Init),
+    /// Top, bottom, left, right.
+    Pad([usize; 4]),
 }
 
 /// The matched, typed arguments of one call.
@@ -132,6 +146,29 @@ impl Args {
         match self.get(name) {
             Some(Lit::Kernel(k)) => Some(*k),
             _ => None,
+        }
+    }
+
+    /// A `Ty::Pad` argument as top, bottom, left, right; no padding when not given.
+    pub fn pad(&self, name: &str) -> [usize; 4] {
+        match self.get(name) {
+            Some(Lit::Pad(p)) => *p,
+            _ => [0; 4],
+        }
+    }
+
+    pub fn init(&self, name: &str) -> Option<crate::config::Init> {
+        match self.get(name) {
+            Some(Lit::Init(init)) => Some(*init),
+            _ => None,
+        }
+    }
+
+    /// A `Ty::Mult` argument as `[weights, biases]`; `[1, 1]` when not given.
+    pub fn mult(&self, name: &str) -> [f64; 2] {
+        match self.get(name) {
+            Some(Lit::Mult(m)) => *m,
+            _ => [1.0, 1.0],
         }
     }
 
@@ -297,6 +334,59 @@ pub(crate) fn typed(value: &Value, ty: Ty) -> Result<Lit, Problem> {
                     _ => Err(Problem::OutOfRange),
                 }
             }
+            _ => Err(Problem::WrongKind),
+        },
+        Ty::Mult => match &value.kind {
+            ValueKind::List(items) => {
+                let numbers: Vec<f64> = items
+                    .iter()
+                    .filter_map(|i| match i.kind {
+                        ValueKind::Int(v) => Some(v as f64),
+                        ValueKind::Float(v) => Some(v),
+                        _ => None,
+                    })
+                    .collect();
+                match (&numbers[..], items.len()) {
+                    (&[w, b], 2) => in_range(w >= 0.0 && b >= 0.0, Lit::Mult([w, b])),
+                    _ => Err(Problem::OutOfRange),
+                }
+            }
+            _ => number.map_or(Err(Problem::WrongKind), |v| in_range(v >= 0.0, Lit::Mult([v, v]))),
+        },
+        Ty::Pad => match &value.kind {
+            ValueKind::Int(v) => in_range(*v >= 0, Lit::Pad([*v as usize; 4])),
+            ValueKind::List(items) => {
+                let sides: Vec<i64> = items
+                    .iter()
+                    .filter_map(|i| match i.kind {
+                        ValueKind::Int(v) => Some(v),
+                        _ => None,
+                    })
+                    .collect();
+                match (&sides[..], items.len()) {
+                    (&[t, b, l, r], 4) => in_range(
+                        sides.iter().all(|&s| s >= 0),
+                        Lit::Pad([t as usize, b as usize, l as usize, r as usize]),
+                    ),
+                    _ => Err(Problem::OutOfRange),
+                }
+            }
+            _ => Err(Problem::WrongKind),
+        },
+        Ty::Init => match &value.kind {
+            ValueKind::Ident(w) if w == "xavier" => Ok(Lit::Init(crate::config::Init::Xavier)),
+            ValueKind::Ident(w) if w == "he" => Ok(Lit::Init(crate::config::Init::He)),
+            ValueKind::Call(call) if call.op.name == "normal" => match call.args() {
+                [arg] if arg.key.as_ref().is_none_or(|k| k.name == "std") => {
+                    let std = match arg.value.kind {
+                        ValueKind::Int(v) => v as f64,
+                        ValueKind::Float(v) => v,
+                        _ => return Err(Problem::OutOfRange),
+                    };
+                    in_range(std > 0.0 && std.is_finite(), Lit::Init(crate::config::Init::Normal { std }))
+                }
+                _ => Err(Problem::WrongKind),
+            },
             _ => Err(Problem::WrongKind),
         },
         Ty::Word(words) => match &value.kind {

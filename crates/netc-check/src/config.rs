@@ -42,7 +42,7 @@ pub enum Optimizer {
 }
 
 /// Weight initialisation; biases start at zero.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
     /// N(0, std²)
     Normal { std: f64 },

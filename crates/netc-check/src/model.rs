@@ -60,9 +60,23 @@ pub struct Layer {
     pub inputs: Vec<Node>,
     pub out_shape: Shape,
     /// Multipliers of the global learning rate and weight decay for this layer's parameters.
-    pub lr_mult: f64,
-    pub wd_mult: f64,
+    pub lr_mult: Mult,
+    pub wd_mult: Mult,
+    /// The layer's own weight initialisation; `None` draws from the train block's `init`.
+    pub init: Option<crate::config::Init>,
     pub span: Span,
+}
+
+/// A multiplier of the learning rate or the weight decay: one for a layer's weights (and
+/// ConvAct's filters), one for its biases, as MatConvNet's per-layer `learningRate = [w b]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Mult {
+    pub weights: f64,
+    pub biases: f64,
+}
+
+impl Mult {
+    pub const ONE: Mult = Mult { weights: 1.0, biases: 1.0 };
 }
 
 /// The final softmax cross-entropy loss.
@@ -87,7 +101,8 @@ pub enum Op {
         kind: PoolKind,
         kernel: [usize; 2],
         stride: usize,
-        pad: usize,
+        /// Top, bottom, left, right.
+        pad: [usize; 4],
     },
     /// Fully connected; a spatial input is flattened first. Weight `[out, in]`.
     Dense {
@@ -514,8 +529,8 @@ impl fmt::Display for Op {
             Op::Pool { kind, kernel: k, stride, pad } => {
                 let name = if *kind == PoolKind::Max { "maxpool" } else { "avgpool" };
                 write!(f, "{name}({}, stride={stride}", kernel(*k))?;
-                if *pad != 0 {
-                    write!(f, ", pad={pad}")?;
+                if *pad != [0; 4] {
+                    write!(f, ", pad={}", crate::ops::pad_text(*pad))?;
                 }
                 f.write_str(")")
             }

@@ -43,8 +43,9 @@ struct Built {
     op: Op,
     inputs: Vec<Node>,
     shape: Option<Shape>,
-    lr_mult: f64,
-    wd_mult: f64,
+    lr_mult: Mult,
+    wd_mult: Mult,
+    init: Option<crate::config::Init>,
 }
 
 struct Seen {
@@ -339,7 +340,14 @@ impl<'a> Walker<'a> {
                 let src = source(stmt, &self.env.names, &self.env.current, errors);
                 unit_use(def, &stmt.call, &self.env.scope, errors).and_then(|unit| {
                     let (node, shape) = src?;
-                    Some(Built { op: Op::Unit(Arc::new(unit)), inputs: vec![node], shape, lr_mult: 1.0, wd_mult: 1.0 })
+                    Some(Built {
+                        op: Op::Unit(Arc::new(unit)),
+                        inputs: vec![node],
+                        shape,
+                        lr_mult: Mult::ONE,
+                        wd_mult: Mult::ONE,
+                        init: None,
+                    })
                 })
             }
             // Its definition's error is reported there; the net cannot be built without it.
@@ -359,7 +367,7 @@ impl<'a> Walker<'a> {
         };
         let index = self.layers.len();
         let layer_name = format!("{}{layer_name}", self.env.prefix);
-        let Some(Built { op, inputs, shape, lr_mult, wd_mult }) = checked else {
+        let Some(Built { op, inputs, shape, lr_mult, wd_mult, init }) = checked else {
             // Unknown output: later layers still get their own checks, without shapes.
             self.env.current = Some((Node::Layer(index), None));
             if let Some(name) = &stmt.name {
@@ -379,6 +387,7 @@ impl<'a> Walker<'a> {
             out_shape: shape.unwrap_or_default(),
             lr_mult,
             wd_mult,
+            init,
             span: stmt.span,
         });
     }
@@ -563,7 +572,16 @@ fn check_populations(layers: &[Layer], loss: Option<&Loss>, errors: &mut Vec<Dia
 }
 
 fn placeholder(name: String, span: Span) -> Layer {
-    Layer { name, op: Op::Flatten, inputs: vec![], out_shape: vec![], lr_mult: 1.0, wd_mult: 1.0, span }
+    Layer {
+        name,
+        op: Op::Flatten,
+        inputs: vec![],
+        out_shape: vec![],
+        lr_mult: Mult::ONE,
+        wd_mult: Mult::ONE,
+        init: None,
+        span,
+    }
 }
 
 fn declare<'a>(names: &mut Names<'a>, name: &'a Ident, node: Node, shape: Option<Shape>, errors: &mut Vec<Diagnostic>) {
@@ -702,9 +720,15 @@ fn check_layer(call: &LayerCall, env: &Env, units: &Units, errors: &mut Vec<Diag
         op,
         inputs: vec![node],
         shape,
-        lr_mult: args.f64_or("lr_mult", 1.0),
-        wd_mult: args.f64_or("wd_mult", 1.0),
+        lr_mult: mult(&args, "lr_mult"),
+        wd_mult: mult(&args, "wd_mult"),
+        init: args.init("init"),
     })
+}
+
+fn mult(args: &Args, name: &str) -> Mult {
+    let [weights, biases] = args.mult(name);
+    Mult { weights, biases }
 }
 
 fn op_error(e: OpError, args: &Args, stmt: &LayerStmt) -> Diagnostic {
@@ -717,7 +741,8 @@ fn op_error(e: OpError, args: &Args, stmt: &LayerStmt) -> Diagnostic {
 
 /// `add(a, b, ...)` and `concat(a, b, ...)`, building `op`.
 fn check_join(stmt: &LayerStmt, op: Op, names: &Names, errors: &mut Vec<Diagnostic>) -> Option<Built> {
-    let built = |op, inputs, shape| Some(Built { op, inputs, shape, lr_mult: 1.0, wd_mult: 1.0 });
+    let built =
+        |op, inputs, shape| Some(Built { op, inputs, shape, lr_mult: Mult::ONE, wd_mult: Mult::ONE, init: None });
     let name = &stmt.call.op;
     if let Some(from) = &stmt.from {
         errors.push(errors::from_with_join(from, name));

@@ -34,8 +34,8 @@ const fn activation(name: &'static str, build: fn(&Args) -> Result<Op, OpError>)
     layer(name, &[], build)
 }
 
-const POOL: [Param; 3] = [req("k", Ty::Kernel), opt_pos("stride", Ty::Positive), opt("pad", Ty::Count)];
-const CONV: [Param; 7] = [
+const POOL: [Param; 3] = [req("k", Ty::Kernel), opt_pos("stride", Ty::Positive), opt("pad", Ty::Pad)];
+const CONV: [Param; 8] = [
     req("out", Ty::Positive),
     req("k", Ty::Kernel),
     opt("stride", Ty::Positive),
@@ -43,8 +43,9 @@ const CONV: [Param; 7] = [
     opt("bias", Ty::Bool),
     LR_MULT,
     WD_MULT,
+    INIT,
 ];
-const DENSE: [Param; 4] = [req("out", Ty::Positive), opt("bias", Ty::Bool), LR_MULT, WD_MULT];
+const DENSE: [Param; 5] = [req("out", Ty::Positive), opt("bias", Ty::Bool), LR_MULT, WD_MULT, INIT];
 const MIXLU: [Param; 5] = [req("negfrac", Ty::Fraction), MASK, PER, GRAD, EVAL];
 const MIX: [Param; 11] = [
     opt(MIX_PARTS[0].0, Ty::Fraction),
@@ -63,8 +64,10 @@ const MASK: Param = opt("mask", Ty::Word(&["fixed", "resample"]));
 const PER: Param = opt("per", Ty::Word(&["channel", "position"]));
 const GRAD: Param = opt("grad", Ty::Word(&["exact", "relu"]));
 const EVAL: Param = opt("eval", Ty::Word(&["expect", "sample"]));
-const LR_MULT: Param = opt("lr_mult", Ty::NonNegative);
-const WD_MULT: Param = opt("wd_mult", Ty::NonNegative);
+const LR_MULT: Param = opt("lr_mult", Ty::Mult);
+const WD_MULT: Param = opt("wd_mult", Ty::Mult);
+/// A layer's own weight initialisation, instead of the train block's `init`.
+const INIT: Param = opt("init", Ty::Init);
 
 /// An activation `mix` can combine: its argument name, and the activation it names given `mix`'s
 /// `alpha`.
@@ -154,6 +157,15 @@ fn fail(message: String, at: Option<&'static str>, label: impl Into<String>, not
     OpError { message, at, label: label.into(), notes }
 }
 
+/// A pooling pad as the user writes it: `1`, or `[0, 1, 0, 1]` when the sides differ.
+pub fn pad_text(pad: [usize; 4]) -> String {
+    if pad.iter().all(|&p| p == pad[0]) {
+        pad[0].to_string()
+    } else {
+        shape_text(&pad)
+    }
+}
+
 pub fn shape_text(shape: &[usize]) -> String {
     format!("[{}]", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
 }
@@ -161,7 +173,7 @@ pub fn shape_text(shape: &[usize]) -> String {
 fn pool(kind: PoolKind, args: &Args) -> Op {
     let kernel = args.kernel("k").unwrap_or([1, 1]);
     // Non-overlapping windows unless told otherwise, as in most frameworks.
-    Op::Pool { kind, kernel, stride: args.usize_or("stride", kernel[0]), pad: args.usize_or("pad", 0) }
+    Op::Pool { kind, kernel, stride: args.usize_or("stride", kernel[0]), pad: args.pad("pad") }
 }
 
 /// The mask arguments; `mask` defaults to `default`.
@@ -245,10 +257,10 @@ enum Misfit {
     Window,
 }
 
-/// Output size of a sliding window: floor((in + 2·pad − k) / stride) + 1. The padded input must
-/// fit a tensor's bounds, so that every index the executors compute over it fits too.
-fn window(input: usize, k: usize, stride: usize, pad: usize) -> Result<usize, Misfit> {
-    let padded = pad.checked_mul(2).and_then(|p| p.checked_add(input)).filter(|&n| n <= MAX_ELEMENTS);
+/// Output size of a sliding window: floor((in + before + after − k) / stride) + 1. The padded
+/// input must fit a tensor's bounds, so that every index the executors compute over it fits too.
+fn window(input: usize, k: usize, stride: usize, [before, after]: [usize; 2]) -> Result<usize, Misfit> {
+    let padded = before.checked_add(after).and_then(|p| p.checked_add(input)).filter(|&n| n <= MAX_ELEMENTS);
     let room = padded.ok_or(Misfit::Padding)?.checked_sub(k).ok_or(Misfit::Window)?;
     Ok(room / stride + 1)
 }
@@ -274,13 +286,13 @@ pub fn out_shape(op: &mut Op, name: &str, input: &[usize]) -> Result<Shape, OpEr
             )),
         }
     };
-    let slide = |what: &str, [c, h, w]: [usize; 3], [kh, kw]: [usize; 2], stride: usize, pad: usize| match (
-        window(h, kh, stride, pad),
-        window(w, kw, stride, pad),
+    let slide = |what: &str, [c, h, w]: [usize; 3], [kh, kw]: [usize; 2], stride: usize, pad: [usize; 4]| match (
+        window(h, kh, stride, [pad[0], pad[1]]),
+        window(w, kw, stride, [pad[2], pad[3]]),
     ) {
         (Ok(ho), Ok(wo)) => Ok((c, ho, wo)),
         (Err(Misfit::Padding), _) | (_, Err(Misfit::Padding)) => Err(fail(
-            format!("`{name}` pads its {h}×{w} input by {pad}, more than a tensor can hold"),
+            format!("`{name}` pads its {h}×{w} input by {}, more than a tensor can hold", pad_text(pad)),
             Some("pad"),
             "too much padding",
             vec![format!(
@@ -291,7 +303,7 @@ pub fn out_shape(op: &mut Op, name: &str, input: &[usize]) -> Result<Shape, OpEr
         _ => Err(fail(
             format!(
                 "the {kh}×{kw} window of `{name}` is larger than its {h}×{w} input{}",
-                if pad > 0 { format!(" padded by {pad}") } else { String::new() }
+                if pad != [0; 4] { format!(" padded by {}", pad_text(pad)) } else { String::new() }
             ),
             Some("k"),
             format!("{what} window {kh}×{kw} does not fit {}", shape_text(input)),
@@ -300,14 +312,19 @@ pub fn out_shape(op: &mut Op, name: &str, input: &[usize]) -> Result<Shape, OpEr
     };
     match op {
         Op::Conv { out, kernel, stride, pad, .. } => {
-            let (_, ho, wo) = slide("conv", spatial("conv")?, *kernel, *stride, *pad)?;
+            let (_, ho, wo) = slide("conv", spatial("conv")?, *kernel, *stride, [*pad; 4])?;
             Ok(vec![*out, ho, wo])
         }
         Op::Pool { kind, kernel, stride, pad } => {
             let what = if *kind == PoolKind::Max { "maxpool" } else { "avgpool" };
-            if *pad >= kernel[0].min(kernel[1]) {
+            if pad[0].max(pad[1]) >= kernel[0] || pad[2].max(pad[3]) >= kernel[1] {
                 return Err(fail(
-                    format!("`{name}` pads by {pad}, which is not smaller than its {}×{} window", kernel[0], kernel[1]),
+                    format!(
+                        "`{name}` pads by {}, which is not smaller than its {}×{} window",
+                        pad_text(*pad),
+                        kernel[0],
+                        kernel[1]
+                    ),
                     Some("pad"),
                     "too much padding",
                     vec!["note: a window made only of padding has no input to pool".into()],
@@ -398,7 +415,7 @@ mod tests {
     fn a_layer_builds_the_op_it_lowers_from() {
         let Some(Role::Layer(build)) = lookup("avgpool").map(|d| d.role) else { panic!("avgpool is a layer") };
         let op = build(&Args::default()).unwrap_or_else(|e| panic!("{}", e.message));
-        assert_eq!(op, Op::Pool { kind: PoolKind::Avg, kernel: [1, 1], stride: 1, pad: 0 });
+        assert_eq!(op, Op::Pool { kind: PoolKind::Avg, kernel: [1, 1], stride: 1, pad: [0; 4] });
         let Some(Role::Join(join)) = lookup("concat").map(|d| d.role) else { panic!("concat joins") };
         assert_eq!(join(), Op::Concat);
     }

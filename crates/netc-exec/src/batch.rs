@@ -467,7 +467,8 @@ fn resolve(kernel: &Kernel, args: &[ValueId], out: ValueId, dims: &[Vec<usize>],
         kh: window.kernel[0],
         kw: window.kernel[1],
         stride: window.stride,
-        pad: window.pad,
+        pad_top: window.pad.top,
+        pad_left: window.pad.left,
     };
     match kernel {
         Kernel::Bernoulli { keep, seed, stream } => Exec::Bernoulli { keep: *keep, seed: *seed, stream: *stream },

@@ -290,9 +290,11 @@ fn each_window(x_shape: &[usize], window: Window, y_shape: &[usize], mut f: impl
             for j in 0..wo {
                 inside.clear();
                 for a in 0..kh {
-                    let Some(r) = (i * window.stride + a).checked_sub(window.pad).filter(|&r| r < h) else { continue };
+                    let Some(r) = (i * window.stride + a).checked_sub(window.pad.top).filter(|&r| r < h) else {
+                        continue;
+                    };
                     for b in 0..kw {
-                        let Some(c) = (j * window.stride + b).checked_sub(window.pad).filter(|&c| c < w) else {
+                        let Some(c) = (j * window.stride + b).checked_sub(window.pad.left).filter(|&c| c < w) else {
                             continue;
                         };
                         inside.push((p * h + r) * w + c);

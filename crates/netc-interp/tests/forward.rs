@@ -96,7 +96,7 @@ proptest! {
 
 #[test]
 fn average_pooling_divides_by_the_full_window_and_max_pooling_ignores_padding() {
-    let window = Window { kernel: [2, 2], stride: 1, pad: 1 };
+    let window = Window { kernel: [2, 2], stride: 1, pad: netc_ir::Pad::uniform(1) };
     let ones = Tensor::full(vec![1, 1, 2, 2], 1.0);
     let avg = apply(Op::Pool { kind: PoolKind::Avg, window }, &[&ones]);
     assert_eq!(avg.shape(), &[1, 1, 3, 3]);
@@ -105,10 +105,28 @@ fn average_pooling_divides_by_the_full_window_and_max_pooling_ignores_padding() 
     let max = apply(Op::Pool { kind: PoolKind::Max, window }, &[&negative]);
     assert_eq!(max.data(), &[-1.0, -1.0, -2.0, -1.0, -1.0, -2.0, -3.0, -3.0, -4.0]);
     let strided = apply(
-        Op::Pool { kind: PoolKind::Max, window: Window { kernel: [2, 2], stride: 2, pad: 0 } },
+        Op::Pool { kind: PoolKind::Max, window: Window { kernel: [2, 2], stride: 2, pad: netc_ir::Pad::uniform(0) } },
         &[&random(&[2, 3, 5, 5], 1)],
     );
     assert_eq!(strided.shape(), &[2, 3, 2, 2]);
+}
+
+#[test]
+fn asymmetric_padding_pads_only_the_sides_it_names() {
+    // A 3×3 plane 1..9, 2×2 windows with stride 2, padded below and to the right (MatConvNet's
+    // [0 1 0 1]): windows start at rows and columns 0 and 2, the second reaching into the pad.
+    let x = t(&[1, 1, 3, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    let pad = netc_ir::Pad { top: 0, bottom: 1, left: 0, right: 1 };
+    let window = Window { kernel: [2, 2], stride: 2, pad };
+    let avg = apply(Op::Pool { kind: PoolKind::Avg, window }, &[&x]);
+    assert_eq!(avg.shape(), &[1, 1, 2, 2]);
+    // (1+2+4+5)/4, (3+6)/4, (7+8)/4, 9/4: padding counts as zeros in the full window.
+    assert_eq!(avg.data(), &[3.0, 2.25, 3.75, 2.25]);
+    let max = apply(Op::Pool { kind: PoolKind::Max, window }, &[&x]);
+    assert_eq!(max.data(), &[5.0, 6.0, 8.0, 9.0]);
+    // Padding above and to the left instead shifts every window up and left by one.
+    let before = Window { kernel: [2, 2], stride: 2, pad: netc_ir::Pad { top: 1, bottom: 0, left: 1, right: 0 } };
+    assert_eq!(apply(Op::Pool { kind: PoolKind::Max, window: before }, &[&x]).data(), &[1.0, 3.0, 7.0, 9.0]);
 }
 
 #[test]

@@ -247,7 +247,7 @@ proptest! {
         let h = kh.saturating_sub(2 * pad).max(1) + extra_h;
         let w = kw.saturating_sub(2 * pad).max(1) + extra_w;
         let kind = if max { PoolKind::Max } else { PoolKind::Avg };
-        let window = Window { kernel: [kh, kw], stride, pad };
+        let window = Window { kernel: [kh, kw], stride, pad: netc_ir::Pad::uniform(pad) };
         check(&[vec![n, c, h, w]], seed, |b, p| b.push(Op::Pool { kind, window }, &[p[0]]))?;
     }
 

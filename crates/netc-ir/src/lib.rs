@@ -43,8 +43,8 @@ mod text;
 
 pub use autodiff::{grad, GradError};
 pub use op::{
-    BinaryFn, Conv, Input, InputKind, Op, ParamInfo, ParamInit, ParamRole, PoolKind, RandomKey, SignConstraint,
-    UnaryFn, Window,
+    BinaryFn, Conv, Distribution, Input, InputKind, Op, Pad, ParamInfo, ParamInit, ParamRole, PoolKind, RandomKey,
+    SignConstraint, UnaryFn, Window,
 };
 pub use program::{Builder, Inst, Mode, Output, OutputKind, ParamRef, Program, Source, SourceId, ValueId};
 pub use rng::RandomStream;

@@ -211,6 +211,20 @@ pub enum ParamInit {
     Constant {
         value: f64,
     },
+    /// Drawn from the layer's own distribution (`conv(…, init=normal(std=0.05))`), whatever the
+    /// run's.
+    Drawn(Distribution),
+}
+
+/// A distribution weights are drawn from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Distribution {
+    /// N(0, std²).
+    Normal { std: f64 },
+    /// Glorot/Xavier uniform: U(±√(6 / (fan_in + fan_out))).
+    Xavier { fan_in: usize, fan_out: usize },
+    /// He normal: N(0, 2 / fan_in).
+    He { fan_in: usize },
 }
 
 /// The key of a random op: the numbers for element `e` at step `s` are
@@ -354,12 +368,34 @@ pub struct Conv {
     pub groups: usize,
 }
 
-/// A pooling window: size, stride and symmetric padding.
+/// A pooling window: size, stride and padding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
     pub kernel: [usize; 2],
     pub stride: usize,
-    pub pad: usize,
+    pub pad: Pad,
+}
+
+/// Zero padding on each side of a plane: MatConvNet pads pooling windows `[0 1 0 1]`, only
+/// below and to the right.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pad {
+    pub top: usize,
+    pub bottom: usize,
+    pub left: usize,
+    pub right: usize,
+}
+
+impl Pad {
+    /// The same padding on every side.
+    pub const fn uniform(pad: usize) -> Pad {
+        Pad { top: pad, bottom: pad, left: pad, right: pad }
+    }
+
+    /// `Some(p)` when every side is padded by `p`.
+    pub fn as_uniform(self) -> Option<usize> {
+        (self == Pad::uniform(self.top)).then_some(self.top)
+    }
 }
 
 impl UnaryFn {
@@ -544,9 +580,9 @@ mod tests {
 
     #[test]
     fn pooling_rejects_windows_of_only_padding() {
-        let window = Window { kernel: [2, 2], stride: 2, pad: 2 };
+        let window = Window { kernel: [2, 2], stride: 2, pad: Pad::uniform(2) };
         assert!(infer(Op::Pool { kind: PoolKind::Max, window }, &[Shape::batched(&[1, 4, 4])]).is_err());
-        let window = Window { kernel: [3, 3], stride: 2, pad: 1 };
+        let window = Window { kernel: [3, 3], stride: 2, pad: Pad::uniform(1) };
         assert_eq!(
             infer(Op::Pool { kind: PoolKind::Avg, window }, &[Shape::batched(&[1, 5, 5])]).unwrap(),
             "[N,1,3,3]"

@@ -3,7 +3,7 @@
 //! and the text parser all go through the same checks. Extents are checked for overflow: a
 //! hand-written program with absurd sizes gets an error, never a panic.
 
-use crate::op::{Conv, Op, Window};
+use crate::op::{Conv, Op, Pad, Window};
 use crate::shape::{Dim, Shape};
 use std::fmt;
 
@@ -215,11 +215,21 @@ fn bias_add(args: &[&Shape]) -> Rule {
 
 /// Output extent of a sliding window, `floor((input + 2·pad − k) / stride) + 1`, or `None`
 /// when the window does not fit, the stride is 0, or the sizes overflow.
-fn window_out(input: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
+/// A padding as the text form and messages write it: `1`, or `[0,1,0,1]` (top, bottom, left,
+/// right) when the sides differ.
+pub(crate) fn pad_text(pad: Pad) -> String {
+    match pad.as_uniform() {
+        Some(p) => p.to_string(),
+        None => format!("[{},{},{},{}]", pad.top, pad.bottom, pad.left, pad.right),
+    }
+}
+
+/// Output size of a window sliding over `input` padded by `before` and `after`.
+fn window_out(input: usize, k: usize, stride: usize, before: usize, after: usize) -> Option<usize> {
     if stride == 0 || k == 0 {
         return None;
     }
-    let padded = pad.checked_mul(2).and_then(|p| input.checked_add(p))?;
+    let padded = before.checked_add(after).and_then(|p| input.checked_add(p))?;
     padded.checked_sub(k).map(|room| room / stride + 1)
 }
 
@@ -232,7 +242,8 @@ fn conv_groups_fit(conv: &Conv, c: usize, o: usize, c_per_group: usize) -> Resul
 }
 
 fn conv_out(conv: &Conv, [h, w]: [usize; 2], [kh, kw]: [usize; 2]) -> Result<(usize, usize), String> {
-    match (window_out(h, kh, conv.stride, conv.pad), window_out(w, kw, conv.stride, conv.pad)) {
+    let (s, p) = (conv.stride, conv.pad);
+    match (window_out(h, kh, s, p, p), window_out(w, kw, s, p, p)) {
         (Some(ho), Some(wo)) => Ok((ho, wo)),
         _ => Err(format!("a {kh}x{kw} filter with stride {} and pad {} does not fit {h}x{w}", conv.stride, conv.pad)),
     }
@@ -284,10 +295,11 @@ fn conv2d_backward_filter(conv: &Conv, kernel: [usize; 2], args: &[&Shape]) -> R
 /// at least one input element.
 fn pool_out(window: &Window, [h, w]: [usize; 2]) -> Result<(usize, usize), String> {
     let [kh, kw] = window.kernel;
-    if window.pad >= kh.min(kw) {
-        return Err(format!("padding {} is not smaller than the {kh}x{kw} window", window.pad));
+    let Pad { top, bottom, left, right } = window.pad;
+    if top.max(bottom) >= kh || left.max(right) >= kw {
+        return Err(format!("padding {} is not smaller than the {kh}x{kw} window", pad_text(window.pad)));
     }
-    match (window_out(h, kh, window.stride, window.pad), window_out(w, kw, window.stride, window.pad)) {
+    match (window_out(h, kh, window.stride, top, bottom), window_out(w, kw, window.stride, left, right)) {
         (Some(ho), Some(wo)) => Ok((ho, wo)),
         _ => Err(format!("a {kh}x{kw} window with stride {} does not fit {h}x{w}", window.stride)),
     }
@@ -331,7 +343,7 @@ mod tests {
         let conv = Conv { stride: 1, pad: huge, groups: 1 };
         let x = Shape::batched(&[1, 4, 4]);
         assert!(infer(Op::Conv2d(conv), &[x.clone(), Shape::fixed(&[1, 1, 3, 3])]).is_err());
-        let window = Window { kernel: [huge, huge], stride: 1, pad: huge - 1 };
+        let window = Window { kernel: [huge, huge], stride: 1, pad: Pad::uniform(huge - 1) };
         assert!(infer(Op::Pool { kind: PoolKind::Max, window }, std::slice::from_ref(&x)).is_err());
         assert!(infer(Op::Slice { axis: 1, start: usize::MAX, len: 2 }, std::slice::from_ref(&x)).is_err());
         let big = Shape::batched(&[huge, 4]);

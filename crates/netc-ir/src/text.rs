@@ -23,8 +23,8 @@
 //! and column.
 
 use crate::op::{
-    BinaryFn, Conv, Input, InputKind, Op, ParamInfo, ParamInit, ParamRole, PoolKind, RandomKey, SignConstraint,
-    UnaryFn, Window,
+    BinaryFn, Conv, Distribution, Input, InputKind, Op, Pad, ParamInfo, ParamInit, ParamRole, PoolKind, RandomKey,
+    SignConstraint, UnaryFn, Window,
 };
 use crate::program::{Builder, Mode, OutputKind, Program, Source, ValueId};
 use crate::rng::RandomStream;
@@ -122,8 +122,9 @@ impl Op {
             }
             Ok(())
         };
-        let window =
-            |s: &mut String, w: &Window| write!(s, " k={} stride={} pad={}", kernel(w.kernel), w.stride, w.pad);
+        let window = |s: &mut String, w: &Window| {
+            write!(s, " k={} stride={} pad={}", kernel(w.kernel), w.stride, crate::rules::pad_text(w.pad))
+        };
         match self {
             Op::Input(input) => match &input.kind {
                 InputKind::Data => write!(s, " {}", input.name)?,
@@ -136,6 +137,11 @@ impl Op {
                         ParamInit::Zeros => s.push_str(" init=zeros"),
                         ParamInit::CentreTap => s.push_str(" init=centre"),
                         ParamInit::Constant { value } => write!(s, " init=constant({value})")?,
+                        ParamInit::Drawn(Distribution::Normal { std }) => write!(s, " init=normal({std})")?,
+                        ParamInit::Drawn(Distribution::Xavier { fan_in, fan_out }) => {
+                            write!(s, " init=xavier({fan_in},{fan_out})")?
+                        }
+                        ParamInit::Drawn(Distribution::He { fan_in }) => write!(s, " init=he({fan_in})")?,
                     }
                     if p.lr_mult != 1.0 {
                         write!(s, " lr_mult={}", p.lr_mult)?;
@@ -574,7 +580,16 @@ impl<'a> Attrs<'a> {
 
     fn window(&mut self) -> Result<Window, Fault> {
         let kernel = extent(&self.required("k")?, true)?;
-        Ok(Window { kernel, stride: self.usize("stride")?, pad: self.usize("pad")? })
+        let item = self.required("pad")?;
+        let bad = || (item.span, format!("`{}` is not a padding (P, or [TOP,BOTTOM,LEFT,RIGHT])", item.value));
+        let sides: Vec<Option<usize>> =
+            item.value.trim_matches(|c| c == '[' || c == ']').split(',').map(|p| p.trim().parse().ok()).collect();
+        let pad = match sides[..] {
+            [Some(p)] => Pad::uniform(p),
+            [Some(top), Some(bottom), Some(left), Some(right)] => Pad { top, bottom, left, right },
+            _ => return Err(bad()),
+        };
+        Ok(Window { kernel, stride: self.usize("stride")?, pad })
     }
 }
 
@@ -774,6 +789,21 @@ fn param_info(attrs: &mut Attrs<'_>) -> Result<ParamInfo, Fault> {
             let bad = || (init_item.span, format!("`{constant}` is not an initialisation (constant(NUMBER))"));
             let value = constant.strip_prefix("constant(").and_then(|c| c.strip_suffix(')')).ok_or_else(bad)?;
             ParamInit::Constant { value: value.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(bad)? }
+        }
+        drawn if ["normal(", "xavier(", "he("].iter().any(|f| drawn.starts_with(f)) => {
+            let bad = || {
+                (init_item.span, format!("`{drawn}` is not an initialisation (normal(STD), xavier(IN,OUT), he(IN))"))
+            };
+            let (name, args) = drawn.strip_suffix(')').and_then(|d| d.split_once('(')).ok_or_else(bad)?;
+            let fans: Vec<Option<usize>> = args.split(',').map(|a| a.trim().parse().ok()).collect();
+            ParamInit::Drawn(match (name, &fans[..]) {
+                ("normal", _) => Distribution::Normal {
+                    std: args.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0).ok_or_else(bad)?,
+                },
+                ("xavier", &[Some(fan_in), Some(fan_out)]) => Distribution::Xavier { fan_in, fan_out },
+                ("he", &[Some(fan_in)]) => Distribution::He { fan_in },
+                _ => return Err(bad()),
+            })
         }
         fans => {
             let bad = || {

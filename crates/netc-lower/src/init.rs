@@ -3,7 +3,7 @@
 
 use netc_check::Init;
 use netc_ir::rng::Key;
-use netc_ir::{ParamInit, Program, RandomStream, Tensor};
+use netc_ir::{Distribution, ParamInit, Program, RandomStream, Tensor};
 
 /// Initial values of every parameter of `program`, in order, named like the parameters.
 /// Weights draw from `init`; biases and ConvAct's negative filters start at 0, ConvAct's
@@ -21,18 +21,9 @@ pub fn init_params(program: &Program, init: &Init, seed: u64) -> Vec<(String, Te
             let mut tensor = Tensor::zeros(p.shape.clone());
             match p.info.init {
                 ParamInit::Weight { fan_in, fan_out } => {
-                    let (fan_in, fan_out) = (fan_in.max(1) as f64, fan_out.max(1) as f64);
-                    for (i, v) in (0..).zip(tensor.data_mut()) {
-                        *v = match init {
-                            Init::Normal { std } => std * key.normal(i),
-                            Init::Xavier => (6.0 / (fan_in + fan_out)).sqrt() * (2.0 * key.uniform(i) - 1.0),
-                            Init::He => (2.0 / fan_in).sqrt() * key.normal(i),
-                        } as f32;
-                    }
-                    if let Some(sign) = &p.info.sign {
-                        sign.balance_signs(tensor.data_mut());
-                    }
+                    draw(&mut tensor, &key, distribution(init, fan_in, fan_out), p.info.sign.as_ref())
                 }
+                ParamInit::Drawn(from) => draw(&mut tensor, &key, from, p.info.sign.as_ref()),
                 ParamInit::Zeros => {}
                 ParamInit::Constant { value } => tensor.data_mut().fill(value as f32),
                 ParamInit::CentreTap => {
@@ -47,4 +38,30 @@ pub fn init_params(program: &Program, init: &Init, seed: u64) -> Vec<(String, Te
             (p.name.to_string(), tensor)
         })
         .collect()
+}
+
+/// Fills a weight from `from`; a weight with a sign constraint then takes its signs.
+fn draw(tensor: &mut Tensor, key: &Key, from: Distribution, sign: Option<&netc_ir::SignConstraint>) {
+    for (i, v) in (0..).zip(tensor.data_mut()) {
+        *v = match from {
+            Distribution::Normal { std } => std * key.normal(i),
+            Distribution::Xavier { fan_in, fan_out } => {
+                let (fan_in, fan_out) = (fan_in.max(1) as f64, fan_out.max(1) as f64);
+                (6.0 / (fan_in + fan_out)).sqrt() * (2.0 * key.uniform(i) - 1.0)
+            }
+            Distribution::He { fan_in } => (2.0 / fan_in.max(1) as f64).sqrt() * key.normal(i),
+        } as f32;
+    }
+    if let Some(sign) = sign {
+        sign.balance_signs(tensor.data_mut());
+    }
+}
+
+/// The distribution `init` names for a weight with these fans.
+pub(crate) fn distribution(init: &Init, fan_in: usize, fan_out: usize) -> Distribution {
+    match *init {
+        Init::Normal { std } => Distribution::Normal { std },
+        Init::Xavier => Distribution::Xavier { fan_in, fan_out },
+        Init::He => Distribution::He { fan_in },
+    }
 }

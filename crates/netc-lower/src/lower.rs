@@ -248,7 +248,9 @@ impl Lowerer<'_> {
             }
             netc_check::Op::Pool { kind, kernel, stride, pad } => {
                 let kind = if *kind == PoolKind::Max { IrPool::Max } else { IrPool::Avg };
-                self.push(Op::Pool { kind, window: Window { kernel: *kernel, stride: *stride, pad: *pad } }, &[x])
+                let [top, bottom, left, right] = *pad;
+                let pad = netc_ir::Pad { top, bottom, left, right };
+                self.push(Op::Pool { kind, window: Window { kernel: *kernel, stride: *stride, pad } }, &[x])
             }
             netc_check::Op::Dense { bias, .. } => {
                 let flat = self.reshape(x, Shape::batched(&[dims.iter().product()]))?;
@@ -637,12 +639,21 @@ fn param_info(net: &Net, index: usize, spec: &ParamSpec, seed: u64) -> ParamInfo
     let layer = &net.layers[index];
     ParamInfo {
         role: role(spec.kind),
-        init: param_init(spec),
-        lr_mult: layer.lr_mult,
+        init: param_init(spec, layer.init),
+        lr_mult: of_kind(layer.lr_mult, spec.kind),
         // Decay would pull a unit's learned parameters to 0, a bias no one asked for (PReLU's
         // slopes to a ReLU); they are not decayed.
-        wd_mult: if spec.kind == ParamKind::UnitParam { 0.0 } else { layer.wd_mult },
+        wd_mult: if spec.kind == ParamKind::UnitParam { 0.0 } else { of_kind(layer.wd_mult, spec.kind) },
         sign: sign_constraint(net, index, spec, seed),
+    }
+}
+
+/// The multiplier of a parameter of this kind: biases have their own.
+fn of_kind(mult: netc_check::Mult, kind: ParamKind) -> f64 {
+    if kind == ParamKind::Bias {
+        mult.biases
+    } else {
+        mult.weights
     }
 }
 
@@ -707,14 +718,18 @@ fn role(kind: ParamKind) -> ParamRole {
 }
 
 /// Fans of a weight `[out, in, kernel...]`: `in·k` and `out·k` with `k` the kernel size.
-fn param_init(spec: &ParamSpec) -> ParamInit {
+/// How a parameter starts; `layer_init` is the layer's own weight initialisation, if any.
+fn param_init(spec: &ParamSpec, layer_init: Option<netc_check::Init>) -> ParamInit {
     let (kind, name, shape) = (spec.kind, spec.name.as_str(), &spec.shape);
     match kind {
         ParamKind::Weight => {
             let receptive: usize = shape.iter().skip(2).product();
             let fan_in = shape.get(1).copied().unwrap_or(1) * receptive;
             let fan_out = shape.first().copied().unwrap_or(1) * receptive;
-            ParamInit::Weight { fan_in, fan_out }
+            match layer_init {
+                Some(init) => ParamInit::Drawn(crate::init::distribution(&init, fan_in, fan_out)),
+                None => ParamInit::Weight { fan_in, fan_out },
+            }
         }
         ParamKind::Bias => ParamInit::Zeros,
         // ConvAct starts as a ReLU: the positive filter passes the centre, the negative is 0.

@@ -134,7 +134,7 @@ fn grad_rejects_programs_it_cannot_differentiate() {
     not_scalar.output(netc_ir::LOSS, OutputKind::Loss, x).unwrap();
     assert!(grad(&not_scalar.finish()).unwrap_err().message.contains("scalar"));
     // Backward ops have no rule of their own: gradient programs are differentiated once.
-    let window = netc_ir::Window { kernel: [2, 2], stride: 2, pad: 0 };
+    let window = netc_ir::Window { kernel: [2, 2], stride: 2, pad: netc_ir::Pad::uniform(0) };
     let g = b.push(Op::Fill { value: 1.0, shape: Shape::fixed(&[1, 1, 2, 2]) }, &[]).unwrap();
     let dx = b.push(Op::MaxPoolBackward(window), &[x, g]).unwrap();
     let loss = b.push(Op::ReduceSum { axes: vec![0, 1, 2, 3] }, &[dx]).unwrap();
@@ -220,6 +220,40 @@ fn initial_values_follow_the_configured_distribution() {
 
     assert_eq!(init_params(&p, &Init::He, 1), he);
     assert_ne!(init_params(&p, &Init::He, 2), he);
+}
+
+#[test]
+fn a_layer_initialises_and_scales_its_own_parameters() {
+    // cnn_cifar's pattern: the first layer drawn with std 0.01, the next with 0.05; learning
+    // rate ×0.1 for weights and ×2 for biases, no decay of biases.
+    let src = "net c { input x: [3, 12, 12]
+ conv(32, k=5, lr_mult=[0.1, 2], wd_mult=[1, 0])
+ conv(32, k=5, init=normal(std=0.05), lr_mult=0.5)
+ flatten
+ dense(10, init=he)
+ loss softmax_xent(classes=10) }";
+    let p = lowered(src, Mode::Train, 0);
+    let info = |name: &str| p.params().into_iter().find(|q| q.name == name).unwrap().info.clone();
+    let mults = |name: &str| (info(name).lr_mult, info(name).wd_mult);
+    assert_eq!(mults("conv1.weight"), (0.1, 1.0));
+    assert_eq!(mults("conv1.bias"), (2.0, 0.0));
+    assert_eq!(mults("conv2.weight"), (0.5, 1.0));
+    assert_eq!(mults("conv2.bias"), (0.5, 1.0));
+    assert_eq!(info("conv2.weight").init, ParamInit::Drawn(netc_ir::Distribution::Normal { std: 0.05 }));
+    assert_eq!(info("dense1.weight").init, ParamInit::Drawn(netc_ir::Distribution::He { fan_in: 32 * 4 * 4 }));
+    assert!(matches!(info("conv1.weight").init, ParamInit::Weight { .. }));
+
+    let params = init_params(&p, &Init::Normal { std: 0.01 }, 3);
+    let sd = |name: &str| stats(params.iter().find(|(n, _)| n == name).unwrap().1.data()).1.sqrt();
+    // 2,400 and 25,600 draws: the sample sd is within a few percent of the distribution's.
+    assert!((sd("conv1.weight") / 0.01 - 1.0).abs() < 0.05, "{}", sd("conv1.weight"));
+    assert!((sd("conv2.weight") / 0.05 - 1.0).abs() < 0.05, "{}", sd("conv2.weight"));
+    assert!((sd("dense1.weight") / (2.0f64 / 512.0).sqrt() - 1.0).abs() < 0.05, "{}", sd("dense1.weight"));
+    // The layer's own distribution does not depend on the run's.
+    let other = init_params(&p, &Init::Xavier, 3);
+    let weight = |ps: &[(String, netc_ir::Tensor)], n: &str| ps.iter().find(|(m, _)| m == n).unwrap().1.clone();
+    assert_eq!(weight(&other, "conv2.weight"), weight(&params, "conv2.weight"));
+    assert_ne!(weight(&other, "conv1.weight"), weight(&params, "conv1.weight"));
 }
 
 const DALE: &str = "net d {

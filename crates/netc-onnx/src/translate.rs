@@ -351,7 +351,11 @@ impl Translator<'_> {
                 let mut attributes = vec![
                     ints("kernel_shape", window.kernel.iter().map(|&k| extent(k)).collect()),
                     ints("strides", vec![extent(window.stride); 2]),
-                    ints("pads", vec![extent(window.pad); 4]),
+                    // ONNX orders pads as the starts of both axes, then their ends.
+                    ints(
+                        "pads",
+                        [window.pad.top, window.pad.left, window.pad.bottom, window.pad.right].map(extent).to_vec(),
+                    ),
                 ];
                 match kind {
                     PoolKind::Max => g.node(scope, "MaxPool", &[arg(0)?], attributes),

@@ -14,17 +14,19 @@ pub(crate) struct Pool {
     pub kh: usize,
     pub kw: usize,
     pub stride: usize,
-    pub pad: usize,
+    /// Padding above and to the left; below and to the right it only sets `ho` and `wo`.
+    pub pad_top: usize,
+    pub pad_left: usize,
 }
 
 impl Pool {
     /// The window rows (or columns) of output index `i`, clipped to the input: `lo..hi` of
-    /// `0..len`.
+    /// `0..len`, with `pad` rows (or columns) of padding before the input.
     #[inline(always)]
-    fn span(&self, i: usize, k: usize, len: usize) -> (usize, usize) {
+    fn span(&self, i: usize, k: usize, len: usize, pad: usize) -> (usize, usize) {
         let start = i * self.stride;
-        let lo = start.saturating_sub(self.pad).min(len);
-        let hi = (start + k).saturating_sub(self.pad).min(len);
+        let lo = start.saturating_sub(pad).min(len);
+        let hi = (start + k).saturating_sub(pad).min(len);
         (lo, hi)
     }
 
@@ -32,18 +34,20 @@ impl Pool {
         (ELEMENTS_PER_TASK / (self.h * self.w).max(1)).max(1)
     }
 
-    /// 2×2 windows with stride 2 and no padding: the common case, without clipping.
+    /// 2×2 windows with stride 2 inside the input: the common case, without clipping (padding
+    /// below or to the right may add a window that reaches past the input).
     fn is_2x2(&self) -> bool {
-        self.kh == 2 && self.kw == 2 && self.stride == 2 && self.pad == 0
+        let inside = 2 * self.ho <= self.h && 2 * self.wo <= self.w;
+        self.kh == 2 && self.kw == 2 && self.stride == 2 && self.pad_top == 0 && self.pad_left == 0 && inside
     }
 
     /// Calls `f(plane_x, plane_y_index, window_rows, window_cols)` for every window of the
     /// planes of one task.
     fn windows(&self, mut f: impl FnMut(usize, (usize, usize), (usize, usize))) {
         for i in 0..self.ho {
-            let rows = self.span(i, self.kh, self.h);
+            let rows = self.span(i, self.kh, self.h, self.pad_top);
             for j in 0..self.wo {
-                f(i * self.wo + j, rows, self.span(j, self.kw, self.w));
+                f(i * self.wo + j, rows, self.span(j, self.kw, self.w, self.pad_left));
             }
         }
     }
@@ -235,7 +239,7 @@ mod tests {
 
     #[test]
     fn the_2x2_fast_path_agrees_with_the_general_windows() {
-        let general = Pool { planes: 2, h: 5, w: 4, ho: 2, wo: 2, kh: 2, kw: 2, stride: 2, pad: 0 };
+        let general = Pool { planes: 2, h: 5, w: 4, ho: 2, wo: 2, kh: 2, kw: 2, stride: 2, pad_top: 0, pad_left: 0 };
         let x: Vec<f32> = (0..40).map(|i| ((i * 7) % 11) as f32).collect();
         let mut fast = vec![0.0; 8];
         general.max(Par::new(1), &x, &mut fast);
@@ -256,7 +260,7 @@ mod tests {
 
     #[test]
     fn the_2x2_gradient_goes_to_the_first_largest_like_the_general_path() {
-        let fast = Pool { planes: 2, h: 5, w: 5, ho: 2, wo: 2, kh: 2, kw: 2, stride: 2, pad: 0 };
+        let fast = Pool { planes: 2, h: 5, w: 5, ho: 2, wo: 2, kh: 2, kw: 2, stride: 2, pad_top: 0, pad_left: 0 };
         // Ties everywhere: the first of equal elements must win; one plane has NaNs.
         let mut x: Vec<f32> = (0..50).map(|i| ((i * 3) % 4) as f32).collect();
         x[31] = f32::NAN;
@@ -281,7 +285,7 @@ mod tests {
 
     #[test]
     fn padded_average_pooling_divides_by_the_full_window() {
-        let pool = Pool { planes: 1, h: 2, w: 2, ho: 3, wo: 3, kh: 2, kw: 2, stride: 1, pad: 1 };
+        let pool = Pool { planes: 1, h: 2, w: 2, ho: 3, wo: 3, kh: 2, kw: 2, stride: 1, pad_top: 1, pad_left: 1 };
         let mut y = vec![0.0; 9];
         pool.avg(Par::new(1), &[4.0, 8.0, 12.0, 16.0], &mut y);
         assert_eq!(y, [1.0, 3.0, 2.0, 4.0, 10.0, 6.0, 3.0, 7.0, 4.0]);

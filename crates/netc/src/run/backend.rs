@@ -19,7 +19,7 @@ struct Initialiser {
 
 impl Initialiser {
     fn new(model: &Model) -> Initialiser {
-        Initialiser { init: model.train().init.clone(), seed: model.train().seed }
+        Initialiser { init: model.train().init, seed: model.train().seed }
     }
 
     fn params(&self, program: &Program) -> Vec<Named> {
