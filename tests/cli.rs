@@ -426,6 +426,61 @@ fn sweep_trains_every_combination_and_skips_finished_runs_when_rerun() {
 }
 
 #[test]
+fn sweep_shards_share_a_folder_and_merge_into_the_unsharded_table() {
+    let (dir, net, data) = sweep_setup();
+    let (shared, whole) = (dir.path().join("shared"), dir.path().join("whole"));
+    let sweep = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "sweep",
+            &net,
+            "--data",
+            &data,
+            "--set",
+            "boost=1:3:1",
+            "--seeds",
+            "0,1",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        args.iter().map(|a| a.to_string()).collect::<Vec<String>>()
+    };
+    // The two shards run at once into one folder, as a job array's tasks would.
+    let shards: Vec<std::process::Child> = ["1/2", "2/2"]
+        .iter()
+        .map(|s| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_netc"))
+                .args(sweep(&shared, &["--shard", s]))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for shard in shards {
+        let output = shard.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        assert!(text(&output.stderr).contains(", shard "), "{}", text(&output.stderr));
+        // Six runs in grid order; each shard trains every other one.
+        assert_eq!(text(&output.stdout).matches(": test error").count(), 3, "{}", text(&output.stdout));
+    }
+    let args = sweep(&shared, &["--merge"]);
+    let merged = netc(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(merged.status.code(), Some(0), "{}", text(&merged.stderr));
+    assert!(!text(&merged.stdout).contains("epoch 1/2"), "--merge trains nothing");
+    let args = sweep(&whole, &[]);
+    let unsharded = netc(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(unsharded.status.code(), Some(0), "{}", text(&unsharded.stderr));
+    let csv = |out: &Path| std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    assert_eq!(csv(&shared).lines().count(), 7, "{}", csv(&shared));
+    assert_eq!(csv(&shared), csv(&whole), "sharded runs are the unsharded runs, bit for bit");
+
+    let bad = netc(&["sweep", &net, "--data", &data, "--set", "boost=1", "--shard", "3/2"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("--shard 3/2: out of range"), "{}", text(&bad.stderr));
+}
+
+#[test]
 fn sweep_resumes_an_unfinished_run_to_the_same_result() {
     let (dir, net, data) = sweep_setup();
     let (cut, whole) = (dir.path().join("cut"), dir.path().join("whole"));

@@ -7,7 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use netc_sweep::{Grid, Progress};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 #[command(mut_arg("set", |a| a.help(
@@ -32,6 +32,19 @@ pub struct SweepArgs {
     /// Holm-corrected across the settings.
     #[arg(long, value_name = "NAME=VALUE", value_parser = crate::parse_assignment)]
     baseline: Option<(String, String)>,
+    /// Train only shard i of K (from 1): the grid's runs i, i + K, i + 2K, … in order, for
+    /// launchers that start K copies of one command (a Slurm job array). The shards may share
+    /// `--out`; each writes its own run folders.
+    #[arg(long, value_name = "i/K", value_parser = parse_shard, conflicts_with = "merge")]
+    shard: Option<netc_sweep::Shard>,
+    /// Train nothing: tabulate the runs already in `--out` (after its shards have run) into
+    /// `sweep.csv` and the table.
+    #[arg(long)]
+    merge: bool,
+}
+
+fn parse_shard(text: &str) -> Result<netc_sweep::Shard, String> {
+    netc_sweep::Shard::parse(text).map_err(|e| e.0)
 }
 
 pub fn run(args: SweepArgs) -> Result<(), Failure> {
@@ -56,6 +69,11 @@ pub fn run(args: SweepArgs) -> Result<(), Failure> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("sweep-{}", crate::file_stem(&args.file.file))));
+    if args.merge {
+        let names: Vec<String> = grid.axes.iter().map(|a| a.name.clone()).collect();
+        let report = netc_sweep::write_csv(&out, &names)?;
+        return print_report(&report, &out, args.baseline.as_ref());
+    }
     let overrides = args.recipe.overrides(None)?;
     // Every setting's net once (seeds do not change its size).
     let points = grid.points();
@@ -75,6 +93,7 @@ pub fn run(args: SweepArgs) -> Result<(), Failure> {
         out: &out,
         limit_train: args.recipe.limit_train,
         limit_test: args.recipe.limit_test,
+        shard: args.shard.unwrap_or(netc_sweep::Shard::ALL),
     };
 
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -95,12 +114,17 @@ pub fn run(args: SweepArgs) -> Result<(), Failure> {
     let mut on_progress = |progress: Progress| match progress {
         Progress::Planned { runs, epochs } => {
             total = runs;
+            let whole = grid.points().len();
+            let share = match sweep.shard {
+                netc_sweep::Shard { count: 1, .. } => String::new(),
+                netc_sweep::Shard { index, count } => format!(", shard {} of {count}: {runs} of them", index + 1),
+            };
             eprintln!(
-                "sweeping `{}` over {runs} run{} ({} setting{} × {} seed{}) → {}",
+                "sweeping `{}` over {whole} run{} ({} setting{} × {} seed{}{share}) → {}",
                 first.net().name,
-                plural(runs),
-                runs / grid.seeds.len(),
-                plural(runs / grid.seeds.len()),
+                plural(whole),
+                whole / grid.seeds.len(),
+                plural(whole / grid.seeds.len()),
                 grid.seeds.len(),
                 plural(grid.seeds.len()),
                 out.display()
@@ -164,7 +188,11 @@ pub fn run(args: SweepArgs) -> Result<(), Failure> {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let report = result?;
+    print_report(&result?, &out, args.baseline.as_ref())
+}
+
+/// The table of the runs in `out`, and the comparison with `baseline` if asked for.
+fn print_report(report: &netc_sweep::Report, out: &Path, baseline: Option<&(String, String)>) -> Result<(), Failure> {
     println!();
     print!("{}", report.table());
     println!(
@@ -173,7 +201,7 @@ pub fn run(args: SweepArgs) -> Result<(), Failure> {
         plural(report.outcomes.len()),
         out.join(netc_sweep::CSV_FILE).display()
     );
-    if let Some((name, value)) = &args.baseline {
+    if let Some((name, value)) = baseline {
         let table = report.comparisons(name, value).ok_or_else(|| {
             Failure::usage(format!("--baseline {name}={value}: no setting of the sweep has {name} = {value}"))
         })?;

@@ -248,6 +248,41 @@ impl fmt::Display for Decimal {
     }
 }
 
+/// Which of a sweep's runs one process trains, for launchers that start K copies of the same
+/// command (a Slurm job array): shard `index` of `count` (from 0) takes the grid's points
+/// `index, index + count, index + 2·count, …` in grid order, so the shards of any K cover the
+/// grid exactly once between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// Every point: one process runs the whole sweep.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// `--shard i/K`, with `i` counted from 1 as job arrays and MPI launchers number tasks
+    /// (`SLURM_ARRAY_TASK_ID` from 1 to K).
+    pub fn parse(text: &str) -> Result<Shard, GridError> {
+        let bad = |why: &str| GridError(format!("--shard {text}: {why} (expected i/K with 1 ≤ i ≤ K, e.g. 2/4)"));
+        let (i, k) = text.split_once('/').ok_or_else(|| bad("no `/`"))?;
+        let (i, k): (usize, usize) = match (i.trim().parse(), k.trim().parse()) {
+            (Ok(i), Ok(k)) => (i, k),
+            _ => return Err(bad("not two whole numbers")),
+        };
+        if k == 0 || i == 0 || i > k {
+            return Err(bad("out of range"));
+        }
+        Ok(Shard { index: i - 1, count: k })
+    }
+
+    /// Whether the point at `position` in grid order is this shard's.
+    pub fn takes(self, position: usize) -> bool {
+        position % self.count == self.index
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,5 +367,21 @@ mod tests {
         assert_eq!(names[7], "negfrac=0.5,mask=resample,seed=1");
         assert_eq!(grid.points()[7].setting(), "negfrac=0.5,mask=resample");
         assert_eq!(Grid::new(&[], vec![4]).unwrap().points()[0].name(), "seed=4");
+    }
+
+    #[test]
+    fn shards_interleave_the_grid_and_cover_it_once() {
+        assert_eq!(Shard::parse("2/3"), Ok(Shard { index: 1, count: 3 }));
+        assert_eq!(Shard::parse("1/1"), Ok(Shard::ALL));
+        for bad in ["0/3", "4/3", "1/0", "3", "a/b", "1/2/3"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        for count in 1..=5 {
+            let taken: Vec<usize> =
+                (0..17).map(|p| (0..count).filter(|&index| Shard { index, count }.takes(p)).count()).collect();
+            assert!(taken.iter().all(|&n| n == 1), "K = {count}: {taken:?}");
+        }
+        let second: Vec<usize> = (0..7).filter(|&p| Shard { index: 1, count: 3 }.takes(p)).collect();
+        assert_eq!(second, [1, 4]);
     }
 }

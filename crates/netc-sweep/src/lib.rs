@@ -10,7 +10,7 @@ pub mod grid;
 pub mod stats;
 pub mod table;
 
-pub use grid::{parse_seeds, parse_values, Grid, GridError, Point};
+pub use grid::{parse_seeds, parse_values, Grid, GridError, Point, Shard};
 pub use table::{Outcome, Row};
 
 use netc::run::{Data, TrainOverrides};
@@ -43,6 +43,8 @@ pub struct Sweep<'a> {
     pub out: &'a Path,
     pub limit_train: Option<usize>,
     pub limit_test: Option<usize>,
+    /// The runs this process trains ([`Shard::ALL`] for every run).
+    pub shard: Shard,
 }
 
 /// What a sweep reports as it goes. `index` counts runs from 0.
@@ -106,7 +108,8 @@ impl Report {
 /// so a bad value fails at once. A diverged run is recorded and the sweep goes on; any other
 /// error stops it.
 pub fn run(sweep: &Sweep, backend: &mut MakeBackend, on_progress: &mut dyn FnMut(Progress)) -> Result<Report, Error> {
-    let points = sweep.grid.points();
+    let points: Vec<Point> =
+        sweep.grid.points().into_iter().enumerate().filter(|(i, _)| sweep.shard.takes(*i)).map(|(_, p)| p).collect();
     let mut models = Vec::with_capacity(points.len());
     for point in &points {
         let mut model = netc::model(sweep.source, &point.params, sweep.net)?;
@@ -217,8 +220,9 @@ fn read_metrics_if_any(folder: &RunFolder) -> Result<Vec<netc::train::EpochMetri
     folder.read_metrics_if_any().map_err(Error::Io)
 }
 
-/// Reads every run in the folder whose swept parameters are `names` and writes `sweep.csv`.
-fn write_csv(out: &Path, names: &[String]) -> Result<Report, Error> {
+/// Reads every run in the folder whose swept parameters are `names` and writes `sweep.csv`:
+/// after shards of a sweep have run, one call tabulates all of them.
+pub fn write_csv(out: &Path, names: &[String]) -> Result<Report, Error> {
     let report = scan(out, names)?;
     let csv = table::to_csv(names, &report.outcomes);
     netc::train::checkpoint::write_text(&out.join(CSV_FILE), &csv).map_err(Error::Io)?;
