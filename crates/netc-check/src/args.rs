@@ -320,57 +320,29 @@ pub(crate) fn typed(value: &Value, ty: Ty) -> Result<Lit, Problem> {
         },
         Ty::Kernel => match &value.kind {
             ValueKind::Int(v) => in_range(*v >= 1, Lit::Kernel([*v as usize; 2])),
-            ValueKind::List(items) => {
-                let dims: Vec<i64> = items
-                    .iter()
-                    .filter_map(|i| match i.kind {
-                        ValueKind::Int(v) => Some(v),
-                        _ => None,
-                    })
-                    .collect();
-                // A list of another length, or of non-integers: show it, not just "a list".
-                match (&dims[..], items.len()) {
-                    (&[h, w], 2) => in_range(h >= 1 && w >= 1, Lit::Kernel([h as usize, w as usize])),
-                    _ => Err(Problem::OutOfRange),
-                }
-            }
+            // A list of another length, or of non-integers: show it, not just "a list".
+            ValueKind::List(items) => match ints(items).as_deref() {
+                Some(&[h, w]) => in_range(h >= 1 && w >= 1, Lit::Kernel([h as usize, w as usize])),
+                _ => Err(Problem::OutOfRange),
+            },
             _ => Err(Problem::WrongKind),
         },
         Ty::Mult => match &value.kind {
-            ValueKind::List(items) => {
-                let numbers: Vec<f64> = items
-                    .iter()
-                    .filter_map(|i| match i.kind {
-                        ValueKind::Int(v) => Some(v as f64),
-                        ValueKind::Float(v) => Some(v),
-                        _ => None,
-                    })
-                    .collect();
-                match (&numbers[..], items.len()) {
-                    (&[w, b], 2) => in_range(w >= 0.0 && b >= 0.0, Lit::Mult([w, b])),
-                    _ => Err(Problem::OutOfRange),
-                }
-            }
+            ValueKind::List(items) => match numbers(items).as_deref() {
+                Some(&[w, b]) => in_range(w >= 0.0 && b >= 0.0, Lit::Mult([w, b])),
+                _ => Err(Problem::OutOfRange),
+            },
             _ => number.map_or(Err(Problem::WrongKind), |v| in_range(v >= 0.0, Lit::Mult([v, v]))),
         },
         Ty::Pad => match &value.kind {
             ValueKind::Int(v) => in_range(*v >= 0, Lit::Pad([*v as usize; 4])),
-            ValueKind::List(items) => {
-                let sides: Vec<i64> = items
-                    .iter()
-                    .filter_map(|i| match i.kind {
-                        ValueKind::Int(v) => Some(v),
-                        _ => None,
-                    })
-                    .collect();
-                match (&sides[..], items.len()) {
-                    (&[t, b, l, r], 4) => in_range(
-                        sides.iter().all(|&s| s >= 0),
-                        Lit::Pad([t as usize, b as usize, l as usize, r as usize]),
-                    ),
-                    _ => Err(Problem::OutOfRange),
-                }
-            }
+            ValueKind::List(items) => match ints(items).as_deref() {
+                Some(&[t, b, l, r]) => in_range(
+                    [t, b, l, r].iter().all(|&side| side >= 0),
+                    Lit::Pad([t as usize, b as usize, l as usize, r as usize]),
+                ),
+                _ => Err(Problem::OutOfRange),
+            },
             _ => Err(Problem::WrongKind),
         },
         Ty::Init => match &value.kind {
@@ -395,6 +367,29 @@ pub(crate) fn typed(value: &Value, ty: Ty) -> Result<Lit, Problem> {
             _ => Err(Problem::WrongKind),
         },
     }
+}
+
+/// A list's items as integers; `None` when one is not an integer.
+fn ints(items: &[Value]) -> Option<Vec<i64>> {
+    items
+        .iter()
+        .map(|i| match i.kind {
+            ValueKind::Int(v) => Some(v),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A list's items as numbers; `None` when one is not a number.
+fn numbers(items: &[Value]) -> Option<Vec<f64>> {
+    items
+        .iter()
+        .map(|i| match i.kind {
+            ValueKind::Int(v) => Some(v as f64),
+            ValueKind::Float(v) => Some(v),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A reference to a layer or the input, as `add`, `concat` and `from` take.

@@ -391,8 +391,8 @@ impl Results {
                 (e + 1).to_string(),
                 mean_sd(values(&a)),
                 mean_sd(values(&b)),
-                Summary::of(&d).map_or("–".into(), |s| format!("{:+.2} (n = {})", s.mean, s.n)),
-                paired_t(&d).map_or("–".into(), |(_, p)| format!("{p:.3}")),
+                difference(&d),
+                paired_p(&d),
             ]);
         }
         table.render()
@@ -421,10 +421,7 @@ impl Results {
             let test = group.test();
             let against = |other: &[&Run]| {
                 let d = paired(&group.runs, other);
-                (
-                    Summary::of(&d).map_or("–".into(), |s| format!("{:+.2} (n = {})", s.mean, s.n)),
-                    paired_t(&d).map_or("–".into(), |(_, p)| format!("{p:.3}")),
-                )
+                (difference(&d), paired_p(&d))
             };
             let none = || ("–".to_string(), "–".to_string());
             let (d_relu, p_relu) = if against_which == Against::Neither { none() } else { against(&relu) };
@@ -519,6 +516,16 @@ fn comparison_row(reading: &str, c: &Comparison) -> Vec<String> {
         number(c.wilcoxon_p, 3),
         number(c.wilcoxon_holm, 3),
     ]
+}
+
+/// The mean of paired differences and how many pairs there are.
+fn difference(d: &[f64]) -> String {
+    Summary::of(d).map_or("–".into(), |s| format!("{:+.2} (n = {})", s.mean, s.n))
+}
+
+/// The paired t-test's two-sided p-value of the differences.
+fn paired_p(d: &[f64]) -> String {
+    paired_t(d).map_or("–".into(), |(_, p)| format!("{p:.3}"))
 }
 
 /// Test error differences a − b in percentage points, run for run by seed, over the seeds
