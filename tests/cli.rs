@@ -10,8 +10,14 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `netc` with `args`, run as an installed netc is: `cargo test` passes on the variables
+/// `cargo run` sets, from which netc would take itself to be run by cargo.
 fn netc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netc")).args(args).current_dir(root()).output().unwrap()
+    installed(Command::new(env!("CARGO_BIN_EXE_netc")).args(args).current_dir(root())).output().unwrap()
+}
+
+fn installed(command: &mut Command) -> &mut Command {
+    command.env_remove("CARGO").env_remove("CARGO_MANIFEST_DIR").env_remove("CARGO_PKG_NAME")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -188,7 +194,8 @@ fn train_writes_a_run_folder_that_eval_and_resume_accept() {
     // A second run must not overwrite the first.
     let again = netc(&["train", net, "--data", data, "--out", out_s]);
     assert_eq!(again.status.code(), Some(2));
-    assert!(text(&again.stderr).contains("already holds a run; continue it with --resume"));
+    let resume = format!("`netc train {net} --data {data} --resume {out_s}`");
+    assert!(text(&again.stderr).contains(&format!("already holds a run\nhelp: continue it with {resume}")));
 
     let resumed = netc(&["train", net, "--data", data, "--resume", out_s, "--epochs", "2"]);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
@@ -334,19 +341,50 @@ fn a_second_train_into_a_busy_folder_is_refused_naming_the_first() {
 }
 
 #[test]
-fn missing_data_says_where_it_looked() {
+fn missing_data_says_where_it_looked_and_how_to_fetch_it_as_netc_was_run() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_netc"))
-        .args(["train", root().join("examples/lenet.net").to_str().unwrap(), "--data", "mnist"])
-        .current_dir(dir.path())
-        .env("NETC_DATA", dir.path().join("nowhere"))
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = text(&out.stderr);
-    assert!(stderr.contains("nowhere") && stderr.contains("netc data fetch mnist"), "{stderr}");
+    let train = |cargo: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_netc"));
+        command
+            .args(["train", root().join("examples/lenet.net").to_str().unwrap(), "--data", "mnist"])
+            .current_dir(dir.path())
+            .env("NETC_DATA", dir.path().join("nowhere"))
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .env("HOME", dir.path());
+        match cargo {
+            // What `cargo run -p netc-cli` sets for the program it runs.
+            true => command.env("CARGO", "cargo").env("CARGO_MANIFEST_DIR", env!("CARGO_MANIFEST_DIR")),
+            false => installed(&mut command),
+        };
+        let out = command.output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        text(&out.stderr)
+    };
+    let stderr = train(false);
+    assert!(stderr.contains("nowhere"), "{stderr}");
+    assert!(stderr.contains("help: to get it, run `netc data fetch mnist`, or set NETC_DATA"), "{stderr}");
+    let stderr = train(true);
+    assert!(stderr.contains("help: to get it, run `cargo run -p netc-cli -- data fetch mnist`, or"), "{stderr}");
+}
+
+#[test]
+fn the_fmt_hint_names_cargo_only_when_cargo_ran_this_netc() {
+    let messy = temp_file("messy.net", b"net a {input x: [4]  dense(2)  loss softmax_xent(classes=2)}\n");
+    let check = |manifest_dir: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_netc"))
+            .args(["fmt", "--check", messy.to_str().unwrap()])
+            .env("CARGO", "cargo")
+            .env("CARGO_MANIFEST_DIR", manifest_dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        text(&out.stderr)
+    };
+    let by_cargo = check(env!("CARGO_MANIFEST_DIR"));
+    assert!(by_cargo.starts_with("not formatted (run `cargo run -p netc-cli -- fmt` on them)"), "{by_cargo}");
+    // An installed netc that another package's `cargo run` or `cargo test` starts.
+    let other = check("/some/other/package");
+    assert!(other.starts_with("not formatted (run `netc fmt` on them)"), "{other}");
 }
 
 const SWEPT: &str = "net tiny(boost = 1.0) {\n  input image: [1, 6, 6]\n  conv(4, k=3, lr_mult=boost)\n  relu\n  \

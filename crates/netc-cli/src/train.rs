@@ -3,6 +3,7 @@
 use crate::{Failure, TrainArgs};
 use indicatif::{ProgressBar, ProgressStyle};
 use netc::train::{Event, LockError, RunFolder, RunOptions};
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -93,6 +94,24 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The command line's arguments (after the program) without the run-folder flags, to which a
+/// resume command adds `--resume DIR`.
+pub fn arguments_without_folder(args: impl Iterator<Item = OsString>) -> Vec<String> {
+    let mut kept = Vec::new();
+    let mut args = args.map(|a| a.to_string_lossy().into_owned());
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--force" => {}
+            "--out" | "--resume" => {
+                args.next();
+            }
+            _ if arg.starts_with("--out=") || arg.starts_with("--resume=") => {}
+            _ => kept.push(arg),
+        }
+    }
+    kept
+}
+
 /// The line printed after each epoch.
 pub fn epoch_line(m: &netc::train::EpochMetrics, epochs: usize) -> String {
     let clean = m.clean.map_or(String::new(), |c| format!(" (clean {:.2}%)", c.error * 100.0));
@@ -142,6 +161,13 @@ fn clock(seconds: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_resume_arguments_leave_out_the_folder_flags_only() {
+        let args = ["--color", "never", "train", "a.net", "--out", "runs/a", "--force", "--resume=x", "--epochs", "3"];
+        let kept = super::arguments_without_folder(args.into_iter().map(Into::into));
+        assert_eq!(kept, ["--color", "never", "train", "a.net", "--epochs", "3"]);
+    }
+
     #[test]
     fn clock_reads_minutes_and_hours() {
         assert_eq!(super::clock(0.4), "0:00");

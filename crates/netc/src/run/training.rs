@@ -58,14 +58,7 @@ pub fn train(
         TrainError::Diverged(divergence) => Error::Diverged { source: model.source.clone(), divergence },
         TrainError::ResumeMismatch { folder, mismatch } => Error::ResumeMismatch { folder, mismatch },
         TrainError::Locked { folder, pid } => Error::Locked { folder, pid },
-        TrainError::Occupied { folder } => Error::Usage {
-            source: None,
-            diagnostics: vec![netc_syntax::Diagnostic::error().with_message(format!(
-                "{} already holds a run; continue it with --resume {}, or choose another folder with --out",
-                folder.dir().display(),
-                folder.dir().display()
-            ))],
-        },
+        TrainError::Occupied { folder } => Error::Occupied { folder },
     })
 }
 
