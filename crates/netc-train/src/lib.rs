@@ -16,7 +16,7 @@ pub mod optimizer;
 pub mod preprocess;
 pub mod values;
 
-pub use checkpoint::{write_text, Named, State};
+pub use checkpoint::{write_text, Named, State, WithinEpoch};
 pub use folder::{LockError, Mismatch, Provenance, RunFolder, RunLock, RunRecord};
 pub use optimizer::Slot;
 pub use preprocess::{Needs, Recipe, Statistics};
@@ -552,7 +552,7 @@ pub fn train(
         let params = backend.initial_params();
         let slots = params.iter().map(|(_, p)| Slot::new(&config.optimizer, p.len())).collect();
         let stats = Statistics::learn(recipe, &train_set, &test_set);
-        State { params, slots, epoch: 0, step: 0, stats }
+        State { params, slots, epoch: 0, step: 0, stats, within: WithinEpoch::default() }
     };
     let mut history = if options.resume { read_metrics(&folder.metrics())? } else { Vec::new() };
     history.truncate(state.epoch);
