@@ -942,3 +942,103 @@ fn the_default_run_folder_is_numbered_and_force_replaces_a_run() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(std::fs::read_to_string(dir.path().join("runs/tiny-3/notes.txt")).unwrap(), "mine");
 }
+
+/// `metrics.csv` without its wall-clock columns (`seconds`, `images_per_sec`).
+fn metrics_without_times(folder: &Path) -> Vec<Vec<String>> {
+    let metrics = std::fs::read_to_string(folder.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
+    let timed: Vec<usize> =
+        header.iter().enumerate().filter(|(_, c)| ["seconds", "images_per_sec"].contains(c)).map(|(i, _)| i).collect();
+    assert_eq!(timed.len(), 2, "{metrics}");
+    metrics
+        .lines()
+        .map(|line| {
+            line.split(',').enumerate().filter(|(i, _)| !timed.contains(i)).map(|(_, v)| v.to_string()).collect()
+        })
+        .collect()
+}
+
+/// Runs `netc args` until it pauses after `step` (`NETC_PAUSE_AFTER_STEP`), sends it SIGINT
+/// and returns its exit status and its stderr after the pause.
+#[cfg(unix)]
+fn interrupted_after_step<S: AsRef<std::ffi::OsStr>>(args: &[S], step: u64) -> (Option<i32>, String) {
+    use std::io::{BufRead, Read};
+    let mut child = installed(Command::new(env!("CARGO_BIN_EXE_netc")).args(args))
+        .env("NETC_PAUSE_AFTER_STEP", step.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains(&format!("paused after step {step}")) {
+        assert!(stderr.read_line(&mut seen).unwrap() > 0, "netc ended before pausing: {seen}");
+    }
+    // SAFETY: kill sends a signal to the child this test started and has not waited for.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    (child.wait().unwrap().code(), rest)
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_checkpoints_mid_epoch_and_the_resumed_run_equals_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // 64 images in batches of 16: 4 steps an epoch, 2 epochs.
+    support::synthetic_mnist(&data, 64, 32);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let (whole, stopped) = (dir.path().join("whole"), dir.path().join("stopped"));
+    let (net, data_s) = (net.to_str().unwrap(), data.to_str().unwrap());
+    let args = |out: &Path| {
+        let args = ["train", net, "--data", data_s, "--out", out.to_str().unwrap()];
+        args.map(String::from)
+    };
+    let run = netc(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+
+    // Interrupted after the second step of the second epoch.
+    let (status, rest) = interrupted_after_step(&args(&stopped), 6);
+    assert_eq!(status, Some(130), "{rest}");
+    assert!(rest.contains("training interrupted in epoch 2, after batch 2 of 4"), "{rest}");
+    let stopped_s = stopped.to_str().unwrap();
+    let resume = format!("netc train {net} --data {data_s} --resume {stopped_s}");
+    assert!(rest.contains(&format!("help: continue the run with `{resume}`")), "{rest}");
+    // The finished epoch's files, and a checkpoint two steps further.
+    assert_eq!(metrics_without_times(&stopped).len(), 2, "header and epoch 1");
+
+    let words: Vec<&str> = resume.split(' ').skip(1).collect();
+    let resumed = netc(&words);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    assert!(text(&resumed.stdout).starts_with("epoch 2/2"), "{}", text(&resumed.stdout));
+    for file in ["model.safetensors", "checkpoint.safetensors"] {
+        assert!(
+            std::fs::read(whole.join(file)).unwrap() == std::fs::read(stopped.join(file)).unwrap(),
+            "{file} differs"
+        );
+    }
+    assert_eq!(metrics_without_times(&stopped), metrics_without_times(&whole));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_resume_for_fewer_epochs_than_its_checkpoint_started_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, 64, 32);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let (status, rest) = interrupted_after_step(&["train", net, "--data", data_s, "--out", out_s], 6);
+    assert_eq!(status, Some(130), "{rest}");
+    let fewer = netc(&["train", net, "--data", data_s, "--resume", out_s, "--epochs", "1"]);
+    assert_eq!(fewer.status.code(), Some(2));
+    let stderr = text(&fewer.stderr);
+    assert!(
+        stderr.contains("its checkpoint is part-way through epoch 2") && stderr.contains("--epochs 2 or more"),
+        "{stderr}"
+    );
+}

@@ -291,7 +291,12 @@ struct Failure {
 
 impl From<netc::Error> for Failure {
     fn from(e: netc::Error) -> Failure {
-        let status = if matches!(e, netc::Error::Source { .. } | netc::Error::Diverged { .. }) { 1 } else { 2 };
+        let status = match e {
+            netc::Error::Source { .. } | netc::Error::Diverged { .. } => 1,
+            // As a shell reports a command that SIGINT ended: 128 + the signal's number.
+            netc::Error::Interrupted { .. } => 130,
+            _ => 2,
+        };
         let invocation = INVOCATION.get_or_init(netc::Invocation::installed);
         let text = match json_messages() {
             true => e.json(invocation),

@@ -1,11 +1,21 @@
-//! `netc train`: flags over the train block, the run folder, progress and per-epoch lines.
+//! `netc train`: flags over the train block, the run folder, progress and per-epoch lines, and
+//! Ctrl-C: the first stops after the current step with a checkpoint, a second at once.
 
 use crate::{Failure, TrainArgs};
 use indicatif::{ProgressBar, ProgressStyle};
-use netc::train::{Event, LockError, RunFolder, RunOptions};
+use netc::train::{Controls, Event, LockError, RunFolder, RunOptions};
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// For tests: after this optimizer step (counted from 1 over the whole run), print
+/// `paused after step N` on stderr and wait for Ctrl-C, so a test interrupts a run at a known
+/// point rather than racing it.
+const PAUSE_AFTER_STEP: &str = "NETC_PAUSE_AFTER_STEP";
+
+/// Set by the first SIGINT.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let mut model = args.file.model()?;
@@ -57,10 +67,17 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let started = std::time::Instant::now();
     // The step this process started at (later than the first on resume), for the ETA.
     let mut first_step = None;
+    let pause_after: Option<u64> = std::env::var(PAUSE_AFTER_STEP).ok().and_then(|n| n.parse().ok());
     let mut on_event = |event: Event| match event {
         Event::Step { epoch, batch, batches, loss, images_per_sec } => {
+            let step = (epoch.saturating_sub(1) as u64) * batches as u64 + batch as u64;
+            if pause_after == Some(step) {
+                eprintln!("paused after step {step} ({PAUSE_AFTER_STEP})");
+                while !INTERRUPTED.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
             if let Some(bar) = &bar {
-                let step = (epoch.saturating_sub(1) as u64) * batches as u64 + batch as u64;
                 let first = *first_step.get_or_insert(step);
                 let elapsed = started.elapsed().as_secs_f64();
                 let eta = (step > first).then(|| {
@@ -85,7 +102,9 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             }
         }
     };
-    let result = netc::run::train(&model, &data, backend.as_mut(), &options, &mut on_event);
+    let controls = Controls { stop: Some(&INTERRUPTED) };
+    stop_on_interrupt();
+    let result = netc::run::train_with(&model, &data, backend.as_mut(), &options, controls, &mut on_event);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -111,6 +130,31 @@ pub fn arguments_without_folder(args: impl Iterator<Item = OsString>) -> Vec<Str
     }
     kept
 }
+
+/// The first SIGINT sets [`INTERRUPTED`]: training finishes its step, writes a checkpoint and
+/// ends with status 130. A second one ends the process at once (the checkpoint is written
+/// atomically, so the previous one survives a write cut short).
+#[cfg(unix)]
+fn stop_on_interrupt() {
+    extern "C" fn on_interrupt(_: libc::c_int) {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            // SAFETY: _exit is async-signal-safe.
+            unsafe { libc::_exit(130) };
+        }
+    }
+    // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe; the
+    // sigaction structure is zeroed, then given the handler and an empty mask.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+    }
+}
+
+/// Elsewhere Ctrl-C ends the process as the system does; the last epoch's checkpoint stays.
+#[cfg(not(unix))]
+fn stop_on_interrupt() {}
 
 /// The line printed after each epoch.
 pub fn epoch_line(m: &netc::train::EpochMetrics, epochs: usize) -> String {

@@ -126,6 +126,8 @@ pub enum Error {
     DataNotFound { name: String, message: String },
     /// A fresh run into a folder that already holds one: a usage error.
     Occupied { folder: netc_train::RunFolder },
+    /// Training was asked to stop; the run folder's checkpoint holds where it stopped.
+    Interrupted { folder: netc_train::RunFolder, at: netc_train::Stopped },
 }
 
 impl Error {
@@ -140,6 +142,10 @@ impl Error {
         let (file, diagnostics) = self.diagnostics(invocation);
         match self {
             Error::Internal(message) => format!("internal error (a bug in netc, please report it): {message}\n"),
+            Error::Interrupted { .. } => diagnostics
+                .iter()
+                .map(|d| d.notes.iter().fold(format!("{}\n", d.message), |text, note| text + note + "\n"))
+                .collect(),
             // About no source: the message and its note and help lines, as plain lines.
             Error::Io(_)
             | Error::ResumeMismatch { .. }
@@ -222,6 +228,18 @@ impl Error {
                     invocation.resume(folder.dir())
                 );
                 (None, vec![Diagnostic::error().with_message(message).with_notes(vec![help])])
+            }
+            Error::Interrupted { folder, at } => {
+                let netc_train::Stopped { epoch, batch, batches } = at;
+                let message = match batch {
+                    0 => format!("training interrupted after epoch {}", epoch - 1),
+                    _ => format!("training interrupted in epoch {epoch}, after batch {batch} of {batches}"),
+                };
+                let notes = vec![
+                    format!("note: the checkpoint in {} holds this position", folder.dir().display()),
+                    format!("help: continue the run with {}", invocation.resume(folder.dir())),
+                ];
+                (None, vec![Diagnostic::note().with_message(message).with_notes(notes)])
             }
         }
     }
