@@ -943,6 +943,127 @@ fn the_default_run_folder_is_numbered_and_force_replaces_a_run() {
     assert_eq!(std::fs::read_to_string(dir.path().join("runs/tiny-3/notes.txt")).unwrap(), "mine");
 }
 
+/// The events of a TensorBoard event file, read without netc: TFRecords (u64 length, masked
+/// CRC-32C of the length, data, masked CRC-32C of the data) of `Event` protobufs.
+mod tfevents {
+    /// CRC-32C (Castagnoli, reflected polynomial 0x82f63b78), bit by bit, masked as TFRecord does.
+    fn masked_crc32c(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &byte in bytes {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+            }
+        }
+        let crc = !crc;
+        crc.rotate_right(15).wrapping_add(0xa282_ead8)
+    }
+
+    /// One protobuf field: its number and its varint or bytes.
+    enum Field<'a> {
+        Varint(u64),
+        /// A double: the only one in an event is its wall time.
+        Fixed64,
+        Fixed32([u8; 4]),
+        Bytes(&'a [u8]),
+    }
+
+    fn varint(bytes: &[u8], at: &mut usize) -> u64 {
+        let mut value = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = bytes[*at];
+            *at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        value
+    }
+
+    fn fields(bytes: &[u8]) -> Vec<(u64, Field<'_>)> {
+        let mut at = 0;
+        let mut out = Vec::new();
+        while at < bytes.len() {
+            let key = varint(bytes, &mut at);
+            let field = match key & 7 {
+                0 => Field::Varint(varint(bytes, &mut at)),
+                1 => Field::Fixed64,
+                2 => {
+                    let len = varint(bytes, &mut at) as usize;
+                    Field::Bytes(&bytes[at..at + len])
+                }
+                5 => Field::Fixed32(bytes[at..at + 4].try_into().unwrap()),
+                other => panic!("wire type {other}"),
+            };
+            at += match &field {
+                Field::Fixed64 => 8,
+                Field::Fixed32(_) => 4,
+                Field::Bytes(b) => b.len(),
+                Field::Varint(_) => 0,
+            };
+            out.push((key >> 3, field));
+        }
+        out
+    }
+
+    /// What one event holds: its step, and its file version or its scalars.
+    #[derive(Debug, PartialEq)]
+    pub struct Event {
+        pub step: i64,
+        pub file_version: Option<String>,
+        pub scalars: Vec<(String, f32)>,
+    }
+
+    pub fn read(path: &std::path::Path) -> Vec<Event> {
+        let bytes = std::fs::read(path).unwrap();
+        let mut events = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let length = &bytes[at..at + 8];
+            assert_eq!(masked_crc32c(length).to_le_bytes(), bytes[at + 8..at + 12], "length CRC at {at}");
+            let len = u64::from_le_bytes(length.try_into().unwrap()) as usize;
+            let data = &bytes[at + 12..at + 12 + len];
+            assert_eq!(masked_crc32c(data).to_le_bytes(), bytes[at + 12 + len..at + 16 + len], "data CRC at {at}");
+            at += 16 + len;
+            let mut event = Event { step: 0, file_version: None, scalars: Vec::new() };
+            for (number, field) in fields(data) {
+                match (number, field) {
+                    (1, Field::Fixed64) => {} // wall time
+                    (2, Field::Varint(step)) => event.step = step as i64,
+                    (3, Field::Bytes(version)) => {
+                        event.file_version = Some(String::from_utf8(version.to_vec()).unwrap())
+                    }
+                    (5, Field::Bytes(summary)) => {
+                        for (_, value) in fields(summary) {
+                            let Field::Bytes(value) = value else { panic!("a summary holds values") };
+                            let (mut tag, mut scalar) = (String::new(), None);
+                            for (number, field) in fields(value) {
+                                match (number, field) {
+                                    (1, Field::Bytes(t)) => tag = String::from_utf8(t.to_vec()).unwrap(),
+                                    (2, Field::Fixed32(v)) => scalar = Some(f32::from_le_bytes(v)),
+                                    _ => panic!("a value of {tag} that is not a simple_value"),
+                                }
+                            }
+                            event.scalars.push((tag, scalar.unwrap()));
+                        }
+                    }
+                    (number, _) => panic!("unexpected field {number} in an event"),
+                }
+            }
+            events.push(event);
+        }
+        events
+    }
+
+    /// Every scalar as (tag, step, value), the wall-clock ones (seconds, images/s) left out.
+    pub fn scalars(events: &[Event]) -> Vec<(String, i64, f32)> {
+        let timed = |tag: &str| tag == "epoch/seconds" || tag == "epoch/images_per_sec";
+        let all = events.iter().flat_map(|e| e.scalars.iter().map(move |(tag, v)| (tag.clone(), e.step, *v)));
+        all.filter(|(tag, ..)| !timed(tag)).collect()
+    }
+}
+
 /// `metrics.csv` without its wall-clock columns (`seconds`, `images_per_sec`).
 fn metrics_without_times(folder: &Path) -> Vec<Vec<String>> {
     let metrics = std::fs::read_to_string(folder.join("metrics.csv")).unwrap();
@@ -956,6 +1077,67 @@ fn metrics_without_times(folder: &Path) -> Vec<Vec<String>> {
             line.split(',').enumerate().filter(|(i, _)| !timed.contains(i)).map(|(_, v)| v.to_string()).collect()
         })
         .collect()
+}
+
+#[test]
+fn tensorboard_events_hold_every_epochs_metrics_and_the_loss_every_n_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // 72 images in batches of 16: 5 steps an epoch, the last one short.
+    support::synthetic_mnist(&data, 72, 16);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let run = netc(&[
+        "train",
+        net,
+        "--data",
+        data_s,
+        "--out",
+        out_s,
+        "--val",
+        "0.25",
+        "--tensorboard",
+        "--tensorboard-every",
+        "3",
+    ]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+
+    let events = tfevents::read(&out.join("events.out.tfevents.netc"));
+    assert_eq!(events[0].file_version.as_deref(), Some("brain.Event:2"));
+    // 54 training images: 4 steps an epoch, 8 in all; every third step's loss.
+    let losses: Vec<i64> =
+        events.iter().filter(|e| e.scalars.iter().any(|(t, _)| t == "step/train_loss")).map(|e| e.step).collect();
+    assert_eq!(losses, [3, 6]);
+    // Each epoch's scalars are its row of metrics.csv, column by column.
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
+    let rows: Vec<&str> = metrics.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{metrics}");
+    for row in rows {
+        let values: Vec<f64> = row.split(',').map(|v| v.parse().unwrap()).collect();
+        let epoch = values[0] as i64;
+        let event =
+            events.iter().find(|e| e.step == epoch && e.scalars.iter().any(|(t, _)| t.starts_with("epoch/"))).unwrap();
+        let expected: Vec<(String, f32)> =
+            header[1..].iter().zip(&values[1..]).map(|(column, v)| (format!("epoch/{column}"), *v as f32)).collect();
+        // seconds and images/s are written rounded in metrics.csv.
+        let rounded = |(tag, v): &(String, f32)| match tag.as_str() {
+            "epoch/seconds" => (tag.clone(), (v * 1000.0).round()),
+            "epoch/images_per_sec" => (tag.clone(), (v * 10.0).round()),
+            _ => (tag.clone(), *v),
+        };
+        let written: Vec<(String, f32)> = event.scalars.iter().map(rounded).collect();
+        assert_eq!(written, expected.iter().map(rounded).collect::<Vec<_>>(), "epoch {epoch}");
+    }
+
+    let alone = netc(&["train", net, "--data", data_s, "--out", out_s, "--force", "--tensorboard-every", "3"]);
+    assert_eq!(alone.status.code(), Some(2));
+    assert!(text(&alone.stderr).contains("--tensorboard"), "{}", text(&alone.stderr));
+    let zero =
+        netc(&["train", net, "--data", data_s, "--out", out_s, "--force", "--tensorboard", "--tensorboard-every", "0"]);
+    assert_eq!(zero.status.code(), Some(2));
 }
 
 /// Runs `netc args` until it pauses after `step` (`NETC_PAUSE_AFTER_STEP`), sends it SIGINT
@@ -993,7 +1175,17 @@ fn ctrl_c_checkpoints_mid_epoch_and_the_resumed_run_equals_an_uninterrupted_one(
     let (whole, stopped) = (dir.path().join("whole"), dir.path().join("stopped"));
     let (net, data_s) = (net.to_str().unwrap(), data.to_str().unwrap());
     let args = |out: &Path| {
-        let args = ["train", net, "--data", data_s, "--out", out.to_str().unwrap()];
+        let args = [
+            "train",
+            net,
+            "--data",
+            data_s,
+            "--out",
+            out.to_str().unwrap(),
+            "--tensorboard",
+            "--tensorboard-every",
+            "1",
+        ];
         args.map(String::from)
     };
     let run = netc(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
@@ -1004,7 +1196,7 @@ fn ctrl_c_checkpoints_mid_epoch_and_the_resumed_run_equals_an_uninterrupted_one(
     assert_eq!(status, Some(130), "{rest}");
     assert!(rest.contains("training interrupted in epoch 2, after batch 2 of 4"), "{rest}");
     let stopped_s = stopped.to_str().unwrap();
-    let resume = format!("netc train {net} --data {data_s} --resume {stopped_s}");
+    let resume = format!("netc train {net} --data {data_s} --tensorboard --tensorboard-every 1 --resume {stopped_s}");
     assert!(rest.contains(&format!("help: continue the run with `{resume}`")), "{rest}");
     // The finished epoch's files, and a checkpoint two steps further.
     assert_eq!(metrics_without_times(&stopped).len(), 2, "header and epoch 1");
@@ -1020,6 +1212,10 @@ fn ctrl_c_checkpoints_mid_epoch_and_the_resumed_run_equals_an_uninterrupted_one(
         );
     }
     assert_eq!(metrics_without_times(&stopped), metrics_without_times(&whole));
+    let events = |folder: &Path| tfevents::scalars(&tfevents::read(&folder.join("events.out.tfevents.netc")));
+    let (whole_events, stopped_events) = (events(&whole), events(&stopped));
+    assert_eq!(whole_events.iter().filter(|(tag, ..)| tag == "step/train_loss").count(), 8);
+    assert_eq!(stopped_events, whole_events, "the same scalars, each step once");
 }
 
 #[cfg(unix)]

@@ -182,6 +182,13 @@ struct TrainArgs {
     /// loss and error after every epoch.
     #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
     val: Option<f64>,
+    /// Also write TensorBoard event files into the run folder: every epoch's metrics and the
+    /// training loss every --tensorboard-every steps.
+    #[arg(long)]
+    tensorboard: bool,
+    /// With --tensorboard: write the training loss of every Nth step [default: 50].
+    #[arg(long, value_name = "N", requires = "tensorboard", value_parser = clap::value_parser!(u64).range(1..))]
+    tensorboard_every: Option<u64>,
 }
 
 /// Training flags shared by `train` and `sweep`.

@@ -9,6 +9,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// How often `--tensorboard` writes the training loss when `--tensorboard-every` is not given.
+const TENSORBOARD_EVERY: u64 = 50;
+
 /// For tests: after this optimizer step (counted from 1 over the whole run), print
 /// `paused after step N` on stderr and wait for Ctrl-C, so a test interrupts a run at a known
 /// point rather than racing it.
@@ -102,7 +105,10 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             }
         }
     };
-    let controls = Controls { stop: Some(&INTERRUPTED) };
+    let controls = Controls {
+        stop: Some(&INTERRUPTED),
+        tensorboard_every: args.tensorboard.then_some(args.tensorboard_every.unwrap_or(TENSORBOARD_EVERY)),
+    };
     stop_on_interrupt();
     let result = netc::run::train_with(&model, &data, backend.as_mut(), &options, controls, &mut on_event);
     if let Some(bar) = &bar {

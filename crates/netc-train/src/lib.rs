@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod folder;
 pub mod optimizer;
 pub mod preprocess;
+pub mod tensorboard;
 pub mod values;
 
 pub use checkpoint::{write_text, Named, State, WithinEpoch};
@@ -228,6 +229,27 @@ impl EpochMetrics {
     }
 }
 
+impl EpochMetrics {
+    /// The row's values as TensorBoard scalars, tagged `epoch/<metrics.csv column>`.
+    fn tensorboard_scalars(&self) -> Vec<(&'static str, f64)> {
+        let mut scalars = vec![
+            ("epoch/train_loss", self.train_loss),
+            ("epoch/train_error", self.train_error),
+            ("epoch/test_loss", self.test_loss),
+            ("epoch/test_error", self.test_error),
+            ("epoch/seconds", self.seconds),
+            ("epoch/images_per_sec", self.images_per_sec),
+        ];
+        if let Some(clean) = self.clean {
+            scalars.extend([("epoch/clean_train_loss", clean.loss), ("epoch/clean_train_error", clean.error)]);
+        }
+        if let Some(validation) = self.validation {
+            scalars.extend([("epoch/val_loss", validation.loss), ("epoch/val_error", validation.error)]);
+        }
+        scalars
+    }
+}
+
 /// What the training loop reports as it goes.
 #[derive(Debug)]
 pub enum Event<'a> {
@@ -251,13 +273,16 @@ pub struct RunOptions {
     pub provenance: Provenance,
 }
 
-/// What a caller may ask of a run besides [`RunOptions`]: off by default.
+/// What a caller may ask of a run besides [`RunOptions`]: both off by default.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Controls<'a> {
     /// Once set (by a signal handler, say), the run finishes its current step, writes a
     /// checkpoint that holds its position within the epoch and returns
     /// [`TrainError::Interrupted`].
     pub stop: Option<&'a AtomicBool>,
+    /// Write TensorBoard events ([`tensorboard`]) into the run folder: every epoch's metrics,
+    /// and the training loss of every this many steps.
+    pub tensorboard_every: Option<u64>,
 }
 
 /// Where an interrupted run stopped.
@@ -604,6 +629,11 @@ pub fn train(
     history.truncate(state.epoch);
     checkpoint::write_text(&folder.source(), source)?;
     folder.write_record(&record)?;
+    let mut events = match controls.tensorboard_every {
+        Some(_) if options.resume => Some(tensorboard::EventWriter::resume(&folder.events(), state.epoch, state.step)?),
+        Some(_) => Some(tensorboard::EventWriter::create(&folder.events())?),
+        None => None,
+    };
     let stop_requested = || controls.stop.is_some_and(|stop| stop.load(Ordering::Relaxed));
 
     let mut stepper = Stepper::new(backend.params(), config.batch, &net.input.shape, net.loss.span);
@@ -626,9 +656,18 @@ pub fn train(
                 loss: result.loss,
                 images_per_sec: stepper.tally().seen as f64 / seconds_so_far().max(1e-9),
             });
+            if let (Some(events), Some(every)) = (&mut events, controls.tensorboard_every) {
+                if state.step % every.max(1) == 0 {
+                    let step = i64::try_from(state.step).unwrap_or(i64::MAX);
+                    events.scalars(step, &[(tensorboard::STEP_LOSS_TAG, result.loss)])?;
+                }
+            }
             // After the epoch's last batch the epoch's own files are written instead.
             if stop_requested() && batch + 1 < batches {
                 state.within = WithinEpoch { batches: batch + 1, tally: stepper.tally(), seconds: seconds_so_far() };
+                if let Some(events) = &events {
+                    events.sync()?;
+                }
                 save_checkpoint(folder, &state, net, class_names)?;
                 let at = Stopped { epoch: epoch + 1, batch: batch + 1, batches };
                 return Err(TrainError::Interrupted { folder: folder.clone(), at });
@@ -674,6 +713,10 @@ pub fn train(
         };
         state.epoch = epoch + 1;
         history.push(metrics.clone());
+        if let Some(events) = &mut events {
+            events.scalars(metrics.epoch as i64, &metrics.tensorboard_scalars())?;
+            events.sync()?;
+        }
         save_run(folder, &state, &history, net, class_names)?;
         on_event(Event::Epoch(&metrics));
         if stop_requested() && state.epoch < config.epochs {
