@@ -1238,3 +1238,23 @@ fn a_resume_for_fewer_epochs_than_its_checkpoint_started_is_refused() {
         "{stderr}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_in_an_epochs_last_step_stops_once_the_epochs_files_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, 64, 32);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    // Step 4 is the first epoch's last: the epoch is evaluated and saved, then netc stops.
+    let (status, rest) = interrupted_after_step(&["train", net, "--data", data_s, "--out", out_s], 4);
+    assert_eq!(status, Some(130), "{rest}");
+    assert!(rest.contains("training interrupted after epoch 1\n"), "{rest}");
+    assert_eq!(metrics_without_times(&out).len(), 2, "header and epoch 1");
+    let resumed = netc(&["train", net, "--data", data_s, "--resume", out_s]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    assert_eq!(metrics_without_times(&out).len(), 3);
+}

@@ -227,9 +227,7 @@ impl EpochMetrics {
             self.clean.map_or(String::new(), |c| c.error.to_string()),
         ) + &self.validation.map_or(String::new(), |v| format!(",{},{}", v.loss, v.error))
     }
-}
 
-impl EpochMetrics {
     /// The row's values as TensorBoard scalars, tagged `epoch/<metrics.csv column>`.
     fn tensorboard_scalars(&self) -> Vec<(&'static str, f64)> {
         let mut scalars = vec![
@@ -290,9 +288,19 @@ pub struct Controls<'a> {
 pub struct Stopped {
     /// The epoch it was in, counted from 1.
     pub epoch: usize,
-    /// The batches of that epoch it had trained, and how many the epoch has.
+    /// The batches of that epoch it had trained (0: it stopped before the epoch began), and how
+    /// many the epoch has.
     pub batch: usize,
     pub batches: usize,
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.batch {
+            0 => write!(f, "after epoch {}", self.epoch - 1),
+            batch => write!(f, "in epoch {}, after batch {batch} of {}", self.epoch, self.batches),
+        }
+    }
 }
 
 /// Where and how a run diverged: the first NaN or infinity came from `layer`.
@@ -344,14 +352,9 @@ impl std::fmt::Display for TrainError {
                 mismatch.requested
             ),
             TrainError::Occupied { folder } => write!(f, "{} already holds a run", folder.dir().display()),
-            TrainError::Interrupted { folder, at } => write!(
-                f,
-                "training interrupted in epoch {} after batch {} of {}; the checkpoint in {} holds the position",
-                at.epoch,
-                at.batch,
-                at.batches,
-                folder.dir().display()
-            ),
+            TrainError::Interrupted { folder, at } => {
+                write!(f, "training interrupted {at}; the checkpoint in {} holds the position", folder.dir().display())
+            }
             TrainError::EpochsTooFew { folder, epoch, epochs } => write!(
                 f,
                 "cannot resume {} for {epochs} epochs: its checkpoint is part-way through epoch {epoch}",

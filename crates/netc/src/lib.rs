@@ -230,11 +230,7 @@ impl Error {
                 (None, vec![Diagnostic::error().with_message(message).with_notes(vec![help])])
             }
             Error::Interrupted { folder, at } => {
-                let netc_train::Stopped { epoch, batch, batches } = at;
-                let message = match batch {
-                    0 => format!("training interrupted after epoch {}", epoch - 1),
-                    _ => format!("training interrupted in epoch {epoch}, after batch {batch} of {batches}"),
-                };
+                let message = format!("training interrupted {at}");
                 let notes = vec![
                     format!("note: the checkpoint in {} holds this position", folder.dir().display()),
                     format!("help: continue the run with {}", invocation.resume(folder.dir())),
