@@ -737,15 +737,17 @@ fn check_position(folder: &RunFolder, state: &State, config: &TrainConfig, batch
     if within.batches == 0 {
         return Ok(());
     }
+    // The epoch part-way through, counted from 1 (a damaged count saturates rather than wraps).
+    let epoch = state.epoch.saturating_add(1);
     if state.epoch >= config.epochs {
-        return Err(TrainError::EpochsTooFew { folder: folder.clone(), epoch: state.epoch + 1, epochs: config.epochs });
+        return Err(TrainError::EpochsTooFew { folder: folder.clone(), epoch, epochs: config.epochs });
     }
     if within.batches >= batches || within.tally.seen != within.batches * config.batch {
         return Err(TrainError::Io(format!(
             "{}: the checkpoint is after batch {} of epoch {} ({} examples), which does not fit this run's {batches} batches of {}",
             folder.checkpoint().display(),
             within.batches,
-            state.epoch + 1,
+            epoch,
             within.tally.seen,
             config.batch
         )));

@@ -94,7 +94,7 @@ pub fn read_events(path: &Path) -> Result<Vec<Event>, String> {
         }
         let length = usize::try_from(u64::from_le_bytes(length.try_into().unwrap_or_default()))
             .map_err(|_| corrupt(at, "a record longer than memory"))?;
-        let end = at.checked_add(12 + length + 4).filter(|&end| end <= bytes.len());
+        let end = length.checked_add(16).and_then(|n| at.checked_add(n)).filter(|&end| end <= bytes.len());
         let end = end.ok_or_else(|| corrupt(at, "a record cut short"))?;
         let (data, data_crc) = bytes[at + 12..end].split_at(length);
         if masked_crc(data).to_le_bytes() != data_crc {
@@ -237,6 +237,10 @@ mod tests {
             assert!(err.contains(what), "{err}");
         }
         std::fs::write(&path, &bytes[..bytes.len() - 2]).unwrap();
+        assert!(read_events(&path).unwrap_err().contains("cut short"));
+        // A length whose own CRC holds but that no file can: refused, not added up past the end.
+        let huge = u64::MAX.to_le_bytes();
+        std::fs::write(&path, [&huge[..], &masked_crc(&huge).to_le_bytes()].concat()).unwrap();
         assert!(read_events(&path).unwrap_err().contains("cut short"));
     }
 }
