@@ -1120,16 +1120,26 @@ fn tensorboard_events_hold_every_epochs_metrics_and_the_loss_every_n_steps() {
         let epoch = values[0] as i64;
         let event =
             events.iter().find(|e| e.step == epoch && e.scalars.iter().any(|(t, _)| t.starts_with("epoch/"))).unwrap();
-        let expected: Vec<(String, f32)> =
-            header[1..].iter().zip(&values[1..]).map(|(column, v)| (format!("epoch/{column}"), *v as f32)).collect();
-        // seconds and images/s are written rounded in metrics.csv.
-        let rounded = |(tag, v): &(String, f32)| match tag.as_str() {
-            "epoch/seconds" => (tag.clone(), (v * 1000.0).round()),
-            "epoch/images_per_sec" => (tag.clone(), (v * 10.0).round()),
-            _ => (tag.clone(), *v),
-        };
-        let written: Vec<(String, f32)> = event.scalars.iter().map(rounded).collect();
-        assert_eq!(written, expected.iter().map(rounded).collect::<Vec<_>>(), "epoch {epoch}");
+        let tags: Vec<&str> = event.scalars.iter().map(|(tag, _)| tag.as_str()).collect();
+        let columns: Vec<String> = header[1..].iter().map(|column| format!("epoch/{column}")).collect();
+        assert_eq!(tags, columns, "epoch {epoch}");
+        for ((tag, written), csv) in event.scalars.iter().zip(&values[1..]) {
+            // metrics.csv rounds seconds to 3 decimals and images/s to 1; the event holds the
+            // unrounded value as an f32.
+            let half_unit = match tag.as_str() {
+                "epoch/seconds" => 0.0005,
+                "epoch/images_per_sec" => 0.05,
+                _ => 0.0,
+            };
+            let f32_step = csv.abs() * f64::from(f32::EPSILON);
+            assert!(
+                (f64::from(*written) - csv).abs() <= half_unit + f32_step,
+                "epoch {epoch} {tag}: {written} vs {csv}"
+            );
+            if half_unit == 0.0 {
+                assert_eq!(*written, *csv as f32, "epoch {epoch} {tag}");
+            }
+        }
     }
 
     let alone = netc(&["train", net, "--data", data_s, "--out", out_s, "--force", "--tensorboard-every", "3"]);
