@@ -368,10 +368,10 @@ fn missing_data_says_where_it_looked_and_how_to_fetch_it_as_netc_was_run() {
 }
 
 #[test]
-fn the_fmt_hint_names_cargo_only_when_cargo_ran_this_netc() {
+fn the_fmt_hint_names_cargo_only_when_cargo_ran_this_netc_and_its_release_build_with_release() {
     let messy = temp_file("messy.net", b"net a {input x: [4]  dense(2)  loss softmax_xent(classes=2)}\n");
-    let check = |manifest_dir: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_netc"))
+    let check_with = |netc: &Path, manifest_dir: &str| {
+        let out = Command::new(netc)
             .args(["fmt", "--check", messy.to_str().unwrap()])
             .env("CARGO", "cargo")
             .env("CARGO_MANIFEST_DIR", manifest_dir)
@@ -380,11 +380,20 @@ fn the_fmt_hint_names_cargo_only_when_cargo_ran_this_netc() {
         assert_eq!(out.status.code(), Some(1));
         text(&out.stderr)
     };
+    let check = |manifest_dir: &str| check_with(Path::new(env!("CARGO_BIN_EXE_netc")), manifest_dir);
     let by_cargo = check(env!("CARGO_MANIFEST_DIR"));
     assert!(by_cargo.starts_with("not formatted (run `cargo run -p netc-cli -- fmt` on them)"), "{by_cargo}");
     // An installed netc that another package's `cargo run` or `cargo test` starts.
     let other = check("/some/other/package");
     assert!(other.starts_with("not formatted (run `netc fmt` on them)"), "{other}");
+    // cargo's release profile builds into target/release, and `cargo run` needs `--release` to
+    // run that build.
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release/netc");
+    std::fs::create_dir_all(release.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_netc"), &release).unwrap();
+    let by_cargo = check_with(&release, env!("CARGO_MANIFEST_DIR"));
+    assert!(by_cargo.starts_with("not formatted (run `cargo run --release -p netc-cli -- fmt` on them)"), "{by_cargo}");
 }
 
 const SWEPT: &str = "net tiny(boost = 1.0) {\n  input image: [1, 6, 6]\n  conv(4, k=3, lr_mult=boost)\n  relu\n  \
