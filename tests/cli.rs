@@ -10,8 +10,14 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `netc` with `args`, run as an installed netc is: `cargo test` passes on the variables
+/// `cargo run` sets, from which netc would take itself to be run by cargo.
 fn netc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netc")).args(args).current_dir(root()).output().unwrap()
+    installed(Command::new(env!("CARGO_BIN_EXE_netc")).args(args).current_dir(root())).output().unwrap()
+}
+
+fn installed(command: &mut Command) -> &mut Command {
+    command.env_remove("CARGO").env_remove("CARGO_MANIFEST_DIR").env_remove("CARGO_PKG_NAME")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -188,7 +194,8 @@ fn train_writes_a_run_folder_that_eval_and_resume_accept() {
     // A second run must not overwrite the first.
     let again = netc(&["train", net, "--data", data, "--out", out_s]);
     assert_eq!(again.status.code(), Some(2));
-    assert!(text(&again.stderr).contains("already holds a run; continue it with --resume"));
+    let resume = format!("`netc train {net} --data {data} --resume {out_s}`");
+    assert!(text(&again.stderr).contains(&format!("already holds a run\nhelp: continue it with {resume}")));
 
     let resumed = netc(&["train", net, "--data", data, "--resume", out_s, "--epochs", "2"]);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
@@ -334,19 +341,59 @@ fn a_second_train_into_a_busy_folder_is_refused_naming_the_first() {
 }
 
 #[test]
-fn missing_data_says_where_it_looked() {
+fn missing_data_says_where_it_looked_and_how_to_fetch_it_as_netc_was_run() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_netc"))
-        .args(["train", root().join("examples/lenet.net").to_str().unwrap(), "--data", "mnist"])
-        .current_dir(dir.path())
-        .env("NETC_DATA", dir.path().join("nowhere"))
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = text(&out.stderr);
-    assert!(stderr.contains("nowhere") && stderr.contains("netc data fetch mnist"), "{stderr}");
+    let train = |cargo: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_netc"));
+        command
+            .args(["train", root().join("examples/lenet.net").to_str().unwrap(), "--data", "mnist"])
+            .current_dir(dir.path())
+            .env("NETC_DATA", dir.path().join("nowhere"))
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .env("HOME", dir.path());
+        match cargo {
+            // What `cargo run -p netc-cli` sets for the program it runs.
+            true => command.env("CARGO", "cargo").env("CARGO_MANIFEST_DIR", env!("CARGO_MANIFEST_DIR")),
+            false => installed(&mut command),
+        };
+        let out = command.output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        text(&out.stderr)
+    };
+    let stderr = train(false);
+    assert!(stderr.contains("nowhere"), "{stderr}");
+    assert!(stderr.contains("help: to get it, run `netc data fetch mnist`, or set NETC_DATA"), "{stderr}");
+    let stderr = train(true);
+    assert!(stderr.contains("help: to get it, run `cargo run -p netc-cli -- data fetch mnist`, or"), "{stderr}");
+}
+
+#[test]
+fn the_fmt_hint_names_cargo_only_when_cargo_ran_this_netc_and_its_release_build_with_release() {
+    let messy = temp_file("messy.net", b"net a {input x: [4]  dense(2)  loss softmax_xent(classes=2)}\n");
+    let check_with = |netc: &Path, manifest_dir: &str| {
+        let out = Command::new(netc)
+            .args(["fmt", "--check", messy.to_str().unwrap()])
+            .env("CARGO", "cargo")
+            .env("CARGO_MANIFEST_DIR", manifest_dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        text(&out.stderr)
+    };
+    let check = |manifest_dir: &str| check_with(Path::new(env!("CARGO_BIN_EXE_netc")), manifest_dir);
+    let by_cargo = check(env!("CARGO_MANIFEST_DIR"));
+    assert!(by_cargo.starts_with("not formatted (run `cargo run -p netc-cli -- fmt` on them)"), "{by_cargo}");
+    // An installed netc that another package's `cargo run` or `cargo test` starts.
+    let other = check("/some/other/package");
+    assert!(other.starts_with("not formatted (run `netc fmt` on them)"), "{other}");
+    // cargo's release profile builds into target/release, and `cargo run` needs `--release` to
+    // run that build.
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release/netc");
+    std::fs::create_dir_all(release.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_netc"), &release).unwrap();
+    let by_cargo = check_with(&release, env!("CARGO_MANIFEST_DIR"));
+    assert!(by_cargo.starts_with("not formatted (run `cargo run --release -p netc-cli -- fmt` on them)"), "{by_cargo}");
 }
 
 const SWEPT: &str = "net tiny(boost = 1.0) {\n  input image: [1, 6, 6]\n  conv(4, k=3, lr_mult=boost)\n  relu\n  \
@@ -958,4 +1005,330 @@ fn the_default_run_folder_is_numbered_and_force_replaces_a_run() {
     let out = train(&["--out", "runs/tiny-3", "--force"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(std::fs::read_to_string(dir.path().join("runs/tiny-3/notes.txt")).unwrap(), "mine");
+}
+
+/// The events of a TensorBoard event file, read without netc: TFRecords (u64 length, masked
+/// CRC-32C of the length, data, masked CRC-32C of the data) of `Event` protobufs.
+mod tfevents {
+    /// CRC-32C (Castagnoli, reflected polynomial 0x82f63b78), bit by bit, masked as TFRecord does.
+    fn masked_crc32c(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &byte in bytes {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+            }
+        }
+        let crc = !crc;
+        crc.rotate_right(15).wrapping_add(0xa282_ead8)
+    }
+
+    /// One protobuf field: its number and its varint or bytes.
+    enum Field<'a> {
+        Varint(u64),
+        /// A double: the only one in an event is its wall time.
+        Fixed64,
+        Fixed32([u8; 4]),
+        Bytes(&'a [u8]),
+    }
+
+    fn varint(bytes: &[u8], at: &mut usize) -> u64 {
+        let mut value = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = bytes[*at];
+            *at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        value
+    }
+
+    fn fields(bytes: &[u8]) -> Vec<(u64, Field<'_>)> {
+        let mut at = 0;
+        let mut out = Vec::new();
+        while at < bytes.len() {
+            let key = varint(bytes, &mut at);
+            let field = match key & 7 {
+                0 => Field::Varint(varint(bytes, &mut at)),
+                1 => Field::Fixed64,
+                2 => {
+                    let len = varint(bytes, &mut at) as usize;
+                    Field::Bytes(&bytes[at..at + len])
+                }
+                5 => Field::Fixed32(bytes[at..at + 4].try_into().unwrap()),
+                other => panic!("wire type {other}"),
+            };
+            at += match &field {
+                Field::Fixed64 => 8,
+                Field::Fixed32(_) => 4,
+                Field::Bytes(b) => b.len(),
+                Field::Varint(_) => 0,
+            };
+            out.push((key >> 3, field));
+        }
+        out
+    }
+
+    /// What one event holds: its step, and its file version or its scalars.
+    #[derive(Debug, PartialEq)]
+    pub struct Event {
+        pub step: i64,
+        pub file_version: Option<String>,
+        pub scalars: Vec<(String, f32)>,
+    }
+
+    pub fn read(path: &std::path::Path) -> Vec<Event> {
+        let bytes = std::fs::read(path).unwrap();
+        let mut events = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let length = &bytes[at..at + 8];
+            assert_eq!(masked_crc32c(length).to_le_bytes(), bytes[at + 8..at + 12], "length CRC at {at}");
+            let len = u64::from_le_bytes(length.try_into().unwrap()) as usize;
+            let data = &bytes[at + 12..at + 12 + len];
+            assert_eq!(masked_crc32c(data).to_le_bytes(), bytes[at + 12 + len..at + 16 + len], "data CRC at {at}");
+            at += 16 + len;
+            let mut event = Event { step: 0, file_version: None, scalars: Vec::new() };
+            for (number, field) in fields(data) {
+                match (number, field) {
+                    (1, Field::Fixed64) => {} // wall time
+                    (2, Field::Varint(step)) => event.step = step as i64,
+                    (3, Field::Bytes(version)) => {
+                        event.file_version = Some(String::from_utf8(version.to_vec()).unwrap())
+                    }
+                    (5, Field::Bytes(summary)) => {
+                        for (_, value) in fields(summary) {
+                            let Field::Bytes(value) = value else { panic!("a summary holds values") };
+                            let (mut tag, mut scalar) = (String::new(), None);
+                            for (number, field) in fields(value) {
+                                match (number, field) {
+                                    (1, Field::Bytes(t)) => tag = String::from_utf8(t.to_vec()).unwrap(),
+                                    (2, Field::Fixed32(v)) => scalar = Some(f32::from_le_bytes(v)),
+                                    _ => panic!("a value of {tag} that is not a simple_value"),
+                                }
+                            }
+                            event.scalars.push((tag, scalar.unwrap()));
+                        }
+                    }
+                    (number, _) => panic!("unexpected field {number} in an event"),
+                }
+            }
+            events.push(event);
+        }
+        events
+    }
+
+    /// Every scalar as (tag, step, value), the wall-clock ones (seconds, images/s) left out.
+    pub fn scalars(events: &[Event]) -> Vec<(String, i64, f32)> {
+        let timed = |tag: &str| tag == "epoch/seconds" || tag == "epoch/images_per_sec";
+        let all = events.iter().flat_map(|e| e.scalars.iter().map(move |(tag, v)| (tag.clone(), e.step, *v)));
+        all.filter(|(tag, ..)| !timed(tag)).collect()
+    }
+}
+
+/// `metrics.csv` without its wall-clock columns (`seconds`, `images_per_sec`).
+fn metrics_without_times(folder: &Path) -> Vec<Vec<String>> {
+    let metrics = std::fs::read_to_string(folder.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
+    let timed: Vec<usize> =
+        header.iter().enumerate().filter(|(_, c)| ["seconds", "images_per_sec"].contains(c)).map(|(i, _)| i).collect();
+    assert_eq!(timed.len(), 2, "{metrics}");
+    metrics
+        .lines()
+        .map(|line| {
+            line.split(',').enumerate().filter(|(i, _)| !timed.contains(i)).map(|(_, v)| v.to_string()).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn tensorboard_events_hold_every_epochs_metrics_and_the_loss_every_n_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // 72 images in batches of 16: 5 steps an epoch, the last one short.
+    support::synthetic_mnist(&data, 72, 16);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let run = netc(&[
+        "train",
+        net,
+        "--data",
+        data_s,
+        "--out",
+        out_s,
+        "--val",
+        "0.25",
+        "--tensorboard",
+        "--tensorboard-every",
+        "3",
+    ]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+
+    let events = tfevents::read(&out.join("events.out.tfevents.netc"));
+    assert_eq!(events[0].file_version.as_deref(), Some("brain.Event:2"));
+    // 54 training images: 4 steps an epoch, 8 in all; every third step's loss.
+    let losses: Vec<i64> =
+        events.iter().filter(|e| e.scalars.iter().any(|(t, _)| t == "step/train_loss")).map(|e| e.step).collect();
+    assert_eq!(losses, [3, 6]);
+    // Each epoch's scalars are its row of metrics.csv, column by column.
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
+    let rows: Vec<&str> = metrics.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{metrics}");
+    for row in rows {
+        let values: Vec<f64> = row.split(',').map(|v| v.parse().unwrap()).collect();
+        let epoch = values[0] as i64;
+        let event =
+            events.iter().find(|e| e.step == epoch && e.scalars.iter().any(|(t, _)| t.starts_with("epoch/"))).unwrap();
+        let tags: Vec<&str> = event.scalars.iter().map(|(tag, _)| tag.as_str()).collect();
+        let columns: Vec<String> = header[1..].iter().map(|column| format!("epoch/{column}")).collect();
+        assert_eq!(tags, columns, "epoch {epoch}");
+        for ((tag, written), csv) in event.scalars.iter().zip(&values[1..]) {
+            // metrics.csv rounds seconds to 3 decimals and images/s to 1; the event holds the
+            // unrounded value as an f32.
+            let half_unit = match tag.as_str() {
+                "epoch/seconds" => 0.0005,
+                "epoch/images_per_sec" => 0.05,
+                _ => 0.0,
+            };
+            let f32_step = csv.abs() * f64::from(f32::EPSILON);
+            assert!(
+                (f64::from(*written) - csv).abs() <= half_unit + f32_step,
+                "epoch {epoch} {tag}: {written} vs {csv}"
+            );
+            if half_unit == 0.0 {
+                assert_eq!(*written, *csv as f32, "epoch {epoch} {tag}");
+            }
+        }
+    }
+
+    let alone = netc(&["train", net, "--data", data_s, "--out", out_s, "--force", "--tensorboard-every", "3"]);
+    assert_eq!(alone.status.code(), Some(2));
+    assert!(text(&alone.stderr).contains("--tensorboard"), "{}", text(&alone.stderr));
+    let zero =
+        netc(&["train", net, "--data", data_s, "--out", out_s, "--force", "--tensorboard", "--tensorboard-every", "0"]);
+    assert_eq!(zero.status.code(), Some(2));
+}
+
+/// Runs `netc args` until it pauses after `step` (`NETC_PAUSE_AFTER_STEP`), sends it SIGINT
+/// and returns its exit status and its stderr after the pause.
+#[cfg(unix)]
+fn interrupted_after_step<S: AsRef<std::ffi::OsStr>>(args: &[S], step: u64) -> (Option<i32>, String) {
+    use std::io::{BufRead, Read};
+    let mut child = installed(Command::new(env!("CARGO_BIN_EXE_netc")).args(args))
+        .env("NETC_PAUSE_AFTER_STEP", step.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains(&format!("paused after step {step}")) {
+        assert!(stderr.read_line(&mut seen).unwrap() > 0, "netc ended before pausing: {seen}");
+    }
+    // SAFETY: kill sends a signal to the child this test started and has not waited for.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    (child.wait().unwrap().code(), rest)
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_checkpoints_mid_epoch_and_the_resumed_run_equals_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // 64 images in batches of 16: 4 steps an epoch, 2 epochs.
+    support::synthetic_mnist(&data, 64, 32);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let (whole, stopped) = (dir.path().join("whole"), dir.path().join("stopped"));
+    let (net, data_s) = (net.to_str().unwrap(), data.to_str().unwrap());
+    let args = |out: &Path| {
+        let args = [
+            "train",
+            net,
+            "--data",
+            data_s,
+            "--out",
+            out.to_str().unwrap(),
+            "--tensorboard",
+            "--tensorboard-every",
+            "1",
+        ];
+        args.map(String::from)
+    };
+    let run = netc(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+
+    // Interrupted after the second step of the second epoch.
+    let (status, rest) = interrupted_after_step(&args(&stopped), 6);
+    assert_eq!(status, Some(130), "{rest}");
+    assert!(rest.contains("training interrupted in epoch 2, after batch 2 of 4"), "{rest}");
+    let stopped_s = stopped.to_str().unwrap();
+    let resume = format!("netc train {net} --data {data_s} --tensorboard --tensorboard-every 1 --resume {stopped_s}");
+    assert!(rest.contains(&format!("help: continue the run with `{resume}`")), "{rest}");
+    // The finished epoch's files, and a checkpoint two steps further.
+    assert_eq!(metrics_without_times(&stopped).len(), 2, "header and epoch 1");
+
+    let words: Vec<&str> = resume.split(' ').skip(1).collect();
+    let resumed = netc(&words);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    assert!(text(&resumed.stdout).starts_with("epoch 2/2"), "{}", text(&resumed.stdout));
+    for file in ["model.safetensors", "checkpoint.safetensors"] {
+        assert!(
+            std::fs::read(whole.join(file)).unwrap() == std::fs::read(stopped.join(file)).unwrap(),
+            "{file} differs"
+        );
+    }
+    assert_eq!(metrics_without_times(&stopped), metrics_without_times(&whole));
+    let events = |folder: &Path| tfevents::scalars(&tfevents::read(&folder.join("events.out.tfevents.netc")));
+    let (whole_events, stopped_events) = (events(&whole), events(&stopped));
+    assert_eq!(whole_events.iter().filter(|(tag, ..)| tag == "step/train_loss").count(), 8);
+    assert_eq!(stopped_events, whole_events, "the same scalars, each step once");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_resume_for_fewer_epochs_than_its_checkpoint_started_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, 64, 32);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let (status, rest) = interrupted_after_step(&["train", net, "--data", data_s, "--out", out_s], 6);
+    assert_eq!(status, Some(130), "{rest}");
+    let fewer = netc(&["train", net, "--data", data_s, "--resume", out_s, "--epochs", "1"]);
+    assert_eq!(fewer.status.code(), Some(2));
+    let stderr = text(&fewer.stderr);
+    assert!(
+        stderr.contains("its checkpoint is part-way through epoch 2") && stderr.contains("--epochs 2 or more"),
+        "{stderr}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_in_an_epochs_last_step_stops_once_the_epochs_files_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, 64, 32);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    // Step 4 is the first epoch's last: the epoch is evaluated and saved, then netc stops.
+    let (status, rest) = interrupted_after_step(&["train", net, "--data", data_s, "--out", out_s], 4);
+    assert_eq!(status, Some(130), "{rest}");
+    assert!(rest.contains("training interrupted after epoch 1\n"), "{rest}");
+    assert_eq!(metrics_without_times(&out).len(), 2, "header and epoch 1");
+    let resumed = netc(&["train", net, "--data", data_s, "--resume", out_s]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stderr));
+    assert_eq!(metrics_without_times(&out).len(), 3);
 }

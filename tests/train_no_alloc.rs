@@ -38,7 +38,7 @@ fn steady_state_allocations(
     let params = backend.initial_params();
     let slots = params.iter().map(|(_, p)| Slot::new(&config.optimizer, p.len())).collect();
     let stats = Statistics::learn(Recipe::of(&config), &samples, &samples.take(0));
-    let mut state = State { params, slots, epoch: 0, step: 0, stats };
+    let mut state = State { params, slots, epoch: 0, step: 0, stats, within: Default::default() };
     let mut stepper = Stepper::new(backend.params(), config.batch, &model.net().input.shape, model.net().loss.span);
     let order = epoch_order(count, config.seed, 0);
     let mut chunks = order.chunks(config.batch);

@@ -182,6 +182,13 @@ struct TrainArgs {
     /// loss and error after every epoch.
     #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
     val: Option<f64>,
+    /// Also write TensorBoard event files into the run folder: every epoch's metrics and the
+    /// training loss every --tensorboard-every steps.
+    #[arg(long)]
+    tensorboard: bool,
+    /// With --tensorboard: write the training loss of every Nth step [default: 50].
+    #[arg(long, value_name = "N", requires = "tensorboard", value_parser = clap::value_parser!(u64).range(1..))]
+    tensorboard_every: Option<u64>,
 }
 
 /// Training flags shared by `train` and `sweep`.
@@ -291,9 +298,42 @@ struct Failure {
 
 impl From<netc::Error> for Failure {
     fn from(e: netc::Error) -> Failure {
-        let status = if matches!(e, netc::Error::Source { .. } | netc::Error::Diverged { .. }) { 1 } else { 2 };
-        let text = if json_messages() { e.json() } else { e.render(colored(std::io::stderr().is_terminal())) };
+        let status = match e {
+            netc::Error::Source { .. } | netc::Error::Diverged { .. } => 1,
+            // As a shell reports a command that SIGINT ended: 128 + the signal's number.
+            netc::Error::Interrupted { .. } => 130,
+            _ => 2,
+        };
+        let invocation = INVOCATION.get_or_init(netc::Invocation::installed);
+        let text = match json_messages() {
+            true => e.json(invocation),
+            false => e.render_for(colored(std::io::stderr().is_terminal()), invocation),
+        };
         Failure { text, status }
+    }
+}
+
+/// How the user ran netc, for hints that name a command: set once the command line is parsed.
+static INVOCATION: std::sync::OnceLock<netc::Invocation> = std::sync::OnceLock::new();
+
+/// `cargo run` sets `CARGO` for the program it runs, and `CARGO_MANIFEST_DIR` to the package's
+/// folder as it did for the build: both together mean this very netc was started by `cargo
+/// run` (an installed netc started by another package's cargo sees that package's folder).
+fn invocation(command: &Command) -> netc::Invocation {
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR");
+    let by_cargo =
+        std::env::var_os("CARGO").is_some() && manifest.as_deref() == Some(env!("CARGO_MANIFEST_DIR").as_ref());
+    let invocation = if by_cargo {
+        // cargo puts the release profile's build in `target/release`, the dev profile's in `target/debug`.
+        let exe = std::env::current_exe().ok();
+        let release = exe.as_deref().and_then(|e| e.parent()).and_then(|p| p.file_name()) == Some("release".as_ref());
+        netc::Invocation::cargo_run(if release { &["--release"] } else { &[] }, env!("CARGO_PKG_NAME"))
+    } else {
+        netc::Invocation::installed()
+    };
+    match command {
+        Command::Train(_) => invocation.training(train::arguments_without_folder(std::env::args_os().skip(1))),
+        _ => invocation,
     }
 }
 
@@ -324,6 +364,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = COLOR.set(cli.color);
     let _ = MESSAGE_FORMAT.set(cli.message_format);
+    let _ = INVOCATION.set(invocation(&cli.command));
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -380,8 +421,9 @@ fn run(command: Command) -> Result<(), Failure> {
             if unformatted.is_empty() {
                 return Ok(());
             }
+            let fmt = INVOCATION.get_or_init(netc::Invocation::installed).command(&["fmt"]);
             Err(Failure {
-                text: format!("not formatted (run `netc fmt` on them):\n  {}\n", unformatted.join("\n  ")),
+                text: format!("not formatted (run `{fmt}` on them):\n  {}\n", unformatted.join("\n  ")),
                 status: 1,
             })
         }

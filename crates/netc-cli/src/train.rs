@@ -1,10 +1,24 @@
-//! `netc train`: flags over the train block, the run folder, progress and per-epoch lines.
+//! `netc train`: flags over the train block, the run folder, progress and per-epoch lines, and
+//! Ctrl-C: the first stops after the current step with a checkpoint, a second at once.
 
 use crate::{Failure, TrainArgs};
 use indicatif::{ProgressBar, ProgressStyle};
-use netc::train::{Event, LockError, RunFolder, RunOptions};
+use netc::train::{Controls, Event, LockError, RunFolder, RunOptions};
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How often `--tensorboard` writes the training loss when `--tensorboard-every` is not given.
+const TENSORBOARD_EVERY: u64 = 50;
+
+/// For tests: after this optimizer step (counted from 1 over the whole run), print
+/// `paused after step N` on stderr and wait for Ctrl-C, so a test interrupts a run at a known
+/// point rather than racing it.
+const PAUSE_AFTER_STEP: &str = "NETC_PAUSE_AFTER_STEP";
+
+/// Set by the first SIGINT.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let mut model = args.file.model()?;
@@ -56,10 +70,17 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let started = std::time::Instant::now();
     // The step this process started at (later than the first on resume), for the ETA.
     let mut first_step = None;
+    let pause_after: Option<u64> = std::env::var(PAUSE_AFTER_STEP).ok().and_then(|n| n.parse().ok());
     let mut on_event = |event: Event| match event {
         Event::Step { epoch, batch, batches, loss, images_per_sec } => {
+            let step = (epoch.saturating_sub(1) as u64) * batches as u64 + batch as u64;
+            if pause_after == Some(step) {
+                eprintln!("paused after step {step} ({PAUSE_AFTER_STEP})");
+                while !INTERRUPTED.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
             if let Some(bar) = &bar {
-                let step = (epoch.saturating_sub(1) as u64) * batches as u64 + batch as u64;
                 let first = *first_step.get_or_insert(step);
                 let elapsed = started.elapsed().as_secs_f64();
                 let eta = (step > first).then(|| {
@@ -84,7 +105,12 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
             }
         }
     };
-    let result = netc::run::train(&model, &data, backend.as_mut(), &options, &mut on_event);
+    let controls = Controls {
+        stop: Some(&INTERRUPTED),
+        tensorboard_every: args.tensorboard.then_some(args.tensorboard_every.unwrap_or(TENSORBOARD_EVERY)),
+    };
+    stop_on_interrupt();
+    let result = netc::run::train_with(&model, &data, backend.as_mut(), &options, controls, &mut on_event);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -92,6 +118,52 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     eprintln!("run saved in {}", out.display());
     Ok(())
 }
+
+/// The command line's arguments (after the program) without the run-folder flags, to which a
+/// resume command adds `--resume DIR`.
+pub fn arguments_without_folder(args: impl Iterator<Item = OsString>) -> Vec<String> {
+    let mut kept = Vec::new();
+    let mut args = args.map(|a| a.to_string_lossy().into_owned());
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--force" => {}
+            "--out" | "--resume" => {
+                args.next();
+            }
+            _ if arg.starts_with("--out=") || arg.starts_with("--resume=") => {}
+            _ => kept.push(arg),
+        }
+    }
+    kept
+}
+
+/// The first SIGINT sets [`INTERRUPTED`]: training finishes its step, writes a checkpoint and
+/// ends with status 130. A second one ends the process at once (the checkpoint is written
+/// atomically, so the previous one survives a write cut short).
+#[cfg(unix)]
+fn stop_on_interrupt() {
+    extern "C" fn on_interrupt(_: libc::c_int) {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            // SAFETY: _exit is async-signal-safe.
+            unsafe { libc::_exit(130) };
+        }
+    }
+    // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe; the
+    // sigaction structure is zeroed, then given the handler and an empty mask.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // A write or fsync that the signal cuts into (an epoch's files being saved) carries on
+        // rather than failing with EINTR.
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+    }
+}
+
+/// Elsewhere Ctrl-C ends the process as the system does; the last epoch's checkpoint stays.
+#[cfg(not(unix))]
+fn stop_on_interrupt() {}
 
 /// The line printed after each epoch.
 pub fn epoch_line(m: &netc::train::EpochMetrics, epochs: usize) -> String {
@@ -142,6 +214,13 @@ fn clock(seconds: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_resume_arguments_leave_out_the_folder_flags_only() {
+        let args = ["--color", "never", "train", "a.net", "--out", "runs/a", "--force", "--resume=x", "--epochs", "3"];
+        let kept = super::arguments_without_folder(args.into_iter().map(Into::into));
+        assert_eq!(kept, ["--color", "never", "train", "a.net", "--epochs", "3"]);
+    }
+
     #[test]
     fn clock_reads_minutes_and_hours() {
         assert_eq!(super::clock(0.4), "0:00");

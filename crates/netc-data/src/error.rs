@@ -104,7 +104,8 @@ pub enum DataError {
         /// The file name without `.gz`.
         name: String,
     },
-    /// A data set name could not be resolved to a folder.
+    /// A data set name could not be resolved to a folder. How to get it is the program's to
+    /// say: only it knows how its user runs it.
     NotFound {
         /// The name or path given by the user.
         name: String,
@@ -272,11 +273,11 @@ impl fmt::Display for DataError {
             ),
             DataError::MissingFile { dir, name } => write!(f, "{}: missing {name}.gz (or {name})", dir.display()),
             DataError::NotFound { name, searched } => {
-                writeln!(f, "data set `{name}` not found; looked in:")?;
+                write!(f, "data set `{name}` not found; looked in:")?;
                 for (path, why) in searched {
-                    writeln!(f, "  - {}: {why}", path.display())?;
+                    write!(f, "\n  - {}: {why}", path.display())?;
                 }
-                write!(f, "to get it, run `netc data fetch {name}`, or set NETC_DATA to a folder that holds {name}/")
+                Ok(())
             }
             DataError::NotAFolder { path, why } => {
                 write!(f, "{}: {why}; --data takes a data set name or a folder holding its files", path.display())

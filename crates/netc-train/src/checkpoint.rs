@@ -4,6 +4,7 @@
 
 use crate::optimizer::Slot;
 use crate::preprocess::{Needs, Statistics};
+use crate::Tally;
 use netc_ir::Tensor;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
@@ -27,6 +28,21 @@ pub struct State {
     pub step: u64,
     /// What the recipe's preprocessing learned from the data (the mean image, ...).
     pub stats: Statistics,
+    /// How far into epoch `epoch + 1` the state is; nothing at an epoch's start.
+    pub within: WithinEpoch,
+}
+
+/// The part of an epoch a run had trained when it was stopped: what a resumed run needs to
+/// finish the epoch exactly as an uninterrupted one (the order of the epoch's examples, their
+/// augmentation and every mask are functions of the seed, the epoch and the step).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WithinEpoch {
+    /// Batches of the epoch already trained.
+    pub batches: usize,
+    /// Their loss, errors and examples, for the epoch's training loss and error.
+    pub tally: Tally,
+    /// The time spent training them, for the epoch's `seconds` and images per second.
+    pub seconds: f64,
 }
 
 pub const MEAN_IMAGE: &str = "preprocess.mean_image";
@@ -60,7 +76,7 @@ fn bytes_of(data: &[f32]) -> Vec<u8> {
     data.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -200,9 +216,75 @@ pub fn save_state(path: &Path, state: &State, mut metadata: BTreeMap<String, Str
             tensors.push((format!("optimizer.v.{name}"), Tensor::vector(slot.v.clone())));
         }
     }
-    metadata.insert("epoch".into(), state.epoch.to_string());
-    metadata.insert("step".into(), state.step.to_string());
+    let position = position_facts(state);
+    metadata.insert(POSITION_CHECKSUM_KEY.into(), position_checksum(&position));
+    metadata.extend(position.into_iter().map(|(key, value)| (key.to_string(), value)));
     save(path, &tensors, metadata)
+}
+
+/// The metadata facts that place a state in the run, in a fixed order. Only `epoch` and `step`
+/// exist in checkpoints written before netc stopped mid-epoch.
+const POSITION_KEYS: [&str; 7] =
+    ["epoch", "step", "epoch_batches", "epoch_loss_sum", "epoch_errors", "epoch_seen", "epoch_seconds"];
+/// The fact holding [`position_checksum`]: the tensors' checksum does not cover metadata.
+const POSITION_CHECKSUM_KEY: &str = "position_sha256";
+
+/// [`POSITION_KEYS`] and their values. Floats are written in their shortest form that reads
+/// back to the same bits.
+fn position_facts(state: &State) -> Vec<(&'static str, String)> {
+    let WithinEpoch { batches, tally, seconds } = state.within;
+    let values = [
+        state.epoch.to_string(),
+        state.step.to_string(),
+        batches.to_string(),
+        tally.loss_sum.to_string(),
+        tally.errors.to_string(),
+        tally.seen.to_string(),
+        seconds.to_string(),
+    ];
+    POSITION_KEYS.into_iter().zip(values).collect()
+}
+
+/// SHA-256 (hex) of the position facts, each key and value with its length.
+fn position_checksum(facts: &[(&str, String)]) -> String {
+    let mut hasher = Sha256::new();
+    for (key, value) in facts {
+        for part in [key.as_bytes(), value.as_bytes()] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+    }
+    crate::folder::hex(&hasher.finalize())
+}
+
+/// The epoch, step and position within the epoch that `metadata` records, verified against
+/// their checksum. A checkpoint written before netc recorded positions holds only `epoch` and
+/// `step`, unverified, and is at the start of its epoch.
+fn read_position(path: &Path, metadata: &BTreeMap<String, String>) -> Result<(usize, u64, WithinEpoch), String> {
+    let fact = |key: &str| metadata.get(key).ok_or_else(|| format!("{}: metadata `{key}` is missing", path.display()));
+    let corrupt = |key: &str| format!("{}: metadata `{key}` is not a number: the file is corrupt", path.display());
+    let count = |key: &str| fact(key)?.parse::<u64>().map_err(|_| corrupt(key));
+    let (epoch, step) = (count("epoch")? as usize, count("step")?);
+    let Some(recorded) = metadata.get(POSITION_CHECKSUM_KEY) else {
+        return Ok((epoch, step, WithinEpoch::default()));
+    };
+    let facts = POSITION_KEYS.iter().map(|&key| Ok((key, fact(key)?.clone()))).collect::<Result<Vec<_>, String>>()?;
+    let computed = position_checksum(&facts);
+    if *recorded != computed {
+        return Err(format!(
+            "{}: the position (epoch, step, batch) does not match its checksum (sha256 {computed}, recorded {recorded}): the file is corrupt",
+            path.display()
+        ));
+    }
+    let real =
+        |key: &str| fact(key)?.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(|| corrupt(key));
+    let tally = Tally {
+        loss_sum: real("epoch_loss_sum")?,
+        errors: count("epoch_errors")? as usize,
+        seen: count("epoch_seen")? as usize,
+    };
+    let within = WithinEpoch { batches: count("epoch_batches")? as usize, tally, seconds: real("epoch_seconds")? };
+    Ok((epoch, step, within))
 }
 
 /// Reads a state written by [`save_state`]; `expected` gives the parameter names and shapes the
@@ -228,15 +310,10 @@ pub fn load_state(path: &Path, expected: &[(String, Vec<usize>)], needs: Needs) 
             Ok(Slot { m, v: take("v")?.unwrap_or_default() })
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let number = |key: &str| {
-        metadata
-            .get(key)
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| format!("{}: metadata `{key}` is missing", path.display()))
-    };
     let stats = take_statistics(path, &mut by_name, needs)?;
     reject_unknown(path, &by_name)?;
-    Ok(State { params, slots, epoch: number("epoch")? as usize, step: number("step")?, stats })
+    let (epoch, step, within) = read_position(path, &metadata)?;
+    Ok(State { params, slots, epoch, step, stats, within })
 }
 
 /// Reads weights written by [`save_model`] for a net with parameters `expected` and a recipe
@@ -322,6 +399,7 @@ mod tests {
             epoch: 3,
             step: 1800,
             stats: Statistics { mean: Some(vec![1.0, 2.0, 3.0]), mean_norm: Some(41.5), whitening: Some(vec![0.5; 9]) },
+            within: WithinEpoch::default(),
         }
     }
 
@@ -353,6 +431,58 @@ mod tests {
             s.params.iter().map(|(n, p)| (n.clone(), p.shape().to_vec())).collect();
         assert_eq!(load_state(&path, &expected, NEEDS).unwrap(), s);
         assert!(!dir.path().join(".checkpoint.safetensors.tmp").exists());
+    }
+
+    fn shapes(s: &State) -> Vec<(String, Vec<usize>)> {
+        s.params.iter().map(|(n, p)| (n.clone(), p.shape().to_vec())).collect()
+    }
+
+    #[test]
+    fn a_position_within_an_epoch_round_trips_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.safetensors");
+        let mut s = state();
+        // Sums whose shortest decimal form is long: they must come back bit for bit.
+        let tally = Tally { loss_sum: 0.1 + 0.2, errors: 17, seen: 48 };
+        s.within = WithinEpoch { batches: 3, tally, seconds: 1.0 / 3.0 };
+        save_state(&path, &s, BTreeMap::new()).unwrap();
+        let back = load_state(&path, &shapes(&s), NEEDS).unwrap();
+        assert_eq!(back.within.tally.loss_sum.to_bits(), tally.loss_sum.to_bits());
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn a_checkpoint_without_a_position_is_at_the_start_of_its_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (new, old) = (dir.path().join("new.safetensors"), dir.path().join("old.safetensors"));
+        let s = state();
+        save_state(
+            &new,
+            &State { within: WithinEpoch { batches: 2, ..WithinEpoch::default() }, ..s.clone() },
+            BTreeMap::new(),
+        )
+        .unwrap();
+        // The same tensors with only the facts netc wrote before it stopped mid-epoch.
+        let (tensors, metadata) = load(&new).unwrap();
+        let facts = ["epoch", "step"].map(|k| (k.to_string(), metadata[k].clone()));
+        save(&old, &tensors, BTreeMap::from(facts)).unwrap();
+        assert_eq!(load_state(&old, &shapes(&s), NEEDS).unwrap(), s);
+    }
+
+    #[test]
+    fn a_changed_position_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.safetensors");
+        let s = state();
+        save_state(&path, &s, BTreeMap::new()).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        // The facts are a JSON string in the header: the recorded step 1800 becomes 1801.
+        let fact = br#"\"step\":\"1800\""#;
+        let at = bytes.windows(fact.len()).position(|w| w == fact).expect("the step is in the header");
+        bytes[at + fact.len() - 3] = b'1';
+        std::fs::write(&path, &bytes).unwrap();
+        let err = load_state(&path, &shapes(&s), NEEDS).unwrap_err();
+        assert!(err.contains("the position (epoch, step, batch) does not match its checksum"), "{err}");
     }
 
     #[test]

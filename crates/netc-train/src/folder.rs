@@ -54,6 +54,12 @@ impl RunFolder {
         self.dir.join("diverged.json")
     }
 
+    /// TensorBoard's events of the run (`--tensorboard`): the name holds `tfevents`, as
+    /// TensorBoard looks for.
+    pub fn events(&self) -> PathBuf {
+        self.dir.join("events.out.tfevents.netc")
+    }
+
     /// Held locked by the process training into the folder.
     pub fn lock_file(&self) -> PathBuf {
         self.dir.join("run.lock")
@@ -85,12 +91,13 @@ impl RunFolder {
     }
 
     /// Removes the run the folder holds (`--force`): its record, metrics, weights, checkpoint,
-    /// source copy and divergence record — only the files a run writes, under the folder's lock,
-    /// so a folder another process is training into is left alone.
+    /// source copy, divergence record and TensorBoard events — only the files a run writes,
+    /// under the folder's lock, so a folder another process is training into is left alone.
     pub fn clear(&self) -> Result<(), LockError> {
         let _lock = self.lock()?;
-        for path in [self.record(), self.metrics(), self.weights(), self.checkpoint(), self.source(), self.divergence()]
-        {
+        let files =
+            [self.record(), self.metrics(), self.weights(), self.checkpoint(), self.source(), self.divergence()];
+        for path in files.into_iter().chain([self.events()]) {
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(LockError::Io(format!("cannot remove {}: {e}", path.display())));

@@ -14,9 +14,10 @@ pub mod checkpoint;
 pub mod folder;
 pub mod optimizer;
 pub mod preprocess;
+pub mod tensorboard;
 pub mod values;
 
-pub use checkpoint::{write_text, Named, State};
+pub use checkpoint::{write_text, Named, State, WithinEpoch};
 pub use folder::{LockError, Mismatch, Provenance, RunFolder, RunLock, RunRecord};
 pub use optimizer::Slot;
 pub use preprocess::{Needs, Recipe, Statistics};
@@ -28,6 +29,7 @@ use netc_syntax::Span;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// A learned parameter as a backend's training program reads it.
@@ -225,6 +227,25 @@ impl EpochMetrics {
             self.clean.map_or(String::new(), |c| c.error.to_string()),
         ) + &self.validation.map_or(String::new(), |v| format!(",{},{}", v.loss, v.error))
     }
+
+    /// The row's values as TensorBoard scalars, tagged `epoch/<metrics.csv column>`.
+    fn tensorboard_scalars(&self) -> Vec<(&'static str, f64)> {
+        let mut scalars = vec![
+            ("epoch/train_loss", self.train_loss),
+            ("epoch/train_error", self.train_error),
+            ("epoch/test_loss", self.test_loss),
+            ("epoch/test_error", self.test_error),
+            ("epoch/seconds", self.seconds),
+            ("epoch/images_per_sec", self.images_per_sec),
+        ];
+        if let Some(clean) = self.clean {
+            scalars.extend([("epoch/clean_train_loss", clean.loss), ("epoch/clean_train_error", clean.error)]);
+        }
+        if let Some(validation) = self.validation {
+            scalars.extend([("epoch/val_loss", validation.loss), ("epoch/val_error", validation.error)]);
+        }
+        scalars
+    }
 }
 
 /// What the training loop reports as it goes.
@@ -248,6 +269,38 @@ pub struct RunOptions {
     pub validation: Option<f64>,
     /// Where the run comes from, recorded in run.json.
     pub provenance: Provenance,
+}
+
+/// What a caller may ask of a run besides [`RunOptions`]: both off by default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Controls<'a> {
+    /// Once set (by a signal handler, say), the run finishes its current step, writes a
+    /// checkpoint that holds its position within the epoch and returns
+    /// [`TrainError::Interrupted`].
+    pub stop: Option<&'a AtomicBool>,
+    /// Write TensorBoard events ([`tensorboard`]) into the run folder: every epoch's metrics,
+    /// and the training loss of every this many steps.
+    pub tensorboard_every: Option<u64>,
+}
+
+/// Where an interrupted run stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stopped {
+    /// The epoch it was in, counted from 1.
+    pub epoch: usize,
+    /// The batches of that epoch it had trained (0: it stopped before the epoch began), and how
+    /// many the epoch has.
+    pub batch: usize,
+    pub batches: usize,
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.batch {
+            0 => write!(f, "after epoch {}", self.epoch - 1),
+            batch => write!(f, "in epoch {}, after batch {batch} of {}", self.epoch, self.batches),
+        }
+    }
 }
 
 /// Where and how a run diverged: the first NaN or infinity came from `layer`.
@@ -275,6 +328,11 @@ pub enum TrainError {
     Locked { folder: RunFolder, pid: Option<u32> },
     /// A fresh run into a folder that already holds one.
     Occupied { folder: RunFolder },
+    /// [`Controls::stop`] was set: the folder's checkpoint holds the position.
+    Interrupted { folder: RunFolder, at: Stopped },
+    /// A resume with fewer epochs than the checkpoint has started: its weights have trained
+    /// on part of an epoch the run would not have.
+    EpochsTooFew { folder: RunFolder, epoch: usize, epochs: usize },
 }
 
 impl std::fmt::Display for TrainError {
@@ -294,6 +352,14 @@ impl std::fmt::Display for TrainError {
                 mismatch.requested
             ),
             TrainError::Occupied { folder } => write!(f, "{} already holds a run", folder.dir().display()),
+            TrainError::Interrupted { folder, at } => {
+                write!(f, "training interrupted {at}; the checkpoint in {} holds the position", folder.dir().display())
+            }
+            TrainError::EpochsTooFew { folder, epoch, epochs } => write!(
+                f,
+                "cannot resume {} for {epochs} epochs: its checkpoint is part-way through epoch {epoch}",
+                folder.dir().display()
+            ),
             TrainError::Locked { folder, pid } => {
                 let holder = pid.map_or("another process".to_string(), |pid| format!("process {pid}"));
                 write!(
@@ -506,6 +572,11 @@ impl Stepper {
     pub fn take_tally(&mut self) -> Tally {
         std::mem::take(&mut self.tally)
     }
+
+    /// Continues an epoch whose first batches gave `tally`.
+    pub fn resume_tally(&mut self, tally: Tally) {
+        self.tally = tally;
+    }
 }
 
 /// Trains `job.net` by `job.config` with `backend` and writes the run folder, holding its lock
@@ -520,6 +591,7 @@ pub fn train(
     job: &Job,
     backend: &mut dyn Backend,
     options: &RunOptions,
+    controls: Controls,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Vec<EpochMetrics>, TrainError> {
     let Job { net, config, source, train: train_set, test: test_set, class_names } = *job;
@@ -552,33 +624,59 @@ pub fn train(
         let params = backend.initial_params();
         let slots = params.iter().map(|(_, p)| Slot::new(&config.optimizer, p.len())).collect();
         let stats = Statistics::learn(recipe, &train_set, &test_set);
-        State { params, slots, epoch: 0, step: 0, stats }
+        State { params, slots, epoch: 0, step: 0, stats, within: WithinEpoch::default() }
     };
+    let batches = train_set.len().div_ceil(config.batch.max(1));
+    check_position(folder, &state, config, batches)?;
     let mut history = if options.resume { read_metrics(&folder.metrics())? } else { Vec::new() };
     history.truncate(state.epoch);
     checkpoint::write_text(&folder.source(), source)?;
     folder.write_record(&record)?;
+    let mut events = match controls.tensorboard_every {
+        Some(_) if options.resume => Some(tensorboard::EventWriter::resume(&folder.events(), state.epoch, state.step)?),
+        Some(_) => Some(tensorboard::EventWriter::create(&folder.events())?),
+        None => None,
+    };
+    let stop_requested = || controls.stop.is_some_and(|stop| stop.load(Ordering::Relaxed));
 
     let mut stepper = Stepper::new(backend.params(), config.batch, &net.input.shape, net.loss.span);
-    let batches = train_set.len().div_ceil(config.batch.max(1));
     for epoch in state.epoch..config.epochs {
         let started = Instant::now();
+        // Zero at an epoch's start; an interrupted epoch's first batches otherwise.
+        let done = std::mem::take(&mut state.within);
+        stepper.resume_tally(done.tally);
+        let seconds_so_far = || done.seconds + started.elapsed().as_secs_f64();
         let lr = config.lr_at(epoch);
         let order = epoch_order(train_set.len(), config.seed, epoch);
-        for (batch, chunk) in order.chunks(config.batch.max(1)).enumerate() {
+        for (batch, chunk) in order.chunks(config.batch.max(1)).enumerate().skip(done.batches) {
             let result = stepper
                 .step(backend, config, &mut state, &train_set, chunk, lr)
                 .map_err(|e| step_failed(e, epoch + 1, state.step))?;
-            let elapsed = started.elapsed().as_secs_f64().max(1e-9);
             on_event(Event::Step {
                 epoch: epoch + 1,
                 batch: batch + 1,
                 batches,
                 loss: result.loss,
-                images_per_sec: stepper.tally().seen as f64 / elapsed,
+                images_per_sec: stepper.tally().seen as f64 / seconds_so_far().max(1e-9),
             });
+            if let (Some(events), Some(every)) = (&mut events, controls.tensorboard_every) {
+                if state.step % every.max(1) == 0 {
+                    let step = i64::try_from(state.step).unwrap_or(i64::MAX);
+                    events.scalars(step, &[(tensorboard::STEP_LOSS_TAG, result.loss)])?;
+                }
+            }
+            // After the epoch's last batch the epoch's own files are written instead.
+            if stop_requested() && batch + 1 < batches {
+                state.within = WithinEpoch { batches: batch + 1, tally: stepper.tally(), seconds: seconds_so_far() };
+                if let Some(events) = &events {
+                    events.sync()?;
+                }
+                save_checkpoint(folder, &state, net, class_names)?;
+                let at = Stopped { epoch: epoch + 1, batch: batch + 1, batches };
+                return Err(TrainError::Interrupted { folder: folder.clone(), at });
+            }
         }
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = seconds_so_far();
         let pass = |set| EvalPass { epoch: epoch + 1, set };
         let (test_loss, test_error) =
             evaluate(backend, &state.params, &test_set, recipe, &state.stats, EVAL_BATCH, pass(EvalSet::Test))
@@ -618,10 +716,43 @@ pub fn train(
         };
         state.epoch = epoch + 1;
         history.push(metrics.clone());
+        if let Some(events) = &mut events {
+            events.scalars(metrics.epoch as i64, &metrics.tensorboard_scalars())?;
+            events.sync()?;
+        }
         save_run(folder, &state, &history, net, class_names)?;
         on_event(Event::Epoch(&metrics));
+        if stop_requested() && state.epoch < config.epochs {
+            let at = Stopped { epoch: state.epoch + 1, batch: 0, batches };
+            return Err(TrainError::Interrupted { folder: folder.clone(), at });
+        }
     }
     Ok(history)
+}
+
+/// Refuses a checkpoint part-way through an epoch that this run cannot continue: one past the
+/// run's last epoch, or at a batch the epoch does not have.
+fn check_position(folder: &RunFolder, state: &State, config: &TrainConfig, batches: usize) -> Result<(), TrainError> {
+    let within = state.within;
+    if within.batches == 0 {
+        return Ok(());
+    }
+    // The epoch part-way through, counted from 1 (a damaged count saturates rather than wraps).
+    let epoch = state.epoch.saturating_add(1);
+    if state.epoch >= config.epochs {
+        return Err(TrainError::EpochsTooFew { folder: folder.clone(), epoch, epochs: config.epochs });
+    }
+    if within.batches >= batches || within.tally.seen != within.batches * config.batch {
+        return Err(TrainError::Io(format!(
+            "{}: the checkpoint is after batch {} of epoch {} ({} examples), which does not fit this run's {batches} batches of {}",
+            folder.checkpoint().display(),
+            within.batches,
+            epoch,
+            within.tally.seen,
+            config.batch
+        )));
+    }
+    Ok(())
 }
 
 /// A training set split into the examples trained on and those held out, drawn from the seed.
@@ -666,13 +797,23 @@ fn save_run(
     }
     csv.push('\n');
     checkpoint::write_text(&folder.metrics(), &csv)?;
-    let metadata = BTreeMap::from([
+    checkpoint::save_model(&folder.weights(), state, metadata(state, net, class_names))?;
+    save_checkpoint(folder, state, net, class_names)
+}
+
+/// Writes the checkpoint alone: the run's metrics and weights stay those of its last finished
+/// epoch.
+fn save_checkpoint(folder: &RunFolder, state: &State, net: &Net, class_names: &[String]) -> Result<(), String> {
+    checkpoint::save_state(&folder.checkpoint(), state, metadata(state, net, class_names))
+}
+
+/// The metadata facts of the weights and the checkpoint.
+fn metadata(state: &State, net: &Net, class_names: &[String]) -> BTreeMap<String, String> {
+    BTreeMap::from([
         ("net".to_string(), net.name.clone()),
         ("epoch".to_string(), state.epoch.to_string()),
         (checkpoint::CLASS_NAMES.to_string(), checkpoint::encode_class_names(class_names)),
-    ]);
-    checkpoint::save_model(&folder.weights(), state, metadata.clone())?;
-    checkpoint::save_state(&folder.checkpoint(), state, metadata)
+    ])
 }
 
 /// The rows of a run folder's `metrics.csv`.

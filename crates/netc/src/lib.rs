@@ -38,10 +38,12 @@
 //! assert_eq!(outputs.get("dense1.weight").unwrap().shape(), &[3, 4]); // its gradient
 //! ```
 
+mod invocation;
 mod json;
 pub mod nir;
 pub mod run;
 
+pub use invocation::Invocation;
 pub use json::{json_lines, line_prefix};
 pub use netc_check as check;
 pub use netc_data as data;
@@ -120,16 +122,36 @@ pub enum Error {
     ResumeMismatch { folder: netc_train::RunFolder, mismatch: netc_train::Mismatch },
     /// Another process is training into the run folder.
     Locked { folder: netc_train::RunFolder, pid: Option<u32> },
+    /// A data set asked for by name is in none of the places netc looks; `message` lists them.
+    DataNotFound { name: String, message: String },
+    /// A fresh run into a folder that already holds one: a usage error.
+    Occupied { folder: netc_train::RunFolder },
+    /// Training was asked to stop; the run folder's checkpoint holds where it stopped.
+    Interrupted { folder: netc_train::RunFolder, at: netc_train::Stopped },
 }
 
 impl Error {
-    /// The error as the terminal shows it, with or without colour.
+    /// The error as the terminal shows it, with or without colour, its hints naming an
+    /// installed `netc`.
     pub fn render(&self, color: bool) -> String {
-        let (file, diagnostics) = self.diagnostics();
+        self.render_for(color, &Invocation::default())
+    }
+
+    /// The error as the terminal shows it, its hints naming commands as `invocation` runs netc.
+    pub fn render_for(&self, color: bool, invocation: &Invocation) -> String {
+        let (file, diagnostics) = self.diagnostics(invocation);
         match self {
             Error::Internal(message) => format!("internal error (a bug in netc, please report it): {message}\n"),
+            Error::Interrupted { .. } => diagnostics
+                .iter()
+                .map(|d| d.notes.iter().fold(format!("{}\n", d.message), |text, note| text + note + "\n"))
+                .collect(),
             // About no source: the message and its note and help lines, as plain lines.
-            Error::Io(_) | Error::ResumeMismatch { .. } | Error::Locked { .. } => diagnostics
+            Error::Io(_)
+            | Error::ResumeMismatch { .. }
+            | Error::Locked { .. }
+            | Error::DataNotFound { .. }
+            | Error::Occupied { .. } => diagnostics
                 .iter()
                 .map(|d| {
                     let notes: String = d.notes.iter().map(|n| format!("{n}\n")).collect();
@@ -143,14 +165,15 @@ impl Error {
         }
     }
 
-    /// The error as JSON lines, one per diagnostic (`--message-format json`).
-    pub fn json(&self) -> String {
-        let (file, diagnostics) = self.diagnostics();
+    /// The error as JSON lines, one per diagnostic (`--message-format json`), its hints naming
+    /// commands as `invocation` runs netc.
+    pub fn json(&self, invocation: &Invocation) -> String {
+        let (file, diagnostics) = self.diagnostics(invocation);
         json::json_lines(&diagnostics, file)
     }
 
     /// The error's diagnostics and the file (name and text) their labels point into, if any.
-    fn diagnostics(&self) -> (Option<(&str, &str)>, Vec<Diagnostic>) {
+    fn diagnostics(&self, invocation: &Invocation) -> (Option<(&str, &str)>, Vec<Diagnostic>) {
         fn file(s: &Source) -> (&str, &str) {
             (s.name.as_str(), s.text.as_str())
         }
@@ -192,6 +215,27 @@ impl Error {
                 );
                 let help = "help: wait for it to finish, or choose another folder with --out";
                 (None, vec![Diagnostic::error().with_message(message).with_notes(vec![help.into()])])
+            }
+            Error::DataNotFound { name, message } => {
+                let fetch = invocation.command(&["data", "fetch", name]);
+                let help = format!("help: to get it, run `{fetch}`, or set NETC_DATA to a folder that holds {name}/");
+                (None, vec![Diagnostic::error().with_message(message.clone()).with_notes(vec![help])])
+            }
+            Error::Occupied { folder } => {
+                let message = format!("{} already holds a run", folder.dir().display());
+                let help = format!(
+                    "help: continue it with {}, or choose another folder with --out",
+                    invocation.resume(folder.dir())
+                );
+                (None, vec![Diagnostic::error().with_message(message).with_notes(vec![help])])
+            }
+            Error::Interrupted { folder, at } => {
+                let message = format!("training interrupted {at}");
+                let notes = vec![
+                    format!("note: the checkpoint in {} holds this position", folder.dir().display()),
+                    format!("help: continue the run with {}", invocation.resume(folder.dir())),
+                ];
+                (None, vec![Diagnostic::note().with_message(message).with_notes(notes)])
             }
         }
     }

@@ -26,7 +26,12 @@ pub struct Data {
 impl Data {
     pub fn load(request: &DataRequest) -> Result<Data, Error> {
         let io = |e: netc_data::DataError| Error::Io(e.to_string());
-        let folder = netc_data::locate(&request.name, request.dir.as_deref()).map_err(io)?;
+        let folder = netc_data::locate(&request.name, request.dir.as_deref()).map_err(|e| match &e {
+            netc_data::DataError::NotFound { name, .. } => {
+                Error::DataNotFound { name: name.clone(), message: e.to_string() }
+            }
+            _ => io(e),
+        })?;
         let format = match (request.format, DataFormat::named(&request.name)) {
             (Some(format), _) | (None, Some(format)) => format,
             (None, None) => DataFormat::detect(&folder).map_err(io)?,

@@ -14,4 +14,4 @@ pub use compile::{compile, fused_text, init_params, ir_text, lower, stage_times,
 pub use data::{Data, DataRequest};
 pub use export::{export_onnx, onnx_model};
 pub use predict::{confusion, predict, predictions_json, ClassProbability, Confusion, Prediction};
-pub use training::{evaluate, train, RecordedRun, TrainOverrides, EVAL_BATCH};
+pub use training::{evaluate, train, train_with, RecordedRun, TrainOverrides, EVAL_BATCH};

@@ -3,7 +3,7 @@
 use super::data::Data;
 use crate::{Error, Model};
 pub use netc_train::EVAL_BATCH;
-use netc_train::{Backend, EpochMetrics, EvalPass, EvalSet, Event, RunOptions, StepError, TrainError};
+use netc_train::{Backend, Controls, EpochMetrics, EvalPass, EvalSet, Event, RunOptions, StepError, TrainError};
 
 /// Command-line settings that replace the `train` block's.
 #[derive(Clone, Debug, Default)]
@@ -43,6 +43,19 @@ pub fn train(
     options: &RunOptions,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<Vec<EpochMetrics>, Error> {
+    train_with(model, data, backend, options, Controls::default(), on_event)
+}
+
+/// [`train`], stopping when `controls.stop` is set ([`Error::Interrupted`]) and writing
+/// TensorBoard events when asked.
+pub fn train_with(
+    model: &Model,
+    data: &Data,
+    backend: &mut dyn Backend,
+    options: &RunOptions,
+    controls: Controls,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<Vec<EpochMetrics>, Error> {
     data.check_fits(model)?;
     check_augment(model)?;
     let job = netc_train::Job {
@@ -53,18 +66,18 @@ pub fn train(
         test: Data::samples(&data.set.test),
         class_names: &data.set.class_names,
     };
-    netc_train::train(&job, backend, options, on_event).map_err(|e| match e {
+    netc_train::train(&job, backend, options, controls, on_event).map_err(|e| match e {
         TrainError::Io(message) => Error::Io(message),
         TrainError::Diverged(divergence) => Error::Diverged { source: model.source.clone(), divergence },
         TrainError::ResumeMismatch { folder, mismatch } => Error::ResumeMismatch { folder, mismatch },
         TrainError::Locked { folder, pid } => Error::Locked { folder, pid },
-        TrainError::Occupied { folder } => Error::Usage {
+        TrainError::Occupied { folder } => Error::Occupied { folder },
+        TrainError::Interrupted { folder, at } => Error::Interrupted { folder, at },
+        TrainError::EpochsTooFew { epoch, .. } => Error::Usage {
             source: None,
-            diagnostics: vec![netc_syntax::Diagnostic::error().with_message(format!(
-                "{} already holds a run; continue it with --resume {}, or choose another folder with --out",
-                folder.dir().display(),
-                folder.dir().display()
-            ))],
+            diagnostics: vec![netc_syntax::Diagnostic::error()
+                .with_message(e.to_string())
+                .with_notes(vec![format!("help: resume with --epochs {epoch} or more")])],
         },
     })
 }
