@@ -170,12 +170,7 @@ train { optimizer = sgd(lr=0.05) batch = 16 epochs = 2 init = normal(std=0.1) pr
 
 #[test]
 fn train_writes_a_run_folder_that_eval_and_resume_accept() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    support::synthetic_mnist(&data, 64, 32);
-    let net = dir.path().join("tiny.net");
-    std::fs::write(&net, TINY).unwrap();
-    let out = dir.path().join("run");
+    let (_dir, net, data, out) = tiny_setup(64, 32);
     let (net, data, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
 
     let run = netc(&["train", net, "--data", data, "--out", out_s, "--epochs", "1"]);
@@ -210,6 +205,18 @@ fn train_writes_a_run_folder_that_eval_and_resume_accept() {
     assert_eq!(text(&interp.stdout), text(&eval.stdout), "the interpreter and the compiled executor disagree");
 }
 
+/// A folder holding `TINY` as `tiny.net` and synthetic MNIST of `train` and `test` images, and
+/// the run folder to train into: (the folder, the net, the data, the run).
+fn tiny_setup(train: usize, test: usize) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    support::synthetic_mnist(&data, train, test);
+    let net = dir.path().join("tiny.net");
+    std::fs::write(&net, TINY).unwrap();
+    let out = dir.path().join("run");
+    (dir, net, data, out)
+}
+
 /// `TINY` trained for one epoch on synthetic MNIST, in a folder of its own.
 struct TinyRun {
     dir: tempfile::TempDir,
@@ -219,12 +226,7 @@ struct TinyRun {
 }
 
 fn tiny_run(train: usize, test: usize) -> TinyRun {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    support::synthetic_mnist(&data, train, test);
-    let net = dir.path().join("tiny.net");
-    std::fs::write(&net, TINY).unwrap();
-    let out = dir.path().join("run");
+    let (dir, net, data, out) = tiny_setup(train, test);
     let (net_s, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
     let run = netc(&["train", net_s, "--data", data_s, "--out", out_s, "--epochs", "1"]);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
@@ -307,12 +309,7 @@ fn resume_with_other_settings_is_a_usage_error_naming_the_difference() {
 
 #[test]
 fn a_second_train_into_a_busy_folder_is_refused_naming_the_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    support::synthetic_mnist(&data, 64, 32);
-    let net = dir.path().join("tiny.net");
-    std::fs::write(&net, TINY).unwrap();
-    let out = dir.path().join("run");
+    let (_dir, net, data, out) = tiny_setup(64, 32);
     let (net, data, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
     let mut first = Command::new(env!("CARGO_BIN_EXE_netc"))
         .args(["train", net, "--data", data, "--out", out_s, "--epochs", "100000000"])
@@ -925,12 +922,7 @@ fn an_image_folder_trains_and_predict_names_its_class_folders() {
 
 #[test]
 fn a_validation_split_is_reported_every_epoch_and_fixed_for_a_resume() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    support::synthetic_mnist(&data, 64, 16);
-    let net = dir.path().join("tiny.net");
-    std::fs::write(&net, TINY).unwrap();
-    let out = dir.path().join("run");
+    let (_dir, net, data, out) = tiny_setup(64, 16);
     let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
     let run = netc(&["train", net, "--data", data_s, "--out", out_s, "--epochs", "1", "--val", "0.25"]);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
@@ -1295,12 +1287,7 @@ fn ctrl_c_checkpoints_mid_epoch_and_the_resumed_run_equals_an_uninterrupted_one(
 #[cfg(unix)]
 #[test]
 fn a_resume_for_fewer_epochs_than_its_checkpoint_started_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    support::synthetic_mnist(&data, 64, 32);
-    let net = dir.path().join("tiny.net");
-    std::fs::write(&net, TINY).unwrap();
-    let out = dir.path().join("run");
+    let (_dir, net, data, out) = tiny_setup(64, 32);
     let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
     let (status, rest) = interrupted_after_step(&["train", net, "--data", data_s, "--out", out_s], 6);
     assert_eq!(status, Some(130), "{rest}");
@@ -1316,12 +1303,7 @@ fn a_resume_for_fewer_epochs_than_its_checkpoint_started_is_refused() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_in_an_epochs_last_step_stops_once_the_epochs_files_are_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    support::synthetic_mnist(&data, 64, 32);
-    let net = dir.path().join("tiny.net");
-    std::fs::write(&net, TINY).unwrap();
-    let out = dir.path().join("run");
+    let (_dir, net, data, out) = tiny_setup(64, 32);
     let (net, data_s, out_s) = (net.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
     // Step 4 is the first epoch's last: the epoch is evaluated and saved, then netc stops.
     let (status, rest) = interrupted_after_step(&["train", net, "--data", data_s, "--out", out_s], 4);
