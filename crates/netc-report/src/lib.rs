@@ -176,6 +176,15 @@ impl Thesis {
     }
 }
 
+/// The thesis's test error as a table cell.
+fn thesis_cell(thesis: Option<(f64, bool)>) -> String {
+    match thesis {
+        Some((error, true)) => format!("{error:.2} (diverged)"),
+        Some((error, false)) => format!("{error:.2}"),
+        None => "–".into(),
+    }
+}
+
 /// Whether the thesis's run is one netc would expect: inside netc's 95% prediction interval for
 /// one more run, or diverged where netc's runs diverge.
 fn verdict(thesis: Option<(f64, bool)>, group: &Group) -> String {
@@ -277,7 +286,7 @@ impl Results {
                 mean_sd(test),
                 interval(test.and_then(|s| s.confidence)),
                 interval(test.and_then(|s| s.prediction)),
-                thesis.map_or("–".into(), |(e, d)| if d { format!("{e:.2} (diverged)") } else { format!("{e:.2}") }),
+                thesis_cell(thesis),
                 verdict(thesis, &group),
                 mean_sd(group.summary(|m| Some(m.train_error))),
                 mean_sd(group.summary(|m| m.clean.map(|c| c.error))),
@@ -297,10 +306,7 @@ impl Results {
         settings.dedup_by(|a, b| number(a) == number(b));
         for setting in settings {
             let thesis = self.thesis.at(&setting);
-            let mut row = vec![
-                fraction(&setting),
-                thesis.map_or("–".into(), |(e, d)| if d { format!("{e:.2} (diverged)") } else { format!("{e:.2}") }),
-            ];
+            let mut row = vec![fraction(&setting), thesis_cell(thesis)];
             for reading in READINGS {
                 let group = groups(self.reading(reading)).into_iter().find(|g| number(&g.setting) == number(&setting));
                 row.push(group.map_or("–".into(), |g| match g.test() {
@@ -359,8 +365,7 @@ impl Results {
             "Holm",
         ]);
         for (reading, runs) in &self.readings {
-            let outcomes: Vec<netc_sweep::Outcome> = runs.iter().map(as_outcome).collect();
-            let mut outcomes = outcomes;
+            let mut outcomes: Vec<netc_sweep::Outcome> = runs.iter().map(as_outcome).collect();
             netc_sweep::table::sort(&mut outcomes);
             for c in compare(&outcomes, "negfrac", &zero_setting(runs)).unwrap_or_default() {
                 table.row(comparison_row(reading.name, &c));
