@@ -536,3 +536,105 @@ fn a_backend_whose_plans_exceed_the_memory_limit_is_refused_with_the_planned_fig
     assert!(text.contains("evaluating `tiny` with batch 1000"), "{text}");
     assert!(netc::run::ExecBackend::with_memory_limit(&model, 1, 1 << 30, true).is_ok());
 }
+
+/// `TINY` with dropout, so the chunks' randomness is part of what must agree.
+const TINY_DROPOUT: &str = "
+net tiny {
+    input image: [1, 6, 6]
+    conv(4, k=3)
+    relu
+    dropout(0.2)
+    maxpool(2)
+    dense(10)
+    loss softmax_xent(classes=10)
+}
+train { optimizer = sgd(lr=0.05, momentum=0.9, weight_decay=0.0005) batch = 8 epochs = 2 init = normal(std=0.1) preprocess = scale seed = 7 }
+";
+
+/// Trains `model` as K processes (threads sharing a [`netc::train::parallel::threads::Group`])
+/// with `chunks` chunks per batch; returns rank 0's run folder's weights and metrics.
+fn train_shared(model: &netc::Model, data: &Data, out: &Path, k: usize, chunks: usize) -> (Vec<u8>, String) {
+    use netc::train::parallel::{threads::Group, DataParallel};
+    let group = Group::new(k);
+    std::thread::scope(|s| {
+        for rank in 0..k {
+            let member = group.member(rank);
+            s.spawn(move || {
+                let options = RunOptions {
+                    out: RunFolder::new(out),
+                    resume: false,
+                    limit_train: None,
+                    limit_test: None,
+                    validation: None,
+                    provenance: data.provenance(Path::new("tiny.net"), &[]),
+                };
+                let controls = netc::train::Controls {
+                    parallel: Some(DataParallel { group: &member, chunks }),
+                    ..Default::default()
+                };
+                let mut backend = netc::run::ExecBackend::new(model, 1).unwrap();
+                netc::run::train_with(model, data, &mut backend, &options, controls, &mut |_: Event| {}).unwrap();
+            });
+        }
+    });
+    let folder = RunFolder::new(out);
+    (std::fs::read(folder.weights()).unwrap(), std::fs::read_to_string(folder.metrics()).unwrap())
+}
+
+/// The metrics without the timing columns, which differ from run to run.
+fn untimed(metrics: &str) -> Vec<String> {
+    metrics.lines().map(|line| line.split(',').take(5).collect::<Vec<_>>().join(",")).collect()
+}
+
+#[test]
+fn data_parallel_training_is_bitwise_the_same_for_one_to_four_processes() {
+    let (dir, data_dir) = temp();
+    let data = data(&data_dir);
+    let model = model(TINY_DROPOUT);
+    let (weights, metrics) = train_shared(&model, &data, &dir.path().join("k1"), 1, 4);
+    assert!(untimed(&metrics).len() == 3, "{metrics}");
+    for k in 2..=4 {
+        let (other_weights, other_metrics) = train_shared(&model, &data, &dir.path().join(format!("k{k}")), k, 4);
+        assert!(other_weights == weights, "{k} processes trained other weights than one");
+        assert_eq!(untimed(&other_metrics), untimed(&metrics), "{k} processes");
+    }
+    // Another chunking sums in another order: a different (equally valid) run.
+    let (two_chunks, _) = train_shared(&model, &data, &dir.path().join("c2"), 2, 2);
+    assert!(two_chunks != weights);
+}
+
+#[test]
+fn one_chunk_shared_by_one_process_is_ordinary_training() {
+    let (dir, data_dir) = temp();
+    let data = data(&data_dir);
+    let model = model(TINY_DROPOUT);
+    let (shared, shared_metrics) = train_shared(&model, &data, &dir.path().join("shared"), 1, 1);
+    let plain = dir.path().join("plain");
+    run_on(&mut netc::run::ExecBackend::new(&model, 1).unwrap(), &model, &data, &plain, false).unwrap();
+    let folder = RunFolder::new(&plain);
+    assert!(std::fs::read(folder.weights()).unwrap() == shared);
+    assert_eq!(untimed(&std::fs::read_to_string(folder.metrics()).unwrap()), untimed(&shared_metrics));
+}
+
+#[test]
+fn more_processes_than_chunks_is_refused() {
+    let (dir, data_dir) = temp();
+    let data = data(&data_dir);
+    let model = model(TINY);
+    let group = netc::train::parallel::Alone;
+    let options = RunOptions {
+        out: RunFolder::new(dir.path().join("run")),
+        resume: false,
+        limit_train: None,
+        limit_test: None,
+        validation: None,
+        provenance: data.provenance(Path::new("tiny.net"), &[]),
+    };
+    let controls = netc::train::Controls {
+        parallel: Some(netc::train::parallel::DataParallel { group: &group, chunks: 9 }),
+        ..Default::default()
+    };
+    let mut backend = InterpBackend::new(&model).unwrap();
+    let err = netc::run::train_with(&model, &data, &mut backend, &options, controls, &mut |_: Event| {}).unwrap_err();
+    assert!(err.to_string().contains("between 1 and 8 chunks, not 9"), "{err}");
+}

@@ -108,6 +108,7 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     let controls = Controls {
         stop: Some(&INTERRUPTED),
         tensorboard_every: args.tensorboard.then_some(args.tensorboard_every.unwrap_or(TENSORBOARD_EVERY)),
+        parallel: None,
     };
     stop_on_interrupt();
     let result = netc::run::train_with(&model, &data, backend.as_mut(), &options, controls, &mut on_event);

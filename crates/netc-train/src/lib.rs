@@ -13,6 +13,7 @@ pub mod augment;
 pub mod checkpoint;
 pub mod folder;
 pub mod optimizer;
+pub mod parallel;
 pub mod preprocess;
 pub mod tensorboard;
 pub mod values;
@@ -281,6 +282,9 @@ pub struct Controls<'a> {
     /// Write TensorBoard events ([`tensorboard`]) into the run folder: every epoch's metrics,
     /// and the training loss of every this many steps.
     pub tensorboard_every: Option<u64>,
+    /// Share every batch's gradient over several processes ([`parallel`]); only rank 0 writes
+    /// the run folder. Without it, one process trains alone as it always has.
+    pub parallel: Option<parallel::DataParallel<'a>>,
 }
 
 /// Where an interrupted run stopped.
@@ -489,6 +493,8 @@ pub struct Stepper {
     signs: Vec<Option<SignConstraint>>,
     loss_span: Span,
     tally: Tally,
+    /// After a shared step: whether any process asked to stop.
+    agreed_stop: bool,
 }
 
 /// The running sums of an epoch's training loss and errors.
@@ -514,6 +520,7 @@ impl Stepper {
             signs: params.iter().map(|p| p.info.sign.clone()).collect(),
             loss_span,
             tally: Tally::default(),
+            agreed_stop: false,
         }
     }
 
@@ -527,6 +534,24 @@ impl Stepper {
         chunk: &[usize],
         lr: f64,
     ) -> Result<BatchResult, StepError> {
+        self.step_shared(backend, config, state, samples, chunk, lr, None, false)
+    }
+
+    /// [`Stepper::step`] with the batch's gradient shared over `parallel`'s processes, when given;
+    /// `stop` is this process's wish to stop, which [`Stepper::agreed_stop`] then combines with
+    /// every other process's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_shared(
+        &mut self,
+        backend: &mut dyn Backend,
+        config: &TrainConfig,
+        state: &mut State,
+        samples: &Samples,
+        chunk: &[usize],
+        lr: f64,
+        parallel: Option<parallel::DataParallel>,
+        stop: bool,
+    ) -> Result<BatchResult, StepError> {
         let (n, image_len) = (chunk.len(), samples.image_len);
         for (slot, &index) in chunk.iter().enumerate() {
             let image = samples.images.slice(index * image_len..(index + 1) * image_len);
@@ -538,13 +563,25 @@ impl Stepper {
             }
             self.labels[slot] = samples.labels[index];
         }
-        let result = backend.train_step(
-            &state.params,
-            &self.images[..n * image_len],
-            &self.labels[..n],
-            state.step,
-            &mut self.grads,
-        )?;
+        let (images, labels) = (&self.images[..n * image_len], &self.labels[..n]);
+        let result = match parallel {
+            None => backend.train_step(&state.params, images, labels, state.step, &mut self.grads),
+            Some(parallel) => {
+                let shared = parallel::shared_step(
+                    parallel,
+                    backend,
+                    &state.params,
+                    images,
+                    labels,
+                    state.step,
+                    stop,
+                    &mut self.grads,
+                )
+                .map_err(StepError::Failed)?;
+                self.agreed_stop = shared.stop;
+                shared.result
+            }
+        }?;
         if !result.loss.is_finite() {
             return Err(StepError::NonFinite { layer: netc_ir::LOSS.into(), span: self.loss_span });
         }
@@ -561,6 +598,11 @@ impl Stepper {
         self.tally.errors += result.errors;
         self.tally.seen += n;
         Ok(result)
+    }
+
+    /// Whether the last shared step found that some process asked to stop.
+    pub fn agreed_stop(&self) -> bool {
+        self.agreed_stop
     }
 
     /// The epoch's sums so far.
@@ -601,10 +643,26 @@ pub fn train(
     let clean_set = CleanSet::draw(&train_set, config.seed);
     let test_set = options.limit_test.map_or(test_set, |n| test_set.take(n));
     let folder = &options.out;
-    let _lock = folder.lock().map_err(|e| match e {
-        LockError::Held { pid, .. } => TrainError::Locked { folder: folder.clone(), pid },
-        LockError::Io(message) => TrainError::Io(message),
-    })?;
+    let writes = controls.parallel.is_none_or(|p| p.writes());
+    if let Some(p) = controls.parallel {
+        if p.chunks < p.group.size() || p.chunks > config.batch.max(1) {
+            return Err(TrainError::Io(format!(
+                "a batch of {} shared by {} processes needs between {} and {} chunks, not {}",
+                config.batch,
+                p.group.size(),
+                p.group.size(),
+                config.batch,
+                p.chunks
+            )));
+        }
+    }
+    let _lock = match writes {
+        true => Some(folder.lock().map_err(|e| match e {
+            LockError::Held { pid, .. } => TrainError::Locked { folder: folder.clone(), pid },
+            LockError::Io(message) => TrainError::Io(message),
+        })?),
+        false => None,
+    };
     let mut record = RunRecord::new(net, config, (options.limit_train, options.limit_test), options.provenance.clone());
     record.validation = options.validation;
     let shapes: Vec<(String, Vec<usize>)> =
@@ -630,14 +688,22 @@ pub fn train(
     check_position(folder, &state, config, batches)?;
     let mut history = if options.resume { read_metrics(&folder.metrics())? } else { Vec::new() };
     history.truncate(state.epoch);
-    checkpoint::write_text(&folder.source(), source)?;
-    folder.write_record(&record)?;
+    if writes {
+        checkpoint::write_text(&folder.source(), source)?;
+        folder.write_record(&record)?;
+    }
     let mut events = match controls.tensorboard_every {
+        _ if !writes => None,
         Some(_) if options.resume => Some(tensorboard::EventWriter::resume(&folder.events(), state.epoch, state.step)?),
         Some(_) => Some(tensorboard::EventWriter::create(&folder.events())?),
         None => None,
     };
     let stop_requested = || controls.stop.is_some_and(|stop| stop.load(Ordering::Relaxed));
+    // Processes that share batches stop together, at the step where any of them asked to.
+    let stop_agreed = |stepper: &Stepper| match controls.parallel {
+        Some(_) => stepper.agreed_stop(),
+        None => stop_requested(),
+    };
 
     let mut stepper = Stepper::new(backend.params(), config.batch, &net.input.shape, net.loss.span);
     for epoch in state.epoch..config.epochs {
@@ -650,7 +716,7 @@ pub fn train(
         let order = epoch_order(train_set.len(), config.seed, epoch);
         for (batch, chunk) in order.chunks(config.batch.max(1)).enumerate().skip(done.batches) {
             let result = stepper
-                .step(backend, config, &mut state, &train_set, chunk, lr)
+                .step_shared(backend, config, &mut state, &train_set, chunk, lr, controls.parallel, stop_requested())
                 .map_err(|e| step_failed(e, epoch + 1, state.step))?;
             on_event(Event::Step {
                 epoch: epoch + 1,
@@ -666,12 +732,14 @@ pub fn train(
                 }
             }
             // After the epoch's last batch the epoch's own files are written instead.
-            if stop_requested() && batch + 1 < batches {
+            if stop_agreed(&stepper) && batch + 1 < batches {
                 state.within = WithinEpoch { batches: batch + 1, tally: stepper.tally(), seconds: seconds_so_far() };
                 if let Some(events) = &events {
                     events.sync()?;
                 }
-                save_checkpoint(folder, &state, net, class_names)?;
+                if writes {
+                    save_checkpoint(folder, &state, net, class_names)?;
+                }
                 let at = Stopped { epoch: epoch + 1, batch: batch + 1, batches };
                 return Err(TrainError::Interrupted { folder: folder.clone(), at });
             }
@@ -720,9 +788,11 @@ pub fn train(
             events.scalars(metrics.epoch as i64, &metrics.tensorboard_scalars())?;
             events.sync()?;
         }
-        save_run(folder, &state, &history, net, class_names)?;
+        if writes {
+            save_run(folder, &state, &history, net, class_names)?;
+        }
         on_event(Event::Epoch(&metrics));
-        if stop_requested() && state.epoch < config.epochs {
+        if stop_agreed(&stepper) && state.epoch < config.epochs {
             let at = Stopped { epoch: state.epoch + 1, batch: 0, batches };
             return Err(TrainError::Interrupted { folder: folder.clone(), at });
         }
