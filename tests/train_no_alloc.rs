@@ -44,10 +44,10 @@ fn steady_state_allocations(
     let mut chunks = order.chunks(config.batch);
     let lr = config.lr_at(0);
     let first = chunks.next().unwrap();
-    stepper.step(&mut backend, &config, &mut state, &samples, first, lr).expect("warm-up step");
+    stepper.step(&mut backend, &config, &mut state, &samples, first, lr, None, false).expect("warm-up step");
     let allocations = allocations_during(|| {
         for chunk in chunks {
-            stepper.step(&mut backend, &config, &mut state, &samples, chunk, lr).expect("step");
+            stepper.step(&mut backend, &config, &mut state, &samples, chunk, lr, None, false).expect("step");
         }
     });
     assert_eq!(stepper.tally().seen, count);

@@ -524,24 +524,11 @@ impl Stepper {
         }
     }
 
-    /// Trains on the examples `chunk` of `samples` (at most the batch size) at rate `lr`.
-    pub fn step(
-        &mut self,
-        backend: &mut dyn Backend,
-        config: &TrainConfig,
-        state: &mut State,
-        samples: &Samples,
-        chunk: &[usize],
-        lr: f64,
-    ) -> Result<BatchResult, StepError> {
-        self.step_shared(backend, config, state, samples, chunk, lr, None, false)
-    }
-
-    /// [`Stepper::step`] with the batch's gradient shared over `parallel`'s processes, when given;
-    /// `stop` is this process's wish to stop, which [`Stepper::agreed_stop`] then combines with
-    /// every other process's.
+    /// Trains on the examples `chunk` of `samples` (at most the batch size) at rate `lr`, with the
+    /// batch's gradient shared over `parallel`'s processes when given; `stop` is this process's
+    /// wish to stop, which [`Stepper::agreed_stop`] then combines with every other process's.
     #[allow(clippy::too_many_arguments)]
-    pub fn step_shared(
+    pub fn step(
         &mut self,
         backend: &mut dyn Backend,
         config: &TrainConfig,
@@ -716,7 +703,7 @@ pub fn train(
         let order = epoch_order(train_set.len(), config.seed, epoch);
         for (batch, chunk) in order.chunks(config.batch.max(1)).enumerate().skip(done.batches) {
             let result = stepper
-                .step_shared(backend, config, &mut state, &train_set, chunk, lr, controls.parallel, stop_requested())
+                .step(backend, config, &mut state, &train_set, chunk, lr, controls.parallel, stop_requested())
                 .map_err(|e| step_failed(e, epoch + 1, state.step))?;
             on_event(Event::Step {
                 epoch: epoch + 1,
