@@ -495,6 +495,7 @@ pub struct Stepper {
     tally: Tally,
     /// After a shared step: whether any process asked to stop.
     agreed_stop: bool,
+    exchange: parallel::Exchange,
 }
 
 /// The running sums of an epoch's training loss and errors.
@@ -521,6 +522,7 @@ impl Stepper {
             loss_span,
             tally: Tally::default(),
             agreed_stop: false,
+            exchange: parallel::Exchange::default(),
         }
     }
 
@@ -556,6 +558,7 @@ impl Stepper {
             Some(parallel) => {
                 let shared = parallel::shared_step(
                     parallel,
+                    &mut self.exchange,
                     backend,
                     &state.params,
                     images,

@@ -21,9 +21,10 @@ pub trait Collective: Sync {
     fn rank(&self) -> usize;
     /// The number of processes.
     fn size(&self) -> usize;
-    /// Sends `send[r]` to the process of rank r; returns what every process sent this one, by
-    /// rank. An error (a process died, a time-out) names what happened.
-    fn all_to_all(&self, send: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>, String>;
+    /// Sends `send[r]` to the process of rank r and replaces `received[r]` with what rank r
+    /// sent this one (both have `size()` messages). An error (a process died, a time-out) names
+    /// what happened.
+    fn all_to_all(&self, send: &[Vec<f32>], received: &mut [Vec<f32>]) -> Result<(), String>;
 }
 
 /// One process alone: the reference every K must equal.
@@ -37,8 +38,10 @@ impl Collective for Alone {
     fn size(&self) -> usize {
         1
     }
-    fn all_to_all(&self, send: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>, String> {
-        Ok(send)
+    fn all_to_all(&self, send: &[Vec<f32>], received: &mut [Vec<f32>]) -> Result<(), String> {
+        received[0].clear();
+        received[0].extend_from_slice(&send[0]);
+        Ok(())
     }
 }
 
@@ -86,6 +89,25 @@ fn owned_slice(len: usize, k: usize, r: usize) -> (usize, usize) {
 /// errors, whether its pass failed, and whether its process asked to stop.
 const HEADER: usize = 5;
 
+/// The messages of [`shared_step`], kept from step to step so a step reuses their memory.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    send: Vec<Vec<f32>>,
+    received: Vec<Vec<f32>>,
+    /// This process's slice of the batch's gradient.
+    sum: Vec<f32>,
+}
+
+impl Exchange {
+    /// `k` empty messages each way, their memory kept.
+    fn clear(&mut self, k: usize) {
+        for messages in [&mut self.send, &mut self.received] {
+            messages.resize_with(k, Vec::new);
+            messages.iter_mut().for_each(Vec::clear);
+        }
+    }
+}
+
 /// One step of data-parallel training: this process's chunks of the batch (`images`, `labels`:
 /// the whole batch, assembled alike on every process) through `backend`, the gradients summed
 /// in chunk order and written into `grads` on every process. `step` keys the batch's randomness;
@@ -93,6 +115,7 @@ const HEADER: usize = 5;
 #[allow(clippy::too_many_arguments)]
 pub fn shared_step(
     parallel: DataParallel,
+    exchange: &mut Exchange,
     backend: &mut dyn Backend,
     params: &[crate::Named],
     images: &[f32],
@@ -105,31 +128,26 @@ pub fn shared_step(
     let (k, rank, n) = (group.size(), group.rank(), labels.len());
     let image_len = images.len() / n.max(1);
     let len: usize = grads.iter().map(Vec::len).sum();
-    let mine: Vec<usize> = (rank..chunks).step_by(k).collect();
+    exchange.clear(k);
 
-    // Each of this process's chunks: its header and flattened gradient.
+    // Reduce-scatter: rank s receives every chunk's header and slice s of its gradient, from the
+    // rank that computed it, chunks in order.
     let mut local_error = None;
-    let mut computed = Vec::with_capacity(mine.len());
-    for &c in &mine {
+    for c in (rank..chunks).step_by(k) {
         let (start, end) = chunk_range(n, chunks, c);
         let mut header = [0.0f32; HEADER];
         header[4] = f32::from(u8::from(stop));
-        let mut flat = vec![0.0f32; len];
+        let mut computed = false;
         if start < end {
             let key = step.wrapping_mul(chunks as u64).wrapping_add(c as u64);
-            match backend.train_step(
-                params,
-                &images[start * image_len..end * image_len],
-                &labels[start..end],
-                key,
-                grads,
-            ) {
+            let images = &images[start * image_len..end * image_len];
+            match backend.train_step(params, images, &labels[start..end], key, grads) {
                 Ok(result) => {
                     let bits = result.loss.to_bits();
                     header[0] = f32::from_bits((bits >> 32) as u32);
                     header[1] = f32::from_bits(bits as u32);
                     header[2] = result.errors as f32;
-                    flatten(grads, &mut flat);
+                    computed = true;
                 }
                 Err(error) => {
                     header[3] = 1.0;
@@ -137,35 +155,28 @@ pub fn shared_step(
                 }
             }
         }
-        computed.push((header, flat));
-    }
-
-    // Reduce-scatter: rank s receives slice s of every chunk, with every chunk's header.
-    let send = (0..k)
-        .map(|s| {
+        for (s, message) in exchange.send.iter_mut().enumerate() {
             let (from, to) = owned_slice(len, k, s);
-            let mut message = Vec::with_capacity(mine.len() * (HEADER + to - from));
-            for (header, flat) in &computed {
-                message.extend_from_slice(header);
-                message.extend_from_slice(&flat[from..to]);
+            message.extend_from_slice(&header);
+            match computed {
+                true => append_range(grads, from, to, message),
+                false => message.resize(message.len() + to - from, 0.0),
             }
-            message
-        })
-        .collect();
-    let received = group.all_to_all(send)?;
-    let (from, to) = owned_slice(len, k, rank);
-    let width = HEADER + to - from;
-    let chunk_message = |c: usize| -> Result<&[f32], String> {
-        let message = &received[c % k];
-        let at = (c / k) * width;
-        message.get(at..at + width).ok_or_else(|| format!("rank {} sent a short message", c % k))
-    };
+        }
+    }
+    group.all_to_all(&exchange.send, &mut exchange.received)?;
 
     // The batch's result and this process's slice of its gradient, summed in chunk order.
-    let mut sum = vec![0.0f32; to - from];
+    let (from, to) = owned_slice(len, k, rank);
+    let width = HEADER + to - from;
+    let (received, sum) = (&exchange.received, &mut exchange.sum);
+    sum.clear();
+    sum.resize(to - from, 0.0);
     let (mut loss, mut errors, mut failed, mut stop_any, mut first) = (0.0f64, 0usize, false, false, true);
     for c in 0..chunks {
-        let message = chunk_message(c)?;
+        let at = (c / k) * width;
+        let message =
+            received[c % k].get(at..at + width).ok_or_else(|| format!("rank {} sent a short message", c % k))?;
         let (header, slice) = message.split_at(HEADER);
         stop_any |= header[4] != 0.0;
         failed |= header[3] != 0.0;
@@ -177,25 +188,25 @@ pub fn shared_step(
         let chunk_loss = f64::from_bits((u64::from(header[0].to_bits()) << 32) | u64::from(header[1].to_bits()));
         loss += chunk_loss * f64::from(share);
         errors += header[2] as usize;
-        if first {
-            sum.iter_mut().zip(slice).for_each(|(s, g)| *s = share * g);
-            first = false;
-        } else {
-            sum.iter_mut().zip(slice).for_each(|(s, g)| *s += share * g);
+        // The first term is stored, not added to zero, so one chunk is exactly its gradient.
+        match std::mem::take(&mut first) {
+            true => sum.iter_mut().zip(slice).for_each(|(s, g)| *s = share * g),
+            false => sum.iter_mut().zip(slice).for_each(|(s, g)| *s += share * g),
         }
     }
 
     // All-gather: every process sends its summed slice to every process.
-    let gathered = group.all_to_all(vec![sum; k])?;
-    let mut flat = Vec::with_capacity(len);
-    for (r, slice) in gathered.iter().enumerate() {
+    for message in &mut exchange.send {
+        message.clone_from(&exchange.sum);
+    }
+    group.all_to_all(&exchange.send, &mut exchange.received)?;
+    for (r, slice) in exchange.received.iter().enumerate() {
         let (from, to) = owned_slice(len, k, r);
         if slice.len() != to - from {
             return Err(format!("rank {r} sent {} gradient values where {} were expected", slice.len(), to - from));
         }
-        flat.extend_from_slice(slice);
+        write_range(slice, from, grads);
     }
-    unflatten(&flat, grads);
     let result = match (failed, local_error) {
         (false, _) => Ok(BatchResult { loss, errors }),
         (true, Some(error)) => Err(error),
@@ -204,20 +215,28 @@ pub fn shared_step(
     Ok(SharedStep { result, stop: stop_any })
 }
 
-fn flatten(grads: &[Vec<f32>], flat: &mut [f32]) {
+/// Appends the values `[from, to)` of the parameters' gradients laid end to end.
+fn append_range(grads: &[Vec<f32>], from: usize, to: usize, out: &mut Vec<f32>) {
     let mut at = 0;
     for g in grads {
-        flat[at..at + g.len()].copy_from_slice(g);
+        let (lo, hi) = (from.max(at), to.min(at + g.len()));
+        if lo < hi {
+            out.extend_from_slice(&g[lo - at..hi - at]);
+        }
         at += g.len();
     }
 }
 
-fn unflatten(flat: &[f32], grads: &mut [Vec<f32>]) {
+/// Writes `values` over the parameters' gradients laid end to end, from position `from`.
+fn write_range(values: &[f32], from: usize, grads: &mut [Vec<f32>]) {
+    let to = from + values.len();
     let mut at = 0;
     for g in grads {
-        let len = g.len();
-        g.copy_from_slice(&flat[at..at + len]);
-        at += len;
+        let (lo, hi) = (from.max(at), to.min(at + g.len()));
+        if lo < hi {
+            g[lo - at..hi - at].copy_from_slice(&values[lo - from..hi - from]);
+        }
+        at += g.len();
     }
 }
 
@@ -257,21 +276,24 @@ pub mod threads {
         fn size(&self) -> usize {
             self.group.size
         }
-        fn all_to_all(&self, send: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>, String> {
+        fn all_to_all(&self, send: &[Vec<f32>], received: &mut [Vec<f32>]) -> Result<(), String> {
+            let poisoned = |_| "a rank panicked".to_string();
             {
-                let mut boxes = self.group.boxes.lock().map_err(|_| "a rank panicked".to_string())?;
-                for (to, message) in send.into_iter().enumerate() {
-                    boxes[to][self.rank] = message;
+                let mut boxes = self.group.boxes.lock().map_err(poisoned)?;
+                for (to, message) in send.iter().enumerate() {
+                    boxes[to][self.rank].clone_from(message);
                 }
             }
             self.group.barrier.wait();
-            let received = {
-                let mut boxes = self.group.boxes.lock().map_err(|_| "a rank panicked".to_string())?;
-                std::mem::replace(&mut boxes[self.rank], vec![Vec::new(); self.group.size])
-            };
+            {
+                let boxes = self.group.boxes.lock().map_err(poisoned)?;
+                for (from, message) in received.iter_mut().enumerate() {
+                    message.clone_from(&boxes[self.rank][from]);
+                }
+            }
             // Nobody writes the next exchange's messages before everyone has read this one's.
             self.group.barrier.wait();
-            Ok(received)
+            Ok(())
         }
     }
 }
@@ -294,6 +316,20 @@ mod tests {
     }
 
     #[test]
+    fn ranges_of_the_gradients_laid_end_to_end_round_trip() {
+        let grads = vec![vec![1.0, 2.0, 3.0], vec![], vec![4.0, 5.0]];
+        let mut all = Vec::new();
+        append_range(&grads, 0, 5, &mut all);
+        assert_eq!(all, [1.0, 2.0, 3.0, 4.0, 5.0]);
+        let mut middle = Vec::new();
+        append_range(&grads, 2, 4, &mut middle);
+        assert_eq!(middle, [3.0, 4.0]);
+        let mut written = vec![vec![0.0; 3], vec![], vec![0.0; 2]];
+        write_range(&middle, 2, &mut written);
+        assert_eq!(written, [vec![0.0, 0.0, 3.0], vec![], vec![4.0, 0.0]]);
+    }
+
+    #[test]
     fn thread_group_delivers_every_message_to_its_rank() {
         let group = threads::Group::new(3);
         std::thread::scope(|s| {
@@ -301,8 +337,10 @@ mod tests {
                 let member = group.member(rank);
                 s.spawn(move || {
                     for round in 0..4 {
-                        let send = (0..3).map(|to| vec![(rank * 10 + to) as f32, round as f32]).collect();
-                        let got = member.all_to_all(send).unwrap();
+                        let send: Vec<Vec<f32>> =
+                            (0..3).map(|to| vec![(rank * 10 + to) as f32, round as f32]).collect();
+                        let mut got = vec![Vec::new(); 3];
+                        member.all_to_all(&send, &mut got).unwrap();
                         let want: Vec<Vec<f32>> =
                             (0..3).map(|from| vec![(from * 10 + rank) as f32, round as f32]).collect();
                         assert_eq!(got, want);
