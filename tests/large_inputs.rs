@@ -94,3 +94,50 @@ fn blocks_expanding_to_just_under_the_layer_limit_check_and_summarise() {
         assert!(summary.lines().count() > 98_304, "every layer has its row");
     });
 }
+
+/// Blocks `b1`…`bN`, each using the one below ten times: `bN` is 10^N uses of `b0`.
+fn nested_uses(b0_body: &str, levels: usize) -> String {
+    let mut text = format!("block b0 {{ input x\n {b0_body}\n }}\n");
+    for level in 1..=levels {
+        text.push_str(&format!("block b{level} {{ input x\n{}}}\n", format!(" b{}\n", level - 1).repeat(10)));
+    }
+    text + &format!(
+        "net m {{ input image: [1, 28, 28]\n b{levels}\n conv(10, k=28)\n loss softmax_xent(classes=10) }}\n"
+    )
+}
+
+#[test]
+fn a_mistake_in_a_block_used_a_hundred_thousand_times_is_reported_once() {
+    let source = netc::Source::new("nested.net", nested_uses("conv(0, k=3)", 5));
+    let err = netc::model(&source, &[], None).unwrap_err();
+    let message = err.render(false);
+    assert_eq!(message.matches("error[").count(), 1, "{message}");
+    assert!(message.contains("in this use of the block `b5`"), "{message}");
+    assert!(message.len() < 4000, "{} bytes", message.len());
+}
+
+#[test]
+fn a_warning_in_a_block_used_ten_thousand_times_is_reported_once() {
+    let source = netc::Source::new("nested.net", nested_uses("conv(1, k=1)\n mixlu(0.5, mask=fixed)", 4));
+    let model = netc::model(&source, &[], None).unwrap_or_else(|e| panic!("{e:?}"));
+    let warnings = &model.checked.warnings;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let more = "note: and 9999 more layers from this line, through the uses of its block";
+    assert!(warnings[0].notes.iter().any(|n| n == more), "{:?}", warnings[0].notes);
+}
+
+#[test]
+fn blocks_nested_ten_thousand_deep_stop_at_the_name_limit_with_one_error() {
+    // Unbounded, the names alone would take 10,000 levels × 100,000 layers of memory.
+    let mut text = String::new();
+    for level in 0..10_000 {
+        text.push_str(&format!("block c{level} {{ input x\n c{} }}\n", level + 1));
+    }
+    text.push_str("block c10000 { input x\n relu }\n");
+    text.push_str("net m { input image: [1, 8, 8]\n c0\n dense(2)\n loss softmax_xent(classes=2) }\n");
+    let err = netc::model(&netc::Source::new("deep.net", text), &[], None).unwrap_err();
+    let message = err.render(false);
+    assert_eq!(message.matches("error[").count(), 1, "{message}");
+    assert!(message.contains("error[E0219]: the layer `c01.c11."), "{message}");
+    assert!(message.contains(&format!("more than {}", netc::check::MAX_NAME_BYTES)), "{message}");
+}

@@ -605,7 +605,7 @@ fn one_chunk_shared_by_one_process_is_ordinary_training() {
 }
 
 #[test]
-fn more_processes_than_chunks_is_refused() {
+fn a_chunk_count_outside_processes_to_batch_is_refused_as_a_usage_error() {
     let (dir, data_dir) = temp();
     let data = data(&data_dir);
     let model = model(TINY);
@@ -617,5 +617,8 @@ fn more_processes_than_chunks_is_refused() {
     };
     let mut backend = InterpBackend::new(&model).unwrap();
     let err = netc::run::train_with(&model, &data, &mut backend, &options, controls, &mut |_: Event| {}).unwrap_err();
-    assert!(err.to_string().contains("between 1 and 8 chunks, not 9"), "{err}");
+    let message = err.render(false);
+    assert!(message.contains("between 1 and 8 gradient chunks, not 9"), "{message}");
+    assert!(message.contains("help: pass --grad-chunks N with 1 ≤ N ≤ 8"), "{message}");
+    assert!(matches!(err, netc::Error::Usage { .. }), "{err:?}");
 }

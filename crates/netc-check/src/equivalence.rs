@@ -9,7 +9,8 @@ use crate::model::*;
 use netc_syntax::{Code, Diagnostic, Label};
 use std::collections::HashMap;
 
-/// A warning for every layer equivalent to a simpler one by a sign flip of the weights around it.
+/// A warning for every written layer equivalent to a simpler one by a sign flip of the weights
+/// around it: one per line of the file, naming its first layer, however often blocks inline it.
 pub(crate) fn equivalences(net: &Net) -> Vec<Diagnostic> {
     let mut readers: HashMap<Node, Vec<usize>> = HashMap::new();
     for (index, layer) in net.layers.iter().enumerate() {
@@ -22,6 +23,8 @@ pub(crate) fn equivalences(net: &Net) -> Vec<Diagnostic> {
     }
     let read_by = |node: Node| readers.get(&node).map_or(&[][..], Vec::as_slice);
     let mut warnings = Vec::new();
+    // Per written layer, its warning's index and how many more layers it stands for.
+    let mut lines: HashMap<std::ops::Range<usize>, (usize, usize)> = HashMap::new();
     for (index, layer) in net.layers.iter().enumerate() {
         let Some(disguise) = disguise(net, layer) else { continue };
         // The flip needs a linear layer of its own in front, whose units it can negate...
@@ -32,7 +35,19 @@ pub(crate) fn equivalences(net: &Net) -> Vec<Diagnostic> {
         }
         // ...and only linear layers after it, reached through ops that commute with negation.
         let Some(consumer) = linear_readers(net, index, &read_by) else { continue };
-        warnings.push(warning(layer, &net.layers[producer], &net.layers[consumer], disguise));
+        match lines.entry(layer.span.range()) {
+            std::collections::hash_map::Entry::Occupied(mut line) => line.get_mut().1 += 1,
+            std::collections::hash_map::Entry::Vacant(line) => {
+                line.insert((warnings.len(), 0));
+                warnings.push(warning(layer, &net.layers[producer], &net.layers[consumer], disguise));
+            }
+        }
+    }
+    for (index, more) in lines.into_values().filter(|&(_, more)| more > 0) {
+        let s = if more == 1 { "" } else { "s" };
+        warnings[index]
+            .notes
+            .push(format!("note: and {more} more layer{s} from this line, through the uses of its block"));
     }
     warnings
 }

@@ -22,7 +22,7 @@ mod units;
 pub use config::*;
 pub use memory::{Bytes, Step, StepMemory};
 pub use model::*;
-pub use net::MAX_LAYERS;
+pub use net::{MAX_LAYERS, MAX_NAME_BYTES};
 pub use ops::layer_signatures;
 pub use summary::{describe_layer, summary};
 pub use train::{count_override, lr_override, CountSetting};

@@ -37,6 +37,10 @@ pub(crate) fn check_net(
 /// multiply, and a net this large would not fit in memory anyway.
 pub const MAX_LAYERS: usize = 100_000;
 
+/// The longest full name of a layer (`outer1.residual1.conv1`), in bytes. With [`MAX_LAYERS`] it
+/// bounds the names' memory (25 MiB) and how deep blocks nest, whose work grows with the depth.
+pub const MAX_NAME_BYTES: usize = 256;
+
 /// A layer's checked parts, before it gets its name. Its shape is `None` once an error upstream
 /// made it unknown, so one mistake is reported once and not again by every layer after it.
 struct Built {
@@ -130,6 +134,11 @@ struct Walker<'a> {
     /// The blocks being inlined, outermost first, to refuse a block that uses itself.
     inlining: Vec<&'a str>,
     blocks_used: Vec<BlockUse>,
+    /// Per block and depth of inlining, the diagnostics of its uses already reported (as text,
+    /// to compare): a use that repeats them adds nothing, so a mistake in a block used 10,000
+    /// times is reported once. The depth keeps a block's use inside itself (E0212) apart from
+    /// the use around it, whose diagnostics would otherwise read the same.
+    reported_uses: HashSet<(&'a str, usize, String)>,
     /// How many diagnostics came before this net's.
     before: usize,
     input: Option<Input>,
@@ -157,6 +166,7 @@ impl<'a> Walker<'a> {
             env: Env::new(&decl.body, params.clone(), String::new()),
             inlining: Vec::new(),
             blocks_used: Vec::new(),
+            reported_uses: HashSet::new(),
             before,
             input: None,
             layers: Vec::new(),
@@ -366,7 +376,7 @@ impl<'a> Walker<'a> {
             }
         };
         let index = self.layers.len();
-        let layer_name = format!("{}{layer_name}", self.env.prefix);
+        let layer_name = self.full_name(&layer_name, stmt, errors).unwrap_or_else(|cut| cut);
         let Some(Built { op, inputs, shape, lr_mult, wd_mult, init }) = checked else {
             // Unknown output: later layers still get their own checks, without shapes.
             self.env.current = Some((Node::Layer(index), None));
@@ -393,18 +403,27 @@ impl<'a> Walker<'a> {
     }
 
     /// A use of a block: its body inlined with the use's arguments, its layers named
-    /// `USE.LAYER`. An error inside is reported at the use, with the line of the block.
+    /// `USE.LAYER`. An error inside is reported at the first use that makes it, with the line of
+    /// the block.
     fn block_use(&mut self, stmt: &'a LayerStmt, block: &'a BlockDecl, errors: &mut Vec<Diagnostic>) {
         let index = self.layers.len();
         let use_name = match &stmt.name {
             Some(n) => n.name.clone(),
             None => auto_name(&block.name.name, &self.env.explicit, &mut self.env.counters),
         };
-        let full_name = format!("{}{use_name}", self.env.prefix);
         let mut inner = Vec::new();
-        let output = self.inline_block(stmt, block, &full_name, &mut inner);
+        let (full_name, output) = match self.full_name(&use_name, stmt, errors) {
+            Ok(name) => {
+                let output = self.inline_block(stmt, block, &name, &mut inner);
+                (name, output)
+            }
+            Err(cut) => (cut, None),
+        };
         let failed = inner.iter().any(|d| d.severity == Severity::Error);
-        errors.extend(inner.into_iter().map(|d| at_use(d, stmt, block)));
+        if !inner.is_empty() && self.reported_uses.insert((&block.name.name, self.inlining.len(), format!("{inner:?}")))
+        {
+            errors.extend(inner.into_iter().map(|d| at_use(d, stmt, block)));
+        }
         let output = match output {
             Some(output) if !failed => output,
             _ => {
@@ -426,6 +445,27 @@ impl<'a> Walker<'a> {
             layers: index..self.layers.len(),
             span: stmt.span,
         });
+    }
+
+    /// `name` under the blocks being inlined; when that is longer than [`MAX_NAME_BYTES`], an
+    /// error and, as `Err`, the name cut short (so a net's names stay bounded after it too).
+    fn full_name(&self, name: &str, stmt: &LayerStmt, errors: &mut Vec<Diagnostic>) -> Result<String, String> {
+        let full = format!("{}{name}", self.env.prefix);
+        if full.len() > MAX_NAME_BYTES {
+            let shown: String = full.chars().take(60).collect::<String>() + "…";
+            errors.push(
+                Code::NameTooLong
+                    .error()
+                    .with_message(format!(
+                        "the layer `{shown}` has a name of {} bytes once its blocks are inlined, more than {MAX_NAME_BYTES}",
+                        full.len()
+                    ))
+                    .with_labels(vec![Label::primary((), stmt.call.span.range()).with_message("named here")])
+                    .with_notes(vec!["help: nest fewer blocks, or give the blocks and layers shorter names".into()]),
+            );
+            return Err(shown);
+        }
+        Ok(full)
     }
 
     /// Walks `block`'s body for one use; the block's output, or `None` after an error.

@@ -2,6 +2,7 @@
 //! Exit status: 0 success, 1 mistakes in the user's file, 2 usage or I/O errors.
 
 mod plot;
+mod processes;
 mod sweep;
 mod train;
 
@@ -189,6 +190,24 @@ struct TrainArgs {
     /// With --tensorboard: write the training loss of every Nth step [default: 50].
     #[arg(long, value_name = "N", requires = "tensorboard", value_parser = clap::value_parser!(u64).range(1..))]
     tensorboard_every: Option<u64>,
+    /// Sum each batch's gradient from N chunks of the batch in a fixed order, so that any number
+    /// of processes up to N (`mpiexec -n K`) trains the same bits as this one with the same N
+    /// (recorded in run.json; needed under mpiexec) [default: 1, ordinary training].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    grad_chunks: Option<u64>,
+    /// Under mpiexec: how long a process waits for the others in a step before it stops the
+    /// job, as when one of them hangs.
+    #[cfg(feature = "mpi")]
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0, value_parser = parse_seconds)]
+    mpi_timeout: f64,
+}
+
+#[cfg(feature = "mpi")]
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 1e6 => Ok(s),
+        _ => Err(format!("`{text}` is not a number of seconds between 0 and 1000000")),
+    }
 }
 
 /// Training flags shared by `train` and `sweep`.

@@ -1,6 +1,7 @@
 //! `netc sweep`: every combination of swept `--set` values and seeds as a run folder, with
 //! overall progress, then `sweep.csv` and the per-setting table.
 
+use crate::processes::Processes;
 use crate::train::epoch_line;
 use crate::{DataArgs, Failure, FileArgs, RecipeArgs};
 use clap::Args;
@@ -48,6 +49,12 @@ fn parse_shard(text: &str) -> Result<netc_sweep::Shard, String> {
 }
 
 pub fn run(args: SweepArgs) -> Result<(), Failure> {
+    let processes = Processes::join(std::time::Duration::MAX)?;
+    let result = sweep(args, &processes);
+    processes.end(result)
+}
+
+fn sweep(args: SweepArgs, processes: &Processes) -> Result<(), Failure> {
     let source = netc::Source::read(&args.file.file)?;
     let net = args.file.net.as_deref();
     let probe = Grid::new(&args.file.set, vec![0]).map_err(netc::Error::from)?;
@@ -69,11 +76,25 @@ pub fn run(args: SweepArgs) -> Result<(), Failure> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("sweep-{}", crate::file_stem(&args.file.file))));
-    if args.merge {
+    // The runs in `out`, every shard's, tabulated.
+    let merge = || {
         let names: Vec<String> = grid.axes.iter().map(|a| a.name.clone()).collect();
-        let report = netc_sweep::write_csv(&out, &names)?;
-        return print_report(&report, &out, args.baseline.as_ref());
+        print_report(&netc_sweep::write_csv(&out, &names)?, &out, args.baseline.as_ref())
+    };
+    if args.merge {
+        return merge();
     }
+    // Under mpiexec, process r of K trains shard r + 1 of K; the first merges their runs.
+    let group = processes.group();
+    let shard = match (args.shard, group.size()) {
+        (shard, 1) => shard.unwrap_or(netc_sweep::Shard::ALL),
+        (None, count) => netc_sweep::Shard { index: group.rank(), count },
+        (Some(_), k) => {
+            return Err(Failure::usage(format!(
+                "--shard divides the runs, and so do the {k} processes of mpiexec: use one of the two"
+            )))
+        }
+    };
     let overrides = args.recipe.overrides(None)?;
     // Every setting's net once (seeds do not change its size).
     let points = grid.points();
@@ -93,7 +114,7 @@ pub fn run(args: SweepArgs) -> Result<(), Failure> {
         out: &out,
         limit_train: args.recipe.limit_train,
         limit_test: args.recipe.limit_test,
-        shard: args.shard.unwrap_or(netc_sweep::Shard::ALL),
+        shard,
     };
 
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -188,7 +209,15 @@ pub fn run(args: SweepArgs) -> Result<(), Failure> {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    print_report(&result?, &out, args.baseline.as_ref())
+    let report = result?;
+    if group.size() == 1 {
+        return print_report(&report, &out, args.baseline.as_ref());
+    }
+    processes.barrier();
+    match processes.leads() {
+        true => merge(),
+        false => Ok(()),
+    }
 }
 
 /// The table of the runs in `out`, and the comparison with `baseline` if asked for.

@@ -1,8 +1,10 @@
 //! `netc train`: flags over the train block, the run folder, progress and per-epoch lines, and
 //! Ctrl-C: the first stops after the current step with a checkpoint, a second at once.
 
+use crate::processes::Processes;
 use crate::{Failure, TrainArgs};
 use indicatif::{ProgressBar, ProgressStyle};
+use netc::train::parallel::DataParallel;
 use netc::train::{Controls, Event, LockError, RunFolder, RunOptions};
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -21,6 +23,28 @@ const PAUSE_AFTER_STEP: &str = "NETC_PAUSE_AFTER_STEP";
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub fn run(args: TrainArgs) -> Result<(), Failure> {
+    #[cfg(feature = "mpi")]
+    let timeout = std::time::Duration::from_secs_f64(args.mpi_timeout);
+    #[cfg(not(feature = "mpi"))]
+    let timeout = std::time::Duration::MAX;
+    let processes = Processes::join(timeout)?;
+    let result = train(args, &processes);
+    processes.end(result)
+}
+
+fn train(args: TrainArgs, processes: &Processes) -> Result<(), Failure> {
+    let group = processes.group();
+    let parallel = match (args.grad_chunks, group.size()) {
+        (None, 1) => None,
+        (None, k) => {
+            return Err(Failure::usage(format!(
+                "{k} processes share this run: pass --grad-chunks N with {k} ≤ N ≤ the batch size; the same N trains \
+                 the same bits with any number of processes, `netc train --grad-chunks N` alone included"
+            )))
+        }
+        (Some(chunks), _) => Some(DataParallel { group, chunks: usize::try_from(chunks).unwrap_or(usize::MAX) }),
+    };
+    let leads = processes.leads();
     let mut model = args.file.model()?;
     args.recipe.overrides(args.seed.as_deref())?.apply(&mut model.checked.train);
     args.data.check_memory(&model, true)?;
@@ -30,7 +54,8 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         (None, None) => (default_out(&args.file.file, args.force)?, false),
     };
     let folder = RunFolder::new(&out);
-    if args.force {
+    // Only the first process touches the folder (netc_train::train).
+    if args.force && leads {
         folder.clear().map_err(|e| match e {
             LockError::Held { pid, .. } => netc::Error::Locked { folder: folder.clone(), pid },
             LockError::Io(message) => netc::Error::Io(message),
@@ -48,16 +73,22 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
     };
 
     let config = model.train().clone();
-    eprintln!(
-        "training `{}` on {} for {} epochs (batch {}, seed {}) → {}",
-        model.net().name,
-        data.folder.display(),
-        config.epochs,
-        config.batch,
-        config.seed,
-        out.display()
-    );
-    let bar = std::io::stderr().is_terminal().then(|| {
+    let processes_note = match group.size() {
+        1 => String::new(),
+        k => format!(", {k} processes"),
+    };
+    if leads {
+        eprintln!(
+            "training `{}` on {} for {} epochs (batch {}, seed {}{processes_note}) → {}",
+            model.net().name,
+            data.folder.display(),
+            config.epochs,
+            config.batch,
+            config.seed,
+            out.display()
+        );
+    }
+    let bar = (leads && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:20}] {pos}/{len} {msg}")
@@ -97,18 +128,19 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
                 ));
             }
         }
-        Event::Epoch(m) => {
+        Event::Epoch(m) if leads => {
             let line = epoch_line(m, epochs);
             match &bar {
                 Some(bar) => bar.println(line),
                 None => println!("{line}"),
             }
         }
+        Event::Epoch(_) => {}
     };
     let controls = Controls {
         stop: Some(&INTERRUPTED),
         tensorboard_every: args.tensorboard.then_some(args.tensorboard_every.unwrap_or(TENSORBOARD_EVERY)),
-        parallel: None,
+        parallel,
     };
     stop_on_interrupt();
     let result = netc::run::train_with(&model, &data, backend.as_mut(), &options, controls, &mut on_event);
@@ -116,7 +148,9 @@ pub fn run(args: TrainArgs) -> Result<(), Failure> {
         bar.finish_and_clear();
     }
     result?;
-    eprintln!("run saved in {}", out.display());
+    if leads {
+        eprintln!("run saved in {}", out.display());
+    }
     Ok(())
 }
 

@@ -64,6 +64,7 @@ codes! {
     BlockOutput = "E0216", "a block that does not end in a single output";
     BlockInput = "E0217", "a block without exactly one input, or whose input shape does not fit what it reads";
     TooManyLayers = "E0218", "blocks that expand to more layers than a net may have";
+    NameTooLong = "E0219", "a layer whose name, with the names of the blocks around it, is longer than a net may have";
     LayerMisfit = "E0300", "a layer that cannot apply to its input or arguments";
     ShapeMismatch = "E0301", "shapes that must agree do not";
     BadInputShape = "E0302", "an input shape that is not a list of one to three positive integers";

@@ -79,7 +79,9 @@ fn bytes_of(data: &[f32]) -> Vec<u8> {
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
+    // A temporary file per process: shards of a sweep write its sweep.csv at the same time, and
+    // each rename must move a whole file of its own.
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
@@ -430,7 +432,8 @@ mod tests {
         let expected: Vec<(String, Vec<usize>)> =
             s.params.iter().map(|(n, p)| (n.clone(), p.shape().to_vec())).collect();
         assert_eq!(load_state(&path, &expected, NEEDS).unwrap(), s);
-        assert!(!dir.path().join(".checkpoint.safetensors.tmp").exists());
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(files, ["checkpoint.safetensors"], "no temporary file is left behind");
     }
 
     fn shapes(s: &State) -> Vec<(String, Vec<usize>)> {

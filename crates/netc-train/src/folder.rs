@@ -213,7 +213,19 @@ pub struct RunRecord {
     /// The fraction of the training examples held out for validation (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<f64>,
+    /// How many chunks each batch's gradient is summed from (`--grad-chunks`; absent in older
+    /// files and for ordinary training: 1). Any number of processes trains the same bits.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub grad_chunks: usize,
     pub provenance: Provenance,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,12 +346,14 @@ impl RunRecord {
             limit_train: limits.0,
             limit_test: limits.1,
             validation: None,
+            grad_chunks: 1,
             provenance,
         }
     }
 
     /// The first fact a resumed run must share with the recorded one and does not: the net
-    /// and its parameters, the seed, the batch size, the data and how much of it is used.
+    /// and its parameters, the seed, the batch size, the data and how much of it is used, the
+    /// gradient chunks (not the number of processes).
     /// Epochs, the optimizer and file names may change.
     pub fn resume_mismatch(&self, requested: &RunRecord) -> Option<Mismatch> {
         let differ = |what: &str, recorded: String, requested: String| {
@@ -380,6 +394,13 @@ impl RunRecord {
             .or_else(|| {
                 let held = |v: Option<f64>| v.map_or("none".to_string(), |v| v.to_string());
                 differ("validation split", held(self.validation), held(requested.validation))
+            })
+            .or_else(|| {
+                differ(
+                    "gradient chunks (--grad-chunks)",
+                    self.grad_chunks.to_string(),
+                    requested.grad_chunks.to_string(),
+                )
             })
     }
 }
@@ -459,7 +480,7 @@ mod tests {
     }
 
     #[test]
-    fn a_resume_must_agree_on_net_seed_batch_and_data() {
+    fn a_resume_must_agree_on_net_seed_batch_data_and_chunks() {
         let recorded = record(TINY);
         let mut longer = recorded.clone();
         longer.epochs += 5;
@@ -486,6 +507,10 @@ mod tests {
             (mismatch.what.as_str(), mismatch.recorded.as_str()),
             ("data file `train-images-idx3-ubyte`", "absent")
         );
+        let mut chunked = recorded.clone();
+        chunked.grad_chunks = 4;
+        let mismatch = recorded.resume_mismatch(&chunked).unwrap();
+        assert_eq!((mismatch.what.as_str(), mismatch.requested.as_str()), ("gradient chunks (--grad-chunks)", "4"));
     }
 
     #[test]

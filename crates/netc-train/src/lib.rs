@@ -337,6 +337,8 @@ pub enum TrainError {
     /// A resume with fewer epochs than the checkpoint has started: its weights have trained
     /// on part of an epoch the run would not have.
     EpochsTooFew { folder: RunFolder, epoch: usize, epochs: usize },
+    /// A batch shared over `processes` in a number of chunks outside `processes..=batch`.
+    Chunks { batch: usize, processes: usize, chunks: usize },
 }
 
 impl std::fmt::Display for TrainError {
@@ -363,6 +365,11 @@ impl std::fmt::Display for TrainError {
                 f,
                 "cannot resume {} for {epochs} epochs: its checkpoint is part-way through epoch {epoch}",
                 folder.dir().display()
+            ),
+            TrainError::Chunks { batch, processes, chunks } => write!(
+                f,
+                "a batch of {batch} shared by {processes} processes needs between {processes} and {batch} gradient \
+                 chunks, not {chunks}"
             ),
             TrainError::Locked { folder, pid } => {
                 let holder = pid.map_or("another process".to_string(), |pid| format!("process {pid}"));
@@ -636,14 +643,7 @@ pub fn train(
     let writes = controls.parallel.is_none_or(|p| p.writes());
     if let Some(p) = controls.parallel {
         if p.chunks < p.group.size() || p.chunks > config.batch.max(1) {
-            return Err(TrainError::Io(format!(
-                "a batch of {} shared by {} processes needs between {} and {} chunks, not {}",
-                config.batch,
-                p.group.size(),
-                p.group.size(),
-                config.batch,
-                p.chunks
-            )));
+            return Err(TrainError::Chunks { batch: config.batch, processes: p.group.size(), chunks: p.chunks });
         }
     }
     let _lock = match writes {
@@ -655,12 +655,13 @@ pub fn train(
     };
     let mut record = RunRecord::new(net, config, (options.limit_train, options.limit_test), options.provenance.clone());
     record.validation = options.validation;
+    record.grad_chunks = controls.parallel.map_or(1, |p| p.chunks);
     let shapes: Vec<(String, Vec<usize>)> =
         backend.params().iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
     let recipe = Recipe::of(config);
     let needs = recipe.needs(train_set.image_len);
 
-    if !options.resume && folder.has_checkpoint() {
+    if writes && !options.resume && folder.has_checkpoint() {
         return Err(TrainError::Occupied { folder: folder.clone() });
     }
     let mut state = if options.resume {

@@ -79,6 +79,13 @@ pub fn train_with(
                 .with_message(e.to_string())
                 .with_notes(vec![format!("help: resume with --epochs {epoch} or more")])],
         },
+        TrainError::Chunks { batch, processes, .. } => Error::Usage {
+            source: None,
+            diagnostics: vec![netc_syntax::Diagnostic::error().with_message(e.to_string()).with_notes(vec![format!(
+                "help: pass --grad-chunks N with {processes} ≤ N ≤ {batch}; the same N trains the same bits with any \
+                 number of processes"
+            )])],
+        },
     })
 }
 
