@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 /// The exit status of a job aborted by a time-out.
 const TIMED_OUT: i32 = 3;
 
+/// How long a collective polls without sleeping.
+const SPIN: Duration = Duration::from_millis(5);
+
 /// This process's place among the job's processes.
 pub struct World {
     // Finalizes MPI when dropped, after `world`'s last use.
@@ -57,15 +60,22 @@ impl World {
 
     /// Polls `request` until it completes or the time-out passes; then aborts the job.
     fn wait<'a, T: ?Sized, S: mpi::request::Scope<'a>>(&self, mut request: Request<'a, T, S>, what: &str) {
-        let deadline = Instant::now() + self.timeout;
-        // Short sleeps that grow: a waiting process leaves the cores to those still computing.
-        let mut pause = Duration::from_micros(5);
+        let started = Instant::now();
+        // Polled without sleeping for the first milliseconds (an exchange between processes
+        // in step takes about that long; yielding leaves a shared core to a process still
+        // computing), then with sleeps that grow to 1 ms.
+        let mut pause = Duration::from_micros(50);
         loop {
             match request.test() {
                 Ok(_) => return,
                 Err(pending) => request = pending,
             }
-            if Instant::now() > deadline {
+            let waited = started.elapsed();
+            if waited < SPIN {
+                std::thread::yield_now();
+                continue;
+            }
+            if waited > self.timeout {
                 eprintln!(
                     "error: process {} of {}: the other processes did not answer within {} s ({what}); one of them \
                      died or hangs, so the job stops (a run resumes from its last checkpoint)",
