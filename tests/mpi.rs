@@ -189,3 +189,39 @@ fn a_sweep_under_mpiexec_shares_its_runs_and_the_first_process_merges_them() {
         assert_eq!(csv(&out), csv(&alone));
     }
 }
+
+#[test]
+fn a_process_that_dies_ends_the_job() {
+    let s = setup();
+    let out = s.out("run");
+    let out = out.to_str().unwrap();
+    // The second program, paused after step 3 (waiting in a state that would otherwise hang the
+    // first), runs under a name of its own so the test can find and kill it.
+    let name = format!("netc-mpi-test-victim-{}", std::process::id());
+    let args = train_args(&s, out, &["--mpi-timeout", "600"]);
+    let victim = format!("exec -a {name} {} {}", netc(), args.join(" "));
+    let mut job = Command::new("mpiexec")
+        .args(["-n", "1", netc()])
+        .args(&args)
+        .args([":", "-n", "1", "-env", "NETC_PAUSE_AFTER_STEP", "3", "bash", "-c", &victim])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed once it has paused, while the first waits for it in an exchange.
+    let mut stderr = std::io::BufReader::new(job.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("paused after step 3") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+            panic!("the job ended before the second process paused: {seen}");
+        }
+        seen.push_str(&line);
+    }
+    let killed = Command::new("pkill").args(["-KILL", "-f", &format!("^{name}")]).status().unwrap();
+    assert!(killed.success(), "no process named {name}");
+    std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
+    let output = job.wait().unwrap();
+    let stderr = seen;
+    assert!(!output.success(), "{stderr}");
+    assert!(!stderr.contains("did not answer"), "the launcher, not the time-out, ends the job: {stderr}");
+}
