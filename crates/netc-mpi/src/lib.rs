@@ -100,15 +100,12 @@ impl Collective for World {
         self.world.size() as usize
     }
 
+    /// One MPI_Ialltoallv over flattened messages. The receive counts are the sizes the caller
+    /// gave `received`; a longer message is MPI's truncation error, which ends the job.
     fn all_to_all(&self, send: &[Vec<f32>], received: &mut [Vec<f32>]) -> Result<(), String> {
-        let k = self.size();
         let count = |n: usize| Count::try_from(n).map_err(|_| format!("a message of {n} values is too long for MPI"));
-        let send_counts = send.iter().map(|m| count(m.len())).collect::<Result<Vec<_>, _>>()?;
-        let mut received_counts = vec![0 as Count; k];
-        mpi::request::scope(|scope| {
-            let request = self.world.immediate_all_to_all_into(scope, &send_counts[..], &mut received_counts[..]);
-            self.wait(request, "exchanging message sizes");
-        });
+        let counts = |messages: &[Vec<f32>]| messages.iter().map(|m| count(m.len())).collect::<Result<Vec<_>, _>>();
+        let (send_counts, received_counts) = (counts(send)?, counts(received)?);
         let offsets = |counts: &[Count]| {
             counts.iter().scan(0, |at, &n| Some(std::mem::replace(at, *at + n))).collect::<Vec<Count>>()
         };
@@ -118,16 +115,18 @@ impl Collective for World {
         let Scratch { send: flat_send, received: flat_received } = &mut *scratch;
         flat_send.clear();
         send.iter().for_each(|m| flat_send.extend_from_slice(m));
-        flat_received.resize(received_counts.iter().map(|&n| n as usize).sum(), 0.0);
+        flat_received.resize(received.iter().map(Vec::len).sum(), 0.0);
         let outgoing = Partition::new(&flat_send[..], &send_counts[..], &send_offsets[..]);
         let mut incoming = PartitionMut::new(&mut flat_received[..], &received_counts[..], &received_offsets[..]);
         mpi::request::scope(|scope| {
             let request = self.world.immediate_all_to_all_varcount_into(scope, &outgoing, &mut incoming);
             self.wait(request, "exchanging gradients");
         });
-        for ((message, &at), &n) in received.iter_mut().zip(&received_offsets).zip(&received_counts) {
-            message.clear();
-            message.extend_from_slice(&flat_received[at as usize..(at + n) as usize]);
+        let mut at = 0;
+        for message in received.iter_mut() {
+            let n = message.len();
+            message.copy_from_slice(&flat_received[at..at + n]);
+            at += n;
         }
         Ok(())
     }

@@ -21,9 +21,10 @@ pub trait Collective: Sync {
     fn rank(&self) -> usize;
     /// The number of processes.
     fn size(&self) -> usize;
-    /// Sends `send[r]` to the process of rank r and replaces `received[r]` with what rank r
-    /// sent this one (both have `size()` messages). An error (a process died, a time-out) names
-    /// what happened.
+    /// Sends `send[r]` to the process of rank r and overwrites `received[r]` with what rank r
+    /// sent this one (both have `size()` messages). Every process knows the pattern, so the caller
+    /// sizes `received[r]` to the length rank r sends and no sizes travel; a message of another
+    /// length is an error. An error (a process died, a time-out) names what happened.
     fn all_to_all(&self, send: &[Vec<f32>], received: &mut [Vec<f32>]) -> Result<(), String>;
 }
 
@@ -39,10 +40,17 @@ impl Collective for Alone {
         1
     }
     fn all_to_all(&self, send: &[Vec<f32>], received: &mut [Vec<f32>]) -> Result<(), String> {
-        received[0].clear();
-        received[0].extend_from_slice(&send[0]);
-        Ok(())
+        deliver(&send[0], &mut received[0], 0)
     }
+}
+
+/// Copies a message from rank `from` into the place its receiver sized for it.
+fn deliver(message: &[f32], place: &mut [f32], from: usize) -> Result<(), String> {
+    if message.len() != place.len() {
+        return Err(format!("rank {from} sent {} values where {} were expected", message.len(), place.len()));
+    }
+    place.copy_from_slice(message);
+    Ok(())
 }
 
 /// How a run shares its batches: over `group`, in `chunks` chunks per batch.
@@ -106,6 +114,13 @@ impl Exchange {
             messages.iter_mut().for_each(Vec::clear);
         }
     }
+
+    /// Sizes the message expected from each rank r as `len(r)`.
+    fn expect(&mut self, len: impl Fn(usize) -> usize) {
+        for (r, message) in self.received.iter_mut().enumerate() {
+            message.resize(len(r), 0.0);
+        }
+    }
 }
 
 /// One step of data-parallel training: this process's chunks of the batch (`images`, `labels`:
@@ -164,20 +179,20 @@ pub fn shared_step(
             }
         }
     }
+    // Rank r computed the chunks r, r + k, …, each a header and this process's slice.
+    let (from, to) = owned_slice(len, k, rank);
+    let width = HEADER + to - from;
+    exchange.expect(|r| (r..chunks).step_by(k).count() * width);
     group.all_to_all(&exchange.send, &mut exchange.received)?;
 
     // The batch's result and this process's slice of its gradient, summed in chunk order.
-    let (from, to) = owned_slice(len, k, rank);
-    let width = HEADER + to - from;
     let (received, sum) = (&exchange.received, &mut exchange.sum);
     sum.clear();
     sum.resize(to - from, 0.0);
     let (mut loss, mut errors, mut failed, mut stop_any, mut first) = (0.0f64, 0usize, false, false, true);
     for c in 0..chunks {
         let at = (c / k) * width;
-        let message =
-            received[c % k].get(at..at + width).ok_or_else(|| format!("rank {} sent a short message", c % k))?;
-        let (header, slice) = message.split_at(HEADER);
+        let (header, slice) = received[c % k][at..at + width].split_at(HEADER);
         stop_any |= header[4] != 0.0;
         failed |= header[3] != 0.0;
         let (start, end) = chunk_range(n, chunks, c);
@@ -199,13 +214,13 @@ pub fn shared_step(
     for message in &mut exchange.send {
         message.clone_from(&exchange.sum);
     }
+    exchange.expect(|r| {
+        let (from, to) = owned_slice(len, k, r);
+        to - from
+    });
     group.all_to_all(&exchange.send, &mut exchange.received)?;
     for (r, slice) in exchange.received.iter().enumerate() {
-        let (from, to) = owned_slice(len, k, r);
-        if slice.len() != to - from {
-            return Err(format!("rank {r} sent {} gradient values where {} were expected", slice.len(), to - from));
-        }
-        write_range(slice, from, grads);
+        write_range(slice, owned_slice(len, k, r).0, grads);
     }
     let result = match (failed, local_error) {
         (false, _) => Ok(BatchResult { loss, errors }),
@@ -287,8 +302,8 @@ pub mod threads {
             self.group.barrier.wait();
             {
                 let boxes = self.group.boxes.lock().map_err(poisoned)?;
-                for (from, message) in received.iter_mut().enumerate() {
-                    message.clone_from(&boxes[self.rank][from]);
+                for (from, place) in received.iter_mut().enumerate() {
+                    super::deliver(&boxes[self.rank][from], place, from)?;
                 }
             }
             // Nobody writes the next exchange's messages before everyone has read this one's.
@@ -339,7 +354,7 @@ mod tests {
                     for round in 0..4 {
                         let send: Vec<Vec<f32>> =
                             (0..3).map(|to| vec![(rank * 10 + to) as f32, round as f32]).collect();
-                        let mut got = vec![Vec::new(); 3];
+                        let mut got = vec![vec![0.0; 2]; 3];
                         member.all_to_all(&send, &mut got).unwrap();
                         let want: Vec<Vec<f32>> =
                             (0..3).map(|from| vec![(from * 10 + rank) as f32, round as f32]).collect();
