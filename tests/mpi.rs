@@ -53,6 +53,20 @@ fn run(processes: usize, args: &[&str]) -> Output {
     command.args(args).output().expect("mpiexec (MPICH or Open MPI) is on the PATH")
 }
 
+/// The job's stderr up to the first line containing `text`, and the rest of it to read.
+fn read_until(job: &mut std::process::Child, text: &str) -> (std::io::BufReader<std::process::ChildStderr>, String) {
+    let mut stderr = std::io::BufReader::new(job.stderr.take().expect("stderr piped"));
+    let mut seen = String::new();
+    while !seen.contains(text) {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+            panic!("the job ended before printing `{text}`: {seen}");
+        }
+        seen.push_str(&line);
+    }
+    (stderr, seen)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -100,6 +114,30 @@ fn a_run_started_by_two_processes_resumes_with_three() {
     let (whole, cut) = (s.out("whole"), s.out("cut"));
     succeeded(&run(1, &train_args(&s, whole.to_str().unwrap(), &[])));
     succeeded(&run(2, &train_args(&s, cut.to_str().unwrap(), &["--epochs", "1"])));
+    let resume = ["train", &s.net, "--data", &s.data, "--grad-chunks", "4", "--resume", cut.to_str().unwrap()];
+    succeeded(&run(3, &resume));
+    assert!(result(&cut) == result(&whole), "the resumed run differs from the uninterrupted one");
+}
+
+#[test]
+fn ctrl_c_stops_every_process_at_one_step_and_the_run_resumes_to_the_same_bits() {
+    let s = setup();
+    let (whole, cut) = (s.out("whole"), s.out("cut"));
+    succeeded(&run(1, &train_args(&s, whole.to_str().unwrap(), &[])));
+    // Every process pauses after step 3 until it gets SIGINT, which mpiexec forwards to them.
+    let mut job = Command::new("mpiexec")
+        .args(["-genv", "NETC_PAUSE_AFTER_STEP", "3", "-n", "2", netc()])
+        .args(train_args(&s, cut.to_str().unwrap(), &[]))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut stderr, mut seen) = read_until(&mut job, "paused after step 3");
+    assert!(Command::new("kill").args(["-INT", &job.id().to_string()]).status().unwrap().success());
+    std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
+    assert_eq!(job.wait().unwrap().code(), Some(130), "{seen}");
+    // The first process wrote the checkpoint before the job ended, and alone says so.
+    assert_eq!(seen.matches("training interrupted").count(), 1, "{seen}");
+    assert!(cut.join("checkpoint.safetensors").is_file(), "{seen}");
     let resume = ["train", &s.net, "--data", &s.data, "--grad-chunks", "4", "--resume", cut.to_str().unwrap()];
     succeeded(&run(3, &resume));
     assert!(result(&cut) == result(&whole), "the resumed run differs from the uninterrupted one");
@@ -208,15 +246,7 @@ fn a_process_that_dies_ends_the_job() {
         .spawn()
         .unwrap();
     // Killed once it has paused, while the first waits for it in an exchange.
-    let mut stderr = std::io::BufReader::new(job.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("paused after step 3") {
-        let mut line = String::new();
-        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
-            panic!("the job ended before the second process paused: {seen}");
-        }
-        seen.push_str(&line);
-    }
+    let (mut stderr, mut seen) = read_until(&mut job, "paused after step 3");
     let killed = Command::new("pkill").args(["-KILL", "-f", &format!("^{name}")]).status().unwrap();
     assert!(killed.success(), "no process named {name}");
     std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();

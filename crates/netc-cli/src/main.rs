@@ -313,10 +313,14 @@ fn parse_assignment(text: &str) -> Result<(String, String), String> {
 struct Failure {
     text: String,
     status: u8,
+    /// Reached by every process of a data-parallel run at the same step (a stop on request, a
+    /// divergence), so they end together rather than one aborting the others.
+    agreed: bool,
 }
 
 impl From<netc::Error> for Failure {
     fn from(e: netc::Error) -> Failure {
+        let agreed = matches!(e, netc::Error::Diverged { .. } | netc::Error::Interrupted { .. });
         let status = match e {
             netc::Error::Source { .. } | netc::Error::Diverged { .. } => 1,
             // As a shell reports a command that SIGINT ended: 128 + the signal's number.
@@ -328,7 +332,7 @@ impl From<netc::Error> for Failure {
             true => e.json(invocation),
             false => e.render_for(colored(std::io::stderr().is_terminal()), invocation),
         };
-        Failure { text, status }
+        Failure { text, status, agreed }
     }
 }
 
@@ -444,6 +448,7 @@ fn run(command: Command) -> Result<(), Failure> {
             Err(Failure {
                 text: format!("not formatted (run `{fmt}` on them):\n  {}\n", unformatted.join("\n  ")),
                 status: 1,
+                agreed: false,
             })
         }
         Command::Summary(args) => {
@@ -761,6 +766,6 @@ impl Failure {
         } else {
             format!("error: {message}\n")
         };
-        Failure { text, status: 2 }
+        Failure { text, status: 2, agreed: false }
     }
 }

@@ -32,16 +32,22 @@ impl Processes {
         self.group().rank() == 0
     }
 
-    /// The command's end: a failure among several processes is printed and ends them all, as the
-    /// others would wait for this one forever; otherwise `result` as it is.
+    /// The command's end: a failure of this process alone, among several, is printed and ends
+    /// them all, as the others would wait for this one forever; otherwise `result` as it is (an
+    /// agreed failure, which every process reaches, ends each normally, after the first has
+    /// written its checkpoint).
     pub fn end(self, result: Result<(), crate::Failure>) -> Result<(), crate::Failure> {
         #[cfg(feature = "mpi")]
-        if let (Err(failure), true) = (&result, self.group().size() > 1) {
+        if let (Err(failure @ crate::Failure { agreed: false, .. }), true) = (&result, self.group().size() > 1) {
             use std::io::Write;
             let _ = std::io::stderr().write_all(failure.text.as_bytes());
             self.world.abort(i32::from(failure.status));
         }
-        result
+        // Every process reached an agreed failure; the first says what happened.
+        match result {
+            Err(failure) if failure.agreed && !self.leads() => Err(crate::Failure { text: String::new(), ..failure }),
+            result => result,
+        }
     }
 
     /// Waits for every process to get here (however long that takes).
