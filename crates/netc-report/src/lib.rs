@@ -193,9 +193,12 @@ fn verdict(thesis: Option<(f64, bool)>, group: &Group) -> String {
         None => "–".into(),
         Some((_, true)) if diverged == group.runs.len() => "both diverge".into(),
         Some((_, true)) => format!("thesis diverged, netc {diverged} of {}", group.runs.len()),
-        Some((error, false)) => match group.test().and_then(|s| s.prediction) {
-            Some((lo, hi)) if (lo..=hi).contains(&error) => "inside".into(),
-            Some(_) => "**outside**".into(),
+        Some((error, false)) => match group.test() {
+            Some(stats) => match stats.prediction {
+                Some((lo, hi)) if (lo..=hi).contains(&error) => "inside".into(),
+                Some(_) => "**outside**".into(),
+                None => "one finished run: no interval".into(),
+            },
             None if diverged > 0 => format!("netc {diverged} of {} diverged", group.runs.len()),
             None => "–".into(),
         },
@@ -677,6 +680,9 @@ mod tests {
         assert_eq!(verdict(Some((90.2, true)), &group), "both diverge");
         assert_eq!(verdict(Some((1.0, false)), &group), "netc 2 of 2 diverged");
         assert_eq!(verdict(None, &group), "–");
+        let one = [run("0.09", 0, None), run("0.09", 1, Some(0.048))];
+        let group = Group { setting: "0.09".into(), runs: one.iter().collect() };
+        assert_eq!(verdict(Some((2.68, false)), &group), "one finished run: no interval");
     }
 
     #[test]
