@@ -88,6 +88,13 @@ fn train_args<'a>(s: &'a Setup, out: &'a str, extra: &[&'a str]) -> Vec<&'a str>
     args
 }
 
+/// Resumes the run in `cut` with `k` processes and checks it ends as the uninterrupted `whole`.
+fn resumes_to_the_same_bits(s: &Setup, k: usize, cut: &Path, whole: &Path) {
+    let resume = ["train", &s.net, "--data", &s.data, "--grad-chunks", "4", "--resume", cut.to_str().unwrap()];
+    succeeded(&run(k, &resume));
+    assert!(result(cut) == result(whole), "the resumed run differs from the uninterrupted one");
+}
+
 #[test]
 fn two_and_three_processes_train_the_bits_of_one_with_the_same_chunks() {
     let s = setup();
@@ -114,9 +121,7 @@ fn a_run_started_by_two_processes_resumes_with_three() {
     let (whole, cut) = (s.out("whole"), s.out("cut"));
     succeeded(&run(1, &train_args(&s, whole.to_str().unwrap(), &[])));
     succeeded(&run(2, &train_args(&s, cut.to_str().unwrap(), &["--epochs", "1"])));
-    let resume = ["train", &s.net, "--data", &s.data, "--grad-chunks", "4", "--resume", cut.to_str().unwrap()];
-    succeeded(&run(3, &resume));
-    assert!(result(&cut) == result(&whole), "the resumed run differs from the uninterrupted one");
+    resumes_to_the_same_bits(&s, 3, &cut, &whole);
 }
 
 #[test]
@@ -138,9 +143,7 @@ fn ctrl_c_stops_every_process_at_one_step_and_the_run_resumes_to_the_same_bits()
     // The first process wrote the checkpoint before the job ended, and alone says so.
     assert_eq!(seen.matches("training interrupted").count(), 1, "{seen}");
     assert!(cut.join("checkpoint.safetensors").is_file(), "{seen}");
-    let resume = ["train", &s.net, "--data", &s.data, "--grad-chunks", "4", "--resume", cut.to_str().unwrap()];
-    succeeded(&run(3, &resume));
-    assert!(result(&cut) == result(&whole), "the resumed run differs from the uninterrupted one");
+    resumes_to_the_same_bits(&s, 3, &cut, &whole);
 }
 
 #[test]
