@@ -1,4 +1,5 @@
-//! Convolutions as GEMMs over im2col matrices.
+//! Convolutions as GEMMs over im2col matrices; depthwise ones (ConvAct's) directly, see
+//! [`depthwise`].
 //!
 //! The im2col matrix of an example has one row per (input channel, kernel row, kernel column)
 //! and one column per output position; for a chunk of examples their matrices sit side by
@@ -91,6 +92,17 @@ impl Geom {
     fn p(&self) -> usize {
         self.ho * self.wo
     }
+    /// Each output channel reads its own input channel alone (ConvAct's filters): a group's
+    /// GEMM would have one row, so [`depthwise`] loops over the windows directly.
+    fn depthwise(&self) -> bool {
+        self.groups > 1 && self.groups == self.c && self.o == self.c
+    }
+    /// The kernel rows (or columns) `lo..hi` whose input row (or column) for output index `i`
+    /// lies inside `0..len`, with `pad` rows of zeros before it.
+    fn taps(&self, i: usize, k: usize, len: usize) -> (usize, usize) {
+        let start = i * self.stride;
+        (self.pad.saturating_sub(start).min(k), (len + self.pad).saturating_sub(start).min(k))
+    }
     fn opg(&self) -> usize {
         self.o / self.groups
     }
@@ -151,9 +163,10 @@ impl Geom {
         (self.n * self.p()).next_multiple_of(PANEL) * self.ck()
     }
 
-    /// Whether the forward pass can hand its im2col matrix to the filter gradient.
+    /// Whether the forward pass can hand its im2col matrix to the filter gradient (a
+    /// depthwise forward pass builds none).
     pub fn can_share_col(&self) -> bool {
-        !self.col_is_input() && !self.whole_input()
+        !self.col_is_input() && !self.whole_input() && !self.depthwise()
     }
 
     /// `shared`: the im2col matrix goes to (comes from) a buffer shared with the filter
@@ -415,6 +428,9 @@ pub(crate) fn forward(
     scratch: &Scratch<'_>,
 ) {
     let g = plan.geom;
+    if g.depthwise() {
+        return depthwise::forward(par, &g, x, weights, bias, act, y);
+    }
     let (p, kg, opg) = (g.p(), g.kg(), g.opg());
     let task = |t: usize, y: &mut [f32], shared_col: Option<&mut [f32]>, worker: usize| {
         let b0 = t * plan.chunk;
@@ -471,6 +487,9 @@ pub(crate) fn forward(
 /// `dx` from `dy` and the filters.
 pub(crate) fn backward_data(par: Par, plan: &Plan, dy: &[f32], weights: &[f32], dx: &mut [f32], scratch: &Scratch<'_>) {
     let g = plan.geom;
+    if g.depthwise() {
+        return depthwise::backward_data(par, &g, dy, weights, dx);
+    }
     let (p, kg, opg) = (g.p(), g.kg(), g.opg());
     par.chunks_mut(dx, plan.chunk * g.x_len(), |t, dx, worker| {
         let b0 = t * plan.chunk;
@@ -537,6 +556,9 @@ pub(crate) fn backward_filter(
     scratch: &Scratch<'_>,
 ) {
     let g = plan.geom;
+    if g.depthwise() {
+        return depthwise::backward_filter(par, &g, x, dy, dw);
+    }
     let (p, kg, opg) = (g.p(), g.kg(), g.opg());
     let w_len = g.o * kg;
     // One task: (chunk t, rows r0..) writing `dst` (rows r0.. of dW or of partial t).
@@ -594,6 +616,152 @@ pub(crate) fn backward_filter(
     });
 }
 
+/// Depthwise convolutions without im2col: every output is its window's dot product with its
+/// channel's filter, taps in row-major order, one plain multiply and add each (the same
+/// instructions on every instruction-set path). A tap is applied to a whole output row at once
+/// (the columns whose input lies inside the plane), so the loops run along rows and vectorise;
+/// each output still adds its taps in row-major order. The filter gradient sums each tap over
+/// the batch in `LANES` partial sums of fixed lanes, added in lane order at the end. The work is
+/// split over planes (data) or channels (filters), never inside a sum, so results do not depend
+/// on the thread count.
+mod depthwise {
+    use super::Geom;
+    use crate::kernels::elementwise::bias_act_rows;
+    use crate::par::{Par, ELEMENTS_PER_TASK};
+    use netc_ir::UnaryFn;
+
+    /// Lanes of the filter gradient's partial sums: fixed, so the order of every sum is too.
+    const LANES: usize = 8;
+
+    fn planes_per_task(len: usize) -> usize {
+        (ELEMENTS_PER_TASK / len.max(1)).max(1)
+    }
+
+    /// For kernel column `b`: the output columns `lo..hi` whose input column is inside the
+    /// plane, and that input column for `lo`.
+    fn columns(g: &Geom, b: usize) -> (usize, usize, usize) {
+        let lo = (g.pad.saturating_sub(b)).div_ceil(g.stride).min(g.wo);
+        let hi = ((g.w + g.pad).saturating_sub(b)).div_ceil(g.stride).min(g.wo).max(lo);
+        (lo, hi, (lo * g.stride + b).saturating_sub(g.pad))
+    }
+
+    pub(super) fn forward(
+        par: Par,
+        g: &Geom,
+        x: &[f32],
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        act: Option<UnaryFn>,
+        y: &mut [f32],
+    ) {
+        let (hw, p, k) = (g.h * g.w, g.p(), g.kh * g.kw);
+        let per = planes_per_task(p);
+        par.chunks_mut(y, per * p, |t, y, _| {
+            for (q, y) in y.chunks_mut(p).enumerate() {
+                let plane = t * per + q;
+                let channel = plane % g.c;
+                let (x, w) = (&x[plane * hw..][..hw], &weights[channel * k..][..k]);
+                y.fill(0.0);
+                for (i, y) in y.chunks_exact_mut(g.wo).enumerate() {
+                    let (a0, a1) = g.taps(i, g.kh, g.h);
+                    for a in a0..a1 {
+                        let row = &x[(i * g.stride + a - g.pad) * g.w..][..g.w];
+                        for b in 0..g.kw {
+                            let (lo, hi, first) = columns(g, b);
+                            let tap = w[a * g.kw + b];
+                            let y = &mut y[lo..hi];
+                            match g.stride {
+                                1 => y.iter_mut().zip(&row[first..]).for_each(|(y, &v)| *y += tap * v),
+                                s => y.iter_mut().zip(row[first..].iter().step_by(s)).for_each(|(y, &v)| *y += tap * v),
+                            }
+                        }
+                    }
+                }
+                if bias.is_some() || act.is_some() {
+                    bias_act_rows(y, p, bias.map(|b| &b[channel..channel + 1]), act);
+                }
+            }
+        });
+    }
+
+    /// Each output's gradient times each tap, added to the input it read.
+    pub(super) fn backward_data(par: Par, g: &Geom, dy: &[f32], weights: &[f32], dx: &mut [f32]) {
+        let (hw, p, k) = (g.h * g.w, g.p(), g.kh * g.kw);
+        let per = planes_per_task(hw);
+        par.chunks_mut(dx, per * hw, |t, dx, _| {
+            dx.fill(0.0);
+            for (q, dx) in dx.chunks_mut(hw).enumerate() {
+                let plane = t * per + q;
+                let (dy, w) = (&dy[plane * p..][..p], &weights[plane % g.c * k..][..k]);
+                for (i, dy) in dy.chunks_exact(g.wo).enumerate() {
+                    let (a0, a1) = g.taps(i, g.kh, g.h);
+                    for a in a0..a1 {
+                        let row = &mut dx[(i * g.stride + a - g.pad) * g.w..][..g.w];
+                        for b in 0..g.kw {
+                            let (lo, hi, first) = columns(g, b);
+                            let tap = w[a * g.kw + b];
+                            let dy = &dy[lo..hi];
+                            match g.stride {
+                                1 => row[first..].iter_mut().zip(dy).for_each(|(v, &d)| *v += tap * d),
+                                s => row[first..].iter_mut().step_by(s).zip(dy).for_each(|(v, &d)| *v += tap * d),
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Per channel and tap, the sum over the examples and output positions of the output's
+    /// gradient times the input it read.
+    pub(super) fn backward_filter(par: Par, g: &Geom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+        let (hw, p, k) = (g.h * g.w, g.p(), g.kh * g.kw);
+        par.chunks_mut(dw, k, |channel, dw, _| {
+            let mut sums = vec![[0.0f32; LANES]; k];
+            for n in 0..g.n {
+                let plane = n * g.c + channel;
+                let (x, dy) = (&x[plane * hw..][..hw], &dy[plane * p..][..p]);
+                for (i, dy) in dy.chunks_exact(g.wo).enumerate() {
+                    let (a0, a1) = g.taps(i, g.kh, g.h);
+                    for a in a0..a1 {
+                        let row = &x[(i * g.stride + a - g.pad) * g.w..][..g.w];
+                        for b in 0..g.kw {
+                            let (lo, hi, first) = columns(g, b);
+                            let lanes = &mut sums[a * g.kw + b];
+                            match g.stride {
+                                1 => add_products(lanes, &dy[lo..hi], &row[first..]),
+                                s => {
+                                    let inputs = row[first..].iter().step_by(s);
+                                    for (j, (&d, &v)) in dy[lo..hi].iter().zip(inputs).enumerate() {
+                                        lanes[j % LANES] += d * v;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for (dw, lanes) in dw.iter_mut().zip(&sums) {
+                *dw = lanes.iter().fold(0.0, |s, &v| s + v);
+            }
+        });
+    }
+
+    /// `lanes[j % LANES] += d[j] · v[j]` for every `j` of `d`, in order of `j`.
+    fn add_products(lanes: &mut [f32; LANES], d: &[f32], v: &[f32]) {
+        let v = &v[..d.len()];
+        let (mut d, mut v) = (d.chunks_exact(LANES), v.chunks_exact(LANES));
+        for (d, v) in (&mut d).zip(&mut v) {
+            for l in 0..LANES {
+                lanes[l] += d[l] * v[l];
+            }
+        }
+        for (l, (&d, &v)) in d.remainder().iter().zip(v.remainder()).enumerate() {
+            lanes[l] += d * v;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,6 +782,49 @@ mod tests {
             return 0.0;
         }
         x[i * g.x_len() + (ci * g.h + ih as usize) * g.w + iw as usize]
+    }
+
+    #[test]
+    fn depthwise_windows_and_both_gradients_match_the_im2col_definition() {
+        // (c, h, w, k, stride, pad): padded, strided, pointwise, a filter wider than the plane.
+        for (c, h, w, k, s, pad) in [(3, 7, 6, 3, 2, 1), (4, 5, 5, 3, 1, 1), (2, 6, 6, 1, 1, 0), (2, 2, 3, 5, 1, 2)] {
+            let g = geom(c, h, w, k, s, pad, c);
+            assert!(g.depthwise() && !g.can_share_col());
+            let x: Vec<f32> = (0..g.n * g.x_len()).map(|i| ((i * 7919) % 23) as f32 - 11.0).collect();
+            let weights: Vec<f32> = (0..c * k * k).map(|i| ((i * 31) % 7) as f32 - 3.0).collect();
+            let mut y = vec![f32::NAN; g.n * g.y_len()];
+            for threads in [1, 2] {
+                depthwise::forward(Par::new(threads), &g, &x, &weights, None, None, &mut y);
+                for (e, y) in y.chunks(g.y_len()).enumerate() {
+                    for (q, &v) in y.iter().enumerate() {
+                        let (ch, pos) = (q / g.p(), q % g.p());
+                        let want: f32 =
+                            (0..k * k).map(|t| weights[ch * k * k + t] * element(&g, &x, e, ch * k * k + t, pos)).sum();
+                        assert_eq!(v, want, "{g:?} example {e} output {q}");
+                    }
+                }
+            }
+            // <forward(x), d> = <x, backward_data(d)> (small integers: exact in f32).
+            let d: Vec<f32> = (0..y.len()).map(|i| ((i * 13) % 5) as f32 - 2.0).collect();
+            let mut dx = vec![f32::NAN; x.len()];
+            depthwise::backward_data(Par::new(2), &g, &d, &weights, &mut dx);
+            let lhs: f32 = y.iter().zip(&d).map(|(a, b)| a * b).sum();
+            let rhs: f32 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
+            assert_eq!(lhs, rhs, "{g:?}");
+            // dW[c, t] = Σ over examples and positions of d times the input the tap read.
+            let mut dw = vec![f32::NAN; weights.len()];
+            for threads in [1, 2] {
+                depthwise::backward_filter(Par::new(threads), &g, &x, &d, &mut dw);
+                for (r, &v) in dw.iter().enumerate() {
+                    let (ch, t) = (r / (k * k), r % (k * k));
+                    let want: f32 = (0..g.n)
+                        .flat_map(|e| (0..g.p()).map(move |q| (e, q)))
+                        .map(|(e, q)| d[e * g.y_len() + ch * g.p() + q] * element(&g, &x, e, ch * k * k + t, q))
+                        .sum();
+                    assert_eq!(v, want, "{g:?} dW[{r}]");
+                }
+            }
+        }
     }
 
     #[test]
