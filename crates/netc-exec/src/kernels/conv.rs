@@ -645,6 +645,31 @@ mod depthwise {
         (lo, hi, (lo * g.stride + b).saturating_sub(g.pad))
     }
 
+    /// One tap applied to one output row: its output row `i`, the input row it reads, its
+    /// index in the filter, the output columns `lo..hi` and the input column of `lo`.
+    struct Tap {
+        i: usize,
+        input_row: usize,
+        index: usize,
+        lo: usize,
+        hi: usize,
+        first: usize,
+    }
+
+    /// Every tap of every output row whose input row is inside the plane: output rows in order,
+    /// then the filter's taps in row-major order.
+    fn each_tap(g: &Geom, mut f: impl FnMut(Tap)) {
+        for i in 0..g.ho {
+            let (a0, a1) = g.taps(i, g.kh, g.h);
+            for a in a0..a1 {
+                for b in 0..g.kw {
+                    let (lo, hi, first) = columns(g, b);
+                    f(Tap { i, input_row: i * g.stride + a - g.pad, index: a * g.kw + b, lo, hi, first });
+                }
+            }
+        }
+    }
+
     pub(super) fn forward(
         par: Par,
         g: &Geom,
@@ -662,21 +687,14 @@ mod depthwise {
                 let channel = plane % g.c;
                 let (x, w) = (&x[plane * hw..][..hw], &weights[channel * k..][..k]);
                 y.fill(0.0);
-                for (i, y) in y.chunks_exact_mut(g.wo).enumerate() {
-                    let (a0, a1) = g.taps(i, g.kh, g.h);
-                    for a in a0..a1 {
-                        let row = &x[(i * g.stride + a - g.pad) * g.w..][..g.w];
-                        for b in 0..g.kw {
-                            let (lo, hi, first) = columns(g, b);
-                            let tap = w[a * g.kw + b];
-                            let y = &mut y[lo..hi];
-                            match g.stride {
-                                1 => y.iter_mut().zip(&row[first..]).for_each(|(y, &v)| *y += tap * v),
-                                s => y.iter_mut().zip(row[first..].iter().step_by(s)).for_each(|(y, &v)| *y += tap * v),
-                            }
-                        }
+                each_tap(g, |t| {
+                    let row = &x[t.input_row * g.w..][..g.w];
+                    let (tap, y) = (w[t.index], &mut y[t.i * g.wo..][t.lo..t.hi]);
+                    match g.stride {
+                        1 => y.iter_mut().zip(&row[t.first..]).for_each(|(y, &v)| *y += tap * v),
+                        s => y.iter_mut().zip(row[t.first..].iter().step_by(s)).for_each(|(y, &v)| *y += tap * v),
                     }
-                }
+                });
                 if bias.is_some() || act.is_some() {
                     bias_act_rows(y, p, bias.map(|b| &b[channel..channel + 1]), act);
                 }
@@ -693,21 +711,14 @@ mod depthwise {
             for (q, dx) in dx.chunks_mut(hw).enumerate() {
                 let plane = t * per + q;
                 let (dy, w) = (&dy[plane * p..][..p], &weights[plane % g.c * k..][..k]);
-                for (i, dy) in dy.chunks_exact(g.wo).enumerate() {
-                    let (a0, a1) = g.taps(i, g.kh, g.h);
-                    for a in a0..a1 {
-                        let row = &mut dx[(i * g.stride + a - g.pad) * g.w..][..g.w];
-                        for b in 0..g.kw {
-                            let (lo, hi, first) = columns(g, b);
-                            let tap = w[a * g.kw + b];
-                            let dy = &dy[lo..hi];
-                            match g.stride {
-                                1 => row[first..].iter_mut().zip(dy).for_each(|(v, &d)| *v += tap * d),
-                                s => row[first..].iter_mut().step_by(s).zip(dy).for_each(|(v, &d)| *v += tap * d),
-                            }
-                        }
+                each_tap(g, |t| {
+                    let row = &mut dx[t.input_row * g.w..][..g.w];
+                    let (tap, dy) = (w[t.index], &dy[t.i * g.wo..][t.lo..t.hi]);
+                    match g.stride {
+                        1 => row[t.first..].iter_mut().zip(dy).for_each(|(v, &d)| *v += tap * d),
+                        s => row[t.first..].iter_mut().step_by(s).zip(dy).for_each(|(v, &d)| *v += tap * d),
                     }
-                }
+                });
             }
         });
     }
@@ -721,25 +732,19 @@ mod depthwise {
             for n in 0..g.n {
                 let plane = n * g.c + channel;
                 let (x, dy) = (&x[plane * hw..][..hw], &dy[plane * p..][..p]);
-                for (i, dy) in dy.chunks_exact(g.wo).enumerate() {
-                    let (a0, a1) = g.taps(i, g.kh, g.h);
-                    for a in a0..a1 {
-                        let row = &x[(i * g.stride + a - g.pad) * g.w..][..g.w];
-                        for b in 0..g.kw {
-                            let (lo, hi, first) = columns(g, b);
-                            let lanes = &mut sums[a * g.kw + b];
-                            match g.stride {
-                                1 => add_products(lanes, &dy[lo..hi], &row[first..]),
-                                s => {
-                                    let inputs = row[first..].iter().step_by(s);
-                                    for (j, (&d, &v)) in dy[lo..hi].iter().zip(inputs).enumerate() {
-                                        lanes[j % LANES] += d * v;
-                                    }
-                                }
+                each_tap(g, |t| {
+                    let row = &x[t.input_row * g.w..][..g.w];
+                    let (lanes, dy) = (&mut sums[t.index], &dy[t.i * g.wo..][t.lo..t.hi]);
+                    match g.stride {
+                        1 => add_products(lanes, dy, &row[t.first..]),
+                        s => {
+                            let inputs = row[t.first..].iter().step_by(s);
+                            for (j, (&d, &v)) in dy.iter().zip(inputs).enumerate() {
+                                lanes[j % LANES] += d * v;
                             }
                         }
                     }
-                }
+                });
             }
             for (dw, lanes) in dw.iter_mut().zip(&sums) {
                 *dw = lanes.iter().fold(0.0, |s, &v| s + v);
