@@ -41,6 +41,9 @@ impl Processes {
         if let (Err(failure @ crate::Failure { agreed: false, .. }), true) = (&result, self.group().size() > 1) {
             use std::io::Write;
             let _ = std::io::stderr().write_all(failure.text.as_bytes());
+            // The launcher forwards output asynchronously and stops forwarding when it ends the
+            // job: give it a moment to pass the error on.
+            std::thread::sleep(std::time::Duration::from_millis(200));
             self.world.abort(i32::from(failure.status));
         }
         // Every process reached an agreed failure; the first says what happened.

@@ -116,7 +116,7 @@ impl Exchange {
     }
 
     /// Sizes the message expected from each rank r as `len(r)`.
-    fn expect(&mut self, len: impl Fn(usize) -> usize) {
+    fn size_received(&mut self, len: impl Fn(usize) -> usize) {
         for (r, message) in self.received.iter_mut().enumerate() {
             message.resize(len(r), 0.0);
         }
@@ -182,7 +182,7 @@ pub fn shared_step(
     // Rank r computed the chunks r, r + k, …, each a header and this process's slice.
     let (from, to) = owned_slice(len, k, rank);
     let width = HEADER + to - from;
-    exchange.expect(|r| (r..chunks).step_by(k).count() * width);
+    exchange.size_received(|r| (r..chunks).step_by(k).count() * width);
     group.all_to_all(&exchange.send, &mut exchange.received)?;
 
     // The batch's result and this process's slice of its gradient, summed in chunk order.
@@ -214,7 +214,7 @@ pub fn shared_step(
     for message in &mut exchange.send {
         message.clone_from(&exchange.sum);
     }
-    exchange.expect(|r| {
+    exchange.size_received(|r| {
         let (from, to) = owned_slice(len, k, r);
         to - from
     });

@@ -92,10 +92,11 @@ impl Geom {
     fn p(&self) -> usize {
         self.ho * self.wo
     }
-    /// Each output channel reads its own input channel alone (ConvAct's filters): a group's
-    /// GEMM would have one row, so [`depthwise`] loops over the windows directly.
+    /// Each output channel reads its own input channel alone (ConvAct's filters) through at
+    /// most [`depthwise::MAX_TAPS`] taps: a group's GEMM would have one row, so [`depthwise`]
+    /// loops over the windows directly.
     fn depthwise(&self) -> bool {
-        self.groups > 1 && self.groups == self.c && self.o == self.c
+        self.groups > 1 && self.groups == self.c && self.o == self.c && self.kh * self.kw <= depthwise::MAX_TAPS
     }
     /// The kernel rows (or columns) `lo..hi` whose input row (or column) for output index `i`
     /// lies inside `0..len`, with `pad` rows of zeros before it.
@@ -633,6 +634,9 @@ mod depthwise {
     /// Lanes of the filter gradient's partial sums: fixed, so the order of every sum is too.
     const LANES: usize = 8;
 
+    /// The most taps (`kh·kw`) a filter run here may have: its partial sums live on the stack.
+    pub(super) const MAX_TAPS: usize = 49;
+
     fn planes_per_task(len: usize) -> usize {
         (ELEMENTS_PER_TASK / len.max(1)).max(1)
     }
@@ -728,7 +732,8 @@ mod depthwise {
     pub(super) fn backward_filter(par: Par, g: &Geom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
         let (hw, p, k) = (g.h * g.w, g.p(), g.kh * g.kw);
         par.chunks_mut(dw, k, |channel, dw, _| {
-            let mut sums = vec![[0.0f32; LANES]; k];
+            // On the stack: no allocation per step.
+            let mut sums = [[0.0f32; LANES]; MAX_TAPS];
             for n in 0..g.n {
                 let plane = n * g.c + channel;
                 let (x, dy) = (&x[plane * hw..][..hw], &dy[plane * p..][..p]);
@@ -795,6 +800,8 @@ mod tests {
         for (c, h, w, k, s, pad) in [(3, 7, 6, 3, 2, 1), (4, 5, 5, 3, 1, 1), (2, 6, 6, 1, 1, 0), (2, 2, 3, 5, 1, 2)] {
             let g = geom(c, h, w, k, s, pad, c);
             assert!(g.depthwise() && !g.can_share_col());
+            // More taps than the stack holds: the GEMM path.
+            assert!(!geom(c, h + 8, w + 8, 9, 1, 4, c).depthwise());
             let x: Vec<f32> = (0..g.n * g.x_len()).map(|i| ((i * 7919) % 23) as f32 - 11.0).collect();
             let weights: Vec<f32> = (0..c * k * k).map(|i| ((i * 31) % 7) as f32 - 3.0).collect();
             let mut y = vec![f32::NAN; g.n * g.y_len()];
