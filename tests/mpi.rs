@@ -139,7 +139,10 @@ fn ctrl_c_stops_every_process_at_one_step_and_the_run_resumes_to_the_same_bits()
     let (mut stderr, mut seen) = read_until(&mut job, "paused after step 3");
     assert!(Command::new("kill").args(["-INT", &job.id().to_string()]).status().unwrap().success());
     std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
-    assert_eq!(job.wait().unwrap().code(), Some(130), "{seen}");
+    // Every process ends with 130; MPICH's launcher, which took the SIGINT itself, reports 130
+    // or, when it saw them all end after forwarding it, 0.
+    let code = job.wait().unwrap().code();
+    assert!(matches!(code, Some(130) | Some(0)), "{code:?} {seen}");
     // The first process wrote the checkpoint before the job ended, and alone says so.
     assert_eq!(seen.matches("training interrupted").count(), 1, "{seen}");
     assert!(cut.join("checkpoint.safetensors").is_file(), "{seen}");
