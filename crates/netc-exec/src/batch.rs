@@ -3,7 +3,7 @@
 
 use crate::fuse::MAX_POINTERS;
 use crate::kernels::{conv, elementwise as ew, layout, matmul, pool, random, reduce, softmax};
-use crate::memory::{assign, Arena, Lifetime, Mem, Region};
+use crate::memory::{as_bits, as_bits_mut, assign, Arena, Lifetime, Mem, Region};
 use crate::par::{Par, Scratch, ELEMENTS_PER_TASK};
 use crate::plan::{Compiled, Epilogue, Kernel, Origin};
 use crate::ExecError;
@@ -93,7 +93,7 @@ struct Planned {
     /// The memory of the step's further results (`Step::also`).
     also: Vec<Region>,
     scratch: Region,
-    /// The im2col matrix a forward convolution leaves for its filter gradient (empty if none).
+    /// Memory a forward step leaves for a backward step (see [`shareable`]; empty if none).
     shared: Region,
 }
 
@@ -182,32 +182,50 @@ fn lifetimes(program: &Program, compiled: &Compiled, order: &[usize], constant: 
     (first, last)
 }
 
-/// Lets a forward convolution and the filter gradient of the same input share its im2col
-/// matrix, switching both to their sharing plans: (forward position, filter position, elements).
-fn share_im2col(compiled: &Compiled, order: &[usize], execs: &mut [Exec]) -> Vec<(usize, usize, usize)> {
+/// Elements a forward step can leave to backward step `backward` of the same input: a
+/// convolution its im2col matrix to the filter gradient, a max pooling its maxima's positions
+/// to its gradient.
+fn shareable(forward: &Exec, backward: &Exec) -> Option<usize> {
+    match (forward, backward) {
+        (Exec::Conv(fwd, _), Exec::ConvFilter(filter)) if fwd.geom == filter.geom && filter.geom.can_share_col() => {
+            Some(filter.geom.shared_col_len())
+        }
+        (Exec::Pool(PoolKind::Max, fwd), Exec::MaxPoolBackward(bwd)) if fwd == bwd => {
+            Some(bwd.planes * bwd.ho * bwd.wo)
+        }
+        _ => None,
+    }
+}
+
+/// Pairs each backward step with a forward step of the same input that can leave it memory
+/// (see [`shareable`]), switching convolutions to their sharing plans: (forward position,
+/// backward position, elements).
+fn share_forward_memory(compiled: &Compiled, order: &[usize], execs: &mut [Exec]) -> Vec<(usize, usize, usize)> {
     let root = |v: ValueId| storage_root(&compiled.origins, v);
     let mut shares: Vec<(usize, usize, usize)> = Vec::new();
-    for (f_pos, &f) in order.iter().enumerate() {
-        let Exec::ConvFilter(filter) = &execs[f] else { continue };
-        let x = root(compiled.steps[f].args[0]);
-        let forward = order[..f_pos].iter().position(|&c| {
-            let same = matches!(&execs[c], Exec::Conv(fwd, _) if fwd.geom == filter.geom);
-            same && root(compiled.steps[c].args[0]) == x && !shares.iter().any(|s| s.0 == c)
+    for (b_pos, &b) in order.iter().enumerate() {
+        let Some(&first) = compiled.steps[b].args.first() else { continue };
+        let x = root(first);
+        let found = order[..b_pos].iter().enumerate().find_map(|(f_pos, &f)| {
+            let same_input = compiled.steps[f].args.first().is_some_and(|&a| root(a) == x);
+            let free = !shares.iter().any(|s| s.0 == f_pos);
+            shareable(&execs[f], &execs[b]).filter(|_| same_input && free).map(|len| (f_pos, len))
         });
-        if let (Some(c_pos), true) = (forward, filter.geom.can_share_col()) {
-            let (c, geom) = (order[c_pos], filter.geom);
-            if let Exec::Conv(plan, _) = &mut execs[c] {
+        let Some((f_pos, len)) = found else { continue };
+        if let Exec::ConvFilter(filter) = &execs[b] {
+            let geom = filter.geom;
+            if let Exec::Conv(plan, _) = &mut execs[order[f_pos]] {
                 *plan = geom.forward_plan(true);
             }
-            execs[f] = Exec::ConvFilter(geom.filter_plan(true));
-            shares.push((c_pos, f_pos, geom.shared_col_len()));
+            execs[b] = Exec::ConvFilter(geom.filter_plan(true));
         }
+        shares.push((f_pos, b_pos, len));
     }
     shares
 }
 
-/// Where everything lives in the arena: the offset of each stored value's item, each shared
-/// im2col matrix and each running step's scratch, and the arena's size.
+/// Where everything lives in the arena: the offset of each stored value's item, each memory
+/// shared by a forward and a backward step, each running step's scratch, and the arena's size.
 struct Placement {
     offsets: Vec<usize>,
     total: usize,
@@ -290,7 +308,7 @@ impl BatchPlan {
         let lifetimes = lifetimes(program, compiled, &order, &constant);
         let mut execs: Vec<Exec> =
             compiled.steps.iter().map(|step| resolve(&step.kernel, &step.args, step.out, &dims, &lens)).collect();
-        let shares = share_im2col(compiled, &order, &mut execs);
+        let shares = share_forward_memory(compiled, &order, &mut execs);
         let scratch_lens: Vec<usize> = execs.iter().map(|e| scratch_len(e, threads)).collect();
         let placement = place(compiled, &order, &lifetimes, &lens, &shares, &scratch_lens);
 
@@ -342,10 +360,10 @@ impl BatchPlan {
                 planned(s, scratch)
             })
             .collect();
-        for (&(forward, filter, len), &item) in shares.iter().zip(&placement.share_items) {
+        for (&(forward, backward, len), &item) in shares.iter().zip(&placement.share_items) {
             let shared = Region { off: placement.offsets[item], len };
             steps[forward].shared = shared;
-            steps[filter].shared = shared;
+            steps[backward].shared = shared;
         }
         Ok(BatchPlan { batch, arena, steps, regions, perm: vec![0; parts_len], swaps: vec![0; parts_len] })
     }
@@ -624,9 +642,18 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
             let workers = Scratch::new(workers, par.threads());
             conv::backward_filter(par, plan, arg(0), arg(1), out, partials, shared, &workers);
         }
-        Exec::Pool(PoolKind::Max, g) => g.max(par, arg(0), out),
+        Exec::Pool(PoolKind::Max, g) => {
+            // SAFETY: the maxima's positions live from this step to the gradient's, so they
+            // are disjoint from this step's operand and result.
+            let argmax = (p.shared.len > 0).then(|| as_bits_mut(unsafe { mem.get_mut(p.shared) }));
+            g.max(par, arg(0), out, argmax);
+        }
         Exec::Pool(PoolKind::Avg, g) => g.avg(par, arg(0), out),
-        Exec::MaxPoolBackward(g) => g.max_backward(par, arg(0), arg(1), out),
+        Exec::MaxPoolBackward(g) => {
+            // SAFETY: as for the forward pooling; here they are only read.
+            let recorded = (p.shared.len > 0).then(|| as_bits(unsafe { mem.get(p.shared) }));
+            g.max_backward(par, arg(0), arg(1), out, recorded);
+        }
         Exec::AvgPoolBackward(g) => g.avg_backward(par, arg(0), out),
         Exec::SoftmaxXent { classes } => softmax::xent(arg(0), arg(1), *classes, out)?,
         Exec::SoftmaxXentGrad { classes } => softmax::xent_grad(arg(0), arg(1), *classes, out)?,

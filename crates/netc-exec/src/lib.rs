@@ -14,8 +14,10 @@
 //! environment variable `NETC_ISA=avx512|avx2|portable` or [`Executor::set_isa`] forces one,
 //! and every path computes bitwise the same results), reading im2col matrices that are
 //! written directly in its panel layout; a forward convolution leaves its im2col matrix to
-//! the filter gradient. Pooling, reductions, layout changes and the loss are plain loops that
-//! LLVM vectorises.
+//! the filter gradient, and a max pooling leaves the position of each maximum to its
+//! gradient. Pooling, reductions, depthwise convolutions, im2col and the GEMM epilogues are
+//! plain loops that LLVM vectorises, compiled once per path so they run at its vector width
+//! (the same operations in the same order, so the same bits).
 //!
 //! Work is split over examples and output rows in tasks whose boundaries depend only on the
 //! shapes, and sums across tasks are added in task order, so results are bitwise identical

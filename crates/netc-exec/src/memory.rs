@@ -87,6 +87,19 @@ impl Mem {
     }
 }
 
+/// Arena memory holding integers (a max pooling's positions): `f32` and `u32` have the same
+/// size and alignment, and every bit pattern is valid for both.
+pub(crate) fn as_bits(values: &[f32]) -> &[u32] {
+    // SAFETY: same size, alignment and validity (see above); the borrow is carried over.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast(), values.len()) }
+}
+
+/// [`as_bits`] for writing.
+pub(crate) fn as_bits_mut(values: &mut [f32]) -> &mut [u32] {
+    // SAFETY: as in `as_bits`.
+    unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast(), values.len()) }
+}
+
 /// A buffer to place: needed from step `first` through step `last` (inclusive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Lifetime {

@@ -132,6 +132,41 @@ pub(crate) fn split(total: usize, max: usize) -> (usize, usize) {
 /// to balance two to a few dozen threads.
 pub(crate) const ELEMENTS_PER_TASK: usize = 1 << 14;
 
+/// `wide!(isa, fn(name: Type = value, …) { body })` runs `body` (which returns nothing) in a
+/// function compiled for the vector instructions of GEMM path `isa`, so that the loops of the
+/// kernels it calls (marked `#[inline(always)]`, which inlines them into it) vectorise to that
+/// width: the crate itself is compiled for baseline x86-64 (SSE2). Only the width changes,
+/// never an operation or its order (Rust neither contracts nor reassociates floating-point
+/// arithmetic), so results are bitwise the same on every path. `isa` must be one the CPU
+/// supports, as every `Par`'s is. A closure would not do: LLVM does not inline one into a
+/// function with other target features reliably, and then it runs at baseline width.
+macro_rules! wide {
+    ($isa:expr, fn($($arg:ident: $ty:ty = $value:expr),* $(,)?) $body:block) => {{
+        #[inline(always)]
+        fn body($($arg: $ty),*) $body
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn avx512($($arg: $ty),*) {
+            body($($arg),*)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2($($arg: $ty),*) {
+            body($($arg),*)
+        }
+        match $isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU supports the path (the macro's contract).
+            $crate::gemm::Isa::Avx512 => unsafe { avx512($($value),*) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            $crate::gemm::Isa::Avx2 => unsafe { avx2($($value),*) },
+            _ => body($($value),*),
+        }
+    }};
+}
+pub(crate) use wide;
+
 #[cfg(test)]
 mod tests {
     use super::*;

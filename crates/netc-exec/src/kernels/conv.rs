@@ -18,7 +18,7 @@
 
 use super::elementwise::{bias_act_rows, copy_bias_act};
 use crate::gemm::{gemm, gemm_nt, gemm_panels, pack_len, MatMut, MatRef, PanelMat};
-use crate::par::{split, Par, Scratch, ELEMENTS_PER_TASK};
+use crate::par::{split, wide, Par, Scratch, ELEMENTS_PER_TASK};
 use netc_ir::{Conv, UnaryFn};
 
 /// The sizes of a convolution.
@@ -251,6 +251,7 @@ impl Geom {
     /// Writes the im2col matrix of examples `b0..b0+cn` in panels: element (row r, position
     /// q) at `col[(q / 16)·ck·16 + 16·r + q % 16]`, positions past the chunk zero. Panel by
     /// panel, so the writes are sequential and the reads (a few input rows) stay in L1.
+    #[inline(always)]
     fn im2col_panels(&self, x: &[f32], b0: usize, cn: usize, col: &mut [f32]) {
         let (p, wo, s, ck) = (self.p(), self.wo, self.stride, self.ck());
         let cols = cn * p;
@@ -330,6 +331,7 @@ impl Geom {
 
     /// Adds columns `col0..col0+P` of `col` (row stride `ld`) back into example `dx`: the
     /// adjoint of im2col (in the plain `[C·kh·kw × cols]` layout the data gradient uses).
+    #[inline(always)]
     fn col2im(&self, col: &[f32], ld: usize, col0: usize, dx: &mut [f32]) {
         let (p, wo, s) = (self.p(), self.wo, self.stride);
         for ci in 0..self.c {
@@ -375,6 +377,15 @@ fn copy_short(dst: &mut [f32], src: &[f32]) {
     let len = src.len().min(dst.len());
     let dst = &mut dst[..len];
     let mut at = 0;
+    // Whole and half panels (output rows of 16 or 8) in one piece, without the checks below.
+    if len == 16 || len == 8 {
+        if len == 16 {
+            piece::<16>(dst, src, &mut at);
+        } else {
+            piece::<8>(dst, src, &mut at);
+        }
+        return;
+    }
     piece::<8>(dst, src, &mut at);
     piece::<8>(dst, src, &mut at);
     piece::<4>(dst, src, &mut at);
@@ -441,7 +452,9 @@ pub(crate) fn forward(
         let (own_col, staging, pack) = plan.parts(unsafe { scratch.worker(worker) });
         let col = shared_col.unwrap_or(own_col);
         if !g.col_is_input() {
-            g.im2col_panels(x, b0, cn, col);
+            wide!(par.isa(), fn(g: &Geom = &g, x: &[f32] = x, b0: usize = b0, cn: usize = cn, col: &mut [f32] = col) {
+                g.im2col_panels(x, b0, cn, col)
+            });
         }
         let direct = g.direct_y(cn);
         for group in 0..g.groups {
@@ -460,17 +473,23 @@ pub(crate) fn forward(
                 gemm_panels(par.isa(), dst, a, b, false, pack);
             }
         }
-        if direct {
-            if bias.is_some() || act.is_some() {
-                bias_act_rows(y, p, bias, act);
-            }
-        } else {
-            for (i, y) in y.chunks_exact_mut(g.y_len()).enumerate() {
-                for (o, y) in y.chunks_exact_mut(p).enumerate() {
-                    copy_bias_act(&staging[o * cols + i * p..][..p], y, bias.map(|b| b[o]), act);
+        wide!(par.isa(), fn(
+            g: &Geom = &g, direct: bool = direct, staging: &[f32] = staging, cols: usize = cols,
+            bias: Option<&[f32]> = bias, act: Option<UnaryFn> = act, y: &mut [f32] = y,
+        ) {
+            let p = g.p();
+            if direct {
+                if bias.is_some() || act.is_some() {
+                    bias_act_rows(y, p, bias, act);
+                }
+            } else {
+                for (i, y) in y.chunks_exact_mut(g.y_len()).enumerate() {
+                    for (o, y) in y.chunks_exact_mut(p).enumerate() {
+                        copy_bias_act(&staging[o * cols + i * p..][..p], y, bias.map(|b| b[o]), act);
+                    }
                 }
             }
-        }
+        });
     };
     match shared {
         // Chunks start on whole panels (see `Geom::chunks`), so task t's panels are chunk t.
@@ -511,10 +530,12 @@ pub(crate) fn backward_data(par: Par, plan: &Plan, dy: &[f32], weights: &[f32], 
             gemm(par.isa(), dst, a, b, false, pack);
         }
         if !g.col_is_input() {
-            dx.fill(0.0);
-            for (i, dx) in dx.chunks_exact_mut(g.x_len()).enumerate() {
-                g.col2im(dcol, cols, i * p, dx);
-            }
+            wide!(par.isa(), fn(g: &Geom = &g, dcol: &[f32] = dcol, cols: usize = cols, dx: &mut [f32] = dx) {
+                dx.fill(0.0);
+                for (i, dx) in dx.chunks_exact_mut(g.x_len()).enumerate() {
+                    g.col2im(dcol, cols, i * g.p(), dx);
+                }
+            });
         }
     });
 }
@@ -574,7 +595,9 @@ pub(crate) fn backward_filter(
             Some(col) => (col, b0 * p / PANEL),
             None if g.whole_input() => (&[], 0),
             None => {
-                g.im2col_panels(x, b0, cn, own_col);
+                wide!(par.isa(), fn(g: &Geom = &g, x: &[f32] = x, b0: usize = b0, cn: usize = cn, col: &mut [f32] = &mut *own_col) {
+                    g.im2col_panels(x, b0, cn, col)
+                });
                 (own_col, 0)
             }
         };
@@ -628,7 +651,7 @@ pub(crate) fn backward_filter(
 mod depthwise {
     use super::Geom;
     use crate::kernels::elementwise::bias_act_rows;
-    use crate::par::{Par, ELEMENTS_PER_TASK};
+    use crate::par::{wide, Par, ELEMENTS_PER_TASK};
     use netc_ir::UnaryFn;
 
     /// Lanes of the filter gradient's partial sums: fixed, so the order of every sum is too.
@@ -662,12 +685,17 @@ mod depthwise {
 
     /// Every tap of every output row whose input row is inside the plane: output rows in order,
     /// then the filter's taps in row-major order.
+    #[inline(always)]
     fn each_tap(g: &Geom, mut f: impl FnMut(Tap)) {
+        // The columns of each kernel column, worked out once (they involve divisions).
+        let mut spans = [(0, 0, 0); MAX_TAPS];
+        for (b, span) in spans.iter_mut().enumerate().take(g.kw) {
+            *span = columns(g, b);
+        }
         for i in 0..g.ho {
             let (a0, a1) = g.taps(i, g.kh, g.h);
             for a in a0..a1 {
-                for b in 0..g.kw {
-                    let (lo, hi, first) = columns(g, b);
+                for (b, &(lo, hi, first)) in spans.iter().enumerate().take(g.kw) {
                     f(Tap { i, input_row: i * g.stride + a - g.pad, index: a * g.kw + b, lo, hi, first });
                 }
             }
@@ -683,61 +711,120 @@ mod depthwise {
         act: Option<UnaryFn>,
         y: &mut [f32],
     ) {
-        let (hw, p, k) = (g.h * g.w, g.p(), g.kh * g.kw);
-        let per = planes_per_task(p);
-        par.chunks_mut(y, per * p, |t, y, _| {
-            for (q, y) in y.chunks_mut(p).enumerate() {
-                let plane = t * per + q;
-                let channel = plane % g.c;
-                let (x, w) = (&x[plane * hw..][..hw], &weights[channel * k..][..k]);
-                y.fill(0.0);
-                each_tap(g, |t| {
-                    let row = &x[t.input_row * g.w..][..g.w];
-                    let (tap, y) = (w[t.index], &mut y[t.i * g.wo..][t.lo..t.hi]);
-                    match g.stride {
-                        1 => y.iter_mut().zip(&row[t.first..]).for_each(|(y, &v)| *y += tap * v),
-                        s => y.iter_mut().zip(row[t.first..].iter().step_by(s)).for_each(|(y, &v)| *y += tap * v),
-                    }
-                });
-                if bias.is_some() || act.is_some() {
-                    bias_act_rows(y, p, bias.map(|b| &b[channel..channel + 1]), act);
-                }
-            }
+        let per = planes_per_task(g.p());
+        par.chunks_mut(y, per * g.p(), |t, y, _| {
+            wide!(par.isa(), fn(
+                g: &Geom = g, x: &[f32] = x, weights: &[f32] = weights, bias: Option<&[f32]> = bias,
+                act: Option<UnaryFn> = act, y: &mut [f32] = y, first: usize = t * per,
+            ) {
+                forward_planes(g, x, weights, bias, act, y, first)
+            });
         });
+    }
+
+    /// The outputs of consecutive planes from plane `first`.
+    #[inline(always)]
+    fn forward_planes(
+        g: &Geom,
+        x: &[f32],
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        act: Option<UnaryFn>,
+        y: &mut [f32],
+        first: usize,
+    ) {
+        let (hw, p, k) = (g.h * g.w, g.p(), g.kh * g.kw);
+        for (q, y) in y.chunks_mut(p).enumerate() {
+            let plane = first + q;
+            let channel = plane % g.c;
+            let (x, w) = (&x[plane * hw..][..hw], &weights[channel * k..][..k]);
+            forward_taps(g, x, w, y);
+            if bias.is_some() || act.is_some() {
+                bias_act_rows(y, p, bias.map(|b| &b[channel..channel + 1]), act);
+            }
+        }
+    }
+
+    /// One plane's outputs, tap by tap along whole output rows (any stride).
+    #[inline(always)]
+    fn forward_taps(g: &Geom, x: &[f32], w: &[f32], y: &mut [f32]) {
+        y.fill(0.0);
+        each_tap(
+            g,
+            #[inline(always)]
+            |t| {
+                let row = &x[t.input_row * g.w..][..g.w];
+                let (tap, y) = (w[t.index], &mut y[t.i * g.wo..][t.lo..t.hi]);
+                match g.stride {
+                    1 => y.iter_mut().zip(&row[t.first..]).for_each(|(y, &v)| *y += tap * v),
+                    s => y.iter_mut().zip(row[t.first..].iter().step_by(s)).for_each(|(y, &v)| *y += tap * v),
+                }
+            },
+        );
     }
 
     /// Each output's gradient times each tap, added to the input it read.
     pub(super) fn backward_data(par: Par, g: &Geom, dy: &[f32], weights: &[f32], dx: &mut [f32]) {
-        let (hw, p, k) = (g.h * g.w, g.p(), g.kh * g.kw);
-        let per = planes_per_task(hw);
-        par.chunks_mut(dx, per * hw, |t, dx, _| {
-            dx.fill(0.0);
-            for (q, dx) in dx.chunks_mut(hw).enumerate() {
-                let plane = t * per + q;
-                let (dy, w) = (&dy[plane * p..][..p], &weights[plane % g.c * k..][..k]);
-                each_tap(g, |t| {
-                    let row = &mut dx[t.input_row * g.w..][..g.w];
-                    let (tap, dy) = (w[t.index], &dy[t.i * g.wo..][t.lo..t.hi]);
-                    match g.stride {
-                        1 => row[t.first..].iter_mut().zip(dy).for_each(|(v, &d)| *v += tap * d),
-                        s => row[t.first..].iter_mut().step_by(s).zip(dy).for_each(|(v, &d)| *v += tap * d),
-                    }
-                });
-            }
+        let per = planes_per_task(g.h * g.w);
+        par.chunks_mut(dx, per * g.h * g.w, |t, dx, _| {
+            wide!(par.isa(), fn(g: &Geom = g, dy: &[f32] = dy, weights: &[f32] = weights, dx: &mut [f32] = dx, first: usize = t * per) {
+                backward_data_planes(g, dy, weights, dx, first)
+            });
         });
+    }
+
+    /// The input gradients of consecutive planes from plane `first`.
+    #[inline(always)]
+    fn backward_data_planes(g: &Geom, dy: &[f32], weights: &[f32], dx: &mut [f32], first: usize) {
+        let (hw, p, k) = (g.h * g.w, g.p(), g.kh * g.kw);
+        for (q, dx) in dx.chunks_mut(hw).enumerate() {
+            let plane = first + q;
+            let (dy, w) = (&dy[plane * p..][..p], &weights[plane % g.c * k..][..k]);
+            backward_data_taps(g, dy, w, dx);
+        }
+    }
+
+    /// One plane's input gradient, tap by tap along whole output rows (any stride).
+    #[inline(always)]
+    fn backward_data_taps(g: &Geom, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+        dx.fill(0.0);
+        each_tap(
+            g,
+            #[inline(always)]
+            |t| {
+                let row = &mut dx[t.input_row * g.w..][..g.w];
+                let (tap, dy) = (w[t.index], &dy[t.i * g.wo..][t.lo..t.hi]);
+                match g.stride {
+                    1 => row[t.first..].iter_mut().zip(dy).for_each(|(v, &d)| *v += tap * d),
+                    s => row[t.first..].iter_mut().step_by(s).zip(dy).for_each(|(v, &d)| *v += tap * d),
+                }
+            },
+        );
     }
 
     /// Per channel and tap, the sum over the examples and output positions of the output's
     /// gradient times the input it read.
     pub(super) fn backward_filter(par: Par, g: &Geom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
-        let (hw, p, k) = (g.h * g.w, g.p(), g.kh * g.kw);
-        par.chunks_mut(dw, k, |channel, dw, _| {
-            // On the stack: no allocation per step.
-            let mut sums = [[0.0f32; LANES]; MAX_TAPS];
-            for n in 0..g.n {
-                let plane = n * g.c + channel;
-                let (x, dy) = (&x[plane * hw..][..hw], &dy[plane * p..][..p]);
-                each_tap(g, |t| {
+        par.chunks_mut(dw, g.kh * g.kw, |channel, dw, _| {
+            wide!(par.isa(), fn(g: &Geom = g, x: &[f32] = x, dy: &[f32] = dy, dw: &mut [f32] = dw, channel: usize = channel) {
+                filter_channel(g, x, dy, dw, channel)
+            });
+        });
+    }
+
+    /// The filter gradient of one channel.
+    #[inline(always)]
+    fn filter_channel(g: &Geom, x: &[f32], dy: &[f32], dw: &mut [f32], channel: usize) {
+        let (hw, p) = (g.h * g.w, g.p());
+        // On the stack: no allocation per step.
+        let mut sums = [[0.0f32; LANES]; MAX_TAPS];
+        for n in 0..g.n {
+            let plane = n * g.c + channel;
+            let (x, dy) = (&x[plane * hw..][..hw], &dy[plane * p..][..p]);
+            each_tap(
+                g,
+                #[inline(always)]
+                |t| {
                     let row = &x[t.input_row * g.w..][..g.w];
                     let (lanes, dy) = (&mut sums[t.index], &dy[t.i * g.wo..][t.lo..t.hi]);
                     match g.stride {
@@ -749,15 +836,16 @@ mod depthwise {
                             }
                         }
                     }
-                });
-            }
-            for (dw, lanes) in dw.iter_mut().zip(&sums) {
-                *dw = lanes.iter().fold(0.0, |s, &v| s + v);
-            }
-        });
+                },
+            );
+        }
+        for (dw, lanes) in dw.iter_mut().zip(&sums) {
+            *dw = lanes.iter().fold(0.0, |s, &v| s + v);
+        }
     }
 
     /// `lanes[j % LANES] += d[j] · v[j]` for every `j` of `d`, in order of `j`.
+    #[inline(always)]
     fn add_products(lanes: &mut [f32; LANES], d: &[f32], v: &[f32]) {
         let v = &v[..d.len()];
         let (mut d, mut v) = (d.chunks_exact(LANES), v.chunks_exact(LANES));

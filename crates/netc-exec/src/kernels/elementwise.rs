@@ -72,6 +72,7 @@ pub(crate) fn bias_in_place(par: Par, bias: &[f32], inner: usize, data: &mut [f3
 
 /// `rows = act(rows + bias[first_channel + r])` for the rows (of `inner` elements) of `data`:
 /// the epilogue of a convolution, on one task's images.
+#[inline(always)]
 pub(crate) fn bias_act_rows(data: &mut [f32], inner: usize, bias: Option<&[f32]>, act: Option<UnaryFn>) {
     if inner == 0 {
         return;
@@ -88,6 +89,7 @@ pub(crate) fn bias_act_rows(data: &mut [f32], inner: usize, bias: Option<&[f32]>
 }
 
 /// `dst = act(src + b)` for one row.
+#[inline(always)]
 pub(crate) fn copy_bias_act(src: &[f32], dst: &mut [f32], b: Option<f32>, act: Option<UnaryFn>) {
     with_act!(act, |op| match b {
         Some(b) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = op(s + b)),

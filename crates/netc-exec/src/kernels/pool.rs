@@ -2,7 +2,7 @@
 //! elements row by row, as the interpreter does, so maxima and sums agree with it.
 
 use super::reduce::beats;
-use crate::par::{Par, ELEMENTS_PER_TASK};
+use crate::par::{wide, Par, ELEMENTS_PER_TASK};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Pool {
@@ -43,6 +43,7 @@ impl Pool {
 
     /// Calls `f(plane_x, plane_y_index, window_rows, window_cols)` for every window of the
     /// planes of one task.
+    #[inline(always)]
     fn windows(&self, mut f: impl FnMut(usize, (usize, usize), (usize, usize))) {
         for i in 0..self.ho {
             let rows = self.span(i, self.kh, self.h, self.pad_top);
@@ -52,33 +53,110 @@ impl Pool {
         }
     }
 
-    pub fn max(&self, par: Par, x: &[f32], y: &mut [f32]) {
+    /// Max pooling. With `argmax` (one slot per output, in training), each output's window
+    /// position is recorded for [`Pool::max_backward`], which then need not search again.
+    pub fn max(&self, par: Par, x: &[f32], y: &mut [f32], argmax: Option<&mut [u32]>) {
         let (hw, out) = (self.h * self.w, self.ho * self.wo);
         let per = self.planes_per_task();
-        par.chunks_mut(y, per * out, |t, y, _| {
-            for (p, y) in y.chunks_mut(out).enumerate() {
-                let x = &x[(t * per + p) * hw..][..hw];
-                if self.is_2x2() {
-                    self.max_2x2(x, y);
-                    continue;
-                }
-                self.windows(|o, (r0, r1), (c0, c1)| {
-                    let mut best = x[r0 * self.w + c0];
-                    for r in r0..r1 {
-                        for &c in &x[r * self.w + c0..r * self.w + c1] {
-                            if beats(c, best) {
-                                best = c;
-                            }
-                        }
-                    }
-                    y[o] = best;
-                });
-            }
+        let Some(argmax) = argmax else {
+            par.chunks_mut(y, per * out, |t, y, _| {
+                let x = &x[t * per * hw..];
+                wide!(par.isa(), fn(pool: &Pool = self, x: &[f32] = x, y: &mut [f32] = y) { pool.max_planes(x, y) });
+            });
+            return;
+        };
+        par.chunks_mut2(y, per * out, argmax, per * out, |t, y, at, _| {
+            let x = &x[t * per * hw..];
+            wide!(par.isa(), fn(pool: &Pool = self, x: &[f32] = x, y: &mut [f32] = y, at: &mut [u32] = at) {
+                pool.max_planes_recorded(x, y, at)
+            });
         });
+    }
+
+    /// The maxima of consecutive planes from the start of `x`.
+    #[inline(always)]
+    fn max_planes(&self, x: &[f32], y: &mut [f32]) {
+        let (hw, out) = (self.h * self.w, self.ho * self.wo);
+        for (p, y) in y.chunks_mut(out).enumerate() {
+            let x = &x[p * hw..][..hw];
+            if self.is_2x2() {
+                self.max_2x2(x, y);
+            } else {
+                self.windows(|o, rows, cols| y[o] = x[self.first_largest(x, rows, cols)]);
+            }
+        }
+    }
+
+    /// [`Pool::max_planes`], recording where each maximum is.
+    #[inline(always)]
+    fn max_planes_recorded(&self, x: &[f32], y: &mut [f32], at: &mut [u32]) {
+        let (hw, out) = (self.h * self.w, self.ho * self.wo);
+        for (p, (y, at)) in y.chunks_mut(out).zip(at.chunks_mut(out)).enumerate() {
+            let x = &x[p * hw..][..hw];
+            if self.is_2x2() {
+                self.max_2x2_recorded(x, y, at);
+                continue;
+            }
+            self.windows(|o, rows, cols| {
+                let k = self.first_largest(x, rows, cols);
+                y[o] = x[k];
+                // A plane index fits: planes are far smaller than 2³² elements.
+                at[o] = k as u32;
+            });
+        }
+    }
+
+    /// The plane index of the first largest element (or first NaN) of a window, in the
+    /// interpreter's row-by-row order.
+    #[inline(always)]
+    fn first_largest(&self, x: &[f32], (r0, r1): (usize, usize), (c0, c1): (usize, usize)) -> usize {
+        let mut at = r0 * self.w + c0;
+        for r in r0..r1 {
+            for k in r * self.w + c0..r * self.w + c1 {
+                if beats(x[k], x[at]) {
+                    at = k;
+                }
+            }
+        }
+        at
+    }
+
+    /// One plane of 2×2, stride-2 max pooling that also records, per window, which of its four
+    /// elements (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) is the first largest.
+    /// Planes without NaN (checked first) take comparisons and selects that vectorise.
+    #[inline(always)]
+    fn max_2x2_recorded(&self, x: &[f32], y: &mut [f32], at: &mut [u32]) {
+        let (w, wo) = (self.w, self.wo);
+        let finite = !x.iter().fold(false, |nan, v| nan | v.is_nan());
+        for (i, (y, at)) in y.chunks_exact_mut(wo).zip(at.chunks_exact_mut(wo)).enumerate() {
+            let top = &x[2 * i * w..][..2 * wo];
+            let bottom = &x[(2 * i + 1) * w..][..2 * wo];
+            let windows = y.iter_mut().zip(at.iter_mut()).zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2));
+            if finite {
+                for (((y, at), t), b) in windows {
+                    // The first largest of each row's pair, then of the two rows (the top
+                    // row wins ties), as `first_of_four` picks it.
+                    let (right_top, right_bottom) = (t[1] > t[0], b[1] > b[0]);
+                    let top = if right_top { t[1] } else { t[0] };
+                    let bottom = if right_bottom { b[1] } else { b[0] };
+                    let bottom_wins = bottom > top;
+                    *y = if bottom_wins { bottom } else { top };
+                    *at = if bottom_wins { 2 + u32::from(right_bottom) } else { u32::from(right_top) };
+                }
+            } else {
+                for (((y, at), t), b) in windows {
+                    let window = [t[0], t[1], b[0], b[1]];
+                    let k = first_beating(window);
+                    *y = window[k];
+                    *at = k as u32;
+                }
+            }
+        }
     }
 
     /// One plane of 2×2, stride-2 max pooling: the larger of each vertical pair, then of each
     /// horizontal pair of those. The value does not depend on the order (NaN wins either way).
+    #[inline(always)]
     fn max_2x2(&self, x: &[f32], y: &mut [f32]) {
         let (w, wo) = (self.w, self.wo);
         for (i, y) in y.chunks_exact_mut(wo).enumerate() {
@@ -93,9 +171,10 @@ impl Pool {
     /// One plane of the 2×2, stride-2 max pooling gradient: windows do not overlap, so each
     /// input gets its window's gradient if it is the window's first largest, else 0. The
     /// first largest (in the interpreter's order: top-left, top-right, bottom-left,
-    /// bottom-right) is the first element equal to the maximum, or the first NaN. Planes
-    /// without NaN (checked first) take a loop of comparisons and selects that vectorises.
-    fn max_backward_2x2(&self, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    /// bottom-right) is the first element equal to the maximum, or the first NaN; it is read
+    /// from `recorded` (by the forward pass) or found again.
+    #[inline(always)]
+    fn max_backward_2x2(&self, x: &[f32], dy: &[f32], dx: &mut [f32], recorded: Option<&[u32]>) {
         let (w, wo) = (self.w, self.wo);
         // Inputs outside every window (a last odd row or column) get no gradient.
         dx[2 * self.ho * w..].fill(0.0);
@@ -104,7 +183,7 @@ impl Pool {
                 row[2 * wo..].fill(0.0);
             }
         }
-        let finite = !x.iter().fold(false, |nan, v| nan | v.is_nan());
+        let finite = recorded.is_some() || !x.iter().fold(false, |nan, v| nan | v.is_nan());
         for i in 0..self.ho {
             let top = &x[2 * i * w..][..2 * wo];
             let bottom = &x[(2 * i + 1) * w..][..2 * wo];
@@ -112,38 +191,20 @@ impl Pool {
             let (rows, _) = dx[2 * i * w..].split_at_mut(2 * w);
             let (dtop, dbottom) = rows.split_at_mut(w);
             let (dtop, dbottom) = (&mut dtop[..2 * wo], &mut dbottom[..2 * wo]);
-            if finite {
-                for j in 0..wo {
-                    let (a, b, c, d) = (top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]);
-                    // The first largest of each row's pair, then of the two rows (the top row
-                    // wins ties): flag arithmetic, which compiles without branches.
-                    let right_top = usize::from(b > a);
-                    let right_bottom = usize::from(d > c);
-                    let bottom_wins = usize::from(c.max(d) > a.max(b));
-                    let at = 2 * bottom_wins + right_top * (1 - bottom_wins) + right_bottom * bottom_wins;
-                    // The gradient where `at` points, +0 elsewhere, by masking its bits with a
-                    // table row (LLVM turns comparisons with `at` back into branches).
-                    let g = g[j].to_bits();
-                    let mask = ONE_HOT[at & 3];
-                    dtop[2 * j] = f32::from_bits(g & mask[0]);
-                    dtop[2 * j + 1] = f32::from_bits(g & mask[1]);
-                    dbottom[2 * j] = f32::from_bits(g & mask[2]);
-                    dbottom[2 * j + 1] = f32::from_bits(g & mask[3]);
-                }
-                continue;
-            }
-            for j in 0..wo {
-                let window = [top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]];
-                let mut at = 0;
-                for k in 1..4 {
-                    if beats(window[k], window[at]) {
-                        at = k;
-                    }
-                }
-                let mut grads = [0.0; 4];
-                grads[at] = g[j];
-                dtop[2 * j..2 * j + 2].copy_from_slice(&grads[..2]);
-                dbottom[2 * j..2 * j + 2].copy_from_slice(&grads[2..]);
+            let window = |j: usize| [top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]];
+            // The gradient where `at` points, +0 elsewhere, by masking its bits with a table
+            // row (LLVM turns comparisons with `at` back into branches).
+            let mut put = |j: usize, at: usize| {
+                let (g, mask) = (g[j].to_bits(), ONE_HOT[at & 3]);
+                dtop[2 * j] = f32::from_bits(g & mask[0]);
+                dtop[2 * j + 1] = f32::from_bits(g & mask[1]);
+                dbottom[2 * j] = f32::from_bits(g & mask[2]);
+                dbottom[2 * j + 1] = f32::from_bits(g & mask[3]);
+            };
+            match recorded {
+                Some(at) => at[i * wo..][..wo].iter().enumerate().for_each(|(j, &at)| put(j, at as usize)),
+                None if finite => (0..wo).for_each(|j| put(j, first_of_four(window(j)))),
+                None => (0..wo).for_each(|j| put(j, first_beating(window(j)))),
             }
         }
     }
@@ -169,33 +230,38 @@ impl Pool {
         });
     }
 
-    /// Each window's gradient goes to its first largest input.
-    pub fn max_backward(&self, par: Par, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    /// Each window's gradient goes to its first largest input, as `recorded` by the forward
+    /// pass (see [`Pool::max`]) or found again in `x`.
+    pub fn max_backward(&self, par: Par, x: &[f32], dy: &[f32], dx: &mut [f32], recorded: Option<&[u32]>) {
         let (hw, out) = (self.h * self.w, self.ho * self.wo);
         let per = self.planes_per_task();
         par.chunks_mut(dx, per * hw, |t, dx, _| {
-            for (p, dx) in dx.chunks_mut(hw).enumerate() {
-                let plane = t * per + p;
-                let x = &x[plane * hw..][..hw];
-                let dy = &dy[plane * out..][..out];
-                if self.is_2x2() {
-                    self.max_backward_2x2(x, dy, dx);
-                    continue;
-                }
-                dx.fill(0.0);
-                self.windows(|o, (r0, r1), (c0, c1)| {
-                    let mut at = r0 * self.w + c0;
-                    for r in r0..r1 {
-                        for k in r * self.w + c0..r * self.w + c1 {
-                            if beats(x[k], x[at]) {
-                                at = k;
-                            }
-                        }
-                    }
-                    dx[at] += dy[o];
-                });
-            }
+            let (x, dy) = (&x[t * per * hw..], &dy[t * per * out..]);
+            let recorded = recorded.map(|at| &at[t * per * out..]);
+            wide!(par.isa(), fn(pool: &Pool = self, x: &[f32] = x, dy: &[f32] = dy, dx: &mut [f32] = dx, recorded: Option<&[u32]> = recorded) {
+                pool.max_backward_planes(x, dy, dx, recorded)
+            });
         });
+    }
+
+    /// The gradients of consecutive planes from the start of `x`, `dy` and `recorded`.
+    #[inline(always)]
+    fn max_backward_planes(&self, x: &[f32], dy: &[f32], dx: &mut [f32], recorded: Option<&[u32]>) {
+        let (hw, out) = (self.h * self.w, self.ho * self.wo);
+        for (p, dx) in dx.chunks_mut(hw).enumerate() {
+            let x = &x[p * hw..][..hw];
+            let dy = &dy[p * out..][..out];
+            let recorded = recorded.map(|at| &at[p * out..][..out]);
+            if self.is_2x2() {
+                self.max_backward_2x2(x, dy, dx, recorded);
+                continue;
+            }
+            dx.fill(0.0);
+            self.windows(|o, rows, cols| {
+                let at = recorded.map_or_else(|| self.first_largest(x, rows, cols), |at| at[o] as usize);
+                dx[at] += dy[o];
+            });
+        }
     }
 
     /// Each window's gradient, divided by the window size, goes to every input in it.
@@ -220,6 +286,21 @@ impl Pool {
     }
 }
 
+/// The first largest of four finite values: the first largest of each pair, then of the two
+/// pairs (the first pair wins ties), as flag arithmetic that compiles without branches.
+#[inline(always)]
+fn first_of_four([a, b, c, d]: [f32; 4]) -> usize {
+    let right_top = usize::from(b > a);
+    let right_bottom = usize::from(d > c);
+    let bottom_wins = usize::from(c.max(d) > a.max(b));
+    2 * bottom_wins + right_top * (1 - bottom_wins) + right_bottom * bottom_wins
+}
+
+/// The first of four values that no later one beats (NaN included), in order.
+fn first_beating(window: [f32; 4]) -> usize {
+    (1..4).fold(0, |at, k| if beats(window[k], window[at]) { k } else { at })
+}
+
 /// Row `k` keeps the bits of element `k` only.
 const ONE_HOT: [[u32; 4]; 4] = [[!0, 0, 0, 0], [0, !0, 0, 0], [0, 0, !0, 0], [0, 0, 0, !0]];
 
@@ -237,12 +318,20 @@ fn nan_max(a: f32, b: f32) -> f32 {
 mod tests {
     use super::*;
 
+    fn bits(values: &[f32]) -> Vec<u32> {
+        values.iter().map(|v| v.to_bits()).collect()
+    }
+
     #[test]
     fn the_2x2_fast_path_agrees_with_the_general_windows() {
         let general = Pool { planes: 2, h: 5, w: 4, ho: 2, wo: 2, kh: 2, kw: 2, stride: 2, pad_top: 0, pad_left: 0 };
         let x: Vec<f32> = (0..40).map(|i| ((i * 7) % 11) as f32).collect();
         let mut fast = vec![0.0; 8];
-        general.max(Par::new(1), &x, &mut fast);
+        general.max(Par::new(1), &x, &mut fast, None);
+        let (mut recorded, mut at) = (vec![0.0; 8], vec![9; 8]);
+        general.max(Par::new(1), &x, &mut recorded, Some(&mut at));
+        assert_eq!(recorded, fast);
+        assert!(at.iter().all(|&k| k < 4), "{at:?}");
         // The same windows through the clipped path (a 2×2 window with stride 2 and pad 0 seen
         // as a window of a taller input).
         let mut want = vec![0.0; 8];
@@ -267,7 +356,12 @@ mod tests {
         x[37] = f32::NAN;
         let dy: Vec<f32> = (1..=8).map(|i| i as f32).collect();
         let mut got = vec![f32::NAN; 50];
-        fast.max_backward(Par::new(1), &x, &dy, &mut got);
+        fast.max_backward(Par::new(1), &x, &dy, &mut got, None);
+        let (mut y, mut at) = (vec![0.0; 8], vec![0; 8]);
+        fast.max(Par::new(1), &x, &mut y, Some(&mut at));
+        let mut from_record = vec![f32::NAN; 50];
+        fast.max_backward(Par::new(1), &x, &dy, &mut from_record, Some(&at));
+        assert_eq!(bits(&from_record), bits(&got));
         let mut want = vec![0.0; 50];
         for p in 0..2 {
             for i in 0..2 {
@@ -281,6 +375,25 @@ mod tests {
             }
         }
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn recorded_maxima_give_the_same_values_and_gradients_for_overlapping_padded_windows() {
+        let pool = Pool { planes: 3, h: 7, w: 6, ho: 4, wo: 3, kh: 3, kw: 3, stride: 2, pad_top: 1, pad_left: 0 };
+        let mut x: Vec<f32> = (0..126).map(|i| ((i * 5) % 7) as f32 - 3.0).collect();
+        x[50] = f32::NAN;
+        let dy: Vec<f32> = (0..36).map(|i| i as f32 * 0.5 - 4.0).collect();
+        for threads in [1, 2] {
+            let par = Par::new(threads);
+            let (mut plain, mut y, mut at) = (vec![0.0; 36], vec![0.0; 36], vec![0; 36]);
+            pool.max(par, &x, &mut plain, None);
+            pool.max(par, &x, &mut y, Some(&mut at));
+            assert_eq!(bits(&y), bits(&plain));
+            let (mut searched, mut recorded) = (vec![f32::NAN; 126], vec![f32::NAN; 126]);
+            pool.max_backward(par, &x, &dy, &mut searched, None);
+            pool.max_backward(par, &x, &dy, &mut recorded, Some(&at));
+            assert_eq!(bits(&recorded), bits(&searched));
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Reductions. Every output element is summed in one fixed order (row-major over the reduced
 //! indices, with fixed-width lanes inside contiguous runs), whatever the thread count.
 
-use crate::par::{Par, ELEMENTS_PER_TASK};
+use crate::par::{wide, Par, ELEMENTS_PER_TASK};
 
 /// A sum over some axes, with adjacent axes of the same kind merged: the input is
 /// `groups[0] × groups[1] × ...` and alternate groups are reduced.
@@ -77,13 +77,15 @@ impl Sum {
                 let repeats = if blocks == 2 { outer[0].0 } else { 1 };
                 let per = (ELEMENTS_PER_TASK / (run * repeats).max(1)).max(1);
                 par.chunks_mut(out, per, |t, out, _| {
-                    for (i, o) in out.iter_mut().enumerate() {
-                        let c = t * per + i;
-                        *o = 0.0;
-                        for n in 0..repeats {
-                            *o += lane_sum(&x[(n * channels + c) * run..][..run]);
+                    wide!(par.isa(), fn(x: &[f32] = x, out: &mut [f32] = out, first: usize = t * per, channels: usize = channels, run: usize = run, repeats: usize = repeats) {
+                        for (i, o) in out.iter_mut().enumerate() {
+                            let c = first + i;
+                            *o = 0.0;
+                            for n in 0..repeats {
+                                *o += lane_sum(&x[(n * channels + c) * run..][..run]);
+                            }
                         }
-                    }
+                    });
                 });
                 return;
             }
@@ -111,6 +113,7 @@ fn output_index(groups: &[(usize, bool)], r: usize) -> usize {
 }
 
 /// A sum with eight independent lanes (vectorisable), combined in a fixed order.
+#[inline(always)]
 pub(crate) fn lane_sum(xs: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let mut chunks = xs.chunks_exact(8);
