@@ -213,11 +213,12 @@ fn share_forward_memory(compiled: &Compiled, order: &[usize], execs: &mut [Exec]
         });
         let Some((f_pos, len)) = found else { continue };
         if let Exec::ConvFilter(filter) = &execs[b] {
+            let filter = *filter;
             let geom = filter.geom;
             if let Exec::Conv(plan, _) = &mut execs[order[f_pos]] {
                 *plan = geom.forward_plan(true);
             }
-            execs[b] = Exec::ConvFilter(geom.filter_plan(true));
+            execs[b] = Exec::ConvFilter(geom.filter_plan(true, filter.bias));
         }
         shares.push((f_pos, b_pos, len));
     }
@@ -515,7 +516,9 @@ fn resolve(kernel: &Kernel, args: &[ValueId], out: ValueId, dims: &[Vec<usize>],
             Exec::Conv(conv::Geom::new(d(0), d(1), y, *conv).forward_plan(false), *epilogue)
         }
         Kernel::ConvData { conv } => Exec::ConvData(conv::Geom::new(y, d(1), d(0), *conv).data_plan()),
-        Kernel::ConvFilter { conv } => Exec::ConvFilter(conv::Geom::new(d(0), y, d(1), *conv).filter_plan(false)),
+        Kernel::ConvFilter { conv, bias } => {
+            Exec::ConvFilter(conv::Geom::new(d(0), y, d(1), *conv).filter_plan(false, *bias))
+        }
         Kernel::Pool { kind, window } => Exec::Pool(*kind, pool_geom(d(0), y, *window)),
         Kernel::MaxPoolBackward { window } => Exec::MaxPoolBackward(pool_geom(d(0), d(1), *window)),
         Kernel::AvgPoolBackward { window } => Exec::AvgPoolBackward(pool_geom(y, d(0), *window)),
@@ -640,7 +643,13 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
             // SAFETY: as for the forward convolution; here it is only read.
             let shared = (p.shared.len > 0).then(|| unsafe { mem.get(p.shared) });
             let workers = Scratch::new(workers, par.threads());
-            conv::backward_filter(par, plan, arg(0), arg(1), out, partials, shared, &workers);
+            // SAFETY: the bias gradient is a result of this step, in memory of its own.
+            let db = p.also.first().filter(|_| plan.bias).map(|&r| unsafe { mem.get_mut(r) });
+            conv::backward_filter(par, plan, arg(0), arg(1), out, db, partials, shared, &workers);
+            if let (Some(found), Some(&db), Some(&r)) = (env.check.as_deref_mut(), step.also.first(), p.also.first()) {
+                // SAFETY: written above; nothing else accesses it now.
+                note(found, db, unsafe { mem.get(r) });
+            }
         }
         Exec::Pool(PoolKind::Max, g) => {
             // SAFETY: the maxima's positions live from this step to the gradient's, so they

@@ -58,6 +58,9 @@ fn write_steps(s: &mut String, program: &Program, compiled: &Compiled) -> std::f
             kernel => {
                 let name = insts[step.fused.first().unwrap_or(&out).0].op.name();
                 let mut line = format!("  k{i}: {out}: {shape} = {name} {}", values(&step.args));
+                if let (Kernel::ConvFilter { bias: true, .. }, Some(db)) = (kernel, step.also.first()) {
+                    write!(line, " +bias_grad {db}")?;
+                }
                 if let Kernel::Conv { epilogue, .. } | Kernel::MatMul { epilogue, .. } = kernel {
                     if epilogue.bias {
                         line.push_str(" +bias");

@@ -34,8 +34,9 @@ pub(crate) enum Kernel {
     Conv { conv: Conv, epilogue: Epilogue },
     /// `(dy, w)`
     ConvData { conv: Conv },
-    /// `(x, dy)`
-    ConvFilter { conv: Conv },
+    /// `(x, dy)`; with `bias`, also the bias gradient (the sum of `dy` over all but the
+    /// channel axis) as the step's first `also` value.
+    ConvFilter { conv: Conv, bias: bool },
     /// `(x)`
     Pool { kind: PoolKind, window: Window },
     /// `(x, dy)`
@@ -196,7 +197,41 @@ pub(crate) fn compile(program: &Program) -> Result<Compiled, ValueId> {
         };
         origins.push(origin);
     }
+    fuse_bias_gradients(program, &mut steps);
     Ok(Compiled { steps, kernels: fusion.kernels, origins, inputs, counter })
+}
+
+/// Moves each convolution's bias gradient (a sum of `dy` over the examples and positions)
+/// into the filter gradient of the same `dy`, which reads `dy` anyway: one pass over it
+/// instead of two. Only when no step between them reads the bias gradient.
+fn fuse_bias_gradients(program: &Program, steps: &mut Vec<Step>) {
+    let insts = program.insts();
+    let mut s = 0;
+    while s < steps.len() {
+        let step = &steps[s];
+        let bias_sum = matches!(&step.kernel, Kernel::ReduceSum { axes } if axes == &[0, 2, 3])
+            && insts[step.args[0].0].shape.rank() == 4;
+        let (dy, db) = (step.args[0], step.out);
+        let filter = bias_sum.then(|| {
+            let later = s + 1..steps.len();
+            later.into_iter().find(|&f| {
+                matches!(steps[f].kernel, Kernel::ConvFilter { bias: false, .. }) && steps[f].args.get(1) == Some(&dy)
+            })
+        });
+        let Some(Some(f)) = filter else {
+            s += 1;
+            continue;
+        };
+        if steps[s + 1..f].iter().any(|between| between.args.contains(&db)) {
+            s += 1;
+            continue;
+        }
+        if let Kernel::ConvFilter { bias, .. } = &mut steps[f].kernel {
+            *bias = true;
+        }
+        steps[f].also.push(db);
+        steps.remove(s);
+    }
 }
 
 fn gemm_epilogue(kernel: &Kernel) -> Option<&Epilogue> {
@@ -235,7 +270,7 @@ fn plain_kernel(op: &Op) -> Option<Kernel> {
         }
         Op::Conv2d(conv) => Kernel::Conv { conv: *conv, epilogue: Epilogue::default() },
         Op::Conv2dBackwardData { conv, .. } => Kernel::ConvData { conv: *conv },
-        Op::Conv2dBackwardFilter { conv, .. } => Kernel::ConvFilter { conv: *conv },
+        Op::Conv2dBackwardFilter { conv, .. } => Kernel::ConvFilter { conv: *conv, bias: false },
         Op::Pool { kind, window } => Kernel::Pool { kind: *kind, window: *window },
         Op::MaxPoolBackward(window) => Kernel::MaxPoolBackward { window: *window },
         Op::AvgPoolBackward { window, .. } => Kernel::AvgPoolBackward { window: *window },

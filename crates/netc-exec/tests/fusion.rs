@@ -119,3 +119,18 @@ fn identical_chains_share_one_compiled_kernel() {
     assert_ne!(kernel_of(forward[0]), kernel_of(backward[0]), "{text}");
     assert!(text.contains("4 fused elementwise, compiled as 2 distinct"), "{text}");
 }
+
+#[test]
+fn each_convolution_bias_gradient_is_summed_by_its_filter_gradient() {
+    let text = netc_exec::describe(&training_program(&example("lenet.net"))).unwrap();
+    let filters: Vec<&str> = steps(&text).into_iter().filter(|l| l.contains("= conv2d_bwd_filter ")).collect();
+    assert_eq!(filters.len(), 4, "{text}");
+    for line in &filters {
+        assert!(line.contains(" +bias_grad %"), "{line}");
+    }
+    assert!(!text.contains("reduce_sum"), "no separate bias reduction is left:\n{text}");
+    // ConvAct's depthwise activation convolutions have no bias: nothing to fuse there.
+    let text = netc_exec::describe(&training_program(&example("convact.net"))).unwrap();
+    let with_bias = steps(&text).into_iter().filter(|l| l.contains(" +bias_grad %")).count();
+    assert_eq!(with_bias, 4, "{text}");
+}

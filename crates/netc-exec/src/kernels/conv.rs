@@ -17,6 +17,7 @@
 //! filter covering the whole unpadded input) the GEMMs read the input directly.
 
 use super::elementwise::{bias_act_rows, copy_bias_act};
+use super::reduce::lane_sum;
 use crate::gemm::{gemm, gemm_nt, gemm_panels, pack_len, MatMut, MatRef, PanelMat};
 use crate::par::{split, wide, Par, Scratch, ELEMENTS_PER_TASK};
 use netc_ir::{Conv, UnaryFn};
@@ -47,6 +48,8 @@ pub(crate) struct Plan {
     pub tasks: usize,
     /// Filter gradient only: output-channel rows per task when one chunk covers the batch.
     pub rows: usize,
+    /// Filter gradient only: whether it also sums the bias gradient.
+    pub bias: bool,
     /// Per-worker scratch: the im2col block, the `[O × chunk·P]` staging block (when the
     /// output or gradient of a chunk cannot be addressed in place), and GEMM packing memory.
     col: usize,
@@ -178,7 +181,7 @@ impl Geom {
         let col = if self.col_is_input() || shared { 0 } else { cols.next_multiple_of(PANEL) * self.ck() };
         let staging = if self.direct_y(chunk) { 0 } else { self.o * cols };
         let pack = pack_len(self.opg(), cols, self.kg());
-        Plan { geom: self, chunk, tasks, rows: self.o, col, staging, pack }
+        Plan { geom: self, chunk, tasks, rows: self.o, bias: false, col, staging, pack }
     }
 
     pub fn data_plan(self) -> Plan {
@@ -187,11 +190,12 @@ impl Geom {
         let col = if self.col_is_input() { 0 } else { self.ck() * cols };
         let staging = if self.direct_y(chunk) { 0 } else { self.o * cols };
         let pack = pack_len(self.kg(), cols, self.opg());
-        Plan { geom: self, chunk, tasks, rows: self.o, col, staging, pack }
+        Plan { geom: self, chunk, tasks, rows: self.o, bias: false, col, staging, pack }
     }
 
-    /// The chunk plan of the filter gradient; `shared` as for [`Geom::forward_plan`].
-    pub fn filter_plan(self, shared: bool) -> Plan {
+    /// The chunk plan of the filter gradient; `shared` as for [`Geom::forward_plan`]; with
+    /// `bias`, the bias gradient too.
+    pub fn filter_plan(self, shared: bool, bias: bool) -> Plan {
         let (tasks, chunk) = if self.whole_input() { split(self.n, 256) } else { self.chunks(FILTER_COLUMNS) };
         let cols = chunk * self.p();
         // With one chunk and no im2col to share, split the output channels instead.
@@ -199,7 +203,7 @@ impl Geom {
         let col = if self.whole_input() || shared { 0 } else { cols.next_multiple_of(PANEL) * self.ck() };
         let staging = if self.filter_direct_dy(chunk) { 0 } else { self.o * cols };
         let pack = if self.whole_input() { pack_len(rows.min(self.opg()), self.kg(), cols) } else { 0 };
-        Plan { geom: self, chunk, tasks, rows: rows.max(1), col, staging, pack }
+        Plan { geom: self, chunk, tasks, rows: rows.max(1), bias, col, staging, pack }
     }
 
     /// Whether the filter gradient reads a chunk's `dy` in place: its GEMM takes any strides,
@@ -407,6 +411,21 @@ impl Plan {
         self.col + self.staging + self.pack
     }
 
+    /// Where a chunk's partial bias gradient starts in its partial, after `dW`: on a cache line,
+    /// so that every partial does.
+    fn bias_offset(&self) -> usize {
+        (self.geom.o * self.geom.kg()).next_multiple_of(PANEL)
+    }
+
+    /// One chunk's partial filter gradient: `dW`, then the bias gradient if summed.
+    fn partial_len(&self) -> usize {
+        if self.bias {
+            self.bias_offset() + self.geom.o.next_multiple_of(PANEL)
+        } else {
+            self.geom.o * self.geom.kg()
+        }
+    }
+
     /// A worker's scratch, split into its three parts.
     fn parts<'s>(&self, scratch: &'s mut [f32]) -> (&'s mut [f32], &'s mut [f32], &'s mut [f32]) {
         let (col, rest) = scratch.split_at_mut(self.col);
@@ -419,7 +438,7 @@ impl Plan {
 /// are several chunks.
 pub(crate) fn filter_partials_len(plan: &Plan) -> usize {
     if plan.tasks > 1 {
-        plan.tasks * plan.geom.o * plan.geom.kg()
+        plan.tasks * plan.partial_len()
     } else {
         0
     }
@@ -563,9 +582,10 @@ fn gather_dy<'a>(
     (staging, View { off: 0, rs: cols, cs: 1 })
 }
 
-/// `dW` from the input and `dy`: per chunk a partial product, summed in chunk order. The
-/// im2col matrix comes from `shared` (left by the forward pass) or is rebuilt per chunk; the
-/// products are dot products along the positions, which both operands store contiguously.
+/// `dW` (and, given `db`, the bias gradient) from the input and `dy`: per chunk a partial
+/// product (and per-channel sums of its `dy`), summed in chunk order. The im2col matrix comes
+/// from `shared` (left by the forward pass) or is rebuilt per chunk; the products are dot
+/// products along the positions, which both operands store contiguously.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_filter(
     par: Par,
@@ -573,18 +593,24 @@ pub(crate) fn backward_filter(
     x: &[f32],
     dy: &[f32],
     dw: &mut [f32],
+    db: Option<&mut [f32]>,
     partials: &mut [f32],
     shared: Option<&[f32]>,
     scratch: &Scratch<'_>,
 ) {
     let g = plan.geom;
     if g.depthwise() {
-        return depthwise::backward_filter(par, &g, x, dy, dw);
+        depthwise::backward_filter(par, &g, x, dy, dw);
+        if let Some(db) = db {
+            depthwise::bias_gradient(par, &g, dy, db);
+        }
+        return;
     }
     let (p, kg, opg) = (g.p(), g.kg(), g.opg());
     let w_len = g.o * kg;
-    // One task: (chunk t, rows r0..) writing `dst` (rows r0.. of dW or of partial t).
-    let task = |t: usize, r0: usize, dst: &mut [f32], worker: usize| {
+    // One task: (chunk t, rows r0..) writing `dst` (rows r0.. of dW or of partial t) and
+    // `bias` (the same rows of the bias gradient or of partial t's).
+    let task = |t: usize, r0: usize, dst: &mut [f32], bias: Option<&mut [f32]>, worker: usize| {
         let b0 = t * plan.chunk;
         let cn = plan.chunk.min(g.n - b0);
         let cols = cn * p;
@@ -602,6 +628,17 @@ pub(crate) fn backward_filter(
             }
         };
         let (dy_data, dv) = gather_dy(&g, dy, b0, cn, staging, g.filter_direct_dy(cn));
+        if let Some(bias) = bias {
+            // Each channel's row of the chunk's `dy`, summed while it is in cache.
+            for (o, sum) in bias.iter_mut().enumerate() {
+                let start = dv.off + (r0 + o) * dv.rs;
+                *sum = if dv.cs == 1 {
+                    lane_sum(&dy_data[start..][..cols])
+                } else {
+                    (0..cols).fold(0.0, |sum, j| sum + dy_data[start + j * dv.cs])
+                };
+            }
+        }
         for group in 0..g.groups {
             let lo = r0.max(group * opg);
             let hi = (r0 + rows).min((group + 1) * opg);
@@ -625,19 +662,34 @@ pub(crate) fn backward_filter(
         }
     };
     if plan.tasks <= 1 {
-        par.chunks_mut(dw, plan.rows * kg, |r, dst, worker| task(0, r * plan.rows, dst, worker));
+        let rows = plan.rows;
+        match db {
+            Some(db) => {
+                par.chunks_mut2(dw, rows * kg, db, rows, |r, dst, db, worker| task(0, r * rows, dst, Some(db), worker))
+            }
+            None => par.chunks_mut(dw, rows * kg, |r, dst, worker| task(0, r * rows, dst, None, worker)),
+        }
         return;
     }
-    par.chunks_mut(&mut partials[..plan.tasks * w_len], w_len, |t, dst, worker| task(t, 0, dst, worker));
-    let partials = &partials[..plan.tasks * w_len];
-    par.chunks_mut(dw, ELEMENTS_PER_TASK, |c, dst, _| {
-        let first = c * ELEMENTS_PER_TASK;
-        dst.copy_from_slice(&partials[first..first + dst.len()]);
-        for t in 1..plan.tasks {
-            let part = &partials[t * w_len + first..][..dst.len()];
-            dst.iter_mut().zip(part).for_each(|(d, &v)| *d += v);
-        }
+    let part = plan.partial_len();
+    let bias_at = plan.bias_offset();
+    par.chunks_mut(&mut partials[..plan.tasks * part], part, |t, dst, worker| {
+        let (dst, bias) = dst.split_at_mut(bias_at);
+        task(t, 0, &mut dst[..w_len], plan.bias.then(|| &mut bias[..g.o]), worker)
     });
+    let partials = &partials[..plan.tasks * part];
+    // The chunks' partials added in chunk order, element by element.
+    let merge = |out: &mut [f32], first: usize| {
+        out.copy_from_slice(&partials[first..first + out.len()]);
+        for t in 1..plan.tasks {
+            let part = &partials[t * part + first..][..out.len()];
+            out.iter_mut().zip(part).for_each(|(d, &v)| *d += v);
+        }
+    };
+    par.chunks_mut(dw, ELEMENTS_PER_TASK, |c, dst, _| merge(dst, c * ELEMENTS_PER_TASK));
+    if let Some(db) = db {
+        merge(db, bias_at);
+    }
 }
 
 /// Depthwise convolutions without im2col: every output is its window's dot product with its
@@ -651,6 +703,7 @@ pub(crate) fn backward_filter(
 mod depthwise {
     use super::Geom;
     use crate::kernels::elementwise::bias_act_rows;
+    use crate::kernels::reduce::lane_sum;
     use crate::par::{wide, Par, ELEMENTS_PER_TASK};
     use netc_ir::UnaryFn;
 
@@ -844,6 +897,15 @@ mod depthwise {
         }
     }
 
+    /// Per channel, the sum of `dy` over the examples and positions: planes in example order,
+    /// each in eight lanes.
+    pub(super) fn bias_gradient(par: Par, g: &Geom, dy: &[f32], db: &mut [f32]) {
+        let p = g.p();
+        par.chunks_mut(db, 1, |channel, db, _| {
+            db[0] = (0..g.n).fold(0.0, |sum, n| sum + lane_sum(&dy[(n * g.c + channel) * p..][..p]));
+        });
+    }
+
     /// `lanes[j % LANES] += d[j] · v[j]` for every `j` of `d`, in order of `j`.
     #[inline(always)]
     fn add_products(lanes: &mut [f32; LANES], d: &[f32], v: &[f32]) {
@@ -936,7 +998,7 @@ mod tests {
             for n in [1, 7, 100, 300, 1000] {
                 let g = Geom { n, ..geom(c, h, w, k, s, pad, 1) };
                 assert!(g.can_share_col());
-                for plan in [g.forward_plan(true), g.filter_plan(true)] {
+                for plan in [g.forward_plan(true), g.filter_plan(true, false)] {
                     assert!(plan.tasks == 1 || (plan.chunk * g.p()).is_multiple_of(PANEL), "{g:?} {plan:?}");
                     assert!(plan.tasks * plan.chunk >= n && (plan.tasks - 1) * plan.chunk < n);
                 }
