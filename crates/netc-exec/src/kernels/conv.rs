@@ -168,14 +168,31 @@ impl Geom {
     }
 
     /// Whether the forward pass can hand its im2col matrix to the filter gradient (a
-    /// depthwise forward pass builds none).
+    /// depthwise or few-channel forward pass builds none).
     pub fn can_share_col(&self) -> bool {
-        !self.col_is_input() && !self.whole_input() && !self.depthwise()
+        !self.col_is_input() && !self.whole_input() && !self.depthwise() && !self.few_channels()
+    }
+
+    /// A forward convolution with few input channels (a first layer: K = C·kh·kw small) and
+    /// stride 1 runs directly on the padded input ([`few_channels`]): its im2col matrix would
+    /// be K times the input, written and read through memory for a short contraction.
+    fn few_channels(&self) -> bool {
+        let k = self.ck();
+        self.groups == 1
+            && self.stride == 1
+            && self.c <= few_channels::MAX_CHANNELS
+            && k <= few_channels::MAX_TAPS
+            && self.wo >= few_channels::LANES / 2
+            && !self.col_is_input()
     }
 
     /// `shared`: the im2col matrix goes to (comes from) a buffer shared with the filter
     /// gradient, not the worker's scratch.
     pub fn forward_plan(self, shared: bool) -> Plan {
+        if self.few_channels() {
+            let col = few_channels::padded_len(&self);
+            return Plan { geom: self, chunk: 1, tasks: self.n, rows: self.o, bias: false, col, staging: 0, pack: 0 };
+        }
         let (tasks, chunk) = self.chunks(TASK_COLUMNS);
         let cols = chunk * self.p();
         let col = if self.col_is_input() || shared { 0 } else { cols.next_multiple_of(PANEL) * self.ck() };
@@ -462,6 +479,9 @@ pub(crate) fn forward(
     if g.depthwise() {
         return depthwise::forward(par, &g, x, weights, bias, act, y);
     }
+    if g.few_channels() {
+        return few_channels::forward(par, plan, x, weights, bias, act, y, scratch);
+    }
     let (p, kg, opg) = (g.p(), g.kg(), g.opg());
     let task = |t: usize, y: &mut [f32], shared_col: Option<&mut [f32]>, worker: usize| {
         let b0 = t * plan.chunk;
@@ -674,8 +694,12 @@ pub(crate) fn backward_filter(
     let part = plan.partial_len();
     let bias_at = plan.bias_offset();
     par.chunks_mut(&mut partials[..plan.tasks * part], part, |t, dst, worker| {
-        let (dst, bias) = dst.split_at_mut(bias_at);
-        task(t, 0, &mut dst[..w_len], plan.bias.then(|| &mut bias[..g.o]), worker)
+        if plan.bias {
+            let (dst, bias) = dst.split_at_mut(bias_at);
+            task(t, 0, &mut dst[..w_len], Some(&mut bias[..g.o]), worker);
+        } else {
+            task(t, 0, dst, None, worker);
+        }
     });
     let partials = &partials[..plan.tasks * part];
     // The chunks' partials added in chunk order, element by element.
@@ -689,6 +713,273 @@ pub(crate) fn backward_filter(
     par.chunks_mut(dw, ELEMENTS_PER_TASK, |c, dst, _| merge(dst, c * ELEMENTS_PER_TASK));
     if let Some(db) = db {
         merge(db, bias_at);
+    }
+}
+
+/// Convolutions with few input channels (first layers), stride 1, without im2col: each
+/// example's input is copied once into a zero-padded buffer, then blocks of `LANES` outputs
+/// along an output row, for `ROWS` filters at a time, are summed in registers over the taps
+/// (channel, kernel row, kernel column) with fused multiply-adds from zero: the very operations,
+/// in the same order, that the GEMM performs on the im2col matrix (padding included, as zeros),
+/// so the results are the GEMM's, bit for bit, on every path (`f32::mul_add` is exactly
+/// rounded on each).
+mod few_channels {
+    use super::Geom;
+    use crate::gemm::Isa;
+    use crate::kernels::elementwise::bias_act_rows;
+    use crate::par::{Par, Scratch};
+    use netc_ir::UnaryFn;
+
+    /// The most input channels and taps (`C·kh·kw`) this path takes.
+    pub(super) const MAX_CHANNELS: usize = 4;
+    pub(super) const MAX_TAPS: usize = 100;
+    /// Outputs per block along a row (one AVX-512 register, two AVX2 ones).
+    pub(super) const LANES: usize = 16;
+    /// Filters per block: accumulators in registers (ten AVX-512 ones, or six pairs with AVX2).
+    const ROWS_AVX512: usize = 10;
+    const ROWS_AVX2: usize = 6;
+
+    /// The padded input of one example: rows of `w + 2·pad` plus a block's slack, so that a
+    /// block reading past the row's end stays inside the buffer.
+    fn padded_width(g: &Geom) -> usize {
+        g.w + 2 * g.pad + LANES
+    }
+
+    /// Scratch per worker: the padded example, the filters transposed (tap-major) and the
+    /// taps' offsets in the padded example.
+    pub(super) fn padded_len(g: &Geom) -> usize {
+        g.c * (g.h + 2 * g.pad) * padded_width(g) + LANES + g.o * g.ck() + g.ck()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward(
+        par: Par,
+        plan: &super::Plan,
+        x: &[f32],
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        act: Option<UnaryFn>,
+        y: &mut [f32],
+        scratch: &Scratch<'_>,
+    ) {
+        let g = plan.geom;
+        let (pw, ph, k) = (padded_width(&g), g.h + 2 * g.pad, g.ck());
+        par.chunks_mut(y, g.y_len(), |n, y, worker| {
+            // SAFETY: `worker` comes from `Par`, which runs one task per worker at a time.
+            let scratch = &mut unsafe { scratch.worker(worker) }[..plan.col];
+            let (padded, rest) = scratch.split_at_mut(g.c * ph * pw + LANES);
+            let (filters, offsets) = rest.split_at_mut(g.o * k);
+            padded.fill(0.0);
+            let x = &x[n * g.x_len()..][..g.x_len()];
+            for (ci, plane) in x.chunks_exact(g.h * g.w).enumerate() {
+                for (r, row) in plane.chunks_exact(g.w).enumerate() {
+                    padded[(ci * ph + r + g.pad) * pw + g.pad..][..g.w].copy_from_slice(row);
+                }
+            }
+            // Tap t = (channel, kernel row, kernel column) reads `padded` at `offsets[t]` from
+            // its block's first output; filter o's tap t is at `filters[t·O + o]`.
+            let mut t = 0;
+            for ci in 0..g.c {
+                for a in 0..g.kh {
+                    for b in 0..g.kw {
+                        // Small integers (an offset inside the padded example), exact in f32.
+                        offsets[t] = ((ci * ph + a) * pw + b) as f32;
+                        t += 1;
+                    }
+                }
+            }
+            for (t, column) in filters.chunks_exact_mut(g.o).enumerate() {
+                for (o, w) in column.iter_mut().enumerate() {
+                    *w = weights[o * k + t];
+                }
+            }
+            let offsets: &[f32] = offsets;
+            for oh in 0..g.ho {
+                for ow in (0..g.wo).step_by(LANES) {
+                    let block = Block { first: oh * pw + ow, out: oh * g.wo + ow, width: LANES.min(g.wo - ow) };
+                    run_block(par.isa(), &g, padded, filters, offsets, block, y);
+                }
+            }
+            bias_act_rows(y, g.p(), bias, act);
+        });
+    }
+
+    /// Outputs `out..out+width` of every filter's plane, whose taps read `padded` from `first`.
+    #[derive(Clone, Copy)]
+    struct Block {
+        first: usize,
+        out: usize,
+        width: usize,
+    }
+
+    fn run_block(isa: Isa, g: &Geom, padded: &[f32], filters: &[f32], offsets: &[f32], block: Block, y: &mut [f32]) {
+        let k = g.ck();
+        assert!(offsets.iter().all(|&o| block.first + o as usize + LANES <= padded.len()), "tap outside the buffer");
+        assert!(filters.len() == g.o * k && y.len() == g.o * g.p() && block.out + block.width <= g.p());
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has the path's instructions (a `Par` carries only such paths);
+            // every read and write is inside the buffers (asserted above).
+            Isa::Avx512 => unsafe { avx512::block(g, padded, filters, offsets, block, y) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Isa::Avx2 => unsafe { avx2::block(g, padded, filters, offsets, block, y) },
+            _ => {
+                for o in 0..g.o {
+                    for l in 0..block.width {
+                        let sum = (0..k).fold(0.0f32, |acc, t| {
+                            filters[t * g.o + o].mul_add(padded[block.first + offsets[t] as usize + l], acc)
+                        });
+                        y[o * g.p() + block.out + l] = sum;
+                    }
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod avx512 {
+        use super::{Block, Geom, ROWS_AVX512};
+        use std::arch::x86_64::*;
+
+        /// # Safety
+        /// The CPU must support AVX-512F; the buffers must hold what `run_block` asserts.
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        pub(super) unsafe fn block(
+            g: &Geom,
+            padded: &[f32],
+            filters: &[f32],
+            offsets: &[f32],
+            b: Block,
+            y: &mut [f32],
+        ) {
+            let mut o0 = 0;
+            while o0 < g.o {
+                let rows = ROWS_AVX512.min(g.o - o0);
+                // SAFETY: passed on from the caller.
+                unsafe {
+                    match rows {
+                        10 => rows_of::<10>(g, padded, filters, offsets, b, y, o0),
+                        8 | 9 => rows_of::<8>(g, padded, filters, offsets, b, y, o0),
+                        4..=7 => rows_of::<4>(g, padded, filters, offsets, b, y, o0),
+                        _ => rows_of::<1>(g, padded, filters, offsets, b, y, o0),
+                    }
+                }
+                o0 += match rows {
+                    10 => 10,
+                    8 | 9 => 8,
+                    4..=7 => 4,
+                    _ => 1,
+                };
+            }
+        }
+
+        /// Filters `o0..o0+R` of one block, in `R` registers.
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn rows_of<const R: usize>(
+            g: &Geom,
+            padded: &[f32],
+            filters: &[f32],
+            offsets: &[f32],
+            b: Block,
+            y: &mut [f32],
+            o0: usize,
+        ) {
+            // SAFETY: every pointer stays inside its buffer (the caller's obligation).
+            unsafe {
+                let mut acc = [_mm512_setzero_ps(); R];
+                let base = padded.as_ptr().add(b.first);
+                let w = filters.as_ptr().add(o0);
+                for (t, &offset) in offsets.iter().enumerate() {
+                    let v = _mm512_loadu_ps(base.add(offset as usize));
+                    let wt = w.add(t * g.o);
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        *acc = _mm512_fmadd_ps(_mm512_set1_ps(*wt.add(r)), v, *acc);
+                    }
+                }
+                let mask: __mmask16 = if b.width >= 16 { !0 } else { (1u16 << b.width) - 1 };
+                for (r, &acc) in acc.iter().enumerate() {
+                    _mm512_mask_storeu_ps(y.as_mut_ptr().add((o0 + r) * g.p() + b.out), mask, acc);
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod avx2 {
+        use super::{Block, Geom, ROWS_AVX2};
+        use std::arch::x86_64::*;
+
+        /// # Safety
+        /// The CPU must support AVX2 and FMA; the buffers must hold what `run_block` asserts.
+        #[target_feature(enable = "avx2,fma")]
+        pub(super) unsafe fn block(
+            g: &Geom,
+            padded: &[f32],
+            filters: &[f32],
+            offsets: &[f32],
+            b: Block,
+            y: &mut [f32],
+        ) {
+            let mut o0 = 0;
+            while o0 < g.o {
+                let rows = ROWS_AVX2.min(g.o - o0);
+                // SAFETY: passed on from the caller.
+                unsafe {
+                    match rows {
+                        6 => rows_of::<6>(g, padded, filters, offsets, b, y, o0),
+                        4 | 5 => rows_of::<4>(g, padded, filters, offsets, b, y, o0),
+                        2 | 3 => rows_of::<2>(g, padded, filters, offsets, b, y, o0),
+                        _ => rows_of::<1>(g, padded, filters, offsets, b, y, o0),
+                    }
+                }
+                o0 += match rows {
+                    6 => 6,
+                    4 | 5 => 4,
+                    2 | 3 => 2,
+                    _ => 1,
+                };
+            }
+        }
+
+        /// Filters `o0..o0+R` of one block, in `2R` registers of eight outputs.
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn rows_of<const R: usize>(
+            g: &Geom,
+            padded: &[f32],
+            filters: &[f32],
+            offsets: &[f32],
+            b: Block,
+            y: &mut [f32],
+            o0: usize,
+        ) {
+            // SAFETY: every pointer stays inside its buffer (the caller's obligation).
+            unsafe {
+                let mut lo = [_mm256_setzero_ps(); R];
+                let mut hi = [_mm256_setzero_ps(); R];
+                let base = padded.as_ptr().add(b.first);
+                let w = filters.as_ptr().add(o0);
+                for (t, &offset) in offsets.iter().enumerate() {
+                    let v0 = _mm256_loadu_ps(base.add(offset as usize));
+                    let v1 = _mm256_loadu_ps(base.add(offset as usize + 8));
+                    let wt = w.add(t * g.o);
+                    for r in 0..R {
+                        let wr = _mm256_broadcast_ss(&*wt.add(r));
+                        lo[r] = _mm256_fmadd_ps(wr, v0, lo[r]);
+                        hi[r] = _mm256_fmadd_ps(wr, v1, hi[r]);
+                    }
+                }
+                for r in 0..R {
+                    let mut lanes = [0.0f32; 16];
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), lo[r]);
+                    _mm256_storeu_ps(lanes.as_mut_ptr().add(8), hi[r]);
+                    let dst = &mut y[(o0 + r) * g.p() + b.out..][..b.width];
+                    dst.copy_from_slice(&lanes[..b.width]);
+                }
+            }
+        }
     }
 }
 
@@ -925,6 +1216,7 @@ mod depthwise {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gemm::Isa;
 
     fn geom(c: usize, h: usize, w: usize, k: usize, stride: usize, pad: usize, groups: usize) -> Geom {
         let ho = (h + 2 * pad - k) / stride + 1;
@@ -990,10 +1282,48 @@ mod tests {
     }
 
     #[test]
+    fn few_channel_convolutions_compute_the_gemms_fused_sums_on_every_path() {
+        // (c, h, w, k, pad, filters): LeNet's and CIFAR's first layers, a row narrower than a
+        // block, filters not a multiple of any register block.
+        for (c, h, w, k, pad, o) in
+            [(1, 28, 28, 5, 0, 20), (3, 12, 12, 5, 2, 32), (2, 9, 11, 3, 1, 7), (1, 6, 40, 3, 0, 13)]
+        {
+            let g = Geom { o, ..geom(c, h, w, k, 1, pad, 1) };
+            assert!(g.few_channels() && !g.can_share_col(), "{g:?}");
+            let x: Vec<f32> = (0..g.n * g.x_len()).map(|i| ((i * 7919) % 1009) as f32 / 101.0 - 4.9).collect();
+            let weights: Vec<f32> = (0..o * g.ck()).map(|i| ((i * 31) % 97) as f32 / 41.0 - 1.2).collect();
+            // The GEMM's order: each output fused from zero over the taps in order, padding as zeros.
+            let mut want = vec![0.0f32; g.n * g.y_len()];
+            for (e, y) in want.chunks_mut(g.y_len()).enumerate() {
+                for (q, v) in y.iter_mut().enumerate() {
+                    let (filter, pos) = (q / g.p(), q % g.p());
+                    *v = (0..g.ck())
+                        .fold(0.0f32, |acc, r| weights[filter * g.ck() + r].mul_add(element(&g, &x, e, r, pos), acc));
+                }
+            }
+            let plan = g.forward_plan(false);
+            for isa in Isa::ALL.into_iter().filter(|isa| isa.is_available()) {
+                for threads in [1, 2] {
+                    let par = Par::new(threads).with_isa(isa);
+                    let mut memory = vec![0.0; plan.worker_scratch() * threads];
+                    let scratch = Scratch::new(&mut memory, threads);
+                    let mut y = vec![f32::NAN; want.len()];
+                    forward(par, &plan, &x, &weights, None, None, &mut y, None, &scratch);
+                    assert_eq!(bits(&y), bits(&want), "{g:?} on {isa} with {threads} threads");
+                }
+            }
+        }
+    }
+
+    fn bits(values: &[f32]) -> Vec<u32> {
+        values.iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
     fn chunks_that_share_an_im2col_matrix_start_on_whole_panels() {
         // (c, h, w, k, stride, pad): 576, 64, 9 and 1 positions per example.
         for (c, h, w, k, s, pad) in
-            [(1, 28, 28, 5, 1, 0), (20, 12, 12, 5, 1, 0), (3, 5, 5, 3, 1, 0), (3, 3, 3, 3, 3, 1)]
+            [(8, 28, 28, 5, 1, 0), (20, 12, 12, 5, 1, 0), (3, 5, 5, 3, 1, 0), (3, 3, 3, 3, 3, 1)]
         {
             for n in [1, 7, 100, 300, 1000] {
                 let g = Geom { n, ..geom(c, h, w, k, s, pad, 1) };
