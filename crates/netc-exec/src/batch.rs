@@ -182,14 +182,10 @@ fn lifetimes(program: &Program, compiled: &Compiled, order: &[usize], constant: 
     (first, last)
 }
 
-/// Elements a forward step can leave to backward step `backward` of the same input: a
-/// convolution its im2col matrix to the filter gradient, a max pooling its maxima's positions
-/// to its gradient.
+/// Elements a forward step can leave to backward step `backward` of the same input: a max
+/// pooling the positions of its maxima to its gradient.
 fn shareable(forward: &Exec, backward: &Exec) -> Option<usize> {
     match (forward, backward) {
-        (Exec::Conv(fwd, _), Exec::ConvFilter(filter)) if fwd.geom == filter.geom && filter.geom.can_share_col() => {
-            Some(filter.geom.shared_col_len())
-        }
         (Exec::Pool(PoolKind::Max, fwd), Exec::MaxPoolBackward(bwd)) if fwd == bwd => {
             Some(bwd.planes * bwd.ho * bwd.wo)
         }
@@ -198,9 +194,8 @@ fn shareable(forward: &Exec, backward: &Exec) -> Option<usize> {
 }
 
 /// Pairs each backward step with a forward step of the same input that can leave it memory
-/// (see [`shareable`]), switching convolutions to their sharing plans: (forward position,
-/// backward position, elements).
-fn share_forward_memory(compiled: &Compiled, order: &[usize], execs: &mut [Exec]) -> Vec<(usize, usize, usize)> {
+/// (see [`shareable`]): (forward position, backward position, elements).
+fn share_forward_memory(compiled: &Compiled, order: &[usize], execs: &[Exec]) -> Vec<(usize, usize, usize)> {
     let root = |v: ValueId| storage_root(&compiled.origins, v);
     let mut shares: Vec<(usize, usize, usize)> = Vec::new();
     for (b_pos, &b) in order.iter().enumerate() {
@@ -211,16 +206,9 @@ fn share_forward_memory(compiled: &Compiled, order: &[usize], execs: &mut [Exec]
             let free = !shares.iter().any(|s| s.0 == f_pos);
             shareable(&execs[f], &execs[b]).filter(|_| same_input && free).map(|len| (f_pos, len))
         });
-        let Some((f_pos, len)) = found else { continue };
-        if let Exec::ConvFilter(filter) = &execs[b] {
-            let filter = *filter;
-            let geom = filter.geom;
-            if let Exec::Conv(plan, _) = &mut execs[order[f_pos]] {
-                *plan = geom.forward_plan(true);
-            }
-            execs[b] = Exec::ConvFilter(geom.filter_plan(true, filter.bias));
+        if let Some((f_pos, len)) = found {
+            shares.push((f_pos, b_pos, len));
         }
-        shares.push((f_pos, b_pos, len));
     }
     shares
 }
@@ -307,9 +295,9 @@ impl BatchPlan {
         let (constant, folded) = fold_constant_steps(compiled);
         let order: Vec<usize> = (0..compiled.steps.len()).filter(|&s| !folded[s]).collect();
         let lifetimes = lifetimes(program, compiled, &order, &constant);
-        let mut execs: Vec<Exec> =
+        let execs: Vec<Exec> =
             compiled.steps.iter().map(|step| resolve(&step.kernel, &step.args, step.out, &dims, &lens)).collect();
-        let shares = share_forward_memory(compiled, &order, &mut execs);
+        let shares = share_forward_memory(compiled, &order, &execs);
         let scratch_lens: Vec<usize> = execs.iter().map(|e| scratch_len(e, threads)).collect();
         let placement = place(compiled, &order, &lifetimes, &lens, &shares, &scratch_lens);
 
@@ -512,13 +500,9 @@ fn resolve(kernel: &Kernel, args: &[ValueId], out: ValueId, dims: &[Vec<usize>],
         Kernel::MatMul { trans_a, trans_b, epilogue } => {
             Exec::MatMul(matmul::MatMul::new(d(0), d(1), *trans_a, *trans_b), *epilogue)
         }
-        Kernel::Conv { conv, epilogue } => {
-            Exec::Conv(conv::Geom::new(d(0), d(1), y, *conv).forward_plan(false), *epilogue)
-        }
+        Kernel::Conv { conv, epilogue } => Exec::Conv(conv::Geom::new(d(0), d(1), y, *conv).forward_plan(), *epilogue),
         Kernel::ConvData { conv } => Exec::ConvData(conv::Geom::new(y, d(1), d(0), *conv).data_plan()),
-        Kernel::ConvFilter { conv, bias } => {
-            Exec::ConvFilter(conv::Geom::new(d(0), y, d(1), *conv).filter_plan(false, *bias))
-        }
+        Kernel::ConvFilter { conv, bias } => Exec::ConvFilter(conv::Geom::new(d(0), y, d(1), *conv).filter_plan(*bias)),
         Kernel::Pool { kind, window } => Exec::Pool(*kind, pool_geom(d(0), y, *window)),
         Kernel::MaxPoolBackward { window } => Exec::MaxPoolBackward(pool_geom(d(0), d(1), *window)),
         Kernel::AvgPoolBackward { window } => Exec::AvgPoolBackward(pool_geom(y, d(0), *window)),
@@ -621,14 +605,11 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
             // SAFETY: the step's scratch is disjoint from its operands and result.
             let scratch = Scratch::new(unsafe { mem.get_mut(p.scratch) }, par.threads());
             let bias = e.bias.then(|| arg(2));
-            // SAFETY: the shared im2col buffer lives from this step to the filter gradient's,
-            // so it is disjoint from this step's operands, result and scratch.
-            let shared = (p.shared.len > 0).then(|| unsafe { mem.get_mut(p.shared) });
             if checking {
-                conv::forward(par, plan, arg(0), arg(1), None, None, out, shared, &scratch);
+                conv::forward(par, plan, arg(0), arg(1), None, None, out, &scratch);
                 epilogue_phases(par, *e, bias, plan.geom.ho * plan.geom.wo, out, env, &mut phase);
             } else {
-                conv::forward(par, plan, arg(0), arg(1), bias, e.act, out, shared, &scratch);
+                conv::forward(par, plan, arg(0), arg(1), bias, e.act, out, &scratch);
             }
         }
         Exec::ConvData(plan) => {
@@ -640,12 +621,10 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
             // SAFETY: as above; the partials and the per-worker parts do not overlap.
             let all = unsafe { mem.get_mut(p.scratch) };
             let (partials, workers) = all.split_at_mut(conv::filter_partials_len(plan));
-            // SAFETY: as for the forward convolution; here it is only read.
-            let shared = (p.shared.len > 0).then(|| unsafe { mem.get(p.shared) });
             let workers = Scratch::new(workers, par.threads());
             // SAFETY: the bias gradient is a result of this step, in memory of its own.
             let db = p.also.first().filter(|_| plan.bias).map(|&r| unsafe { mem.get_mut(r) });
-            conv::backward_filter(par, plan, arg(0), arg(1), out, db, partials, shared, &workers);
+            conv::backward_filter(par, plan, arg(0), arg(1), out, db, partials, &workers);
             if let (Some(found), Some(&db), Some(&r)) = (env.check.as_deref_mut(), step.also.first(), p.also.first()) {
                 // SAFETY: written above; nothing else accesses it now.
                 note(found, db, unsafe { mem.get(r) });

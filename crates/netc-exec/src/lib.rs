@@ -13,9 +13,10 @@
 //! microkernels, the fastest the CPU has, detected at run time, or portable code; the
 //! environment variable `NETC_ISA=avx512|avx2|portable` or [`Executor::set_isa`] forces one,
 //! and every path computes bitwise the same results), reading im2col matrices that are
-//! written directly in its panel layout; a forward convolution leaves its im2col matrix to
-//! the filter gradient, and a max pooling leaves the position of each maximum to its
-//! gradient. Pooling, reductions, depthwise convolutions, im2col and the GEMM epilogues are
+//! written per chunk, in cache, directly in its panel layout; first layers (few input
+//! channels) and depthwise convolutions run directly, and a max pooling leaves the position
+//! of each maximum to its gradient. Pooling, reductions, depthwise convolutions, im2col and
+//! the GEMM epilogues are
 //! plain loops that LLVM vectorises, compiled once per path so they run at its vector width
 //! (the same operations in the same order, so the same bits).
 //!
