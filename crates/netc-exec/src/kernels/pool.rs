@@ -3,6 +3,7 @@
 
 use super::reduce::beats;
 use crate::par::{wide, Par, ELEMENTS_PER_TASK};
+use std::hint::select_unpredictable;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Pool {
@@ -81,6 +82,8 @@ impl Pool {
             let x = &x[p * hw..][..hw];
             if self.is_2x2() {
                 self.max_2x2(x, y);
+            } else if is_finite(x) {
+                self.max_plane_rows(x, y, None);
             } else {
                 self.windows(|o, rows, cols| y[o] = x[self.first_largest(x, rows, cols)]);
             }
@@ -97,12 +100,84 @@ impl Pool {
                 self.max_2x2_recorded(x, y, at);
                 continue;
             }
+            if is_finite(x) {
+                self.max_plane_rows(x, y, Some(at));
+                continue;
+            }
             self.windows(|o, rows, cols| {
                 let k = self.first_largest(x, rows, cols);
                 y[o] = x[k];
                 // A plane index fits: planes are far smaller than 2³² elements.
                 at[o] = k as u32;
             });
+        }
+    }
+
+    /// The windows of one plane without NaN, any geometry: per output row, the windows that
+    /// lie whole inside the row are updated one window element at a time (in the interpreter's
+    /// row-by-row order, strict comparisons, so the first largest wins) along the whole output
+    /// row; the clipped windows at its ends take [`Pool::first_largest`]. With `at`, records
+    /// each maximum's plane index.
+    #[inline(always)]
+    fn max_plane_rows(&self, x: &[f32], y: &mut [f32], mut at: Option<&mut [u32]>) {
+        let (w, s, wo) = (self.w, self.stride, self.wo);
+        // Output columns j whose window, from column j·s − pad, lies inside the row.
+        let j_lo = self.pad_left.div_ceil(s).min(wo);
+        let j_hi = (w + self.pad_left).checked_sub(self.kw).map_or(0, |last| (last / s + 1).min(wo)).max(j_lo);
+        for i in 0..self.ho {
+            let (r0, r1) = self.span(i, self.kh, self.h, self.pad_top);
+            let y = &mut y[i * wo..][..wo];
+            let mut at = at.as_deref_mut().map(|at| &mut at[i * wo..][..wo]);
+            let whole = if r0 < r1 { j_lo..j_hi } else { 0..0 };
+            for j in (0..wo).filter(|j| !whole.contains(j)) {
+                let k = self.first_largest(x, (r0, r1), self.span(j, self.kw, w, self.pad_left));
+                y[j] = x[k];
+                if let Some(at) = at.as_deref_mut() {
+                    at[j] = k as u32;
+                }
+            }
+            if whole.is_empty() {
+                continue;
+            }
+            let first = whole.start * s - self.pad_left;
+            let (y, count) = (&mut y[whole.clone()], whole.len());
+            // Window element (r, b) of the whole windows: `x[start + j·s]` for j < count.
+            let inputs = |r: usize, b: usize| {
+                let start = r * w + first + b;
+                (start, &x[start..start + (count - 1) * s + 1])
+            };
+            let (start, row) = inputs(r0, 0);
+            for (j, y) in y.iter_mut().enumerate() {
+                *y = row[j * s];
+            }
+            let rest = (r0..r1).flat_map(|r| (0..self.kw).map(move |b| (r, b))).skip(1);
+            match at.as_deref_mut() {
+                Some(at) => {
+                    let at = &mut at[whole];
+                    for (j, at) in at.iter_mut().enumerate() {
+                        *at = (start + j * s) as u32;
+                    }
+                    for (r, b) in rest {
+                        let (start, row) = inputs(r, b);
+                        for j in 0..count {
+                            // Selects, not branches: on real data they go either way.
+                            let v = row[j * s];
+                            let better = v > y[j];
+                            y[j] = select_unpredictable(better, v, y[j]);
+                            at[j] = select_unpredictable(better, (start + j * s) as u32, at[j]);
+                        }
+                    }
+                }
+                None => {
+                    for (r, b) in rest {
+                        let (_, row) = inputs(r, b);
+                        for j in 0..count {
+                            let v = row[j * s];
+                            y[j] = select_unpredictable(v > y[j], v, y[j]);
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -296,6 +371,12 @@ fn first_of_four([a, b, c, d]: [f32; 4]) -> usize {
     2 * bottom_wins + right_top * (1 - bottom_wins) + right_bottom * bottom_wins
 }
 
+/// Whether a plane holds no NaN (the fast paths' comparisons assume it).
+#[inline(always)]
+fn is_finite(x: &[f32]) -> bool {
+    !x.iter().fold(false, |nan, v| nan | v.is_nan())
+}
+
 /// The first of four values that no later one beats (NaN included), in order.
 fn first_beating(window: [f32; 4]) -> usize {
     (1..4).fold(0, |at, k| if beats(window[k], window[at]) { k } else { at })
@@ -393,6 +474,38 @@ mod tests {
             pool.max_backward(par, &x, &dy, &mut searched, None);
             pool.max_backward(par, &x, &dy, &mut recorded, Some(&at));
             assert_eq!(bits(&recorded), bits(&searched));
+        }
+    }
+
+    #[test]
+    fn whole_windows_along_rows_find_the_first_largest_like_the_window_scan() {
+        // CIFAR's 3×3 stride-2 pooling padded below and right, padding above and left,
+        // stride 1, a window as wide as the plane; ties everywhere (the first must win).
+        let pools = [
+            Pool { planes: 2, h: 8, w: 8, ho: 4, wo: 4, kh: 3, kw: 3, stride: 2, pad_top: 0, pad_left: 0 },
+            Pool { planes: 2, h: 7, w: 9, ho: 4, wo: 5, kh: 3, kw: 3, stride: 2, pad_top: 1, pad_left: 1 },
+            Pool { planes: 1, h: 5, w: 6, ho: 3, wo: 4, kh: 3, kw: 3, stride: 1, pad_top: 0, pad_left: 0 },
+            Pool { planes: 1, h: 4, w: 5, ho: 2, wo: 1, kh: 3, kw: 5, stride: 1, pad_top: 0, pad_left: 0 },
+        ];
+        for pool in pools {
+            let (hw, out) = (pool.h * pool.w, pool.ho * pool.wo);
+            let x: Vec<f32> = (0..pool.planes * hw).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+            let (mut want, mut want_at) = (vec![0.0; pool.planes * out], vec![0u32; pool.planes * out]);
+            for p in 0..pool.planes {
+                let plane = &x[p * hw..][..hw];
+                pool.windows(|o, rows, cols| {
+                    let k = pool.first_largest(plane, rows, cols);
+                    (want[p * out + o], want_at[p * out + o]) = (plane[k], k as u32);
+                });
+            }
+            for threads in [1, 2] {
+                let (mut y, mut at) = (vec![f32::NAN; want.len()], vec![u32::MAX; want.len()]);
+                pool.max(Par::new(threads), &x, &mut y, Some(&mut at));
+                assert_eq!((bits(&y), &at), (bits(&want), &want_at), "{pool:?}");
+                let mut plain = vec![f32::NAN; want.len()];
+                pool.max(Par::new(threads), &x, &mut plain, None);
+                assert_eq!(bits(&plain), bits(&want), "{pool:?}");
+            }
         }
     }
 
