@@ -151,7 +151,7 @@ impl Pool {
                 *y = row[j * s];
             }
             let rest = (r0..r1).flat_map(|r| (0..self.kw).map(move |b| (r, b))).skip(1);
-            match at.as_deref_mut() {
+            match at {
                 Some(at) => {
                     let at = &mut at[whole];
                     for (j, at) in at.iter_mut().enumerate() {
