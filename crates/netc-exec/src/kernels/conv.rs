@@ -166,6 +166,19 @@ impl Geom {
 
     /// The chunk plan of the forward pass.
     pub fn forward_plan(self) -> Plan {
+        if self.depthwise() {
+            // Direct, per plane: no scratch.
+            return Plan {
+                geom: self,
+                chunk: 1,
+                tasks: self.n,
+                rows: self.o,
+                bias: false,
+                col: 0,
+                staging: 0,
+                pack: 0,
+            };
+        }
         if self.few_channels() {
             let col = few_channels::padded_len(&self);
             return Plan { geom: self, chunk: 1, tasks: self.n, rows: self.o, bias: false, col, staging: 0, pack: 0 };
@@ -760,45 +773,50 @@ mod few_channels {
         scratch: &Scratch<'_>,
     ) {
         let g = plan.geom;
-        let (pw, ph, k) = (padded_width(&g), g.h + 2 * g.pad, g.ck());
         par.chunks_mut(y, g.y_len(), |n, y, worker| {
             // SAFETY: `worker` comes from `Par`, which runs one task per worker at a time.
             let scratch = &mut unsafe { scratch.worker(worker) }[..plan.col];
-            let (padded, rest) = scratch.split_at_mut(g.c * ph * pw + LANES);
-            let (filters, offsets) = rest.split_at_mut(g.o * k);
-            padded.fill(0.0);
-            let x = &x[n * g.x_len()..][..g.x_len()];
-            for (ci, plane) in x.chunks_exact(g.h * g.w).enumerate() {
-                for (r, row) in plane.chunks_exact(g.w).enumerate() {
-                    padded[(ci * ph + r + g.pad) * pw + g.pad..][..g.w].copy_from_slice(row);
-                }
-            }
-            // Tap t = (channel, kernel row, kernel column) reads `padded` at `offsets[t]` from
-            // its block's first output; filter o's tap t is at `filters[t·O + o]`.
-            let mut t = 0;
-            for ci in 0..g.c {
-                for a in 0..g.kh {
-                    for b in 0..g.kw {
-                        // Small integers (an offset inside the padded example), exact in f32.
-                        offsets[t] = ((ci * ph + a) * pw + b) as f32;
-                        t += 1;
-                    }
-                }
-            }
-            for (t, column) in filters.chunks_exact_mut(g.o).enumerate() {
-                for (o, w) in column.iter_mut().enumerate() {
-                    *w = weights[o * k + t];
-                }
-            }
-            let offsets: &[f32] = offsets;
-            for oh in 0..g.ho {
-                for ow in (0..g.wo).step_by(LANES) {
-                    let block = Block { first: oh * pw + ow, out: oh * g.wo + ow, width: LANES.min(g.wo - ow) };
-                    run_block(par.isa(), &g, padded, filters, offsets, block, y);
-                }
-            }
+            example(par.isa(), &g, &x[n * g.x_len()..][..g.x_len()], weights, scratch, y);
             bias_act_rows(y, g.p(), bias, act);
         });
+    }
+
+    /// One example's outputs `y` (every filter's plane) from its input `x`, without the bias
+    /// and activation; `scratch` holds [`padded_len`] elements.
+    fn example(isa: Isa, g: &Geom, x: &[f32], weights: &[f32], scratch: &mut [f32], y: &mut [f32]) {
+        let (pw, ph, k) = (padded_width(g), g.h + 2 * g.pad, g.ck());
+        let (padded, rest) = scratch.split_at_mut(g.c * ph * pw + LANES);
+        let (filters, offsets) = rest.split_at_mut(g.o * k);
+        padded.fill(0.0);
+        for (ci, plane) in x.chunks_exact(g.h * g.w).enumerate() {
+            for (r, row) in plane.chunks_exact(g.w).enumerate() {
+                padded[(ci * ph + r + g.pad) * pw + g.pad..][..g.w].copy_from_slice(row);
+            }
+        }
+        // Tap t = (channel, kernel row, kernel column) reads `padded` at `offsets[t]` from its
+        // block's first output; filter o's tap t is at `filters[t·O + o]`.
+        let mut t = 0;
+        for ci in 0..g.c {
+            for a in 0..g.kh {
+                for b in 0..g.kw {
+                    // Small integers (an offset inside the padded example), exact in f32.
+                    offsets[t] = ((ci * ph + a) * pw + b) as f32;
+                    t += 1;
+                }
+            }
+        }
+        for (t, column) in filters.chunks_exact_mut(g.o).enumerate() {
+            for (o, w) in column.iter_mut().enumerate() {
+                *w = weights[o * k + t];
+            }
+        }
+        let offsets: &[f32] = &offsets[..k];
+        for oh in 0..g.ho {
+            for ow in (0..g.wo).step_by(LANES) {
+                let block = Block { first: oh * pw + ow, out: oh * g.wo + ow, width: LANES.min(g.wo - ow) };
+                run_block(isa, g, padded, filters, offsets, block, y);
+            }
+        }
     }
 
     /// Outputs `out..out+width` of every filter's plane, whose taps read `padded` from `first`.
