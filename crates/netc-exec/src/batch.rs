@@ -516,7 +516,7 @@ fn scratch_len(exec: &Exec, threads: usize) -> usize {
     match exec {
         Exec::Conv(plan, _) | Exec::ConvData(plan) => plan.worker_scratch() * threads,
         Exec::ConvFilter(plan) => conv::filter_partials_len(plan) + plan.worker_scratch() * threads,
-        Exec::MatMul(mm, _) => mm.worker_scratch() * threads,
+        Exec::MatMul(mm, _) => mm.scratch_len(threads),
         _ => 0,
     }
 }
@@ -592,13 +592,13 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
         Exec::ReduceMaxBackward(m) => m.backward(arg(0), arg(1), out),
         Exec::MatMul(mm, e) => {
             // SAFETY: the step's scratch is disjoint from its operands and result.
-            let scratch = Scratch::new(unsafe { mem.get_mut(p.scratch) }, par.threads());
+            let scratch = unsafe { mem.get_mut(p.scratch) };
             let bias = e.bias.then(|| arg(2));
             if checking {
-                mm.run(par, arg(0), arg(1), None, None, out, &scratch);
+                mm.run(par, arg(0), arg(1), None, None, out, scratch);
                 epilogue_phases(par, *e, bias, 1, out, env, &mut phase);
             } else {
-                mm.run(par, arg(0), arg(1), bias, e.act, out, &scratch);
+                mm.run(par, arg(0), arg(1), bias, e.act, out, scratch);
             }
         }
         Exec::Conv(plan, e) => {

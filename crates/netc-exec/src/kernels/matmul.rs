@@ -1,5 +1,8 @@
-//! Matrix products, tiled over output rows. Each tile is one GEMM over the whole contraction,
-//! so no sum is ever split across tasks; tiles depend only on the shapes.
+//! Matrix products, tiled over output rows, or over columns when there are few rows (a
+//! batch): a row tile packs the whole right operand (the weights) once per task, a column tile
+//! only its own columns. Each tile is one GEMM over the whole contraction, so no sum is ever
+//! split across tasks, and each element is summed in the same order whatever the tiling; tiles
+//! depend only on the shapes.
 
 use super::elementwise::bias_act_cols;
 use crate::gemm::{gemm, pack_len, MatMut, MatRef, ROW_MULTIPLE};
@@ -18,7 +21,15 @@ pub(crate) struct MatMul {
     b_cs: usize,
     /// Output rows per task.
     rows: usize,
+    /// With few rows: columns per task instead (see [`MatMul::by_columns`]).
+    columns: Option<usize>,
 }
+
+/// Products with at most this many rows, and columns for two tiles or more, are tiled over
+/// columns.
+const FEW_ROWS: usize = 128;
+/// Columns per column tile: whole panels of the GEMM.
+const COLUMN_TILE: usize = 128;
 
 /// Below this many multiply-adds a product is one task.
 const SMALL: usize = 1 << 20;
@@ -33,12 +44,17 @@ impl MatMul {
         // register tiles of rows per task (on every path) leave at most one partial tile.
         let rows =
             if m * n * k <= SMALL { m } else { split(m, m.div_ceil(8).max(32)).1.next_multiple_of(ROW_MULTIPLE) };
-        MatMul { m, n, k, a_rs, a_cs, b_rs, b_cs, rows: rows.max(1) }
+        let columns = (m * n * k > SMALL && m <= FEW_ROWS && n >= 2 * COLUMN_TILE).then_some(COLUMN_TILE);
+        MatMul { m, n, k, a_rs, a_cs, b_rs, b_cs, rows: rows.max(1), columns }
     }
 
-    /// GEMM packing memory per worker.
-    pub fn worker_scratch(&self) -> usize {
-        pack_len(self.rows, self.n, self.k)
+    /// Scratch for `threads` workers: GEMM packing per worker, and for column tiles their
+    /// results before they are copied into place.
+    pub fn scratch_len(&self, threads: usize) -> usize {
+        match self.columns {
+            Some(cols) => pack_len(self.m, cols, self.k) * threads + self.m * self.n.next_multiple_of(cols),
+            None => pack_len(self.rows, self.n, self.k) * threads,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -50,12 +66,16 @@ impl MatMul {
         bias: Option<&[f32]>,
         act: Option<UnaryFn>,
         c: &mut [f32],
-        scratch: &Scratch<'_>,
+        scratch: &mut [f32],
     ) {
         let n = self.n;
         if n == 0 {
             return;
         }
+        if let Some(cols) = self.columns {
+            return self.by_columns(par, cols, a, b, bias, act, c, scratch);
+        }
+        let scratch = Scratch::new(scratch, par.threads());
         par.chunks_mut(c, self.rows * n, |t, c, worker| {
             let r0 = t * self.rows;
             let rows = c.len() / n;
@@ -71,9 +91,72 @@ impl MatMul {
     }
 }
 
+impl MatMul {
+    /// Column tiles: each task multiplies all rows of `a` by its `cols` columns of `b` into its
+    /// own block of the staging memory, then the rows of `c` are assembled from the blocks.
+    #[allow(clippy::too_many_arguments)]
+    fn by_columns(
+        &self,
+        par: Par,
+        cols: usize,
+        a: &[f32],
+        b: &[f32],
+        bias: Option<&[f32]>,
+        act: Option<UnaryFn>,
+        c: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        let (m, n, k) = (self.m, self.n, self.k);
+        let (staging, packs) = scratch.split_at_mut(m * n.next_multiple_of(cols));
+        let packs = Scratch::new(packs, par.threads());
+        let a = MatRef::new(a, 0, m, k, self.a_rs, self.a_cs);
+        par.chunks_mut(staging, m * cols, |t, block, worker| {
+            let (j0, width) = (t * cols, cols.min(n - t * cols));
+            let b = MatRef::new(b, j0 * self.b_cs, k, width, self.b_rs, self.b_cs);
+            // SAFETY: `worker` comes from `Par`, which runs one task per worker at a time.
+            let pack = unsafe { packs.worker(worker) };
+            gemm(par.isa(), MatMut::new(block, 0, m, width, width, 1), a, b, false, pack);
+        });
+        let staging = &*staging;
+        par.chunks_mut(c, n, |i, row, _| {
+            for (t, part) in row.chunks_mut(cols).enumerate() {
+                part.copy_from_slice(&staging[t * m * cols + i * part.len()..][..part.len()]);
+            }
+            if bias.is_some() || act.is_some() {
+                bias_act_cols(row, bias, act, n);
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn column_tiles_give_the_row_tiles_bits() {
+        // A batch of 100 by 300 columns (the last tile partial), both operand orientations.
+        let (m, n, k) = (100, 300, 70);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 997) as f32 / 89.0 - 5.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 991) as f32 / 97.0 - 5.0).collect();
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 / 50.0 - 3.0).collect();
+        for trans_b in [false, true] {
+            let b_dims = if trans_b { [n, k] } else { [k, n] };
+            let tiled = MatMul::new(&[m, k], &b_dims, false, trans_b);
+            assert!(tiled.columns.is_some(), "{tiled:?}");
+            let by_rows = MatMul { columns: None, ..tiled };
+            for threads in [1, 2] {
+                let mut results = Vec::new();
+                for mm in [tiled, by_rows] {
+                    let mut scratch = vec![0.0; mm.scratch_len(threads)];
+                    let mut c = vec![f32::NAN; m * n];
+                    mm.run(Par::new(threads), &a, &b, Some(&bias), Some(UnaryFn::Relu), &mut c, &mut scratch);
+                    results.push(c.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+                }
+                assert_eq!(results[0], results[1], "trans_b {trans_b}, {threads} threads");
+            }
+        }
+    }
 
     #[test]
     fn transposes_read_the_operands_the_right_way_round() {
@@ -90,13 +173,12 @@ mod tests {
         for (ta, tb, want) in cases {
             let mut c = [0.0; 4];
             let mm = MatMul::new(&[2, 2], &[2, 2], ta, tb);
-            mm.run(Par::new(1), &a, &b, None, None, &mut c, &Scratch::new(&mut pack[..mm.worker_scratch()], 1));
+            mm.run(Par::new(1), &a, &b, None, None, &mut c, &mut pack[..mm.scratch_len(1)]);
             assert_eq!(c, want, "{ta} {tb}");
         }
         let mut c = [0.0; 4];
         let mm = MatMul::new(&[2, 2], &[2, 2], false, false);
-        let scratch = Scratch::new(&mut pack[..mm.worker_scratch()], 1);
-        mm.run(Par::new(1), &a, &b, Some(&[-20.0, 0.0]), Some(UnaryFn::Relu), &mut c, &scratch);
+        mm.run(Par::new(1), &a, &b, Some(&[-20.0, 0.0]), Some(UnaryFn::Relu), &mut c, &mut pack[..mm.scratch_len(1)]);
         assert_eq!(c, [0.0, 22.0, 23.0, 50.0]);
     }
 }
