@@ -181,19 +181,32 @@ fn main() -> Result<(), String> {
     let mut grads: Vec<Vec<f32>> = params.iter().map(|(_, t)| vec![0.0; t.len()]).collect();
     let mults = vec![(1.0, 1.0); params.len()];
     let mut slots: Vec<Slot> = params.iter().map(|(_, t)| Slot::new(&config.optimizer, t.len())).collect();
+    let signs = vec![None; params.len()];
     let mut step = 0u64;
     let mut failure = None;
+    let mut held = false;
+    // As the trainer steps: with the parameters kept in the backend when it can.
     let train = throughput(batch, seconds, || {
-        let result = backend.train_step(&params, &images[..batch * image_len], &labels[..batch], step, &mut grads);
+        let (images, labels) = (&images[..batch * image_len], &labels[..batch]);
+        let update = Update { optimizer: &config.optimizer, lr: config.lr_at(0), t: step + 1, mults: &mults };
+        let take = (!held).then_some(&params[..]);
+        let result = match backend.held_step(take, images, labels, step, &update, &mut slots, &signs) {
+            Some(result) => {
+                held = true;
+                result.map(|_| ())
+            }
+            None => backend
+                .train_step(&params, images, labels, step, &mut grads)
+                .and_then(|_| backend.update(&update, &mut params, &grads, &mut slots)),
+        };
         if let Err(e) = result {
             failure = Some(format!("{e:?}"));
         }
         step += 1;
-        let update = Update { optimizer: &config.optimizer, lr: config.lr_at(0), t: step, mults: &mults };
-        if let Err(e) = backend.update(&update, &mut params, &grads, &mut slots) {
-            failure = Some(format!("{e:?}"));
-        }
     });
+    if held {
+        backend.read_params(&mut params);
+    }
     let infer = throughput(infer_batch, seconds, || {
         if let Err(e) = backend.evaluate(&params, &images, &labels, 0) {
             failure = Some(format!("{e:?}"));

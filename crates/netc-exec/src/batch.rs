@@ -367,6 +367,20 @@ impl BatchPlan {
         self.regions.get(v.0).copied().flatten().and_then(|r| self.arena.get_mut(r))
     }
 
+    /// Writable memory of value `w` together with the memory of another value `g`, or `None`
+    /// if either is not stored or they overlap (an input and a result never do).
+    pub fn value_pair_mut(&mut self, w: ValueId, g: ValueId) -> Option<(&mut [f32], &[f32])> {
+        let (rw, rg) = (self.regions.get(w.0).copied().flatten()?, self.regions.get(g.0).copied().flatten()?);
+        let disjoint = rw.off + rw.len <= rg.off || rg.off + rg.len <= rw.off;
+        if !disjoint || self.arena.get(rw).is_none() || self.arena.get(rg).is_none() {
+            return None;
+        }
+        let mem = self.arena.mem();
+        // SAFETY: both regions are inside the arena (checked above) and disjoint, and `self` is
+        // borrowed mutably for as long as the slices live.
+        Some(unsafe { (mem.get_mut(rw), mem.get(rg)) })
+    }
+
     /// The kernel name and result of each step, in run order.
     pub fn steps<'a>(&'a self, compiled: &'a Compiled) -> impl Iterator<Item = (&'static str, ValueId)> + 'a {
         self.steps.iter().map(|p| (p.exec.name(), compiled.steps[p.step].out))

@@ -152,6 +152,10 @@ pub enum ExecError {
     UnknownIsa { name: String },
     /// The requested GEMM path needs instructions this CPU lacks.
     IsaUnavailable { isa: Isa },
+    /// No input (or output) has this slot, or the input is not held.
+    UnknownSlot { slot: usize },
+    /// A held input's update needs a gradient, from a run after the input was given.
+    NoRun,
 }
 
 impl fmt::Display for ExecError {
@@ -185,6 +189,8 @@ impl fmt::Display for ExecError {
                 write!(f, "{ISA_VARIABLE}={name:?} names no GEMM path (known: {})", known.join(", "))
             }
             ExecError::IsaUnavailable { isa } => write!(f, "this CPU cannot run the {isa} GEMM path"),
+            ExecError::UnknownSlot { slot } => write!(f, "slot {slot} is no held input or output of the program"),
+            ExecError::NoRun => f.write_str("no run since the held inputs were given: there is no gradient to apply"),
         }
     }
 }
@@ -219,6 +225,14 @@ pub struct Executor {
     plans: Vec<BatchPlan>,
     /// The step counter of the last successful run, whose plan is last in `plans`.
     last_run: Option<u64>,
+    /// Per input slot, whether the executor holds its values ([`Executor::hold`]): the most
+    /// recently used plan has the current ones.
+    held: Vec<bool>,
+    /// Held values given before any plan existed, for the first plan.
+    pending: Vec<Option<Vec<f32>>>,
+    /// Whether held inputs changed since the last run (its outputs stay readable, but a re-run
+    /// would not reproduce them).
+    held_changed: bool,
 }
 
 impl fmt::Debug for Executor {
@@ -247,6 +261,7 @@ impl Executor {
         let pool = if threads > 1 { Some(Pool::new(threads)?) } else { None };
         let start = Instant::now();
         let compiled = compile(program)?;
+        let compiled_inputs = compiled.inputs.len();
         let fusion = start.elapsed();
         let start = Instant::now();
         let mut kernels = compiled.kernels.clone();
@@ -264,6 +279,9 @@ impl Executor {
             isa,
             plans: Vec::with_capacity(KEPT_PLANS),
             last_run: None,
+            held: vec![false; compiled_inputs],
+            pending: vec![None; compiled_inputs],
+            held_changed: false,
         })
     }
 
@@ -323,13 +341,15 @@ impl Executor {
             Some(i) if i + 1 == self.plans.len() => {}
             Some(i) => {
                 // Moving within the reserved capacity does not allocate.
-                let plan = self.plans.remove(i);
+                let mut plan = self.plans.remove(i);
+                self.carry_held(&mut plan);
                 self.plans.push(plan);
                 self.last_run = None;
             }
             None => {
-                let plan =
+                let mut plan =
                     BatchPlan::new(&self.program, &self.compiled, &self.code, batch, self.threads, self.memory_limit)?;
+                self.carry_held(&mut plan);
                 if self.plans.len() == KEPT_PLANS {
                     self.plans.remove(0);
                 }
@@ -340,11 +360,102 @@ impl Executor {
         Ok(())
     }
 
+    /// Copies the held inputs' current values (from the most recently used plan, or those given
+    /// before any plan existed) into `plan`, which is about to become the current one.
+    fn carry_held(&self, plan: &mut BatchPlan) {
+        for (slot, input) in self.compiled.inputs.iter().enumerate().filter(|(slot, _)| self.held[*slot]) {
+            let current = match self.plans.last() {
+                Some(previous) => previous.value(input.value),
+                None => self.pending[slot].as_deref(),
+            };
+            if let (Some(src), Some(dst)) = (current, plan.value_mut(input.value)) {
+                dst.copy_from_slice(src);
+            }
+        }
+    }
+
+    /// Keeps the values of input slot `slot` (see [`Executor::input_names`]) inside the
+    /// executor, in the memory of every batch size it prepares: later runs read them there and
+    /// need them no more ([`Executor::run_slots`] does not ask for them, [`Executor::run`]
+    /// takes them if given), and [`Executor::sgd_step_held`] updates them in place. Meant for
+    /// parameters, so that a training step copies none in and no gradient out.
+    pub fn hold(&mut self, slot: usize, values: &[f32]) -> Result<(), ExecError> {
+        let input = self.compiled.inputs.get(slot).ok_or(ExecError::UnknownSlot { slot })?;
+        self.held[slot] = true;
+        self.last_run = None;
+        match self.plans.last_mut() {
+            Some(plan) => copy_input(plan, input, values),
+            None => {
+                let expected = self.program.insts()[input.value.0].shape.resolve(1).iter().product();
+                if values.len() != expected {
+                    return Err(ExecError::InputLength { name: input.name.clone(), expected, got: values.len() });
+                }
+                self.pending[slot] = Some(values.to_vec());
+                Ok(())
+            }
+        }
+    }
+
+    /// The current values of held input `slot`, if it is held.
+    pub fn held(&self, slot: usize) -> Option<&[f32]> {
+        let input = self.compiled.inputs.get(slot).filter(|_| self.held[slot])?;
+        match self.plans.last() {
+            Some(plan) => plan.value(input.value),
+            None => self.pending[slot].as_deref(),
+        }
+    }
+
+    /// Writable values of held input `slot` (for a projection onto a constraint, say). The last
+    /// run's outputs stay readable.
+    pub fn held_mut(&mut self, slot: usize) -> Option<&mut [f32]> {
+        let input = self.compiled.inputs.get(slot).filter(|_| self.held[slot])?;
+        self.held_changed = true;
+        match self.plans.last_mut() {
+            Some(plan) => plan.value_mut(input.value),
+            None => self.pending[slot].as_deref_mut(),
+        }
+    }
+
+    /// One SGD-with-momentum step of held input `slot` in place, with output `gradient` of the
+    /// last run as its gradient and `m` (kept by the caller) as its momentum, as
+    /// [`Executor::sgd_update`] computes it. The last run's outputs stay readable (the other
+    /// parameters' gradients, say).
+    pub fn sgd_step_held(
+        &mut self,
+        sgd: Sgd,
+        slot: usize,
+        gradient: OutputSlot,
+        m: &mut [f32],
+    ) -> Result<(), ExecError> {
+        let input =
+            self.compiled.inputs.get(slot).filter(|_| self.held[slot]).ok_or(ExecError::UnknownSlot { slot })?;
+        let output = self.program.outputs().get(gradient.0).ok_or(ExecError::UnknownSlot { slot: gradient.0 })?;
+        let (w_value, g_value) = (input.value, output.value);
+        if self.last_run.is_none() {
+            return Err(ExecError::NoRun);
+        }
+        let Executor { plans, code, compiled, threads, isa, pool, .. } = self;
+        let plan = plans.last_mut().ok_or(ExecError::NoRun)?;
+        let (w, g) = plan.value_pair_mut(w_value, g_value).ok_or(ExecError::UnknownSlot { slot })?;
+        if w.len() != m.len() || w.len() != g.len() {
+            return Err(ExecError::UpdateLengths { weights: w.len(), momentum: m.len(), gradient: g.len() });
+        }
+        let (code, par, kernel) = (&*code, Par::new(*threads).with_isa(*isa), compiled.kernels.len());
+        let mut update = || update::run_sgd(code, kernel, par, sgd, w, m, g);
+        match pool {
+            Some(pool) => pool.run(&mut update),
+            None => update(),
+        }
+        self.held_changed = true;
+        Ok(())
+    }
+
     /// Runs the program on one batch. Afterwards [`Executor::output`] reads the results.
     pub fn run(&mut self, feed: &Feed<'_>) -> Result<(), ExecError> {
         self.bind(feed)?;
         self.run_steps(feed.step, None, None)?;
         self.last_run = Some(feed.step);
+        self.held_changed = false;
         Ok(())
     }
 
@@ -365,15 +476,16 @@ impl Executor {
     ) -> Result<(), ExecError> {
         self.last_run = None;
         self.prepare(batch)?;
-        let Executor { compiled, plans, .. } = self;
+        let Executor { compiled, plans, held, .. } = self;
         if let Some(plan) = plans.last_mut() {
-            for (slot, fed) in compiled.inputs.iter().enumerate() {
+            for (slot, fed) in compiled.inputs.iter().enumerate().filter(|(slot, _)| !held[*slot]) {
                 copy_input(plan, fed, input(slot))?;
             }
             copy_step(compiled, plan, step);
         }
         self.run_steps(step, None, None)?;
         self.last_run = Some(step);
+        self.held_changed = false;
         Ok(())
     }
 
@@ -408,6 +520,7 @@ impl Executor {
         let mut seconds = vec![0.0; times.len()];
         self.run_steps(feed.step, None, Some(&mut seconds))?;
         self.last_run = Some(feed.step);
+        self.held_changed = false;
         for (t, s) in times.iter_mut().zip(seconds) {
             t.seconds = s;
         }
@@ -420,7 +533,7 @@ impl Executor {
     /// is deterministic, so the re-run recomputes exactly the same values. Meant for after a
     /// non-finite loss, to tell which layer diverged; it costs about one more run.
     pub fn first_non_finite(&mut self) -> Option<NonFinite> {
-        let counter = self.last_run?;
+        let counter = self.last_run.filter(|_| !self.held_changed)?;
         let mut found = None;
         // The same run succeeded before, so it cannot fail now.
         self.run_steps(counter, Some(&mut found), None).ok()?;
@@ -433,9 +546,9 @@ impl Executor {
     fn bind(&mut self, feed: &Feed<'_>) -> Result<(), ExecError> {
         self.last_run = None;
         self.prepare(feed.batch)?;
-        let Executor { compiled, plans, .. } = self;
+        let Executor { compiled, plans, held, .. } = self;
         match plans.last_mut() {
-            Some(plan) => bind_inputs(compiled, plan, feed),
+            Some(plan) => bind_inputs(compiled, plan, feed, held),
             None => Ok(()),
         }
     }
@@ -481,17 +594,20 @@ fn compile(program: &Program) -> Result<Compiled, ExecError> {
 }
 
 /// Copies the fed values into the plan's input buffers and the step counter into its own.
-fn bind_inputs(compiled: &Compiled, plan: &mut BatchPlan, feed: &Feed<'_>) -> Result<(), ExecError> {
+fn bind_inputs(compiled: &Compiled, plan: &mut BatchPlan, feed: &Feed<'_>, held: &[bool]) -> Result<(), ExecError> {
     for (i, (name, _)) in feed.inputs.iter().enumerate() {
         let known = compiled.inputs.iter().any(|input| input.name == *name);
         if !known || feed.inputs[..i].iter().any(|(earlier, _)| earlier == name) {
             return Err(ExecError::UnexpectedInput { name: name.to_string() });
         }
     }
-    for input in &compiled.inputs {
+    for (input, &held) in compiled.inputs.iter().zip(held) {
         let given = feed.inputs.iter().find(|(name, _)| *name == input.name).map(|(_, values)| *values);
-        let values = given.ok_or_else(|| ExecError::MissingInput { name: input.name.clone() })?;
-        copy_input(plan, input, values)?;
+        match (given, held) {
+            (Some(values), _) => copy_input(plan, input, values)?,
+            (None, true) => {}
+            (None, false) => return Err(ExecError::MissingInput { name: input.name.clone() }),
+        }
     }
     copy_step(compiled, plan, feed.step);
     Ok(())

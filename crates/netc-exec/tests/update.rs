@@ -49,3 +49,78 @@ fn an_update_of_mismatched_tensors_is_refused() {
     assert_eq!(err, ExecError::UpdateLengths { weights: 4, momentum: 3, gradient: 4 });
     assert_eq!(w, vec![1.0; 4], "nothing is written");
 }
+
+/// The tiny net's inputs in slot order: data, labels and parameters, for `batch` examples.
+fn inputs(exec: &Executor, batch: usize, weights: &[f32], bias: &[f32]) -> Vec<Vec<f32>> {
+    exec.input_names()
+        .map(|name| match name {
+            "x" => (0..batch * 3).map(|i| (i % 5) as f32 - 2.0).collect(),
+            netc_ir::LABELS => (0..batch).map(|i| (i % 2) as f32).collect(),
+            "dense1.weight" => weights.to_vec(),
+            _ => bias.to_vec(),
+        })
+        .collect()
+}
+
+#[test]
+fn held_parameters_train_to_the_bits_of_fed_ones_across_batch_sizes() {
+    let sgd = Sgd { lr: 0.05, momentum: 0.9, weight_decay: 0.0005 };
+    let (w0, b0) = (vec![0.1, -0.2, 0.3, 0.05, -0.15, 0.25], vec![0.01, -0.02]);
+    for threads in [1, 2] {
+        // Fed: parameters copied in, gradients out, updated by `sgd_update`.
+        let mut fed = executor(threads);
+        let names: Vec<String> = fed.input_names().map(str::to_string).collect();
+        let param_slots: Vec<usize> = (0..names.len()).filter(|&s| names[s].starts_with("dense1.")).collect();
+        let grads: Vec<_> = param_slots.iter().map(|&s| fed.output_slot(&names[s]).unwrap()).collect();
+        let mut params = vec![w0.clone(), b0.clone()];
+        let mut momenta = vec![vec![0.0; 6], vec![0.0; 2]];
+        // Held: the same steps with the parameters inside the executor.
+        let mut held = executor(threads);
+        let mut held_momenta = momenta.clone();
+        for (&slot, p) in param_slots.iter().zip(&params) {
+            held.hold(slot, p).unwrap();
+        }
+        for (step, batch) in [4, 4, 3, 4, 1].into_iter().enumerate() {
+            let values = inputs(&fed, batch, &params[0], &params[1]);
+            fed.run_slots(batch, step as u64, |s| &values[s]).unwrap();
+            let computed: Vec<Vec<f32>> = grads.iter().map(|&g| fed.output_at(g).unwrap().to_vec()).collect();
+            for ((p, m), g) in params.iter_mut().zip(&mut momenta).zip(&computed) {
+                fed.sgd_update(sgd, p, m, g).unwrap();
+            }
+            let asked = std::cell::Cell::new(0);
+            held.run_slots(batch, step as u64, |s| {
+                assert!(!param_slots.contains(&s), "a held input is not asked for");
+                asked.set(asked.get() + 1);
+                &values[s]
+            })
+            .unwrap();
+            assert_eq!(asked.get(), names.len() - param_slots.len());
+            for ((&slot, &g), m) in param_slots.iter().zip(&grads).zip(&mut held_momenta) {
+                held.sgd_step_held(sgd, slot, g, m).unwrap();
+            }
+            for (&slot, p) in param_slots.iter().zip(&params) {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(held.held(slot).unwrap()), bits(p), "step {step}, {threads} threads");
+            }
+            assert_eq!(held_momenta, momenta);
+        }
+    }
+}
+
+#[test]
+fn held_inputs_are_refused_where_they_cannot_be() {
+    let sgd = Sgd { lr: 0.1, momentum: 0.9, weight_decay: 0.0 };
+    let mut exec = executor(1);
+    let slots = exec.input_names().count();
+    assert_eq!(exec.hold(slots, &[1.0]), Err(ExecError::UnknownSlot { slot: slots }));
+    let weight = exec.input_names().position(|n| n == "dense1.weight").unwrap();
+    let err = exec.hold(weight, &[1.0; 5]).unwrap_err();
+    assert!(matches!(err, ExecError::InputLength { expected: 6, got: 5, .. }), "{err:?}");
+    exec.hold(weight, &[0.5; 6]).unwrap();
+    let gradient = exec.output_slot("dense1.weight").unwrap();
+    // No run yet: no gradient to apply.
+    assert_eq!(exec.sgd_step_held(sgd, weight, gradient, &mut [0.0; 6]), Err(ExecError::NoRun));
+    let bias = exec.input_names().position(|n| n == "dense1.bias").unwrap();
+    assert_eq!(exec.sgd_step_held(sgd, bias, gradient, &mut [0.0; 2]), Err(ExecError::UnknownSlot { slot: bias }));
+    assert_eq!(exec.held(weight), Some(&[0.5; 6][..]));
+}

@@ -97,6 +97,30 @@ pub trait Backend {
         update.apply(params, grads, slots);
         Ok(())
     }
+
+    /// A whole training step with the parameters kept inside the backend, if it can (`None`
+    /// otherwise: the trainer then calls [`Backend::train_step`] and [`Backend::update`]):
+    /// forward and backward over the batch, then, only if the loss and every gradient are
+    /// finite, `update` applied in place and each parameter with a sign constraint projected
+    /// onto it (`signs`, in parameter order). With `take`, the backend first takes `params` as
+    /// the current values; otherwise it keeps its own, which [`Backend::read_params`] copies
+    /// back. The results must be bitwise those of the two-call path.
+    #[allow(clippy::too_many_arguments)]
+    fn held_step(
+        &mut self,
+        _take: Option<&[Named]>,
+        _images: &[f32],
+        _labels: &[u8],
+        _step: u64,
+        _update: &optimizer::Update<'_>,
+        _slots: &mut [Slot],
+        _signs: &[Option<SignConstraint>],
+    ) -> Option<Result<BatchResult, StepError>> {
+        None
+    }
+
+    /// Copies the parameters kept by [`Backend::held_step`] into `params`.
+    fn read_params(&mut self, _params: &mut [Named]) {}
 }
 
 /// Mean loss and number of misclassified examples of one batch.
@@ -503,6 +527,9 @@ pub struct Stepper {
     /// After a shared step: whether any process asked to stop.
     agreed_stop: bool,
     exchange: parallel::Exchange,
+    /// Whether the backend keeps the parameters ([`Backend::held_step`]): the state's copy is
+    /// then current only after [`Stepper::sync_params`].
+    held: bool,
 }
 
 /// The running sums of an epoch's training loss and errors.
@@ -530,6 +557,15 @@ impl Stepper {
             tally: Tally::default(),
             agreed_stop: false,
             exchange: parallel::Exchange::default(),
+            held: false,
+        }
+    }
+
+    /// Makes `state.params` current again if the backend keeps them (before evaluating or
+    /// saving). The backend keeps its copy.
+    pub fn sync_params(&self, backend: &mut dyn Backend, state: &mut State) {
+        if self.held {
+            backend.read_params(&mut state.params);
         }
     }
 
@@ -560,6 +596,21 @@ impl Stepper {
             self.labels[slot] = samples.labels[index];
         }
         let (images, labels) = (&self.images[..n * image_len], &self.labels[..n]);
+        if parallel.is_none() {
+            let update = optimizer::Update { optimizer: &config.optimizer, lr, t: state.step + 1, mults: &self.mults };
+            let take = (!self.held).then_some(&state.params[..]);
+            let held = backend.held_step(take, images, labels, state.step, &update, &mut state.slots, &self.signs);
+            if let Some(result) = held {
+                self.held = true;
+                let result = result?;
+                if !result.loss.is_finite() {
+                    return Err(StepError::NonFinite { layer: netc_ir::LOSS.into(), span: self.loss_span });
+                }
+                state.step += 1;
+                self.count(result, n);
+                return Ok(result);
+            }
+        }
         let result = match parallel {
             None => backend.train_step(&state.params, images, labels, state.step, &mut self.grads),
             Some(parallel) => {
@@ -591,10 +642,15 @@ impl Stepper {
                 sign.project(p.1.data_mut());
             }
         }
+        self.count(result, n);
+        Ok(result)
+    }
+
+    /// Adds a step of `n` examples to the epoch's tally.
+    fn count(&mut self, result: BatchResult, n: usize) {
         self.tally.loss_sum += result.loss * n as f64;
         self.tally.errors += result.errors;
         self.tally.seen += n;
-        Ok(result)
     }
 
     /// Whether the last shared step found that some process asked to stop.
@@ -729,6 +785,7 @@ pub fn train(
                     events.sync()?;
                 }
                 if writes {
+                    stepper.sync_params(backend, &mut state);
                     save_checkpoint(folder, &state, net, class_names)?;
                 }
                 let at = Stopped { epoch: epoch + 1, batch: batch + 1, batches };
@@ -736,6 +793,7 @@ pub fn train(
             }
         }
         let seconds = seconds_so_far();
+        stepper.sync_params(backend, &mut state);
         let pass = |set| EvalPass { epoch: epoch + 1, set };
         let (test_loss, test_error) =
             evaluate(backend, &state.params, &test_set, recipe, &state.stats, EVAL_BATCH, pass(EvalSet::Test))

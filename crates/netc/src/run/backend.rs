@@ -7,7 +7,7 @@ use crate::{Error, Model};
 use netc_check::{Init, Optimizer};
 use netc_exec::{Executor, OutputSlot};
 use netc_interp::{Feed, Interpreter, RunError};
-use netc_ir::{Mode, Program, Tensor};
+use netc_ir::{Mode, Program, SignConstraint, Tensor};
 use netc_train::optimizer::Update;
 use netc_train::{Backend, BatchResult, Named, Param, Slot, StepError};
 
@@ -260,6 +260,9 @@ pub struct ExecBackend {
     params: Vec<Param>,
     /// The output slot of each parameter's gradient, in parameter order.
     gradients: Vec<OutputSlot>,
+    /// The training executor's input slot of each parameter, in parameter order: where it
+    /// keeps them for [`Backend::held_step`].
+    param_slots: Vec<usize>,
     initialiser: Initialiser,
     labels: Vec<f32>,
 }
@@ -304,10 +307,18 @@ impl ExecBackend {
             .map(|p| train.output_slot(&p.name).ok_or_else(|| Error::Internal(format!("no gradient for `{}`", p.name))))
             .collect::<Result<_, _>>()?;
         let eval = executor(&compile(model, Mode::Eval, false)?)?;
+        let train = Bound::new(train, model, &params)?;
+        let param_slots = (0..params.len())
+            .map(|i| {
+                let slot = train.inputs.iter().position(|b| matches!(b, Binding::Param(p) if *p == i));
+                slot.ok_or_else(|| Error::Internal(format!("`{}` is no input of the program", params[i].name)))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(ExecBackend {
-            train: Bound::new(train, model, &params)?,
+            train,
             eval: Bound::new(eval, model, &params)?,
             gradients,
+            param_slots,
             params,
             initialiser: Initialiser::new(model),
             labels: Vec::with_capacity(model.train().batch),
@@ -401,6 +412,85 @@ impl Backend for ExecBackend {
         }
         Ok(())
     }
+
+    /// With SGD the parameters stay in the training executor's memory: a step copies none in
+    /// and no gradient out, and the compiled update writes them in place.
+    fn held_step(
+        &mut self,
+        take: Option<&[Named]>,
+        images: &[f32],
+        labels: &[u8],
+        step: u64,
+        update: &Update<'_>,
+        slots: &mut [Slot],
+        signs: &[Option<SignConstraint>],
+    ) -> Option<Result<BatchResult, StepError>> {
+        let Optimizer::Sgd { momentum, weight_decay, .. } = *update.optimizer else { return None };
+        Some(self.sgd_held_step(take, images, labels, step, update, (momentum, weight_decay), slots, signs))
+    }
+
+    fn read_params(&mut self, params: &mut [Named]) {
+        for (&slot, (_, tensor)) in self.param_slots.iter().zip(params) {
+            if let Some(held) = self.train.executor.held(slot) {
+                tensor.data_mut().copy_from_slice(held);
+            }
+        }
+    }
+}
+
+impl ExecBackend {
+    #[allow(clippy::too_many_arguments)]
+    fn sgd_held_step(
+        &mut self,
+        take: Option<&[Named]>,
+        images: &[f32],
+        labels: &[u8],
+        step: u64,
+        update: &Update<'_>,
+        (momentum, weight_decay): (f64, f64),
+        slots: &mut [Slot],
+        signs: &[Option<SignConstraint>],
+    ) -> Result<BatchResult, StepError> {
+        let failed = |e: netc_exec::ExecError| StepError::Failed(e.to_string());
+        for (&slot, (_, tensor)) in self.param_slots.iter().zip(take.unwrap_or_default()) {
+            self.train.executor.hold(slot, tensor.data()).map_err(failed)?;
+        }
+        self.set_labels(labels);
+        // The held parameters are not asked for.
+        let result = self.train.run(&[], images, labels, &self.labels, step)?;
+        if !result.loss.is_finite() {
+            return Ok(result);
+        }
+        let executor = &mut self.train.executor;
+        let finite = self.gradients.iter().all(|&g| executor.output_at(g).is_some_and(all_finite));
+        // As `train_step`: a ReLU can turn a NaN into 0 and leave the loss finite.
+        if !finite {
+            if let Some(source) = executor.first_non_finite().and_then(|nf| nf.source) {
+                return Err(StepError::NonFinite { layer: source.name, span: syntax_span(source.span) });
+            }
+        }
+        let params = self.param_slots.iter().zip(&self.gradients).zip(slots).zip(update.mults);
+        for (((&slot, &gradient), state), &(lr_mult, wd_mult)) in params {
+            let sgd = netc_exec::Sgd {
+                lr: (update.lr * lr_mult) as f32,
+                momentum: momentum as f32,
+                weight_decay: (weight_decay * wd_mult) as f32,
+            };
+            executor.sgd_step_held(sgd, slot, gradient, &mut state.m).map_err(failed)?;
+        }
+        // Dale's principle by projection, as the trainer does it for unheld parameters.
+        for (&slot, sign) in self.param_slots.iter().zip(signs) {
+            if let (Some(sign), Some(values)) = (sign, executor.held_mut(slot)) {
+                sign.project(values);
+            }
+        }
+        Ok(result)
+    }
+}
+
+/// Whether every value is finite.
+fn all_finite(values: &[f32]) -> bool {
+    values.iter().fold(true, |ok, v| ok & v.is_finite())
 }
 
 /// The span of an IR value's source, for a diagnostic against the `.net` text.
