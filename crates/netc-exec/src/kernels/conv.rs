@@ -745,9 +745,22 @@ mod few_channels {
     pub(super) const MAX_TAPS: usize = 100;
     /// Outputs per block along a row (one AVX-512 register, two AVX2 ones).
     pub(super) const LANES: usize = 16;
-    /// Filters per block: accumulators in registers (ten AVX-512 ones, or six pairs with AVX2).
-    const ROWS_AVX512: usize = 10;
-    const ROWS_AVX2: usize = 6;
+    /// Filters per block, largest first: accumulators in registers (up to ten AVX-512 ones, or
+    /// six pairs with AVX2); each path's kernel is instantiated for these counts.
+    const ROWS_AVX512: [usize; 4] = [10, 8, 4, 1];
+    const ROWS_AVX2: [usize; 4] = [6, 4, 2, 1];
+
+    /// `(first filter, filters)` of the blocks covering `total` filters: each the largest of
+    /// `sizes` (ending in 1) that still fits.
+    fn blocks(total: usize, sizes: &[usize]) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let mut first = 0;
+        std::iter::from_fn(move || {
+            // Nothing fits once every filter is covered.
+            let rows = *sizes.iter().find(|&&r| r <= total - first)?;
+            first += rows;
+            Some((first - rows, rows))
+        })
+    }
 
     /// The padded input of one example: rows of `w + 2·pad` plus a block's slack, so that a
     /// block reading past the row's end stays inside the buffer.
@@ -854,7 +867,7 @@ mod few_channels {
 
     #[cfg(target_arch = "x86_64")]
     mod avx512 {
-        use super::{Block, Geom, ROWS_AVX512};
+        use super::{blocks, Block, Geom, ROWS_AVX512};
         use std::arch::x86_64::*;
 
         /// # Safety
@@ -868,24 +881,16 @@ mod few_channels {
             b: Block,
             y: &mut [f32],
         ) {
-            let mut o0 = 0;
-            while o0 < g.o {
-                let rows = ROWS_AVX512.min(g.o - o0);
+            for (o0, rows) in blocks(g.o, &ROWS_AVX512) {
                 // SAFETY: passed on from the caller.
                 unsafe {
                     match rows {
                         10 => rows_of::<10>(g, padded, filters, offsets, b, y, o0),
-                        8 | 9 => rows_of::<8>(g, padded, filters, offsets, b, y, o0),
-                        4..=7 => rows_of::<4>(g, padded, filters, offsets, b, y, o0),
+                        8 => rows_of::<8>(g, padded, filters, offsets, b, y, o0),
+                        4 => rows_of::<4>(g, padded, filters, offsets, b, y, o0),
                         _ => rows_of::<1>(g, padded, filters, offsets, b, y, o0),
                     }
                 }
-                o0 += match rows {
-                    10 => 10,
-                    8 | 9 => 8,
-                    4..=7 => 4,
-                    _ => 1,
-                };
             }
         }
 
@@ -923,7 +928,7 @@ mod few_channels {
 
     #[cfg(target_arch = "x86_64")]
     mod avx2 {
-        use super::{Block, Geom, ROWS_AVX2};
+        use super::{blocks, Block, Geom, ROWS_AVX2};
         use std::arch::x86_64::*;
 
         /// # Safety
@@ -937,24 +942,16 @@ mod few_channels {
             b: Block,
             y: &mut [f32],
         ) {
-            let mut o0 = 0;
-            while o0 < g.o {
-                let rows = ROWS_AVX2.min(g.o - o0);
+            for (o0, rows) in blocks(g.o, &ROWS_AVX2) {
                 // SAFETY: passed on from the caller.
                 unsafe {
                     match rows {
                         6 => rows_of::<6>(g, padded, filters, offsets, b, y, o0),
-                        4 | 5 => rows_of::<4>(g, padded, filters, offsets, b, y, o0),
-                        2 | 3 => rows_of::<2>(g, padded, filters, offsets, b, y, o0),
+                        4 => rows_of::<4>(g, padded, filters, offsets, b, y, o0),
+                        2 => rows_of::<2>(g, padded, filters, offsets, b, y, o0),
                         _ => rows_of::<1>(g, padded, filters, offsets, b, y, o0),
                     }
                 }
-                o0 += match rows {
-                    6 => 6,
-                    4 | 5 => 4,
-                    2 | 3 => 2,
-                    _ => 1,
-                };
             }
         }
 

@@ -402,11 +402,7 @@ impl Backend for ExecBackend {
             return Ok(());
         };
         for (((p, g), slot), &(lr_mult, wd_mult)) in params.iter_mut().zip(grads).zip(slots).zip(update.mults) {
-            let sgd = netc_exec::Sgd {
-                lr: (update.lr * lr_mult) as f32,
-                momentum: momentum as f32,
-                weight_decay: (weight_decay * wd_mult) as f32,
-            };
+            let sgd = sgd_of(update, (momentum, weight_decay), (lr_mult, wd_mult));
             let executor = &mut self.train.executor;
             executor.sgd_update(sgd, p.1.data_mut(), &mut slot.m, g).map_err(|e| StepError::Failed(e.to_string()))?;
         }
@@ -471,11 +467,7 @@ impl ExecBackend {
         }
         let params = self.param_slots.iter().zip(&self.gradients).zip(slots).zip(update.mults);
         for (((&slot, &gradient), state), &(lr_mult, wd_mult)) in params {
-            let sgd = netc_exec::Sgd {
-                lr: (update.lr * lr_mult) as f32,
-                momentum: momentum as f32,
-                weight_decay: (weight_decay * wd_mult) as f32,
-            };
+            let sgd = sgd_of(update, (momentum, weight_decay), (lr_mult, wd_mult));
             executor.sgd_step_held(sgd, slot, gradient, &mut state.m).map_err(failed)?;
         }
         // Dale's principle by projection, as the trainer does it for unheld parameters.
@@ -485,6 +477,16 @@ impl ExecBackend {
             }
         }
         Ok(result)
+    }
+}
+
+/// The compiled update's hyper-parameters for one tensor: the step's rate and the optimizer's
+/// momentum and decay, with the tensor's multipliers applied.
+fn sgd_of(update: &Update<'_>, (momentum, weight_decay): (f64, f64), (lr_mult, wd_mult): (f64, f64)) -> netc_exec::Sgd {
+    netc_exec::Sgd {
+        lr: (update.lr * lr_mult) as f32,
+        momentum: momentum as f32,
+        weight_decay: (weight_decay * wd_mult) as f32,
     }
 }
 
