@@ -150,11 +150,12 @@ pub(crate) fn fuse(program: &Program, uses: &[usize], taken: &[bool]) -> Result<
     // Kernels are numbered in the order of their roots.
     let mut kernels: Vec<Kernel> = Vec::new();
     let mut roots = vec![None; insts.len()];
-    let mut layout_reads = vec![0usize; insts.len()];
+    // Whether each broadcast is read element by element by some kernel (so it must be stored).
+    let mut read_full = vec![false; insts.len()];
     for (root, chain) in chains.into_iter().enumerate() {
         let Some(chain) = chain else { continue };
-        for b in &chain.layout_reads {
-            layout_reads[b.0] += 1;
+        for b in &chain.full_reads {
+            read_full[b.0] = true;
         }
         let kernel = match kernels.iter().position(|k| *k == chain.kernel) {
             Some(k) => k,
@@ -171,8 +172,16 @@ pub(crate) fn fuse(program: &Program, uses: &[usize], taken: &[bool]) -> Result<
             also: chain.hosted,
         });
     }
+    // A broadcast needs no memory when every reader is a fused kernel reading it through a
+    // layout. (Counting layout reads against uses is not enough: a kernel that recomputes a
+    // forward value reads the broadcast again, so another kernel's element-wise read could go
+    // unnoticed.)
     let unstored = (0..insts.len())
-        .map(|v| inlined[v] || (matches!(insts[v].op, Op::Broadcast { .. }) && layout_reads[v] == uses[v]))
+        .map(|v| {
+            let broadcast = matches!(insts[v].op, Op::Broadcast { .. });
+            let all_fused = !outputs[v] && !readers[v].is_empty() && readers[v].iter().all(|&r| candidate(r));
+            inlined[v] || (broadcast && all_fused && !read_full[v])
+        })
         .collect();
     Ok(Fusion { kernels, roots, unstored, co_results })
 }
@@ -248,8 +257,8 @@ struct Chain<'a> {
     /// The value and layout of each operand.
     operands: Vec<(ValueId, Layout)>,
     values: Vec<Option<ValueId>>,
-    /// Broadcast instructions read as a layout (once per read).
-    layout_reads: Vec<ValueId>,
+    /// Broadcast instructions read element by element (where no layout fits the grid).
+    full_reads: Vec<ValueId>,
     /// The node of each operand or constant read so far, so each is read once.
     leaves: Vec<(Node, NodeId)>,
     /// Stored values this kernel computes as further results, after the root's.
@@ -277,7 +286,7 @@ impl<'a> Chain<'a> {
             kernel: Kernel::default(),
             operands: Vec::new(),
             values: Vec::new(),
-            layout_reads: Vec::new(),
+            full_reads: Vec::new(),
             leaves: Vec::new(),
             hosted: Vec::new(),
         }
@@ -354,10 +363,10 @@ impl<'a> Chain<'a> {
             Op::Broadcast { shape, axes } => {
                 if let Some((layout, width)) = broadcast_layout(shape, axes) {
                     if self.require(width) {
-                        self.layout_reads.push(v);
                         return self.operand(inst.args[0], layout);
                     }
                 }
+                self.full_reads.push(v);
             }
             _ => {}
         }
