@@ -16,9 +16,8 @@
 //! written per chunk, in cache, directly in its panel layout; first layers (few input
 //! channels) and depthwise convolutions run directly, and a max pooling leaves the position
 //! of each maximum to its gradient. Pooling, reductions, depthwise convolutions, im2col and
-//! the GEMM epilogues are
-//! plain loops that LLVM vectorises, compiled once per path so they run at its vector width
-//! (the same operations in the same order, so the same bits).
+//! the GEMM epilogues are plain loops that LLVM vectorises, compiled once per path so they run
+//! at its vector width (the same operations in the same order, so the same bits).
 //!
 //! Work is split over examples and output rows in tasks whose boundaries depend only on the
 //! shapes, and sums across tasks are added in task order, so results are bitwise identical
@@ -293,18 +292,8 @@ impl Executor {
     /// One SGD-with-momentum step of a parameter tensor `w` with momentum `m` and gradient
     /// `g`, as compiled code over the executor's threads.
     pub fn sgd_update(&mut self, sgd: Sgd, w: &mut [f32], m: &mut [f32], g: &[f32]) -> Result<(), ExecError> {
-        if w.len() != m.len() || w.len() != g.len() {
-            return Err(ExecError::UpdateLengths { weights: w.len(), momentum: m.len(), gradient: g.len() });
-        }
-        let (code, par) = (&self.code, Par::new(self.threads).with_isa(self.isa));
-        // The update kernel follows the program's kernels.
-        let kernel = self.compiled.kernels.len();
-        let mut update = || update::run_sgd(code, kernel, par, sgd, w, m, g);
-        match &self.pool {
-            Some(pool) => pool.run(&mut update),
-            None => update(),
-        }
-        Ok(())
+        let Executor { compiled, code, pool, threads, isa, .. } = self;
+        sgd_on_pool(compiled, code, pool.as_ref(), Par::new(*threads).with_isa(*isa), sgd, w, m, g)
     }
 
     /// How long compilation took.
@@ -437,15 +426,7 @@ impl Executor {
         let Executor { plans, code, compiled, threads, isa, pool, .. } = self;
         let plan = plans.last_mut().ok_or(ExecError::NoRun)?;
         let (w, g) = plan.value_pair_mut(w_value, g_value).ok_or(ExecError::UnknownSlot { slot })?;
-        if w.len() != m.len() || w.len() != g.len() {
-            return Err(ExecError::UpdateLengths { weights: w.len(), momentum: m.len(), gradient: g.len() });
-        }
-        let (code, par, kernel) = (&*code, Par::new(*threads).with_isa(*isa), compiled.kernels.len());
-        let mut update = || update::run_sgd(code, kernel, par, sgd, w, m, g);
-        match pool {
-            Some(pool) => pool.run(&mut update),
-            None => update(),
-        }
+        sgd_on_pool(compiled, code, pool.as_ref(), Par::new(*threads).with_isa(*isa), sgd, w, m, g)?;
         self.held_changed = true;
         Ok(())
     }
@@ -572,6 +553,31 @@ impl Executor {
         }
         outcome
     }
+}
+
+/// The compiled SGD update of `w`, `m`, `g` (equally long) over the executor's threads.
+#[allow(clippy::too_many_arguments)]
+fn sgd_on_pool(
+    compiled: &Compiled,
+    code: &netc_jit::Code,
+    pool: Option<&Pool>,
+    par: Par,
+    sgd: Sgd,
+    w: &mut [f32],
+    m: &mut [f32],
+    g: &[f32],
+) -> Result<(), ExecError> {
+    if w.len() != m.len() || w.len() != g.len() {
+        return Err(ExecError::UpdateLengths { weights: w.len(), momentum: m.len(), gradient: g.len() });
+    }
+    // The update kernel follows the program's kernels.
+    let kernel = compiled.kernels.len();
+    let mut update = || update::run_sgd(code, kernel, par, sgd, w, m, g);
+    match pool {
+        Some(pool) => pool.run(&mut update),
+        None => update(),
+    }
+    Ok(())
 }
 
 /// The GEMM path `NETC_ISA` forces, or the fastest available one if it is unset.

@@ -596,8 +596,9 @@ impl Stepper {
             self.labels[slot] = samples.labels[index];
         }
         let (images, labels) = (&self.images[..n * image_len], &self.labels[..n]);
+        // The update of this step (its `t` counts steps from 1).
+        let update = optimizer::Update { optimizer: &config.optimizer, lr, t: state.step + 1, mults: &self.mults };
         if parallel.is_none() {
-            let update = optimizer::Update { optimizer: &config.optimizer, lr, t: state.step + 1, mults: &self.mults };
             let take = (!self.held).then_some(&state.params[..]);
             let held = backend.held_step(take, images, labels, state.step, &update, &mut state.slots, &self.signs);
             if let Some(result) = held {
@@ -634,7 +635,6 @@ impl Stepper {
             return Err(StepError::NonFinite { layer: netc_ir::LOSS.into(), span: self.loss_span });
         }
         state.step += 1;
-        let update = optimizer::Update { optimizer: &config.optimizer, lr, t: state.step, mults: &self.mults };
         backend.update(&update, &mut state.params, &self.grads, &mut state.slots)?;
         // Dale's principle by projection: a weight that crossed zero stops at zero.
         for (p, sign) in state.params.iter_mut().zip(&self.signs) {

@@ -286,16 +286,23 @@ impl Geom {
         if !self.pads_input() {
             return self.im2col_panels(x, b0, cn, col);
         }
-        let (pad, hp, wp) = (self.pad, self.h + 2 * self.pad, self.w + 2 * self.pad);
+        let (hp, wp) = (self.h + 2 * self.pad, self.w + 2 * self.pad);
         let padded = &mut padded[..self.padded_input_len(cn)];
+        self.copy_padded(&x[b0 * self.x_len()..][..cn * self.x_len()], wp, padded);
+        Geom { h: hp, w: wp, pad: 0, ..*self }.im2col_panels(padded, 0, cn, col);
+    }
+
+    /// Copies the planes of `x` into `padded` with `pad` zero rows above and below and `pad`
+    /// zero columns to the left, in rows of `width` (at least `w + 2·pad`; zeros to the right),
+    /// and zeroes the rest of `padded`.
+    fn copy_padded(&self, x: &[f32], width: usize, padded: &mut [f32]) {
+        let (pad, hp) = (self.pad, self.h + 2 * self.pad);
         padded.fill(0.0);
-        let examples = &x[b0 * self.x_len()..][..cn * self.x_len()];
-        for (plane, src) in examples.chunks_exact(self.h * self.w).enumerate() {
+        for (plane, src) in x.chunks_exact(self.h * self.w).enumerate() {
             for (r, row) in src.chunks_exact(self.w).enumerate() {
-                padded[(plane * hp + r + pad) * wp + pad..][..self.w].copy_from_slice(row);
+                padded[(plane * hp + r + pad) * width + pad..][..self.w].copy_from_slice(row);
             }
         }
-        Geom { h: hp, w: wp, pad: 0, ..*self }.im2col_panels(padded, 0, cn, col);
     }
 
     /// Writes the im2col matrix of examples `b0..b0+cn` in panels: element (row r, position
@@ -800,12 +807,7 @@ mod few_channels {
         let (pw, ph, k) = (padded_width(g), g.h + 2 * g.pad, g.ck());
         let (padded, rest) = scratch.split_at_mut(g.c * ph * pw + LANES);
         let (filters, offsets) = rest.split_at_mut(g.o * k);
-        padded.fill(0.0);
-        for (ci, plane) in x.chunks_exact(g.h * g.w).enumerate() {
-            for (r, row) in plane.chunks_exact(g.w).enumerate() {
-                padded[(ci * ph + r + g.pad) * pw + g.pad..][..g.w].copy_from_slice(row);
-            }
-        }
+        g.copy_padded(x, pw, padded);
         // Tap t = (channel, kernel row, kernel column) reads `padded` at `offsets[t]` from its
         // block's first output; filter o's tap t is at `filters[t·O + o]`.
         let mut t = 0;

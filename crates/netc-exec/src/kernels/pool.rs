@@ -62,54 +62,38 @@ impl Pool {
         let Some(argmax) = argmax else {
             par.chunks_mut(y, per * out, |t, y, _| {
                 let x = &x[t * per * hw..];
-                wide!(par.isa(), fn(pool: &Pool = self, x: &[f32] = x, y: &mut [f32] = y) { pool.max_planes(x, y) });
+                wide!(par.isa(), fn(pool: &Pool = self, x: &[f32] = x, y: &mut [f32] = y) { pool.max_planes(x, y, None) });
             });
             return;
         };
         par.chunks_mut2(y, per * out, argmax, per * out, |t, y, at, _| {
             let x = &x[t * per * hw..];
             wide!(par.isa(), fn(pool: &Pool = self, x: &[f32] = x, y: &mut [f32] = y, at: &mut [u32] = at) {
-                pool.max_planes_recorded(x, y, at)
+                pool.max_planes(x, y, Some(at))
             });
         });
     }
 
-    /// The maxima of consecutive planes from the start of `x`.
+    /// The maxima of consecutive planes from the start of `x`, and with `at` their positions.
     #[inline(always)]
-    fn max_planes(&self, x: &[f32], y: &mut [f32]) {
+    fn max_planes(&self, x: &[f32], y: &mut [f32], mut at: Option<&mut [u32]>) {
         let (hw, out) = (self.h * self.w, self.ho * self.wo);
         for (p, y) in y.chunks_mut(out).enumerate() {
             let x = &x[p * hw..][..hw];
-            if self.is_2x2() {
-                self.max_2x2(x, y);
-            } else if is_finite(x) {
-                self.max_plane_rows(x, y, None);
-            } else {
-                self.windows(|o, rows, cols| y[o] = x[self.first_largest(x, rows, cols)]);
+            let at = at.as_deref_mut().map(|at| &mut at[p * out..][..out]);
+            match (self.is_2x2(), at) {
+                (true, Some(at)) => self.max_2x2_recorded(x, y, at),
+                (true, None) => self.max_2x2(x, y),
+                (false, at) if is_finite(x) => self.max_plane_rows(x, y, at),
+                (false, mut at) => self.windows(|o, rows, cols| {
+                    let k = self.first_largest(x, rows, cols);
+                    y[o] = x[k];
+                    if let Some(at) = at.as_deref_mut() {
+                        // A plane index fits: planes are far smaller than 2³² elements.
+                        at[o] = k as u32;
+                    }
+                }),
             }
-        }
-    }
-
-    /// [`Pool::max_planes`], recording where each maximum is.
-    #[inline(always)]
-    fn max_planes_recorded(&self, x: &[f32], y: &mut [f32], at: &mut [u32]) {
-        let (hw, out) = (self.h * self.w, self.ho * self.wo);
-        for (p, (y, at)) in y.chunks_mut(out).zip(at.chunks_mut(out)).enumerate() {
-            let x = &x[p * hw..][..hw];
-            if self.is_2x2() {
-                self.max_2x2_recorded(x, y, at);
-                continue;
-            }
-            if is_finite(x) {
-                self.max_plane_rows(x, y, Some(at));
-                continue;
-            }
-            self.windows(|o, rows, cols| {
-                let k = self.first_largest(x, rows, cols);
-                y[o] = x[k];
-                // A plane index fits: planes are far smaller than 2³² elements.
-                at[o] = k as u32;
-            });
         }
     }
 

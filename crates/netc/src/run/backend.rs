@@ -244,9 +244,7 @@ impl Bound {
         let loss = output(self.loss)?[0] as f64;
         let errors = count_errors(output(self.logits)?, labels);
         if !loss.is_finite() {
-            if let Some(source) = self.executor.first_non_finite().and_then(|nf| nf.source) {
-                return Err(StepError::NonFinite { layer: source.name, span: syntax_span(source.span) });
-            }
+            name_divergence(&mut self.executor)?;
         }
         Ok(BatchResult { loss, errors })
     }
@@ -363,9 +361,7 @@ impl Backend for ExecBackend {
         // A ReLU turns a NaN into 0, so a diverging layer can leave the loss finite: check the
         // gradients too, and name the layer that produced the first non-finite value.
         if !finite {
-            if let Some(source) = self.train.executor.first_non_finite().and_then(|nf| nf.source) {
-                return Err(StepError::NonFinite { layer: source.name, span: syntax_span(source.span) });
-            }
+            name_divergence(&mut self.train.executor)?;
         }
         Ok(result)
     }
@@ -461,9 +457,7 @@ impl ExecBackend {
         let finite = self.gradients.iter().all(|&g| executor.output_at(g).is_some_and(all_finite));
         // As `train_step`: a ReLU can turn a NaN into 0 and leave the loss finite.
         if !finite {
-            if let Some(source) = executor.first_non_finite().and_then(|nf| nf.source) {
-                return Err(StepError::NonFinite { layer: source.name, span: syntax_span(source.span) });
-            }
+            name_divergence(executor)?;
         }
         let params = self.param_slots.iter().zip(&self.gradients).zip(slots).zip(update.mults);
         for (((&slot, &gradient), state), &(lr_mult, wd_mult)) in params {
@@ -487,6 +481,15 @@ fn sgd_of(update: &Update<'_>, (momentum, weight_decay): (f64, f64), (lr_mult, w
         lr: (update.lr * lr_mult) as f32,
         momentum: momentum as f32,
         weight_decay: (weight_decay * wd_mult) as f32,
+    }
+}
+
+/// After a run with a non-finite result: the layer whose value first turned non-finite, as an
+/// error, if the executor can tell.
+fn name_divergence(executor: &mut Executor) -> Result<(), StepError> {
+    match executor.first_non_finite().and_then(|nf| nf.source) {
+        Some(source) => Err(StepError::NonFinite { layer: source.name, span: syntax_span(source.span) }),
+        None => Ok(()),
     }
 }
 
