@@ -534,9 +534,9 @@ fn a_backend_whose_plans_exceed_the_memory_limit_is_refused_with_the_planned_fig
     );
     assert!(text.contains("more than the limit of 4.0 kB"), "{text}");
     // The evaluation batch of 1000 is planned too (without training, only it).
-    let text = netc::run::ExecBackend::with_memory_limit(&model, 1, 20_000, true).err().unwrap().render(false);
+    let text = netc::run::ExecBackend::with_memory_limit(&model, 1, 24_000, true).err().unwrap().render(false);
     assert!(text.contains("evaluating `tiny` with batch 1000"), "{text}");
-    let text = netc::run::ExecBackend::with_memory_limit(&model, 1, 20_000, false).err().unwrap().render(false);
+    let text = netc::run::ExecBackend::with_memory_limit(&model, 1, 24_000, false).err().unwrap().render(false);
     assert!(text.contains("evaluating `tiny` with batch 1000"), "{text}");
     assert!(netc::run::ExecBackend::with_memory_limit(&model, 1, 1 << 30, true).is_ok());
 }

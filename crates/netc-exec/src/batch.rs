@@ -605,25 +605,28 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
         Exec::ReduceMax(m) => m.forward(arg(0), out),
         Exec::ReduceMaxBackward(m) => m.backward(arg(0), arg(1), out),
         Exec::MatMul(mm, e) => {
-            // SAFETY: the step's scratch is disjoint from its operands and result.
+            // SAFETY: the step's scratch and kept pre-activation are disjoint from its operands
+            // and result, and from each other.
             let scratch = unsafe { mem.get_mut(p.scratch) };
+            let pre = p.also.first().filter(|_| e.keep_pre).map(|&r| unsafe { mem.get_mut(r) });
             let bias = e.bias.then(|| arg(2));
             if checking {
-                mm.run(par, arg(0), arg(1), None, None, out, scratch);
-                epilogue_phases(par, *e, bias, 1, out, env, &mut phase);
+                mm.run(par, arg(0), arg(1), None, None, out, None, scratch);
+                epilogue_phases(par, *e, bias, 1, out, pre, env, &mut phase);
             } else {
-                mm.run(par, arg(0), arg(1), bias, e.act, out, scratch);
+                mm.run(par, arg(0), arg(1), bias, e.act, out, pre, scratch);
             }
         }
         Exec::Conv(plan, e) => {
-            // SAFETY: the step's scratch is disjoint from its operands and result.
+            // SAFETY: as for the product.
             let scratch = Scratch::new(unsafe { mem.get_mut(p.scratch) }, par.threads());
+            let pre = p.also.first().filter(|_| e.keep_pre).map(|&r| unsafe { mem.get_mut(r) });
             let bias = e.bias.then(|| arg(2));
             if checking {
-                conv::forward(par, plan, arg(0), arg(1), None, None, out, &scratch);
-                epilogue_phases(par, *e, bias, plan.geom.ho * plan.geom.wo, out, env, &mut phase);
+                conv::forward(par, plan, arg(0), arg(1), None, None, out, None, &scratch);
+                epilogue_phases(par, *e, bias, plan.geom.ho * plan.geom.wo, out, pre, env, &mut phase);
             } else {
-                conv::forward(par, plan, arg(0), arg(1), bias, e.act, out, &scratch);
+                conv::forward(par, plan, arg(0), arg(1), bias, e.act, out, pre, &scratch);
             }
         }
         Exec::ConvData(plan) => {
@@ -665,19 +668,25 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
 }
 
 /// The bias and activation of a GEMM step applied in place one after the other, noting each
-/// intermediate value; the caller notes the last. `inner` elements share a bias.
+/// intermediate value; the caller notes the last. `inner` elements share a bias; `pre`
+/// receives the value before the activation.
+#[allow(clippy::too_many_arguments)]
 fn epilogue_phases(
     par: Par,
     e: Epilogue,
     bias: Option<&[f32]>,
     inner: usize,
     out: &mut [f32],
+    pre: Option<&mut [f32]>,
     env: &mut Env<'_>,
     phase: &mut impl FnMut(&mut Env<'_>, &[f32]),
 ) {
     if let Some(bias) = bias {
         phase(env, out);
         ew::bias_in_place(par, bias, inner, out);
+    }
+    if let Some(pre) = pre {
+        pre.copy_from_slice(out);
     }
     if e.act.is_some() {
         phase(env, out);

@@ -68,6 +68,9 @@ fn write_steps(s: &mut String, program: &Program, compiled: &Compiled) -> std::f
                     if let Some(act) = epilogue.act {
                         write!(line, " +{}", act.name())?;
                     }
+                    if let (true, Some(pre)) = (epilogue.keep_pre, step.also.first()) {
+                        write!(line, " +pre {pre}")?;
+                    }
                 }
                 line
             }

@@ -85,6 +85,23 @@ impl Par {
     }
 }
 
+impl Par {
+    /// [`Par::chunks_mut`] over `data` and, where given, a second slice of the same length cut
+    /// the same way: `f(index, chunk of data, chunk of beside, worker)`.
+    pub fn chunks_mut_beside<T: Send>(
+        self,
+        data: &mut [T],
+        chunk: usize,
+        beside: Option<&mut [T]>,
+        f: impl Fn(usize, &mut [T], Option<&mut [T]>, usize) + Sync + Send,
+    ) {
+        match beside {
+            Some(b) => self.chunks_mut2(data, chunk, b, chunk, |t, d, b, w| f(t, d, Some(b), w)),
+            None => self.chunks_mut(data, chunk, |t, d, w| f(t, d, None, w)),
+        }
+    }
+}
+
 /// Scratch memory with one part per worker: worker `w` owns `len` elements at `w·len`.
 pub(crate) struct Scratch<'a> {
     ptr: *mut f32,

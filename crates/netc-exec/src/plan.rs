@@ -55,6 +55,9 @@ pub(crate) enum Kernel {
 pub(crate) struct Epilogue {
     pub bias: bool,
     pub act: Option<UnaryFn>,
+    /// Whether the step also stores the pre-activation (the biased product), as its first
+    /// `also` value, for other readers such as the activation's derivative.
+    pub keep_pre: bool,
 }
 
 /// One unit of work producing the value `out`.
@@ -198,7 +201,9 @@ pub(crate) fn compile(program: &Program) -> Result<Compiled, ValueId> {
         origins.push(origin);
     }
     fuse_bias_gradients(program, &mut steps);
-    Ok(Compiled { steps, kernels: fusion.kernels, origins, inputs, counter })
+    fuse_shared_activations(program, &mut steps);
+    let kernels = drop_unused_kernels(&mut steps, fusion.kernels);
+    Ok(Compiled { steps, kernels, origins, inputs, counter })
 }
 
 /// Moves each convolution's bias gradient (a sum of `dy` over the examples and positions)
@@ -232,6 +237,63 @@ fn fuse_bias_gradients(program: &Program, steps: &mut Vec<Step>) {
         steps[f].also.push(db);
         steps.remove(s);
     }
+}
+
+/// Moves an activation of a GEMM's result that has other readers (in training, the
+/// activation's derivative reads the pre-activation) from its own fused kernel into the GEMM's
+/// epilogue, which then stores both: one pass over the product while it is in cache instead
+/// of a second pass through memory. (A result with one reader took its activation in
+/// `compile` already.)
+fn fuse_shared_activations(program: &Program, steps: &mut Vec<Step>) {
+    let insts = program.insts();
+    let mut s = 0;
+    while s < steps.len() {
+        let out = steps[s].out;
+        let lone_unary = match (&steps[s].kernel, &insts[out.0].op) {
+            (Kernel::Fused(f), Op::Unary(act)) => (f.operands.len() == 1
+                && f.also.is_empty()
+                && f.values.iter().flatten().count() == 1
+                && insts[out.0].args == f.operands
+                && insts[out.0].shape == insts[f.operands[0].0].shape)
+                .then_some((*act, f.operands[0])),
+            _ => None,
+        };
+        let gemm = lone_unary.and_then(|(act, pre)| {
+            let open = |step: &Step| {
+                step.out == pre && step.also.is_empty() && gemm_epilogue(&step.kernel).is_some_and(|e| e.act.is_none())
+            };
+            steps[..s].iter().position(open).map(|g| (g, act, pre))
+        });
+        let Some((g, act, pre)) = gemm else {
+            s += 1;
+            continue;
+        };
+        let step = &mut steps[g];
+        if let Some(e) = gemm_epilogue_mut(&mut step.kernel) {
+            e.act = Some(act);
+            e.keep_pre = true;
+        }
+        step.fused.push(pre);
+        step.also.push(pre);
+        step.out = out;
+        steps.remove(s);
+    }
+}
+
+/// Drops the compiled kernels no step runs any more and numbers the rest in order of use.
+fn drop_unused_kernels(steps: &mut [Step], kernels: Vec<netc_jit::Kernel>) -> Vec<netc_jit::Kernel> {
+    let mut renumbered = vec![None; kernels.len()];
+    let mut order = Vec::new();
+    for step in steps {
+        if let Kernel::Fused(f) = &mut step.kernel {
+            f.kernel = *renumbered[f.kernel].get_or_insert_with(|| {
+                order.push(f.kernel);
+                order.len() - 1
+            });
+        }
+    }
+    let mut kernels: Vec<Option<netc_jit::Kernel>> = kernels.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|k| kernels[k].take()).collect()
 }
 
 fn gemm_epilogue(kernel: &Kernel) -> Option<&Epilogue> {

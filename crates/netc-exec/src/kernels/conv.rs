@@ -497,7 +497,8 @@ pub(crate) fn filter_partials_len(plan: &Plan) -> usize {
     }
 }
 
-/// `y = conv(x, w)` with the epilogue's bias and activation.
+/// `y = conv(x, w)` with the epilogue's bias and activation; with `pre` (as long as `y`),
+/// the biased outputs before the activation are stored there too.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     par: Par,
@@ -507,17 +508,18 @@ pub(crate) fn forward(
     bias: Option<&[f32]>,
     act: Option<UnaryFn>,
     y: &mut [f32],
+    pre: Option<&mut [f32]>,
     scratch: &Scratch<'_>,
 ) {
     let g = plan.geom;
     if g.depthwise() {
-        return depthwise::forward(par, &g, x, weights, bias, act, y);
+        return depthwise::forward(par, &g, x, weights, bias, act, y, pre);
     }
     if g.few_channels() {
-        return few_channels::forward(par, plan, x, weights, bias, act, y, scratch);
+        return few_channels::forward(par, plan, x, weights, bias, act, y, pre, scratch);
     }
     let (p, kg, opg) = (g.p(), g.kg(), g.opg());
-    par.chunks_mut(y, plan.chunk * g.y_len(), |t, y, worker| {
+    par.chunks_mut_beside(y, plan.chunk * g.y_len(), pre, |t, y, pre, worker| {
         let b0 = t * plan.chunk;
         let cn = y.len() / g.y_len();
         let cols = cn * p;
@@ -549,16 +551,19 @@ pub(crate) fn forward(
         wide!(par.isa(), fn(
             g: &Geom = &g, direct: bool = direct, staging: &[f32] = staging, cols: usize = cols,
             bias: Option<&[f32]> = bias, act: Option<UnaryFn> = act, y: &mut [f32] = y,
+            pre: Option<&mut [f32]> = pre,
         ) {
             let p = g.p();
             if direct {
                 if bias.is_some() || act.is_some() {
-                    bias_act_rows(y, p, bias, act);
+                    bias_act_rows(y, pre, p, bias, act);
                 }
             } else {
+                let mut pre = pre.map(|pre| pre.chunks_exact_mut(p));
                 for (i, y) in y.chunks_exact_mut(g.y_len()).enumerate() {
                     for (o, y) in y.chunks_exact_mut(p).enumerate() {
-                        copy_bias_act(&staging[o * cols + i * p..][..p], y, bias.map(|b| b[o]), act);
+                        let src = &staging[o * cols + i * p..][..p];
+                        copy_bias_act(src, y, pre.as_mut().and_then(Iterator::next), bias.map(|b| b[o]), act);
                     }
                 }
             }
@@ -790,14 +795,15 @@ mod few_channels {
         bias: Option<&[f32]>,
         act: Option<UnaryFn>,
         y: &mut [f32],
+        pre: Option<&mut [f32]>,
         scratch: &Scratch<'_>,
     ) {
         let g = plan.geom;
-        par.chunks_mut(y, g.y_len(), |n, y, worker| {
+        par.chunks_mut_beside(y, g.y_len(), pre, |n, y, pre, worker| {
             // SAFETY: `worker` comes from `Par`, which runs one task per worker at a time.
             let scratch = &mut unsafe { scratch.worker(worker) }[..plan.col];
             example(par.isa(), &g, &x[n * g.x_len()..][..g.x_len()], weights, scratch, y);
-            bias_act_rows(y, g.p(), bias, act);
+            bias_act_rows(y, pre, g.p(), bias, act);
         });
     }
 
@@ -1060,6 +1066,7 @@ mod depthwise {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn forward(
         par: Par,
         g: &Geom,
@@ -1068,20 +1075,23 @@ mod depthwise {
         bias: Option<&[f32]>,
         act: Option<UnaryFn>,
         y: &mut [f32],
+        pre: Option<&mut [f32]>,
     ) {
         let per = planes_per_task(g.p());
-        par.chunks_mut(y, per * g.p(), |t, y, _| {
+        par.chunks_mut_beside(y, per * g.p(), pre, |t, y, pre, _| {
             wide!(par.isa(), fn(
                 g: &Geom = g, x: &[f32] = x, weights: &[f32] = weights, bias: Option<&[f32]> = bias,
-                act: Option<UnaryFn> = act, y: &mut [f32] = y, first: usize = t * per,
+                act: Option<UnaryFn> = act, y: &mut [f32] = y, pre: Option<&mut [f32]> = pre,
+                first: usize = t * per,
             ) {
-                forward_planes(g, x, weights, bias, act, y, first)
+                forward_planes(g, x, weights, bias, act, y, pre, first)
             });
         });
     }
 
     /// The outputs of consecutive planes from plane `first`.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn forward_planes(
         g: &Geom,
         x: &[f32],
@@ -1089,16 +1099,19 @@ mod depthwise {
         bias: Option<&[f32]>,
         act: Option<UnaryFn>,
         y: &mut [f32],
+        pre: Option<&mut [f32]>,
         first: usize,
     ) {
         let (hw, p, k) = (g.h * g.w, g.p(), g.kh * g.kw);
+        let mut pre = pre.map(|pre| pre.chunks_mut(p));
         for (q, y) in y.chunks_mut(p).enumerate() {
             let plane = first + q;
             let channel = plane % g.c;
             let (x, w) = (&x[plane * hw..][..hw], &weights[channel * k..][..k]);
             forward_taps(g, x, w, y);
             if bias.is_some() || act.is_some() {
-                bias_act_rows(y, p, bias.map(|b| &b[channel..channel + 1]), act);
+                let pre = pre.as_mut().and_then(Iterator::next);
+                bias_act_rows(y, pre, p, bias.map(|b| &b[channel..channel + 1]), act);
             }
         }
     }
@@ -1262,7 +1275,7 @@ mod tests {
             let weights: Vec<f32> = (0..c * k * k).map(|i| ((i * 31) % 7) as f32 - 3.0).collect();
             let mut y = vec![f32::NAN; g.n * g.y_len()];
             for threads in [1, 2] {
-                depthwise::forward(Par::new(threads), &g, &x, &weights, None, None, &mut y);
+                depthwise::forward(Par::new(threads), &g, &x, &weights, None, None, &mut y, None);
                 for (e, y) in y.chunks(g.y_len()).enumerate() {
                     for (q, &v) in y.iter().enumerate() {
                         let (ch, pos) = (q / g.p(), q % g.p());
@@ -1322,9 +1335,42 @@ mod tests {
                     let mut memory = vec![0.0; plan.worker_scratch() * threads];
                     let scratch = Scratch::new(&mut memory, threads);
                     let mut y = vec![f32::NAN; want.len()];
-                    forward(par, &plan, &x, &weights, None, None, &mut y, &scratch);
+                    forward(par, &plan, &x, &weights, None, None, &mut y, None, &scratch);
                     assert_eq!(bits(&y), bits(&want), "{g:?} on {isa} with {threads} threads");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_kept_pre_activation_is_the_biased_output_on_every_path() {
+        // GEMM through the staging block, GEMM writing in place (one position per filter),
+        // few input channels, depthwise.
+        let cases = [
+            Geom { o: 6, ..geom(8, 9, 9, 3, 1, 1, 1) },
+            Geom { o: 6, ..geom(5, 4, 4, 4, 1, 0, 1) },
+            Geom { o: 7, ..geom(1, 12, 12, 5, 1, 0, 1) },
+            geom(3, 7, 6, 3, 2, 1, 3),
+        ];
+        for g in cases {
+            let plan = g.forward_plan();
+            let x: Vec<f32> = (0..g.n * g.x_len()).map(|i| ((i * 7919) % 1009) as f32 / 101.0 - 4.9).collect();
+            let weights: Vec<f32> = (0..g.o * g.kg()).map(|i| ((i * 31) % 97) as f32 / 41.0 - 1.2).collect();
+            let bias: Vec<f32> = (0..g.o).map(|o| o as f32 * 0.7 - 2.0).collect();
+            for threads in [1, 2] {
+                let par = Par::new(threads);
+                let mut memory = vec![0.0; plan.worker_scratch() * threads];
+                let scratch = Scratch::new(&mut memory, threads);
+                let run = |act: Option<UnaryFn>, pre: Option<&mut [f32]>| {
+                    let mut y = vec![f32::NAN; g.n * g.y_len()];
+                    forward(par, &plan, &x, &weights, Some(&bias), act, &mut y, pre, &scratch);
+                    y
+                };
+                let (biased, activated) = (run(None, None), run(Some(UnaryFn::Tanh), None));
+                let mut pre = vec![f32::NAN; biased.len()];
+                let both = run(Some(UnaryFn::Tanh), Some(&mut pre));
+                assert_eq!(bits(&pre), bits(&biased), "{g:?}, {threads} threads");
+                assert_eq!(bits(&both), bits(&activated), "{g:?}, {threads} threads");
             }
         }
     }

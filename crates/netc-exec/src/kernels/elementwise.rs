@@ -71,43 +71,105 @@ pub(crate) fn bias_in_place(par: Par, bias: &[f32], inner: usize, data: &mut [f3
 }
 
 /// `rows = act(rows + bias[first_channel + r])` for the rows (of `inner` elements) of `data`:
-/// the epilogue of a convolution, on one task's images.
+/// the epilogue of a convolution, on one task's images. With `pre` (as long as `data`), the
+/// biased rows are also stored there: the pre-activation, for a backward pass that reads it.
 #[inline(always)]
-pub(crate) fn bias_act_rows(data: &mut [f32], inner: usize, bias: Option<&[f32]>, act: Option<UnaryFn>) {
+pub(crate) fn bias_act_rows(
+    data: &mut [f32],
+    pre: Option<&mut [f32]>,
+    inner: usize,
+    bias: Option<&[f32]>,
+    act: Option<UnaryFn>,
+) {
     if inner == 0 {
         return;
     }
-    with_act!(act, |op| {
-        for (r, row) in data.chunks_mut(inner).enumerate() {
-            let b = bias.map_or(0.0, |b| b[r % b.len()]);
-            match bias {
-                Some(_) => row.iter_mut().for_each(|v| *v = op(*v + b)),
-                None => row.iter_mut().for_each(|v| *v = op(*v)),
+    let b = |r: usize| bias.map(|b| b[r % b.len()]);
+    with_act!(act, |op| match pre {
+        None => {
+            for (r, row) in data.chunks_mut(inner).enumerate() {
+                match b(r) {
+                    Some(b) => row.iter_mut().for_each(|v| *v = op(*v + b)),
+                    None => row.iter_mut().for_each(|v| *v = op(*v)),
+                }
+            }
+        }
+        Some(pre) => {
+            for (r, (row, pre)) in data.chunks_mut(inner).zip(pre.chunks_mut(inner)).enumerate() {
+                keep_pre(row, pre, b(r), op);
             }
         }
     })
 }
 
-/// `dst = act(src + b)` for one row.
+/// `pre = row + b; row = op(pre)` (no addition without a bias, which would turn -0 into +0).
 #[inline(always)]
-pub(crate) fn copy_bias_act(src: &[f32], dst: &mut [f32], b: Option<f32>, act: Option<UnaryFn>) {
-    with_act!(act, |op| match b {
-        Some(b) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = op(s + b)),
-        None => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = op(s)),
+fn keep_pre(row: &mut [f32], pre: &mut [f32], b: Option<f32>, op: impl Fn(f32) -> f32) {
+    match b {
+        Some(b) => row.iter_mut().zip(pre).for_each(|(v, p)| {
+            *p = *v + b;
+            *v = op(*p);
+        }),
+        None => row.iter_mut().zip(pre).for_each(|(v, p)| {
+            *p = *v;
+            *v = op(*p);
+        }),
+    }
+}
+
+/// `dst = act(src + b)` for one row, and `pre = src + b` where given.
+#[inline(always)]
+pub(crate) fn copy_bias_act(
+    src: &[f32],
+    dst: &mut [f32],
+    pre: Option<&mut [f32]>,
+    b: Option<f32>,
+    act: Option<UnaryFn>,
+) {
+    with_act!(act, |op| match (pre, b) {
+        (None, Some(b)) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = op(s + b)),
+        (None, None) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = op(s)),
+        (Some(pre), Some(b)) => dst.iter_mut().zip(pre).zip(src).for_each(|((d, p), &s)| {
+            *p = s + b;
+            *d = op(*p);
+        }),
+        (Some(pre), None) => dst.iter_mut().zip(pre).zip(src).for_each(|((d, p), &s)| {
+            *p = s;
+            *d = op(s);
+        }),
     })
 }
 
 /// `rows[i][j] = act(rows[i][j] + bias[j])`: the epilogue of a matrix product whose columns
-/// are channels.
-pub(crate) fn bias_act_cols(data: &mut [f32], bias: Option<&[f32]>, act: Option<UnaryFn>, cols: usize) {
+/// are channels; with `pre`, the biased rows are also stored there.
+pub(crate) fn bias_act_cols(
+    data: &mut [f32],
+    pre: Option<&mut [f32]>,
+    bias: Option<&[f32]>,
+    act: Option<UnaryFn>,
+    cols: usize,
+) {
     if cols == 0 {
         return;
     }
-    with_act!(act, |op| {
-        for row in data.chunks_mut(cols) {
-            match bias {
-                Some(b) => row.iter_mut().zip(b).for_each(|(v, &b)| *v = op(*v + b)),
-                None => row.iter_mut().for_each(|v| *v = op(*v)),
+    with_act!(act, |op| match pre {
+        None => {
+            for row in data.chunks_mut(cols) {
+                match bias {
+                    Some(b) => row.iter_mut().zip(b).for_each(|(v, &b)| *v = op(*v + b)),
+                    None => row.iter_mut().for_each(|v| *v = op(*v)),
+                }
+            }
+        }
+        Some(pre) => {
+            for (row, pre) in data.chunks_mut(cols).zip(pre.chunks_mut(cols)) {
+                match bias {
+                    Some(b) => row.iter_mut().zip(pre).zip(b).for_each(|((v, p), &b)| {
+                        *p = *v + b;
+                        *v = op(*p);
+                    }),
+                    None => keep_pre(row, pre, None, op),
+                }
             }
         }
     })

@@ -57,6 +57,7 @@ impl MatMul {
         }
     }
 
+    /// `c = act(a · b + bias)`; with `pre`, `a · b + bias` is stored there too.
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
@@ -66,6 +67,7 @@ impl MatMul {
         bias: Option<&[f32]>,
         act: Option<UnaryFn>,
         c: &mut [f32],
+        pre: Option<&mut [f32]>,
         scratch: &mut [f32],
     ) {
         let n = self.n;
@@ -73,10 +75,10 @@ impl MatMul {
             return;
         }
         if let Some(cols) = self.columns {
-            return self.by_columns(par, cols, a, b, bias, act, c, scratch);
+            return self.by_columns(par, cols, a, b, bias, act, c, pre, scratch);
         }
         let scratch = Scratch::new(scratch, par.threads());
-        par.chunks_mut(c, self.rows * n, |t, c, worker| {
+        par.chunks_mut_beside(c, self.rows * n, pre, |t, c, pre, worker| {
             let r0 = t * self.rows;
             let rows = c.len() / n;
             let a = MatRef::new(a, r0 * self.a_rs, rows, self.k, self.a_rs, self.a_cs);
@@ -85,7 +87,7 @@ impl MatMul {
             let pack = unsafe { scratch.worker(worker) };
             gemm(par.isa(), MatMut::new(c, 0, rows, n, n, 1), a, b, false, pack);
             if bias.is_some() || act.is_some() {
-                bias_act_cols(c, bias, act, n);
+                bias_act_cols(c, pre, bias, act, n);
             }
         });
     }
@@ -104,6 +106,7 @@ impl MatMul {
         bias: Option<&[f32]>,
         act: Option<UnaryFn>,
         c: &mut [f32],
+        pre: Option<&mut [f32]>,
         scratch: &mut [f32],
     ) {
         let (m, n, k) = (self.m, self.n, self.k);
@@ -118,12 +121,12 @@ impl MatMul {
             gemm(par.isa(), MatMut::new(block, 0, m, width, width, 1), a, b, false, pack);
         });
         let staging = &*staging;
-        par.chunks_mut(c, n, |i, row, _| {
+        par.chunks_mut_beside(c, n, pre, |i, row, pre, _| {
             for (t, part) in row.chunks_mut(cols).enumerate() {
                 part.copy_from_slice(&staging[t * m * cols + i * part.len()..][..part.len()]);
             }
             if bias.is_some() || act.is_some() {
-                bias_act_cols(row, bias, act, n);
+                bias_act_cols(row, pre, bias, act, n);
             }
         });
     }
@@ -150,10 +153,35 @@ mod tests {
                 for mm in [tiled, by_rows] {
                     let mut scratch = vec![0.0; mm.scratch_len(threads)];
                     let mut c = vec![f32::NAN; m * n];
-                    mm.run(Par::new(threads), &a, &b, Some(&bias), Some(UnaryFn::Relu), &mut c, &mut scratch);
+                    mm.run(Par::new(threads), &a, &b, Some(&bias), Some(UnaryFn::Relu), &mut c, None, &mut scratch);
                     results.push(c.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
                 }
                 assert_eq!(results[0], results[1], "trans_b {trans_b}, {threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn a_kept_pre_activation_is_the_biased_product() {
+        // Row tiles and column tiles, with and without a bias (no bias: stored as computed).
+        let (m, n, k) = (100, 300, 70);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 997) as f32 / 89.0 - 5.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 991) as f32 / 97.0 - 5.0).collect();
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 / 50.0 - 3.0).collect();
+        let tiled = MatMul::new(&[m, k], &[k, n], false, false);
+        for mm in [tiled, MatMul { columns: None, ..tiled }] {
+            for (bias, threads) in [(Some(&bias[..]), 1), (Some(&bias[..]), 2), (None, 2)] {
+                let mut scratch = vec![0.0; mm.scratch_len(threads)];
+                let mut run = |act: Option<UnaryFn>, pre: Option<&mut [f32]>| {
+                    let mut c = vec![f32::NAN; m * n];
+                    mm.run(Par::new(threads), &a, &b, bias, act, &mut c, pre, &mut scratch);
+                    c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                };
+                let (product, activated) = (run(None, None), run(Some(UnaryFn::Softplus), None));
+                let mut pre = vec![f32::NAN; m * n];
+                let both = run(Some(UnaryFn::Softplus), Some(&mut pre));
+                let pre: Vec<u32> = pre.iter().map(|v| v.to_bits()).collect();
+                assert!(pre == product && both == activated, "{mm:?}, bias {}, {threads} threads", bias.is_some());
             }
         }
     }
@@ -173,12 +201,21 @@ mod tests {
         for (ta, tb, want) in cases {
             let mut c = [0.0; 4];
             let mm = MatMul::new(&[2, 2], &[2, 2], ta, tb);
-            mm.run(Par::new(1), &a, &b, None, None, &mut c, &mut pack[..mm.scratch_len(1)]);
+            mm.run(Par::new(1), &a, &b, None, None, &mut c, None, &mut pack[..mm.scratch_len(1)]);
             assert_eq!(c, want, "{ta} {tb}");
         }
         let mut c = [0.0; 4];
         let mm = MatMul::new(&[2, 2], &[2, 2], false, false);
-        mm.run(Par::new(1), &a, &b, Some(&[-20.0, 0.0]), Some(UnaryFn::Relu), &mut c, &mut pack[..mm.scratch_len(1)]);
+        mm.run(
+            Par::new(1),
+            &a,
+            &b,
+            Some(&[-20.0, 0.0]),
+            Some(UnaryFn::Relu),
+            &mut c,
+            None,
+            &mut pack[..mm.scratch_len(1)],
+        );
         assert_eq!(c, [0.0, 22.0, 23.0, 50.0]);
     }
 }
