@@ -167,17 +167,7 @@ impl Geom {
     /// The chunk plan of the forward pass.
     pub fn forward_plan(self) -> Plan {
         if self.depthwise() {
-            // Direct, per plane: no scratch.
-            return Plan {
-                geom: self,
-                chunk: 1,
-                tasks: self.n,
-                rows: self.o,
-                bias: false,
-                col: 0,
-                staging: 0,
-                pack: 0,
-            };
+            return self.depthwise_plan(false);
         }
         if self.few_channels() {
             let col = few_channels::padded_len(&self);
@@ -191,7 +181,18 @@ impl Geom {
         Plan { geom: self, chunk, tasks, rows: self.o, bias: false, col, staging, pack }
     }
 
+    /// Direct, per plane; per worker, a zero-padded plane (see [`depthwise::scratch_len`]).
+    fn depthwise_plan(self, bias: bool) -> Plan {
+        let col = depthwise::scratch_len(&self);
+        // One chunk of the whole batch: the tasks are planes or channels, and the filter
+        // gradient needs no partials.
+        Plan { geom: self, chunk: self.n, tasks: 1, rows: self.o, bias, col, staging: 0, pack: 0 }
+    }
+
     pub fn data_plan(self) -> Plan {
+        if self.depthwise() {
+            return self.depthwise_plan(false);
+        }
         let (tasks, chunk) = self.chunks(TASK_COLUMNS);
         let cols = chunk * self.p();
         let col = if self.col_is_input() { 0 } else { self.ck() * cols };
@@ -202,6 +203,9 @@ impl Geom {
 
     /// The chunk plan of the filter gradient; with `bias`, of the bias gradient too.
     pub fn filter_plan(self, bias: bool) -> Plan {
+        if self.depthwise() {
+            return self.depthwise_plan(bias);
+        }
         let (tasks, chunk) = if self.whole_input() { split(self.n, 256) } else { self.chunks(FILTER_COLUMNS) };
         let cols = chunk * self.p();
         // With one chunk and no im2col to share, split the output channels instead.
@@ -416,6 +420,16 @@ impl Geom {
     }
 }
 
+/// `dst = src` for runs of any length without calling `memmove` (see [`copy_short`]).
+#[inline(always)]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    let (mut d, mut s) = (dst.chunks_exact_mut(16), src.chunks_exact(16));
+    for (d, s) in (&mut d).zip(&mut s) {
+        copy_short(d, s);
+    }
+    copy_short(d.into_remainder(), s.remainder());
+}
+
 /// `dst = src` for runs of at most 16 elements, in fixed-size pieces without a loop: a slice
 /// copy (or a copy loop, which LLVM turns into one) would call `memmove`, which costs more
 /// than the copy for a few elements.
@@ -513,7 +527,7 @@ pub(crate) fn forward(
 ) {
     let g = plan.geom;
     if g.depthwise() {
-        return depthwise::forward(par, &g, x, weights, bias, act, y, pre);
+        return depthwise::forward(par, &g, x, weights, bias, act, y, pre, scratch);
     }
     if g.few_channels() {
         return few_channels::forward(par, plan, x, weights, bias, act, y, pre, scratch);
@@ -575,7 +589,7 @@ pub(crate) fn forward(
 pub(crate) fn backward_data(par: Par, plan: &Plan, dy: &[f32], weights: &[f32], dx: &mut [f32], scratch: &Scratch<'_>) {
     let g = plan.geom;
     if g.depthwise() {
-        return depthwise::backward_data(par, &g, dy, weights, dx);
+        return depthwise::backward_data(par, &g, dy, weights, dx, scratch);
     }
     let (p, kg, opg) = (g.p(), g.kg(), g.opg());
     par.chunks_mut(dx, plan.chunk * g.x_len(), |t, dx, worker| {
@@ -648,7 +662,7 @@ pub(crate) fn backward_filter(
 ) {
     let g = plan.geom;
     if g.depthwise() {
-        depthwise::backward_filter(par, &g, x, dy, dw);
+        depthwise::backward_filter(par, &g, x, dy, dw, scratch);
         if let Some(db) = db {
             depthwise::bias_gradient(par, &g, dy, db);
         }
@@ -1004,18 +1018,21 @@ mod few_channels {
 }
 
 /// Depthwise convolutions without im2col: every output is its window's dot product with its
-/// channel's filter, taps in row-major order, one plain multiply and add each (the same
-/// instructions on every instruction-set path). A tap is applied to a whole output row at once
-/// (the columns whose input lies inside the plane), so the loops run along rows and vectorise;
-/// each output still adds its taps in row-major order. The filter gradient sums each tap over
-/// the batch in `LANES` partial sums of fixed lanes, added in lane order at the end. The work is
-/// split over planes (data) or channels (filters), never inside a sum, so results do not depend
-/// on the thread count.
+/// channel's filter, taps in row-major order, one plain multiply and add each from zero (the
+/// same instructions on every instruction-set path). With stride 1 and less padding than the
+/// filter (ConvAct's), a plane is copied with its zero padding and each block of outputs along
+/// a row is summed over all taps in registers (see `correlate`); the data gradient is the same
+/// sum over the zero-padded `dy` with the taps turned round. A padding tap adds `w·0`, which
+/// leaves a sum from zero unchanged for finite weights, so these are the sums that skip the
+/// padding. Other strides apply a tap to a whole output row at once (the columns whose input
+/// lies inside the plane). The filter gradient sums each tap over the batch in `LANES` partial
+/// sums of fixed lanes, added in lane order at the end. The work is split over planes (data)
+/// or channels (filters), never inside a sum, so results do not depend on the thread count.
 mod depthwise {
     use super::Geom;
     use crate::kernels::elementwise::bias_act_rows;
     use crate::kernels::reduce::lane_sum;
-    use crate::par::{wide, Par, ELEMENTS_PER_TASK};
+    use crate::par::{wide, Par, Scratch, ELEMENTS_PER_TASK};
     use netc_ir::UnaryFn;
 
     /// Lanes of the filter gradient's partial sums: fixed, so the order of every sum is too.
@@ -1026,6 +1043,131 @@ mod depthwise {
 
     fn planes_per_task(len: usize) -> usize {
         (ELEMENTS_PER_TASK / len.max(1)).max(1)
+    }
+
+    /// Whether whole rows of zero-padded planes are used: stride 1, padding under the filter
+    /// size (so the data gradient's padding, `k − 1 − pad`, is not negative).
+    fn by_rows(g: &Geom) -> bool {
+        g.stride == 1 && g.pad < g.kh && g.pad < g.kw
+    }
+
+    /// A 1×1 filter over whole planes: each output one tap.
+    fn pointwise(g: &Geom) -> bool {
+        g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0
+    }
+
+    /// `out = 0 + w·x`, the sum from zero of a single tap.
+    #[inline(always)]
+    fn scale_from_zero(w: f32, x: &[f32], out: &mut [f32]) {
+        out.iter_mut().zip(x).for_each(|(o, &v)| *o = 0.0 + w * v);
+    }
+
+    /// Per-worker scratch: the larger of a zero-padded input plane and a zero-padded `dy` plane.
+    pub(super) fn scratch_len(g: &Geom) -> usize {
+        if !by_rows(g) {
+            return 0;
+        }
+        let input = (g.h + 2 * g.pad) * (g.w + 2 * g.pad);
+        let grad = (g.ho + 2 * (g.kh - 1 - g.pad)) * (g.wo + 2 * (g.kw - 1 - g.pad));
+        input.max(grad)
+    }
+
+    /// Zero-padded copies of planes of rows of `w`: `top` zero rows and `left` zero columns
+    /// before each plane, in rows of `width` with zeros after. The padding is zeroed once; each
+    /// plane overwrites only the inside.
+    struct Padded<'a> {
+        buf: &'a mut [f32],
+        w: usize,
+        top: usize,
+        left: usize,
+        width: usize,
+    }
+
+    impl<'a> Padded<'a> {
+        #[inline(always)]
+        fn new(buf: &'a mut [f32], (h, w): (usize, usize), (top, left): (usize, usize)) -> Self {
+            let (width, rows) = (w + 2 * left, h + 2 * top);
+            let buf = if top == 0 && left == 0 { &mut buf[..0] } else { &mut buf[..rows * width] };
+            buf.fill(0.0);
+            Padded { buf, w, top, left, width }
+        }
+
+        /// The plane `x`, padded; `x` itself when nothing is padded.
+        #[inline(always)]
+        fn plane<'s>(&'s mut self, x: &'s [f32]) -> &'s [f32] {
+            if self.buf.is_empty() {
+                return x;
+            }
+            for (r, row) in x.chunks_exact(self.w).enumerate() {
+                super::copy_run(&mut self.buf[(r + self.top) * self.width + self.left..][..self.w], row);
+            }
+            self.buf
+        }
+    }
+
+    /// The offsets of the taps (row-major) in a plane of rows of `width`.
+    #[inline(always)]
+    fn offsets(g: &Geom, width: usize) -> [usize; MAX_TAPS] {
+        let mut offsets = [0; MAX_TAPS];
+        for (t, off) in offsets.iter_mut().enumerate().take(g.kh * g.kw) {
+            *off = t / g.kw * width + t % g.kw;
+        }
+        offsets
+    }
+
+    /// `out[i][j] = Σ_t w_t · src[i·width + j + off_t]` over the taps in order, from zero, one
+    /// multiply and one add each, for rows of `cols` outputs. Each block of outputs along a row
+    /// is summed in registers; a row's last block may overlap the one before, recomputing the
+    /// same values, so every path and block width gives the same bits.
+    #[inline(always)]
+    fn correlate(src: &[f32], width: usize, offsets: &[usize], weights: &[f32], out: &mut [f32], cols: usize) {
+        // 3×3 filters (ConvAct's) with the taps unrolled and their weights in registers.
+        if let (Ok(offsets), Ok(weights)) = (<&[usize; 9]>::try_from(offsets), <&[f32; 9]>::try_from(weights)) {
+            return match cols {
+                16.. => blocks::<16, 9>(src, width, offsets, weights, out, cols),
+                8.. => blocks::<8, 9>(src, width, offsets, weights, out, cols),
+                4.. => blocks::<4, 9>(src, width, offsets, weights, out, cols),
+                _ => blocks::<1, 9>(src, width, offsets, weights, out, cols),
+            };
+        }
+        match cols {
+            16.. => blocks::<16, 0>(src, width, offsets, weights, out, cols),
+            8.. => blocks::<8, 0>(src, width, offsets, weights, out, cols),
+            4.. => blocks::<4, 0>(src, width, offsets, weights, out, cols),
+            _ => blocks::<1, 0>(src, width, offsets, weights, out, cols),
+        }
+    }
+
+    /// [`correlate`] in blocks of `L` outputs, for `K` taps (any number when `K` is 0).
+    #[inline(always)]
+    fn blocks<const L: usize, const K: usize>(
+        src: &[f32],
+        width: usize,
+        offsets: &[usize],
+        weights: &[f32],
+        out: &mut [f32],
+        cols: usize,
+    ) {
+        let taps = if K == 0 { offsets.len() } else { K };
+        let (offsets, weights) = (&offsets[..taps], &weights[..taps]);
+        for (i, row) in out.chunks_exact_mut(cols).enumerate() {
+            let src = &src[i * width..];
+            let mut j = 0;
+            while j < cols {
+                let j0 = j.min(cols - L);
+                let mut acc = [0.0f32; L];
+                for (&off, &w) in offsets.iter().zip(weights) {
+                    let v: &[f32; L] = src[j0 + off..][..L].try_into().expect("a block of L inputs");
+                    for l in 0..L {
+                        acc[l] += w * v[l];
+                    }
+                }
+                if let Ok(dst) = <&mut [f32; L]>::try_from(&mut row[j0..j0 + L]) {
+                    *dst = acc;
+                }
+                j += L;
+            }
+        }
     }
 
     /// For kernel column `b`: the output columns `lo..hi` whose input column is inside the
@@ -1076,15 +1218,18 @@ mod depthwise {
         act: Option<UnaryFn>,
         y: &mut [f32],
         pre: Option<&mut [f32]>,
+        scratch: &Scratch<'_>,
     ) {
         let per = planes_per_task(g.p());
-        par.chunks_mut_beside(y, per * g.p(), pre, |t, y, pre, _| {
+        par.chunks_mut_beside(y, per * g.p(), pre, |t, y, pre, worker| {
+            // SAFETY: `worker` comes from `Par`, which runs one task per worker at a time.
+            let padded = unsafe { scratch.worker(worker) };
             wide!(par.isa(), fn(
                 g: &Geom = g, x: &[f32] = x, weights: &[f32] = weights, bias: Option<&[f32]> = bias,
                 act: Option<UnaryFn> = act, y: &mut [f32] = y, pre: Option<&mut [f32]> = pre,
-                first: usize = t * per,
+                padded: &mut [f32] = padded, first: usize = t * per,
             ) {
-                forward_planes(g, x, weights, bias, act, y, pre, first)
+                forward_planes(g, x, weights, bias, act, y, pre, padded, first)
             });
         });
     }
@@ -1100,15 +1245,26 @@ mod depthwise {
         act: Option<UnaryFn>,
         y: &mut [f32],
         pre: Option<&mut [f32]>,
+        padded: &mut [f32],
         first: usize,
     ) {
         let (hw, p, k) = (g.h * g.w, g.p(), g.kh * g.kw);
         let mut pre = pre.map(|pre| pre.chunks_mut(p));
+        let rows = by_rows(g);
+        let mut padded = Padded::new(padded, (g.h, g.w), if rows { (g.pad, g.pad) } else { (0, 0) });
+        let width = padded.width;
+        let offsets = offsets(g, width);
         for (q, y) in y.chunks_mut(p).enumerate() {
             let plane = first + q;
             let channel = plane % g.c;
             let (x, w) = (&x[plane * hw..][..hw], &weights[channel * k..][..k]);
-            forward_taps(g, x, w, y);
+            if pointwise(g) {
+                scale_from_zero(w[0], x, y);
+            } else if rows {
+                correlate(padded.plane(x), width, &offsets[..k], w, y, g.wo);
+            } else {
+                forward_taps(g, x, w, y);
+            }
             if bias.is_some() || act.is_some() {
                 let pre = pre.as_mut().and_then(Iterator::next);
                 bias_act_rows(y, pre, p, bias.map(|b| &b[channel..channel + 1]), act);
@@ -1135,23 +1291,57 @@ mod depthwise {
     }
 
     /// Each output's gradient times each tap, added to the input it read.
-    pub(super) fn backward_data(par: Par, g: &Geom, dy: &[f32], weights: &[f32], dx: &mut [f32]) {
+    pub(super) fn backward_data(
+        par: Par,
+        g: &Geom,
+        dy: &[f32],
+        weights: &[f32],
+        dx: &mut [f32],
+        scratch: &Scratch<'_>,
+    ) {
         let per = planes_per_task(g.h * g.w);
-        par.chunks_mut(dx, per * g.h * g.w, |t, dx, _| {
-            wide!(par.isa(), fn(g: &Geom = g, dy: &[f32] = dy, weights: &[f32] = weights, dx: &mut [f32] = dx, first: usize = t * per) {
-                backward_data_planes(g, dy, weights, dx, first)
+        par.chunks_mut(dx, per * g.h * g.w, |t, dx, worker| {
+            // SAFETY: as in `forward`.
+            let padded = unsafe { scratch.worker(worker) };
+            wide!(par.isa(), fn(
+                g: &Geom = g, dy: &[f32] = dy, weights: &[f32] = weights, dx: &mut [f32] = dx,
+                padded: &mut [f32] = padded, first: usize = t * per,
+            ) {
+                backward_data_planes(g, dy, weights, dx, padded, first)
             });
         });
     }
 
     /// The input gradients of consecutive planes from plane `first`.
     #[inline(always)]
-    fn backward_data_planes(g: &Geom, dy: &[f32], weights: &[f32], dx: &mut [f32], first: usize) {
+    fn backward_data_planes(g: &Geom, dy: &[f32], weights: &[f32], dx: &mut [f32], padded: &mut [f32], first: usize) {
         let (hw, p, k) = (g.h * g.w, g.p(), g.kh * g.kw);
+        let rows = by_rows(g);
+        // Input (r, c) gathers dy(r + pad − a, c + pad − b) · w(a, b) in the order the
+        // tap-by-tap scatter adds them: rows of dy in order (a falling), then b rising; in the
+        // padded dy that tap is at ((kh − 1 − a), (kw − 1 − b)).
+        let margins = if rows { (g.kh - 1 - g.pad, g.kw - 1 - g.pad) } else { (0, 0) };
+        let mut padded = Padded::new(padded, (g.ho, g.wo), margins);
+        let width = padded.width;
+        let (mut offsets, mut order) = ([0; MAX_TAPS], [0; MAX_TAPS]);
+        let taps = (0..g.kh).rev().flat_map(|a| (0..g.kw).map(move |b| (a, b)));
+        for ((off, index), (a, b)) in offsets.iter_mut().zip(&mut order).zip(taps) {
+            (*off, *index) = ((g.kh - 1 - a) * width + g.kw - 1 - b, a * g.kw + b);
+        }
         for (q, dx) in dx.chunks_mut(hw).enumerate() {
             let plane = first + q;
             let (dy, w) = (&dy[plane * p..][..p], &weights[plane % g.c * k..][..k]);
-            backward_data_taps(g, dy, w, dx);
+            if pointwise(g) {
+                scale_from_zero(w[0], dy, dx);
+            } else if rows {
+                let mut turned = [0.0; MAX_TAPS];
+                for (v, &index) in turned.iter_mut().zip(&order[..k]) {
+                    *v = w[index];
+                }
+                correlate(padded.plane(dy), width, &offsets[..k], &turned[..k], dx, g.w);
+            } else {
+                backward_data_taps(g, dy, w, dx);
+            }
         }
     }
 
@@ -1175,23 +1365,51 @@ mod depthwise {
 
     /// Per channel and tap, the sum over the examples and output positions of the output's
     /// gradient times the input it read.
-    pub(super) fn backward_filter(par: Par, g: &Geom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
-        par.chunks_mut(dw, g.kh * g.kw, |channel, dw, _| {
-            wide!(par.isa(), fn(g: &Geom = g, x: &[f32] = x, dy: &[f32] = dy, dw: &mut [f32] = dw, channel: usize = channel) {
-                filter_channel(g, x, dy, dw, channel)
+    pub(super) fn backward_filter(par: Par, g: &Geom, x: &[f32], dy: &[f32], dw: &mut [f32], scratch: &Scratch<'_>) {
+        par.chunks_mut(dw, g.kh * g.kw, |channel, dw, worker| {
+            // SAFETY: as in `forward`.
+            let padded = unsafe { scratch.worker(worker) };
+            wide!(par.isa(), fn(
+                g: &Geom = g, x: &[f32] = x, dy: &[f32] = dy, dw: &mut [f32] = dw, padded: &mut [f32] = padded,
+                channel: usize = channel,
+            ) {
+                filter_channel(g, x, dy, dw, padded, channel)
             });
         });
     }
 
-    /// The filter gradient of one channel.
+    /// The filter gradient of one channel. With whole rows, lane `j % LANES` of a tap's sums
+    /// takes output column `j` of every row; otherwise the columns of the tap's span in turn.
     #[inline(always)]
-    fn filter_channel(g: &Geom, x: &[f32], dy: &[f32], dw: &mut [f32], channel: usize) {
+    fn filter_channel(g: &Geom, x: &[f32], dy: &[f32], dw: &mut [f32], padded: &mut [f32], channel: usize) {
         let (hw, p) = (g.h * g.w, g.p());
         // On the stack: no allocation per step.
         let mut sums = [[0.0f32; LANES]; MAX_TAPS];
+        let rows = by_rows(g);
+        let mut padded = Padded::new(padded, (g.h, g.w), if rows { (g.pad, g.pad) } else { (0, 0) });
+        let width = padded.width;
+        let offsets = offsets(g, width);
         for n in 0..g.n {
             let plane = n * g.c + channel;
             let (x, dy) = (&x[plane * hw..][..hw], &dy[plane * p..][..p]);
+            if pointwise(g) && g.wo == 1 {
+                // One position per row: lane 0 only.
+                sums[0][0] = dy.iter().zip(x).fold(sums[0][0], |s, (&d, &v)| s + d * v);
+                continue;
+            }
+            if rows {
+                let src = padded.plane(x);
+                let offsets = &offsets[..g.kh * g.kw];
+                match <&[usize; 9]>::try_from(offsets) {
+                    Ok(offsets) => plane_sums(&mut sums, dy, src, width, offsets, g.wo),
+                    Err(_) => {
+                        for (sums, &off) in sums.iter_mut().zip(offsets) {
+                            plane_sums(std::slice::from_mut(sums), dy, src, width, &[off], g.wo);
+                        }
+                    }
+                }
+                continue;
+            }
             each_tap(
                 g,
                 #[inline(always)]
@@ -1224,6 +1442,40 @@ mod depthwise {
         });
     }
 
+    /// For each of `K` taps, `sums[t][j % LANES] += dy[i][j] · src[i·width + j + offsets[t]]`
+    /// along the rows `i` of `dy` (of `wo`), in order: the taps side by side in registers, so
+    /// that their chains of additions overlap.
+    #[inline(always)]
+    fn plane_sums<const K: usize>(
+        sums: &mut [[f32; LANES]],
+        dy: &[f32],
+        src: &[f32],
+        width: usize,
+        offsets: &[usize; K],
+        wo: usize,
+    ) {
+        let mut acc: [[f32; LANES]; K] = std::array::from_fn(|t| sums[t]);
+        let (full, rest) = (wo / LANES * LANES, wo % LANES);
+        for (i, d) in dy.chunks_exact(wo).enumerate() {
+            let row = &src[i * width..];
+            for j in (0..full).step_by(LANES) {
+                let d: &[f32; LANES] = d[j..j + LANES].try_into().expect("a block of LANES");
+                for t in 0..K {
+                    let v: &[f32; LANES] = row[offsets[t] + j..][..LANES].try_into().expect("a block of LANES");
+                    for l in 0..LANES {
+                        acc[t][l] += d[l] * v[l];
+                    }
+                }
+            }
+            if rest > 0 {
+                for (t, lanes) in acc.iter_mut().enumerate() {
+                    add_products(lanes, &d[full..], &row[offsets[t] + full..]);
+                }
+            }
+        }
+        sums[..K].copy_from_slice(&acc);
+    }
+
     /// `lanes[j % LANES] += d[j] · v[j]` for every `j` of `d`, in order of `j`.
     #[inline(always)]
     fn add_products(lanes: &mut [f32; LANES], d: &[f32], v: &[f32]) {
@@ -1234,8 +1486,55 @@ mod depthwise {
                 lanes[l] += d[l] * v[l];
             }
         }
-        for (l, (&d, &v)) in d.remainder().iter().zip(v.remainder()).enumerate() {
-            lanes[l] += d * v;
+        // The rest through a block padded with zeros, so that every lane has a fixed register:
+        // a lane past the rest adds 0·0 = +0, which leaves a sum from zero unchanged.
+        let (mut dr, mut vr) = ([0.0f32; LANES], [0.0f32; LANES]);
+        if !d.remainder().is_empty() {
+            dr[..d.remainder().len()].copy_from_slice(d.remainder());
+            vr[..v.remainder().len()].copy_from_slice(v.remainder());
+            for l in 0..LANES {
+                lanes[l] += dr[l] * vr[l];
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn whole_rows_of_padded_planes_give_the_tap_by_tap_sums_bit_for_bit() {
+            // (h, w, kh, kw, pad): ConvAct's 3×3, rows of 24, 8, 5 and 2 outputs (every block
+            // width), a pointwise filter, a non-square one.
+            let cases = [
+                (24, 24, 3, 3, 1),
+                (8, 8, 3, 3, 1),
+                (5, 7, 3, 3, 0),
+                (3, 2, 3, 3, 1),
+                (4, 4, 1, 1, 0),
+                (6, 9, 3, 5, 2),
+            ];
+            for (h, w, kh, kw, pad) in cases {
+                let (ho, wo) = (h + 2 * pad - kh + 1, w + 2 * pad - kw + 1);
+                let g = Geom { n: 1, c: 1, h, w, o: 1, kh, kw, ho, wo, stride: 1, pad, groups: 1 };
+                assert!(by_rows(&g), "{g:?}");
+                let x: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 1009) as f32 / 101.0 - 4.9).collect();
+                let dy: Vec<f32> = (0..ho * wo).map(|i| ((i * 104_729) % 991) as f32 / 97.0 - 5.1).collect();
+                let k: Vec<f32> = (0..kh * kw).map(|i| ((i * 31) % 97) as f32 / 41.0 - 1.2).collect();
+                let mut padded = vec![f32::NAN; scratch_len(&g)];
+                let (mut rows, mut taps) = (vec![f32::NAN; ho * wo], vec![f32::NAN; ho * wo]);
+                forward_planes(&g, &x, &k, None, None, &mut rows, None, &mut padded, 0);
+                forward_taps(&g, &x, &k, &mut taps);
+                assert_eq!(bits(&rows), bits(&taps), "forward {g:?}");
+                let (mut rows, mut taps) = (vec![f32::NAN; h * w], vec![f32::NAN; h * w]);
+                backward_data_planes(&g, &dy, &k, &mut rows, &mut padded, 0);
+                backward_data_taps(&g, &dy, &k, &mut taps);
+                assert_eq!(bits(&rows), bits(&taps), "data gradient {g:?}");
+            }
+        }
+
+        fn bits(values: &[f32]) -> Vec<u32> {
+            values.iter().map(|v| v.to_bits()).collect()
         }
     }
 }
@@ -1274,8 +1573,10 @@ mod tests {
             let x: Vec<f32> = (0..g.n * g.x_len()).map(|i| ((i * 7919) % 23) as f32 - 11.0).collect();
             let weights: Vec<f32> = (0..c * k * k).map(|i| ((i * 31) % 7) as f32 - 3.0).collect();
             let mut y = vec![f32::NAN; g.n * g.y_len()];
+            let mut memory = vec![f32::NAN; depthwise::scratch_len(&g) * 2];
             for threads in [1, 2] {
-                depthwise::forward(Par::new(threads), &g, &x, &weights, None, None, &mut y, None);
+                let scratch = Scratch::new(&mut memory, threads);
+                depthwise::forward(Par::new(threads), &g, &x, &weights, None, None, &mut y, None, &scratch);
                 for (e, y) in y.chunks(g.y_len()).enumerate() {
                     for (q, &v) in y.iter().enumerate() {
                         let (ch, pos) = (q / g.p(), q % g.p());
@@ -1288,14 +1589,15 @@ mod tests {
             // <forward(x), d> = <x, backward_data(d)> (small integers: exact in f32).
             let d: Vec<f32> = (0..y.len()).map(|i| ((i * 13) % 5) as f32 - 2.0).collect();
             let mut dx = vec![f32::NAN; x.len()];
-            depthwise::backward_data(Par::new(2), &g, &d, &weights, &mut dx);
+            depthwise::backward_data(Par::new(2), &g, &d, &weights, &mut dx, &Scratch::new(&mut memory, 2));
             let lhs: f32 = y.iter().zip(&d).map(|(a, b)| a * b).sum();
             let rhs: f32 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
             assert_eq!(lhs, rhs, "{g:?}");
             // dW[c, t] = Σ over examples and positions of d times the input the tap read.
             let mut dw = vec![f32::NAN; weights.len()];
             for threads in [1, 2] {
-                depthwise::backward_filter(Par::new(threads), &g, &x, &d, &mut dw);
+                let scratch = Scratch::new(&mut memory, threads);
+                depthwise::backward_filter(Par::new(threads), &g, &x, &d, &mut dw, &scratch);
                 for (r, &v) in dw.iter().enumerate() {
                     let (ch, t) = (r / (k * k), r % (k * k));
                     let want: f32 = (0..g.n)
