@@ -1,6 +1,7 @@
 //! Executor throughput of a net (default examples/lenet.net): training steps (forward and
 //! backward) at batch 100 and inference at batch 1000, with 1 and 2 threads, plus where the time
-//! goes per kernel.
+//! goes per kernel and which steps take longest (by the value they produce, as `netc ir
+//! --fused` prints it).
 //!
 //! `cargo run --release -p netc-exec --example throughput [-- seconds [file.net]]`
 //!
@@ -25,11 +26,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let train = netc_ir::grad(&netc_lower::lower(net, options(Mode::Train))?)?;
     let infer = netc_lower::lower(net, options(Mode::Eval))?;
     let params = netc_lower::init_params(&train, &netc_check::Init::Normal { std: 0.01 }, 0);
+    let image_len: usize = net.input.shape.iter().product();
 
     println!("{} on {} ({} cores available)", net.name, std::env::consts::ARCH, available());
     for threads in [1, 2] {
-        let (train_rate, train_best) = throughput(&train, &params, 100, threads, budget / 8.0)?;
-        let (infer_rate, infer_best) = throughput(&infer, &params, 1000, threads, budget / 8.0)?;
+        let (train_rate, train_best) = throughput(&train, &params, (100, image_len), threads, budget / 8.0)?;
+        let (infer_rate, infer_best) = throughput(&infer, &params, (1000, image_len), threads, budget / 8.0)?;
         println!(
             "threads {threads}: train (batch 100) {train_rate:6.0} images/s (best {train_best:6.0}); \
              inference (batch 1000) {infer_rate:6.0} images/s (best {infer_best:6.0})"
@@ -38,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (name, program, batch) in [("train", &train, 100), ("inference", &infer, 1000)] {
         for threads in [1, 2] {
             println!("\n{name}, batch {batch}, {threads} threads: time per kernel (best of 10 runs)");
-            profile(program, &params, batch, threads)?;
+            profile(program, &params, (batch, image_len), threads)?;
         }
     }
     Ok(())
@@ -48,10 +50,10 @@ fn available() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Random images in [0, 1) and labels for `batch` examples.
-fn batch_data(batch: usize) -> (Vec<f32>, Vec<f32>) {
+/// Random images of `image_len` values in [0, 1) and labels for `batch` examples.
+fn batch_data((batch, image_len): (usize, usize)) -> (Vec<f32>, Vec<f32>) {
     let key = Key { seed: 1, stream: netc_ir::rng::stream("throughput"), step: 0 };
-    let images = (0..(batch * 784) as u64).map(|i| key.uniform(i) as f32).collect();
+    let images = (0..(batch * image_len) as u64).map(|i| key.uniform(i) as f32).collect();
     let labels = (0..batch as u64).map(|i| key.below(i, 10) as f32).collect();
     (images, labels)
 }
@@ -66,12 +68,12 @@ fn feed_inputs<'a>(images: &'a [f32], labels: &'a [f32], params: &'a [(String, T
 fn throughput(
     program: &Program,
     params: &[(String, Tensor)],
-    batch: usize,
+    (batch, image_len): (usize, usize),
     threads: usize,
     round: f64,
 ) -> Result<(f64, f64), Box<dyn std::error::Error>> {
     let mut exec = Executor::new(program, ExecOptions { threads, ..ExecOptions::default() })?;
-    let (images, labels) = batch_data(batch);
+    let (images, labels) = batch_data((batch, image_len));
     let inputs = feed_inputs(&images, &labels, params);
     let mut step = 0;
     let mut run = |exec: &mut Executor| {
@@ -101,21 +103,23 @@ fn throughput(
 fn profile(
     program: &Program,
     params: &[(String, Tensor)],
-    batch: usize,
+    (batch, image_len): (usize, usize),
     threads: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut exec = Executor::new(program, ExecOptions { threads, ..ExecOptions::default() })?;
-    let (images, labels) = batch_data(batch);
+    let (images, labels) = batch_data((batch, image_len));
     let inputs = feed_inputs(&images, &labels, params);
     let feed = Feed { batch, step: 1, inputs: &inputs };
     exec.run(&feed)?;
     let mut best: Vec<f64> = Vec::new();
     let mut kernels = Vec::new();
+    let mut values = Vec::new();
     for _ in 0..10 {
         let times = exec.profile(&feed)?;
         if best.is_empty() {
             best = vec![f64::MAX; times.len()];
             kernels = times.iter().map(|t| t.kernel).collect();
+            values = times.iter().map(|t| t.value).collect();
         }
         for (b, t) in best.iter_mut().zip(&times) {
             *b = b.min(t.seconds);
@@ -134,5 +138,10 @@ fn profile(
         println!("  {kernel:20} {n:3} steps {:8.3} ms  {:5.1}%", t * 1e3, 100.0 * t / total);
     }
     println!("  {:20}           {:8.3} ms  = {:.0} images/s", "total", total * 1e3, batch as f64 / total);
+    let mut slowest: Vec<usize> = (0..best.len()).collect();
+    slowest.sort_by(|&a, &b| best[b].total_cmp(&best[a]));
+    let listed: Vec<String> =
+        slowest.iter().take(6).map(|&s| format!("{} {} {:.3} ms", values[s], kernels[s], best[s] * 1e3)).collect();
+    println!("  slowest steps: {}", listed.join(", "));
     Ok(())
 }

@@ -101,6 +101,33 @@ pub struct Feed<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutputSlot(usize);
 
+/// Updates of held inputs inside [`Executor::update_held`].
+pub struct HeldUpdates<'e> {
+    program: &'e Program,
+    compiled: &'e Compiled,
+    code: &'e netc_jit::Code,
+    held: &'e [bool],
+    plan: &'e mut BatchPlan,
+    par: Par,
+}
+
+impl HeldUpdates<'_> {
+    /// One SGD-with-momentum step of held input `slot` in place, with output `gradient` of the
+    /// last run as its gradient and `m` (kept by the caller) as its momentum, as
+    /// [`Executor::sgd_update`] computes it.
+    pub fn sgd(&mut self, sgd: Sgd, slot: usize, gradient: OutputSlot, m: &mut [f32]) -> Result<(), ExecError> {
+        let input =
+            self.compiled.inputs.get(slot).filter(|_| self.held[slot]).ok_or(ExecError::UnknownSlot { slot })?;
+        let output = self.program.outputs().get(gradient.0).ok_or(ExecError::UnknownSlot { slot: gradient.0 })?;
+        let (w, g) = self.plan.value_pair_mut(input.value, output.value).ok_or(ExecError::UnknownSlot { slot })?;
+        if w.len() != m.len() || w.len() != g.len() {
+            return Err(ExecError::UpdateLengths { weights: w.len(), momentum: m.len(), gradient: g.len() });
+        }
+        update::run_sgd(self.code, self.compiled.kernels.len(), self.par, sgd, w, m, g);
+        Ok(())
+    }
+}
+
 /// The first value of a run that held a NaN or an infinity.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NonFinite {
@@ -366,7 +393,7 @@ impl Executor {
     /// Keeps the values of input slot `slot` (see [`Executor::input_names`]) inside the
     /// executor, in the memory of every batch size it prepares: later runs read them there and
     /// need them no more ([`Executor::run_slots`] does not ask for them, [`Executor::run`]
-    /// takes them if given), and [`Executor::sgd_step_held`] updates them in place. Meant for
+    /// takes them if given), and [`Executor::update_held`] updates them in place. Meant for
     /// parameters, so that a training step copies none in and no gradient out.
     pub fn hold(&mut self, slot: usize, values: &[f32]) -> Result<(), ExecError> {
         let input = self.compiled.inputs.get(slot).ok_or(ExecError::UnknownSlot { slot })?;
@@ -405,30 +432,17 @@ impl Executor {
         }
     }
 
-    /// One SGD-with-momentum step of held input `slot` in place, with output `gradient` of the
-    /// last run as its gradient and `m` (kept by the caller) as its momentum, as
-    /// [`Executor::sgd_update`] computes it. The last run's outputs stay readable (the other
-    /// parameters' gradients, say).
-    pub fn sgd_step_held(
-        &mut self,
-        sgd: Sgd,
-        slot: usize,
-        gradient: OutputSlot,
-        m: &mut [f32],
-    ) -> Result<(), ExecError> {
-        let input =
-            self.compiled.inputs.get(slot).filter(|_| self.held[slot]).ok_or(ExecError::UnknownSlot { slot })?;
-        let output = self.program.outputs().get(gradient.0).ok_or(ExecError::UnknownSlot { slot: gradient.0 })?;
-        let (w_value, g_value) = (input.value, output.value);
-        if self.last_run.is_none() {
-            return Err(ExecError::NoRun);
-        }
-        let Executor { plans, code, compiled, threads, isa, pool, .. } = self;
-        let plan = plans.last_mut().ok_or(ExecError::NoRun)?;
-        let (w, g) = plan.value_pair_mut(w_value, g_value).ok_or(ExecError::UnknownSlot { slot })?;
-        sgd_on_pool(compiled, code, pool.as_ref(), Par::new(*threads).with_isa(*isa), sgd, w, m, g)?;
+    /// Calls `f` on the executor's threads with [`HeldUpdates`], which update held inputs in
+    /// place from the last run's outputs (which stay readable): any number of updates for one
+    /// hand-over to the threads, which costs a wake-up each time.
+    pub fn update_held<R: Send>(&mut self, f: impl FnOnce(&mut HeldUpdates<'_>) -> R + Send) -> Result<R, ExecError> {
+        let Executor { program, plans, code, compiled, threads, isa, pool, held, last_run, .. } = self;
+        let plan = plans.last_mut().filter(|_| last_run.is_some()).ok_or(ExecError::NoRun)?;
+        let mut updates = HeldUpdates { program, compiled, code, held, plan, par: Par::new(*threads).with_isa(*isa) };
+        let (mut f, mut result) = (Some(f), None);
+        on_pool(pool.as_ref(), &mut || result = f.take().map(|f| f(&mut updates)));
         self.held_changed = true;
-        Ok(())
+        result.ok_or(ExecError::NoRun)
     }
 
     /// Runs the program on one batch. Afterwards [`Executor::output`] reads the results.
@@ -546,11 +560,7 @@ impl Executor {
         let par = Par::new(*threads).with_isa(*isa);
         let (mut check, mut times) = (check, times);
         let mut outcome = Ok(());
-        let mut steps = || outcome = plan.run(compiled, code, par, counter, check.take(), times.take());
-        match pool {
-            Some(pool) => pool.run(&mut steps),
-            None => steps(),
-        }
+        on_pool(pool.as_ref(), &mut || outcome = plan.run(compiled, code, par, counter, check.take(), times.take()));
         outcome
     }
 }
@@ -572,12 +582,16 @@ fn sgd_on_pool(
     }
     // The update kernel follows the program's kernels.
     let kernel = compiled.kernels.len();
-    let mut update = || update::run_sgd(code, kernel, par, sgd, w, m, g);
-    match pool {
-        Some(pool) => pool.run(&mut update),
-        None => update(),
-    }
+    on_pool(pool, &mut || update::run_sgd(code, kernel, par, sgd, w, m, g));
     Ok(())
+}
+
+/// Runs `f` on the pool's threads, or here without a pool.
+fn on_pool(pool: Option<&Pool>, f: &mut (dyn FnMut() + Send + '_)) {
+    match pool {
+        Some(pool) => pool.run(f),
+        None => f(),
+    }
 }
 
 /// The GEMM path `NETC_ISA` forces, or the fastest available one if it is unset.

@@ -95,9 +95,12 @@ fn held_parameters_train_to_the_bits_of_fed_ones_across_batch_sizes() {
             })
             .unwrap();
             assert_eq!(asked.get(), names.len() - param_slots.len());
-            for ((&slot, &g), m) in param_slots.iter().zip(&grads).zip(&mut held_momenta) {
-                held.sgd_step_held(sgd, slot, g, m).unwrap();
-            }
+            held.update_held(|updates| {
+                for ((&slot, &g), m) in param_slots.iter().zip(&grads).zip(&mut held_momenta) {
+                    updates.sgd(sgd, slot, g, m).unwrap();
+                }
+            })
+            .unwrap();
             for (&slot, p) in param_slots.iter().zip(&params) {
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(held.held(slot).unwrap()), bits(p), "step {step}, {threads} threads");
@@ -119,8 +122,17 @@ fn held_inputs_are_refused_where_they_cannot_be() {
     exec.hold(weight, &[0.5; 6]).unwrap();
     let gradient = exec.output_slot("dense1.weight").unwrap();
     // No run yet: no gradient to apply.
-    assert_eq!(exec.sgd_step_held(sgd, weight, gradient, &mut [0.0; 6]), Err(ExecError::NoRun));
+    let sgd_held =
+        |exec: &mut Executor, slot, len| exec.update_held(|u| u.sgd(sgd, slot, gradient, &mut vec![0.0; len]));
+    assert_eq!(sgd_held(&mut exec, weight, 6).unwrap_err(), ExecError::NoRun);
+    // After a run: an input that is not held, a momentum of the wrong length.
+    let values = inputs(&exec, 2, &[0.5; 6], &[0.0; 2]);
+    exec.run_slots(2, 0, |s| &values[s]).unwrap();
     let bias = exec.input_names().position(|n| n == "dense1.bias").unwrap();
-    assert_eq!(exec.sgd_step_held(sgd, bias, gradient, &mut [0.0; 2]), Err(ExecError::UnknownSlot { slot: bias }));
+    assert_eq!(sgd_held(&mut exec, bias, 2), Ok(Err(ExecError::UnknownSlot { slot: bias })));
+    assert_eq!(
+        sgd_held(&mut exec, weight, 5),
+        Ok(Err(ExecError::UpdateLengths { weights: 6, momentum: 5, gradient: 6 }))
+    );
     assert_eq!(exec.held(weight), Some(&[0.5; 6][..]));
 }

@@ -1062,8 +1062,17 @@ mod depthwise {
         out.iter_mut().zip(x).for_each(|(o, &v)| *o = 0.0 + w * v);
     }
 
-    /// Per-worker scratch: the larger of a zero-padded input plane and a zero-padded `dy` plane.
+    /// Channels per filter-gradient task: each task reads runs of this many consecutive planes.
+    const CHANNELS_PER_TASK: usize = 8;
+
+    /// Per-worker scratch: the larger of a zero-padded input plane and a zero-padded `dy` plane,
+    /// then a filter-gradient task's tap sums.
     pub(super) fn scratch_len(g: &Geom) -> usize {
+        plane_len(g) + CHANNELS_PER_TASK * g.kh * g.kw * LANES
+    }
+
+    /// A zero-padded plane, if any.
+    fn plane_len(g: &Geom) -> usize {
         if !by_rows(g) {
             return 0;
         }
@@ -1366,71 +1375,88 @@ mod depthwise {
     /// Per channel and tap, the sum over the examples and output positions of the output's
     /// gradient times the input it read.
     pub(super) fn backward_filter(par: Par, g: &Geom, x: &[f32], dy: &[f32], dw: &mut [f32], scratch: &Scratch<'_>) {
-        par.chunks_mut(dw, g.kh * g.kw, |channel, dw, worker| {
+        let k = g.kh * g.kw;
+        par.chunks_mut(dw, CHANNELS_PER_TASK * k, |t, dw, worker| {
             // SAFETY: as in `forward`.
-            let padded = unsafe { scratch.worker(worker) };
+            let (padded, sums) = unsafe { scratch.worker(worker) }.split_at_mut(plane_len(g));
+            let (sums, _) = sums.as_chunks_mut::<LANES>();
             wide!(par.isa(), fn(
                 g: &Geom = g, x: &[f32] = x, dy: &[f32] = dy, dw: &mut [f32] = dw, padded: &mut [f32] = padded,
-                channel: usize = channel,
+                sums: &mut [[f32; LANES]] = &mut sums[..dw.len()], first: usize = t * CHANNELS_PER_TASK,
             ) {
-                filter_channel(g, x, dy, dw, padded, channel)
+                filter_channels(g, x, dy, dw, padded, sums, first)
             });
         });
     }
 
-    /// The filter gradient of one channel. With whole rows, lane `j % LANES` of a tap's sums
-    /// takes output column `j` of every row; otherwise the columns of the tap's span in turn.
+    /// The filter gradients of consecutive channels from channel `first`, whose tap sums are
+    /// `sums`. The planes are read in memory order (examples, then the channels). With whole
+    /// rows, lane `j % LANES` of a tap's sums takes output column `j` of every row; otherwise
+    /// the columns of the tap's span in turn.
     #[inline(always)]
-    fn filter_channel(g: &Geom, x: &[f32], dy: &[f32], dw: &mut [f32], padded: &mut [f32], channel: usize) {
-        let (hw, p) = (g.h * g.w, g.p());
-        // On the stack: no allocation per step.
-        let mut sums = [[0.0f32; LANES]; MAX_TAPS];
+    fn filter_channels(
+        g: &Geom,
+        x: &[f32],
+        dy: &[f32],
+        dw: &mut [f32],
+        padded: &mut [f32],
+        sums: &mut [[f32; LANES]],
+        first: usize,
+    ) {
+        let (hw, p, k) = (g.h * g.w, g.p(), g.kh * g.kw);
+        sums.fill([0.0; LANES]);
         let rows = by_rows(g);
         let mut padded = Padded::new(padded, (g.h, g.w), if rows { (g.pad, g.pad) } else { (0, 0) });
         let width = padded.width;
         let offsets = offsets(g, width);
         for n in 0..g.n {
-            let plane = n * g.c + channel;
-            let (x, dy) = (&x[plane * hw..][..hw], &dy[plane * p..][..p]);
-            if pointwise(g) && g.wo == 1 {
-                // One position per row: lane 0 only.
-                sums[0][0] = dy.iter().zip(x).fold(sums[0][0], |s, (&d, &v)| s + d * v);
-                continue;
-            }
-            if rows {
-                let src = padded.plane(x);
-                let offsets = &offsets[..g.kh * g.kw];
-                match <&[usize; 9]>::try_from(offsets) {
-                    Ok(offsets) => plane_sums(&mut sums, dy, src, width, offsets, g.wo),
-                    Err(_) => {
-                        for (sums, &off) in sums.iter_mut().zip(offsets) {
-                            plane_sums(std::slice::from_mut(sums), dy, src, width, &[off], g.wo);
-                        }
-                    }
-                }
-                continue;
-            }
-            each_tap(
-                g,
-                #[inline(always)]
-                |t| {
-                    let row = &x[t.input_row * g.w..][..g.w];
-                    let (lanes, dy) = (&mut sums[t.index], &dy[t.i * g.wo..][t.lo..t.hi]);
-                    match g.stride {
-                        1 => add_products(lanes, dy, &row[t.first..]),
-                        s => {
-                            let inputs = row[t.first..].iter().step_by(s);
-                            for (j, (&d, &v)) in dy.iter().zip(inputs).enumerate() {
-                                lanes[j % LANES] += d * v;
+            for (c, sums) in sums.chunks_exact_mut(k).enumerate() {
+                let plane = n * g.c + first + c;
+                let (x, dy) = (&x[plane * hw..][..hw], &dy[plane * p..][..p]);
+                if pointwise(g) && g.wo == 1 {
+                    // One position per row: lane 0 only.
+                    sums[0][0] = dy.iter().zip(x).fold(sums[0][0], |s, (&d, &v)| s + d * v);
+                } else if rows {
+                    let src = padded.plane(x);
+                    let offsets = &offsets[..k];
+                    match <&[usize; 9]>::try_from(offsets) {
+                        Ok(offsets) => plane_sums(sums, dy, src, width, offsets, g.wo),
+                        Err(_) => {
+                            for (sums, &off) in sums.iter_mut().zip(offsets) {
+                                plane_sums(std::slice::from_mut(sums), dy, src, width, &[off], g.wo);
                             }
                         }
                     }
-                },
-            );
+                } else {
+                    tap_sums(g, sums, dy, x);
+                }
+            }
         }
-        for (dw, lanes) in dw.iter_mut().zip(&sums) {
+        for (dw, lanes) in dw.iter_mut().zip(&*sums) {
             *dw = lanes.iter().fold(0.0, |s, &v| s + v);
         }
+    }
+
+    /// One plane's products added to its tap sums, tap by tap along the spans (any stride).
+    #[inline(always)]
+    fn tap_sums(g: &Geom, sums: &mut [[f32; LANES]], dy: &[f32], x: &[f32]) {
+        each_tap(
+            g,
+            #[inline(always)]
+            |t| {
+                let row = &x[t.input_row * g.w..][..g.w];
+                let (lanes, dy) = (&mut sums[t.index], &dy[t.i * g.wo..][t.lo..t.hi]);
+                match g.stride {
+                    1 => add_products(lanes, dy, &row[t.first..]),
+                    s => {
+                        let inputs = row[t.first..].iter().step_by(s);
+                        for (j, (&d, &v)) in dy.iter().zip(inputs).enumerate() {
+                            lanes[j % LANES] += d * v;
+                        }
+                    }
+                }
+            },
+        );
     }
 
     /// Per channel, the sum of `dy` over the examples and positions: planes in example order,

@@ -5,7 +5,7 @@ use super::compile::{compile, executor_error, limited_executor};
 use super::training::EVAL_BATCH;
 use crate::{Error, Model};
 use netc_check::{Init, Optimizer};
-use netc_exec::{Executor, OutputSlot};
+use netc_exec::{Executor, HeldUpdates, OutputSlot};
 use netc_interp::{Feed, Interpreter, RunError};
 use netc_ir::{Mode, Program, SignConstraint, Tensor};
 use netc_train::optimizer::Update;
@@ -460,10 +460,13 @@ impl ExecBackend {
             name_divergence(executor)?;
         }
         let params = self.param_slots.iter().zip(&self.gradients).zip(slots).zip(update.mults);
-        for (((&slot, &gradient), state), &(lr_mult, wd_mult)) in params {
-            let sgd = sgd_of(update, (momentum, weight_decay), (lr_mult, wd_mult));
-            executor.sgd_step_held(sgd, slot, gradient, &mut state.m).map_err(failed)?;
-        }
+        let steps = |held: &mut HeldUpdates<'_>| {
+            for (((&slot, &gradient), state), &mults) in params {
+                held.sgd(sgd_of(update, (momentum, weight_decay), mults), slot, gradient, &mut state.m)?;
+            }
+            Ok(())
+        };
+        executor.update_held(steps).and_then(|done| done).map_err(failed)?;
         // Dale's principle by projection, as the trainer does it for unheld parameters.
         for (&slot, sign) in self.param_slots.iter().zip(signs) {
             if let (Some(sign), Some(values)) = (sign, executor.held_mut(slot)) {
