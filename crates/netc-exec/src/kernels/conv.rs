@@ -846,41 +846,57 @@ mod few_channels {
             }
         }
         let offsets: &[f32] = &offsets[..k];
-        for oh in 0..g.ho {
+        // Two output rows at a time, so that AVX-512 loads each weight once for both.
+        for oh in (0..g.ho).step_by(2) {
             for ow in (0..g.wo).step_by(LANES) {
-                let block = Block { first: oh * pw + ow, out: oh * g.wo + ow, width: LANES.min(g.wo - ow) };
+                let (first, out, width) = (oh * pw + ow, oh * g.wo + ow, LANES.min(g.wo - ow));
+                let block = Block { first, out, width, rows: (g.ho - oh).min(2) };
                 run_block(isa, g, padded, filters, offsets, block, y);
             }
         }
     }
 
-    /// Outputs `out..out+width` of every filter's plane, whose taps read `padded` from `first`.
+    /// Outputs `out..out+width` of every filter's plane, whose taps read `padded` from `first`,
+    /// and the same columns of the next output rows, `rows` in all.
     #[derive(Clone, Copy)]
     struct Block {
         first: usize,
         out: usize,
         width: usize,
+        rows: usize,
+    }
+
+    impl Block {
+        /// The block's row `i` alone.
+        fn row(self, g: &Geom, i: usize) -> Block {
+            Block { first: self.first + i * padded_width(g), out: self.out + i * g.wo, rows: 1, ..self }
+        }
     }
 
     fn run_block(isa: Isa, g: &Geom, padded: &[f32], filters: &[f32], offsets: &[f32], block: Block, y: &mut [f32]) {
         let k = g.ck();
-        assert!(offsets.iter().all(|&o| block.first + o as usize + LANES <= padded.len()), "tap outside the buffer");
-        assert!(filters.len() == g.o * k && y.len() == g.o * g.p() && block.out + block.width <= g.p());
+        let last = block.row(g, block.rows - 1);
+        assert!(offsets.iter().all(|&o| last.first + o as usize + LANES <= padded.len()), "tap outside the buffer");
+        assert!(filters.len() == g.o * k && y.len() == g.o * g.p() && last.out + block.width <= g.p());
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the CPU has the path's instructions (a `Par` carries only such paths);
             // every read and write is inside the buffers (asserted above).
             Isa::Avx512 => unsafe { avx512::block(g, padded, filters, offsets, block, y) },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Isa::Avx2 => unsafe { avx2::block(g, padded, filters, offsets, block, y) },
+            // SAFETY: as above, row by row.
+            Isa::Avx2 => {
+                (0..block.rows).for_each(|i| unsafe { avx2::block(g, padded, filters, offsets, block.row(g, i), y) })
+            }
             _ => {
-                for o in 0..g.o {
-                    for l in 0..block.width {
-                        let sum = (0..k).fold(0.0f32, |acc, t| {
-                            filters[t * g.o + o].mul_add(padded[block.first + offsets[t] as usize + l], acc)
-                        });
-                        y[o * g.p() + block.out + l] = sum;
+                for b in (0..block.rows).map(|i| block.row(g, i)) {
+                    for o in 0..g.o {
+                        for l in 0..b.width {
+                            let sum = (0..k).fold(0.0f32, |acc, t| {
+                                filters[t * g.o + o].mul_add(padded[b.first + offsets[t] as usize + l], acc)
+                            });
+                            y[o * g.p() + b.out + l] = sum;
+                        }
                     }
                 }
             }
@@ -906,20 +922,25 @@ mod few_channels {
             for (o0, rows) in blocks(g.o, &ROWS_AVX512) {
                 // SAFETY: passed on from the caller.
                 unsafe {
-                    match rows {
-                        10 => rows_of::<10>(g, padded, filters, offsets, b, y, o0),
-                        8 => rows_of::<8>(g, padded, filters, offsets, b, y, o0),
-                        4 => rows_of::<4>(g, padded, filters, offsets, b, y, o0),
-                        _ => rows_of::<1>(g, padded, filters, offsets, b, y, o0),
+                    match (rows, b.rows) {
+                        (10, 2) => rows_of::<10, 2>(g, padded, filters, offsets, b, y, o0),
+                        (8, 2) => rows_of::<8, 2>(g, padded, filters, offsets, b, y, o0),
+                        (4, 2) => rows_of::<4, 2>(g, padded, filters, offsets, b, y, o0),
+                        (_, 2) => rows_of::<1, 2>(g, padded, filters, offsets, b, y, o0),
+                        (10, _) => rows_of::<10, 1>(g, padded, filters, offsets, b, y, o0),
+                        (8, _) => rows_of::<8, 1>(g, padded, filters, offsets, b, y, o0),
+                        (4, _) => rows_of::<4, 1>(g, padded, filters, offsets, b, y, o0),
+                        _ => rows_of::<1, 1>(g, padded, filters, offsets, b, y, o0),
                     }
                 }
             }
         }
 
-        /// Filters `o0..o0+R` of one block, in `R` registers.
+        /// Filters `o0..o0+R` of the block's `B` output rows, in `R·B` registers (each weight
+        /// loaded once for the `B` rows).
         #[target_feature(enable = "avx512f,avx2,fma")]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn rows_of<const R: usize>(
+        unsafe fn rows_of<const R: usize, const B: usize>(
             g: &Geom,
             padded: &[f32],
             filters: &[f32],
@@ -930,19 +951,26 @@ mod few_channels {
         ) {
             // SAFETY: every pointer stays inside its buffer (the caller's obligation).
             unsafe {
-                let mut acc = [_mm512_setzero_ps(); R];
-                let base = padded.as_ptr().add(b.first);
+                // By filter, then output row.
+                let mut acc = [[_mm512_setzero_ps(); B]; R];
+                let base: [*const f32; B] = std::array::from_fn(|i| padded.as_ptr().add(b.row(g, i).first));
                 let w = filters.as_ptr().add(o0);
                 for (t, &offset) in offsets.iter().enumerate() {
-                    let v = _mm512_loadu_ps(base.add(offset as usize));
+                    let v: [__m512; B] = std::array::from_fn(|i| _mm512_loadu_ps(base[i].add(offset as usize)));
                     let wt = w.add(t * g.o);
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        *acc = _mm512_fmadd_ps(_mm512_set1_ps(*wt.add(r)), v, *acc);
+                        let wr = _mm512_set1_ps(*wt.add(r));
+                        for (acc, &v) in acc.iter_mut().zip(&v) {
+                            *acc = _mm512_fmadd_ps(wr, v, *acc);
+                        }
                     }
                 }
                 let mask: __mmask16 = if b.width >= 16 { !0 } else { (1u16 << b.width) - 1 };
-                for (r, &acc) in acc.iter().enumerate() {
-                    _mm512_mask_storeu_ps(y.as_mut_ptr().add((o0 + r) * g.p() + b.out), mask, acc);
+                for (r, acc) in acc.iter().enumerate() {
+                    for (i, &acc) in acc.iter().enumerate() {
+                        let out = b.row(g, i).out;
+                        _mm512_mask_storeu_ps(y.as_mut_ptr().add((o0 + r) * g.p() + out), mask, acc);
+                    }
                 }
             }
         }
