@@ -136,13 +136,22 @@ impl MatMul {
 mod tests {
     use super::*;
 
-    #[test]
-    fn column_tiles_give_the_row_tiles_bits() {
-        // A batch of 100 by 300 columns (the last tile partial), both operand orientations.
-        let (m, n, k) = (100, 300, 70);
+    /// A batch of 100 rows by 300 columns (the last column tile partial), over 70: the
+    /// operands `a`, `b` and a bias.
+    const BATCH: (usize, usize, usize) = (100, 300, 70);
+
+    fn batch_operands() -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (m, n, k) = BATCH;
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 997) as f32 / 89.0 - 5.0).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 991) as f32 / 97.0 - 5.0).collect();
         let bias: Vec<f32> = (0..n).map(|j| j as f32 / 50.0 - 3.0).collect();
+        (a, b, bias)
+    }
+
+    #[test]
+    fn column_tiles_give_the_row_tiles_bits() {
+        // Both operand orientations.
+        let ((m, n, k), (a, b, bias)) = (BATCH, batch_operands());
         for trans_b in [false, true] {
             let b_dims = if trans_b { [n, k] } else { [k, n] };
             let tiled = MatMul::new(&[m, k], &b_dims, false, trans_b);
@@ -164,10 +173,7 @@ mod tests {
     #[test]
     fn a_kept_pre_activation_is_the_biased_product() {
         // Row tiles and column tiles, with and without a bias (no bias: stored as computed).
-        let (m, n, k) = (100, 300, 70);
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 997) as f32 / 89.0 - 5.0).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 991) as f32 / 97.0 - 5.0).collect();
-        let bias: Vec<f32> = (0..n).map(|j| j as f32 / 50.0 - 3.0).collect();
+        let ((m, n, k), (a, b, bias)) = (BATCH, batch_operands());
         let tiled = MatMul::new(&[m, k], &[k, n], false, false);
         for mm in [tiled, MatMul { columns: None, ..tiled }] {
             for (bias, threads) in [(Some(&bias[..]), 1), (Some(&bias[..]), 2), (None, 2)] {
