@@ -106,7 +106,7 @@ const NC: usize = 2048;
 /// Contractions up to this long read strided panels in place.
 const SHORT_K: usize = 64;
 /// Products with more rows than this reuse each panel of `b` enough to pack it.
-const B_IN_PLACE_ROWS: usize = 128;
+pub(crate) const B_IN_PLACE_ROWS: usize = 128;
 /// Products with at most this many rows read `b` in place whatever its stride (the choice of
 /// orientation depends on the shapes only, not on the path).
 const FEW_ROWS: usize = 12;
@@ -215,6 +215,24 @@ pub(crate) fn gemm_panels(
 ) {
     assert!(a.rows == dst.rows && b.rows == a.cols && b.cols == dst.cols, "GEMM operand shapes do not agree");
     gemm_oriented(isa, dst, a, Rhs::Panels(b), accumulate, pack);
+}
+
+/// Memory for [`pack_rhs`] of a `k × n` operand.
+pub(crate) fn panels_len(k: usize, n: usize) -> usize {
+    k * n.next_multiple_of(NR)
+}
+
+/// `b` cut into the panels [`gemm_panels`] reads in place (columns past `b`'s zero), in
+/// `out`, for a right operand several products share: packed once instead of once each. The
+/// panels are packed in parallel; the values do not depend on how.
+pub(crate) fn pack_rhs<'o>(par: crate::par::Par, b: MatRef<'_>, out: &'o mut [f32]) -> PanelMat<'o> {
+    let (k, n) = (b.rows, b.cols);
+    let out = &mut out[..panels_len(k, n)];
+    par.chunks_mut(out, NR * k.max(1), |panel, dst, _| {
+        let first = b.off + panel * NR * b.cs;
+        pack_panels::<NR>(b.data, first, b.cs, b.rs, NR.min(n - panel * NR), k, 0, dst);
+    });
+    PanelMat::new(out, 0, k, n, NR * k)
 }
 
 /// `dst = a · bᵀ` where `a` (`m × k`) has contiguous rows and `b` (`n × k`) is a panel

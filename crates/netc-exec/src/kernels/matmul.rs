@@ -5,7 +5,7 @@
 //! depend only on the shapes.
 
 use super::elementwise::bias_act_cols;
-use crate::gemm::{gemm, pack_len, MatMut, MatRef, ROW_MULTIPLE};
+use crate::gemm::{gemm, gemm_panels, pack_len, pack_rhs, panels_len, MatMut, MatRef, B_IN_PLACE_ROWS, ROW_MULTIPLE};
 use crate::par::{split, Par, Scratch};
 use netc_ir::UnaryFn;
 
@@ -23,6 +23,9 @@ pub(crate) struct MatMul {
     rows: usize,
     /// With few rows: columns per task instead (see [`MatMul::by_columns`]).
     columns: Option<usize>,
+    /// Whether row tiles share the right operand packed once: with several tasks whose GEMMs
+    /// would each pack all of it (more rows than it reads in place for).
+    shared_rhs: bool,
 }
 
 /// Products with at most this many rows, and columns for two tiles or more, are tiled over
@@ -45,7 +48,9 @@ impl MatMul {
         let rows =
             if m * n * k <= SMALL { m } else { split(m, m.div_ceil(8).max(32)).1.next_multiple_of(ROW_MULTIPLE) };
         let columns = (m * n * k > SMALL && m <= FEW_ROWS && n >= 2 * COLUMN_TILE).then_some(COLUMN_TILE);
-        MatMul { m, n, k, a_rs, a_cs, b_rs, b_cs, rows: rows.max(1), columns }
+        let rows = rows.max(1);
+        let shared_rhs = columns.is_none() && rows < m && rows > B_IN_PLACE_ROWS;
+        MatMul { m, n, k, a_rs, a_cs, b_rs, b_cs, rows, columns, shared_rhs }
     }
 
     /// Scratch for `threads` workers: GEMM packing per worker, and for column tiles their
@@ -53,7 +58,7 @@ impl MatMul {
     pub fn scratch_len(&self, threads: usize) -> usize {
         match self.columns {
             Some(cols) => pack_len(self.m, cols, self.k) * threads + self.m * self.n.next_multiple_of(cols),
-            None => pack_len(self.rows, self.n, self.k) * threads,
+            None => pack_len(self.rows, self.n, self.k) * threads + self.shared_len(),
         }
     }
 
@@ -77,15 +82,21 @@ impl MatMul {
         if let Some(cols) = self.columns {
             return self.by_columns(par, cols, a, b, bias, act, c, pre, scratch);
         }
+        let (panels, scratch) = scratch.split_at_mut(self.shared_len());
+        let b = MatRef::new(b, 0, self.k, n, self.b_rs, self.b_cs);
+        let shared = self.shared_rhs.then(|| pack_rhs(par, b, panels));
         let scratch = Scratch::new(scratch, par.threads());
         par.chunks_mut_beside(c, self.rows * n, pre, |t, c, pre, worker| {
             let r0 = t * self.rows;
             let rows = c.len() / n;
             let a = MatRef::new(a, r0 * self.a_rs, rows, self.k, self.a_rs, self.a_cs);
-            let b = MatRef::new(b, 0, self.k, n, self.b_rs, self.b_cs);
             // SAFETY: `worker` comes from `Par`, which runs one task per worker at a time.
             let pack = unsafe { scratch.worker(worker) };
-            gemm(par.isa(), MatMut::new(c, 0, rows, n, n, 1), a, b, false, pack);
+            let dst = MatMut::new(c, 0, rows, n, n, 1);
+            match shared {
+                Some(panels) => gemm_panels(par.isa(), dst, a, panels, false, pack),
+                None => gemm(par.isa(), dst, a, b, false, pack),
+            }
             if bias.is_some() || act.is_some() {
                 bias_act_cols(c, pre, bias, act, n);
             }
@@ -94,6 +105,15 @@ impl MatMul {
 }
 
 impl MatMul {
+    /// Scratch for the shared right operand, if any.
+    fn shared_len(&self) -> usize {
+        if self.shared_rhs {
+            panels_len(self.k, self.n)
+        } else {
+            0
+        }
+    }
+
     /// Column tiles: each task multiplies all rows of `a` by its `cols` columns of `b` into its
     /// own block of the staging memory, then the rows of `c` are assembled from the blocks.
     #[allow(clippy::too_many_arguments)]
@@ -165,6 +185,33 @@ mod tests {
                     mm.run(Par::new(threads), &a, &b, Some(&bias), Some(UnaryFn::Relu), &mut c, None, &mut scratch);
                     results.push(c.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
                 }
+                assert_eq!(results[0], results[1], "trans_b {trans_b}, {threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn row_tiles_sharing_the_packed_right_operand_give_its_bits() {
+        // Inference's 1,000 × 500 × 784 in small: several tasks of more rows than a GEMM reads
+        // the right operand in place for, columns not a multiple of a panel.
+        let (m, n, k) = (1200, 90, 70);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 997) as f32 / 89.0 - 5.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 991) as f32 / 97.0 - 5.0).collect();
+        for trans_b in [false, true] {
+            let b_dims = if trans_b { [n, k] } else { [k, n] };
+            let shared = MatMul::new(&[m, k], &b_dims, false, trans_b);
+            assert!(shared.shared_rhs && shared.rows < m, "{shared:?}");
+            let apart = MatMul { shared_rhs: false, ..shared };
+            for threads in [1, 2] {
+                let results: Vec<Vec<u32>> = [shared, apart]
+                    .iter()
+                    .map(|mm| {
+                        let mut scratch = vec![f32::NAN; mm.scratch_len(threads)];
+                        let mut c = vec![f32::NAN; m * n];
+                        mm.run(Par::new(threads), &a, &b, None, Some(UnaryFn::Relu), &mut c, None, &mut scratch);
+                        c.iter().map(|v| v.to_bits()).collect()
+                    })
+                    .collect();
                 assert_eq!(results[0], results[1], "trans_b {trans_b}, {threads} threads");
             }
         }
