@@ -543,6 +543,8 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
     // step), operands are only read, and the result is borrowed mutably once.
     let arg = |i: usize| unsafe { mem.get(p.args[i]) };
     let out = unsafe { mem.get_mut(p.out) };
+    // A GEMM epilogue's kept pre-activation: a result of the step in memory of its own.
+    let kept_pre = |e: &Epilogue| p.also.first().filter(|_| e.keep_pre).map(|&r| unsafe { mem.get_mut(r) });
     let checking = env.check.is_some();
     // Values of the phases of a fused step, in order; the last is the step's result.
     let mut values = step.fused.iter().copied().chain(std::iter::once(step.out));
@@ -608,7 +610,7 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
             // SAFETY: the step's scratch and kept pre-activation are disjoint from its operands
             // and result, and from each other.
             let scratch = unsafe { mem.get_mut(p.scratch) };
-            let pre = p.also.first().filter(|_| e.keep_pre).map(|&r| unsafe { mem.get_mut(r) });
+            let pre = kept_pre(e);
             let bias = e.bias.then(|| arg(2));
             if checking {
                 mm.run(par, arg(0), arg(1), None, None, out, None, scratch);
@@ -620,7 +622,7 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
         Exec::Conv(plan, e) => {
             // SAFETY: as for the product.
             let scratch = Scratch::new(unsafe { mem.get_mut(p.scratch) }, par.threads());
-            let pre = p.also.first().filter(|_| e.keep_pre).map(|&r| unsafe { mem.get_mut(r) });
+            let pre = kept_pre(e);
             let bias = e.bias.then(|| arg(2));
             if checking {
                 conv::forward(par, plan, arg(0), arg(1), None, None, out, None, &scratch);

@@ -120,11 +120,7 @@ impl HeldUpdates<'_> {
             self.compiled.inputs.get(slot).filter(|_| self.held[slot]).ok_or(ExecError::UnknownSlot { slot })?;
         let output = self.program.outputs().get(gradient.0).ok_or(ExecError::UnknownSlot { slot: gradient.0 })?;
         let (w, g) = self.plan.value_pair_mut(input.value, output.value).ok_or(ExecError::UnknownSlot { slot })?;
-        if w.len() != m.len() || w.len() != g.len() {
-            return Err(ExecError::UpdateLengths { weights: w.len(), momentum: m.len(), gradient: g.len() });
-        }
-        update::run_sgd(self.code, self.compiled.kernels.len(), self.par, sgd, w, m, g);
-        Ok(())
+        compiled_sgd(self.compiled, self.code, self.par, sgd, w, m, g)
     }
 }
 
@@ -565,7 +561,7 @@ impl Executor {
     }
 }
 
-/// The compiled SGD update of `w`, `m`, `g` (equally long) over the executor's threads.
+/// The compiled SGD update of `w`, `m`, `g` over the executor's threads.
 #[allow(clippy::too_many_arguments)]
 fn sgd_on_pool(
     compiled: &Compiled,
@@ -577,12 +573,28 @@ fn sgd_on_pool(
     m: &mut [f32],
     g: &[f32],
 ) -> Result<(), ExecError> {
+    let mut outcome = Ok(());
+    on_pool(pool, &mut || outcome = compiled_sgd(compiled, code, par, sgd, w, m, g));
+    outcome
+}
+
+/// The compiled SGD update of `w`, `m`, `g`, which must be equally long, on this thread (and
+/// the pool it is on).
+#[allow(clippy::too_many_arguments)]
+fn compiled_sgd(
+    compiled: &Compiled,
+    code: &netc_jit::Code,
+    par: Par,
+    sgd: Sgd,
+    w: &mut [f32],
+    m: &mut [f32],
+    g: &[f32],
+) -> Result<(), ExecError> {
     if w.len() != m.len() || w.len() != g.len() {
         return Err(ExecError::UpdateLengths { weights: w.len(), momentum: m.len(), gradient: g.len() });
     }
     // The update kernel follows the program's kernels.
-    let kernel = compiled.kernels.len();
-    on_pool(pool, &mut || update::run_sgd(code, kernel, par, sgd, w, m, g));
+    update::run_sgd(code, compiled.kernels.len(), par, sgd, w, m, g);
     Ok(())
 }
 

@@ -1194,9 +1194,10 @@ mod depthwise {
                 let j0 = j.min(cols - L);
                 let mut acc = [0.0f32; L];
                 for (&off, &w) in offsets.iter().zip(weights) {
-                    let v: &[f32; L] = src[j0 + off..][..L].try_into().expect("a block of L inputs");
-                    for l in 0..L {
-                        acc[l] += w * v[l];
+                    // `L` long, so the loop below needs no bounds checks.
+                    let v = &src[j0 + off..][..L];
+                    for (acc, &v) in acc.iter_mut().zip(v) {
+                        *acc += w * v;
                     }
                 }
                 if let Ok(dst) = <&mut [f32; L]>::try_from(&mut row[j0..j0 + L]) {
@@ -1513,11 +1514,11 @@ mod depthwise {
         for (i, d) in dy.chunks_exact(wo).enumerate() {
             let row = &src[i * width..];
             for j in (0..full).step_by(LANES) {
-                let d: &[f32; LANES] = d[j..j + LANES].try_into().expect("a block of LANES");
-                for t in 0..K {
-                    let v: &[f32; LANES] = row[offsets[t] + j..][..LANES].try_into().expect("a block of LANES");
-                    for l in 0..LANES {
-                        acc[t][l] += d[l] * v[l];
+                let d = &d[j..j + LANES];
+                for (lanes, &off) in acc.iter_mut().zip(offsets) {
+                    let v = &row[off + j..][..LANES];
+                    for ((lane, &d), &v) in lanes.iter_mut().zip(d).zip(v) {
+                        *lane += d * v;
                     }
                 }
             }
