@@ -41,8 +41,11 @@ enum Exec {
     ReduceMaxBackward(reduce::Max),
     MatMul(matmul::MatMul, Epilogue),
     Conv(conv::Plan, Epilogue),
+    ConvPair(conv::Plan),
     ConvData(conv::Plan),
+    ConvDataPair(conv::Plan),
     ConvFilter(conv::Plan),
+    ConvFilterPair(conv::Plan),
     Pool(PoolKind, pool::Pool),
     MaxPoolBackward(pool::Pool),
     AvgPoolBackward(pool::Pool),
@@ -70,8 +73,11 @@ impl Exec {
             Exec::ReduceMaxBackward(_) => "reduce_max_bwd",
             Exec::MatMul(..) => "matmul",
             Exec::Conv(..) => "conv2d",
+            Exec::ConvPair(_) => "conv2d_pair",
             Exec::ConvData(_) => "conv2d_bwd_data",
+            Exec::ConvDataPair(_) => "conv2d_bwd_data_pair",
             Exec::ConvFilter(_) => "conv2d_bwd_filter",
+            Exec::ConvFilterPair(_) => "conv2d_bwd_filter_pair",
             Exec::Pool(PoolKind::Max, _) => "maxpool",
             Exec::Pool(PoolKind::Avg, _) => "avgpool",
             Exec::MaxPoolBackward(_) => "maxpool_bwd",
@@ -139,8 +145,11 @@ fn fold_constant_steps(compiled: &Compiled) -> (Vec<bool>, Vec<bool>) {
                 | Kernel::Parts { .. }
                 | Kernel::Normal { .. }
                 | Kernel::Conv { .. }
+                | Kernel::ConvPair { .. }
                 | Kernel::ConvData { .. }
+                | Kernel::ConvDataPair { .. }
                 | Kernel::ConvFilter { .. }
+                | Kernel::ConvFilterPair { .. }
         );
         if foldable && step.args.iter().all(|&a| constant[storage_root(origins, a).0]) {
             folded[s] = true;
@@ -515,8 +524,13 @@ fn resolve(kernel: &Kernel, args: &[ValueId], out: ValueId, dims: &[Vec<usize>],
             Exec::MatMul(matmul::MatMul::new(d(0), d(1), *trans_a, *trans_b), *epilogue)
         }
         Kernel::Conv { conv, epilogue } => Exec::Conv(conv::Geom::new(d(0), d(1), y, *conv).forward_plan(), *epilogue),
+        Kernel::ConvPair { conv } => Exec::ConvPair(conv::Geom::new(d(0), d(1), y, *conv).forward_plan()),
         Kernel::ConvData { conv } => Exec::ConvData(conv::Geom::new(y, d(1), d(0), *conv).data_plan()),
+        Kernel::ConvDataPair { conv } => Exec::ConvDataPair(conv::Geom::new(y, d(1), d(0), *conv).data_plan()),
         Kernel::ConvFilter { conv, bias } => Exec::ConvFilter(conv::Geom::new(d(0), y, d(1), *conv).filter_plan(*bias)),
+        Kernel::ConvFilterPair { conv } => {
+            Exec::ConvFilterPair(conv::Geom::new(d(0), y, d(2), *conv).filter_plan(false))
+        }
         Kernel::Pool { kind, window } => Exec::Pool(*kind, pool_geom(d(0), y, *window)),
         Kernel::MaxPoolBackward { window } => Exec::MaxPoolBackward(pool_geom(d(0), d(1), *window)),
         Kernel::AvgPoolBackward { window } => Exec::AvgPoolBackward(pool_geom(y, d(0), *window)),
@@ -528,8 +542,12 @@ fn resolve(kernel: &Kernel, args: &[ValueId], out: ValueId, dims: &[Vec<usize>],
 /// Scratch elements a step needs with `threads` workers.
 fn scratch_len(exec: &Exec, threads: usize) -> usize {
     match exec {
-        Exec::Conv(plan, _) | Exec::ConvData(plan) => plan.worker_scratch() * threads,
-        Exec::ConvFilter(plan) => conv::filter_partials_len(plan) + plan.worker_scratch() * threads,
+        Exec::Conv(plan, _) | Exec::ConvPair(plan) | Exec::ConvData(plan) | Exec::ConvDataPair(plan) => {
+            plan.worker_scratch() * threads
+        }
+        Exec::ConvFilter(plan) | Exec::ConvFilterPair(plan) => {
+            conv::filter_partials_len(plan) + plan.worker_scratch() * threads
+        }
         Exec::MatMul(mm, _) => mm.scratch_len(threads),
         _ => 0,
     }
@@ -631,6 +649,19 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
                 conv::forward(par, plan, arg(0), arg(1), bias, e.act, out, pre, &scratch);
             }
         }
+        Exec::ConvPair(plan) => {
+            // SAFETY: as for the product.
+            let scratch = Scratch::new(unsafe { mem.get_mut(p.scratch) }, par.threads());
+            let (first, second) = ((arg(0), arg(1)), (arg(2), arg(3)));
+            if checking {
+                // Each convolution on its own, to check it, before the sum overwrites it.
+                for (x, w) in [first, second] {
+                    conv::forward(par, plan, x, w, None, None, out, None, &scratch);
+                    phase(env, out);
+                }
+            }
+            conv::forward_pair(par, plan, first, second, out, &scratch);
+        }
         Exec::ConvData(plan) => {
             // SAFETY: as above.
             let scratch = Scratch::new(unsafe { mem.get_mut(p.scratch) }, par.threads());
@@ -644,10 +675,21 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
             // SAFETY: the bias gradient is a result of this step, in memory of its own.
             let db = p.also.first().filter(|_| plan.bias).map(|&r| unsafe { mem.get_mut(r) });
             conv::backward_filter(par, plan, arg(0), arg(1), out, db, partials, &workers);
-            if let (Some(found), Some(&db), Some(&r)) = (env.check.as_deref_mut(), step.also.first(), p.also.first()) {
-                // SAFETY: written above; nothing else accesses it now.
-                note(found, db, unsafe { mem.get(r) });
-            }
+            note_also(env, step, p, mem);
+        }
+        Exec::ConvDataPair(plan) => {
+            // SAFETY: as above; the second gradient is a result of this step, in memory of its own.
+            let scratch = Scratch::new(unsafe { mem.get_mut(p.scratch) }, par.threads());
+            let second = unsafe { mem.get_mut(p.also[0]) };
+            conv::backward_data_pair(par, plan, arg(0), (arg(1), arg(2)), (out, second), &scratch);
+            note_also(env, step, p, mem);
+        }
+        Exec::ConvFilterPair(plan) => {
+            // SAFETY: as for the data gradients (one task: no partials).
+            let scratch = Scratch::new(unsafe { mem.get_mut(p.scratch) }, par.threads());
+            let second = unsafe { mem.get_mut(p.also[0]) };
+            conv::backward_filter_pair(par, plan, (arg(0), arg(1)), arg(2), (out, second), &scratch);
+            note_also(env, step, p, mem);
         }
         Exec::Pool(PoolKind::Max, g) => {
             // SAFETY: the maxima's positions live from this step to the gradient's, so they
@@ -667,6 +709,16 @@ fn execute(p: &Planned, step: &crate::plan::Step, mem: Mem, par: Par, env: &mut 
     }
     phase(env, out);
     Ok(())
+}
+
+/// Notes the further results of a step for the checker, after the step wrote them.
+fn note_also(env: &mut Env<'_>, step: &crate::plan::Step, p: &Planned, mem: Mem) {
+    if let Some(found) = env.check.as_deref_mut() {
+        for (&v, &r) in step.also.iter().zip(&p.also) {
+            // SAFETY: written by the step; nothing else accesses it now.
+            note(found, v, unsafe { mem.get(r) });
+        }
+    }
 }
 
 /// The bias and activation of a GEMM step applied in place one after the other, noting each

@@ -61,6 +61,13 @@ fn write_steps(s: &mut String, program: &Program, compiled: &Compiled) -> std::f
                 if let (Kernel::ConvFilter { bias: true, .. }, Some(db)) = (kernel, step.also.first()) {
                     write!(line, " +bias_grad {db}")?;
                 }
+                match kernel {
+                    Kernel::ConvPair { .. } => write!(line, " +sum of {}", values(&step.fused))?,
+                    Kernel::ConvDataPair { .. } | Kernel::ConvFilterPair { .. } => {
+                        write!(line, " +second {}", values(&step.also))?
+                    }
+                    _ => {}
+                }
                 if let Kernel::Conv { epilogue, .. } | Kernel::MatMul { epilogue, .. } = kernel {
                     if epilogue.bias {
                         line.push_str(" +bias");

@@ -32,11 +32,21 @@ pub(crate) enum Kernel {
     MatMul { trans_a: bool, trans_b: bool, epilogue: Epilogue },
     /// `(x, w[, bias])`
     Conv { conv: Conv, epilogue: Epilogue },
+    /// `(x₁, w₁, x₂, w₂)`: the sum of two depthwise convolutions of one geometry (ConvAct's
+    /// halves), each summed from zero and then added, as the `add` of the two would. The two
+    /// convolutions are the step's `fused` values.
+    ConvPair { conv: Conv },
     /// `(dy, w)`
     ConvData { conv: Conv },
+    /// `(dy, w₁, w₂)`: the data gradients of a pair of depthwise convolutions of one `dy` and
+    /// one geometry, the second as the step's first `also` value.
+    ConvDataPair { conv: Conv },
     /// `(x, dy)`; with `bias`, also the bias gradient (the sum of `dy` over all but the
     /// channel axis) as the step's first `also` value.
     ConvFilter { conv: Conv, bias: bool },
+    /// `(x₁, x₂, dy)`: the filter gradients of a pair of depthwise convolutions of one `dy` and
+    /// one geometry, the second as the step's first `also` value.
+    ConvFilterPair { conv: Conv },
     /// `(x)`
     Pool { kind: PoolKind, window: Window },
     /// `(x, dy)`
@@ -202,6 +212,8 @@ pub(crate) fn compile(program: &Program) -> Result<Compiled, ValueId> {
     }
     fuse_bias_gradients(program, &mut steps);
     fuse_shared_activations(program, &mut steps);
+    fuse_convolution_pairs(program, &uses, &mut steps, &mut origins);
+    fuse_gradient_pairs(program, &mut steps);
     let kernels = drop_unused_kernels(&mut steps, fusion.kernels);
     Ok(Compiled { steps, kernels, origins, inputs, counter })
 }
@@ -277,6 +289,101 @@ fn fuse_shared_activations(program: &Program, steps: &mut Vec<Step>) {
         step.also.push(pre);
         step.out = out;
         steps.remove(s);
+    }
+}
+
+/// Turns the sum of two depthwise convolutions of one geometry, read by nothing else, into
+/// one step: a pass over the two inputs that writes the sum, instead of two convolutions
+/// writing their results and an addition reading them back.
+fn fuse_convolution_pairs(program: &Program, uses: &[usize], steps: &mut Vec<Step>, origins: &mut [Origin]) {
+    let insts = program.insts();
+    // The step computing `v` when it is a plain depthwise convolution read only once.
+    let depthwise = |steps: &[Step], v: ValueId| {
+        let step = steps.iter().position(|s| s.out == v)?;
+        let Kernel::Conv { conv, epilogue } = steps[step].kernel else { return None };
+        let dims = |v: ValueId| insts[v.0].shape.resolve(1);
+        let args = &steps[step].args;
+        let geom = crate::kernels::conv::Geom::new(&dims(args[0]), &dims(args[1]), &dims(v), conv);
+        let single = uses[v.0] == 1 && steps[step].also.is_empty() && epilogue == Epilogue::default();
+        (single && geom.depthwise()).then_some((step, conv, geom))
+    };
+    let mut s = 0;
+    while s < steps.len() {
+        let step = &steps[s];
+        let sum = match (&step.kernel, &insts[step.out.0].op) {
+            (Kernel::Fused(f), Op::Add) => (f.operands.len() == 2
+                && f.also.is_empty()
+                && f.values.iter().flatten().count() == 1
+                && insts[step.out.0].args == f.operands)
+                .then(|| (f.operands[0], f.operands[1])),
+            _ => None,
+        };
+        let pair = sum.and_then(|(a, b)| Some((depthwise(steps, a)?, depthwise(steps, b)?)));
+        let Some(((first, conv, _), (second, ..))) = pair.filter(|(a, b)| a.2 == b.2 && a.1 == b.1) else {
+            s += 1;
+            continue;
+        };
+        let (a, b) = (steps[first].out, steps[second].out);
+        let (later, earlier) = (first.max(second), first.min(second));
+        let args = [steps[first].args.clone(), steps[second].args.clone()].concat();
+        steps[later] =
+            Step { kernel: Kernel::ConvPair { conv }, args, out: steps[s].out, fused: vec![a, b], also: Vec::new() };
+        origins[a.0] = Origin::Fused;
+        origins[b.0] = Origin::Fused;
+        // The sum comes after both convolutions, so removing it first keeps `earlier` valid.
+        steps.remove(s);
+        steps.remove(earlier);
+        s -= 1;
+    }
+}
+
+/// Merges two depthwise data gradients, or two depthwise filter gradients, of one `dy` and
+/// one geometry (ConvAct's halves in the backward pass) into one step that reads `dy` once.
+/// The merged step runs where the first did, so the second's other operand must exist by then.
+fn fuse_gradient_pairs(program: &Program, steps: &mut Vec<Step>) {
+    let insts = program.insts();
+    let geom = |x: ValueId, w: ValueId, y: ValueId, conv: Conv| {
+        let dims = |v: ValueId| insts[v.0].shape.resolve(1);
+        crate::kernels::conv::Geom::new(&dims(x), &dims(w), &dims(y), conv)
+    };
+    // A plain depthwise gradient step: (whether of the filter, conv, dy, its other operand,
+    // geometry).
+    let gradient = |step: &Step| {
+        let (filter, conv, dy, other, g) = match step.kernel {
+            Kernel::ConvData { conv } => {
+                (false, conv, step.args[0], step.args[1], geom(step.out, step.args[1], step.args[0], conv))
+            }
+            Kernel::ConvFilter { conv, bias: false } => {
+                (true, conv, step.args[1], step.args[0], geom(step.args[0], step.out, step.args[1], conv))
+            }
+            _ => return None,
+        };
+        (step.also.is_empty() && g.depthwise()).then_some((filter, conv, dy, other, g))
+    };
+    let mut s = 0;
+    while s < steps.len() {
+        let Some(first) = gradient(&steps[s]) else {
+            s += 1;
+            continue;
+        };
+        let same =
+            |t: &usize| gradient(&steps[*t]).filter(|b| (b.0, b.1, b.2, b.4) == (first.0, first.1, first.2, first.4));
+        let partner = (s + 1..steps.len()).find_map(|t| same(&t).map(|b| (t, b.3)));
+        let made_since = |t: usize, v: ValueId| steps[s..t].iter().any(|st| st.out == v || st.also.contains(&v));
+        let Some((t, other)) = partner.filter(|&(t, other)| !made_since(t, other)) else {
+            s += 1;
+            continue;
+        };
+        let second = steps.remove(t);
+        let (filter, conv, dy, mine, _) = first;
+        let step = &mut steps[s];
+        (step.kernel, step.args) = if filter {
+            (Kernel::ConvFilterPair { conv }, vec![mine, other, dy])
+        } else {
+            (Kernel::ConvDataPair { conv }, vec![dy, mine, other])
+        };
+        step.also.push(second.out);
+        s += 1;
     }
 }
 

@@ -131,3 +131,25 @@ fn a_plan_over_the_memory_limit_is_refused_before_it_allocates() {
     assert_eq!(unlimited(larger), Ok(()));
     c.run_on(&mut limited(bytes));
 }
+
+#[test]
+fn an_overflow_inside_a_pair_of_convolutions_is_traced_to_its_half() {
+    // ConvAct's halves run as one step; huge filters of the negative half overflow its
+    // convolution alone, which the check must name as the interpreter does.
+    let mut c = case(&example("convact.net"), Mode::Train, true, 2, 3);
+    let neg = c.params.iter_mut().find(|(n, _)| n == "convact1.neg").expect("convact1.neg");
+    neg.1.data_mut().iter_mut().for_each(|w| *w = f32::MAX / 2.0);
+    c.data.data_mut().iter_mut().for_each(|v| *v *= 1e3);
+    let interp = netc_interp::Interpreter { check_finite: true };
+    let feed = netc_interp::Feed { data: Some(&c.data), labels: Some(&c.labels), step: c.step, params: &c.params };
+    let Err(netc_interp::RunError::NonFinite { value, op, source }) = interp.run(&c.program, &feed) else {
+        panic!("the interpreter should diverge");
+    };
+    assert_eq!((op, source.as_ref().map(|s| s.name.as_str())), ("conv2d", Some("convact1")));
+    for threads in [1, 2] {
+        let mut exec = Executor::new(&c.program, ExecOptions { threads, ..ExecOptions::default() }).expect("compiles");
+        c.run_on(&mut exec);
+        let found = exec.first_non_finite().expect("a non-finite value");
+        assert_eq!((found.value, found.op, &found.source), (value, op, &source), "{threads} threads");
+    }
+}

@@ -142,3 +142,26 @@ fn each_convolution_bias_gradient_is_summed_by_its_filter_gradient() {
     let with_bias = steps(&text).into_iter().filter(|l| l.contains(" +bias_grad %")).count();
     assert_eq!(with_bias, 4, "{text}");
 }
+
+#[test]
+fn convacts_two_halves_are_one_convolution_step_forward_and_one_per_gradient() {
+    let text = netc_exec::describe(&training_program(&example("convact.net"))).unwrap();
+    let lines = steps(&text);
+    let reads = |line: &str, kernel: &str| {
+        let args = line.split(&format!(" = {kernel} ")).nth(1).and_then(|r| r.split(" +").next()).unwrap_or("");
+        args.split(", ").count()
+    };
+    // One step per ConvAct layer for each: the sum reads both halves and both filters; each
+    // gradient pair reads `dy` once, with both filters or both halves.
+    for (kernel, marker, operands) in
+        [("conv2d", " +sum of %", 4), ("conv2d_bwd_data", " +second %", 3), ("conv2d_bwd_filter", " +second %", 3)]
+    {
+        let pairs: Vec<&&str> =
+            lines.iter().filter(|l| l.contains(&format!(" = {kernel} ")) && l.contains(marker)).collect();
+        assert_eq!(pairs.len(), 3, "{kernel}:\n{text}");
+        for line in pairs {
+            assert_eq!(reads(line, kernel), operands, "{line}");
+        }
+    }
+    assert!(!text.contains("{ add %"), "no separate addition of the halves is left:\n{text}");
+}

@@ -101,7 +101,7 @@ impl Geom {
     /// Each output channel reads its own input channel alone (ConvAct's filters) through at
     /// most [`depthwise::MAX_TAPS`] taps: a group's GEMM would have one row, so [`depthwise`]
     /// loops over the windows directly.
-    fn depthwise(&self) -> bool {
+    pub fn depthwise(&self) -> bool {
         self.groups > 1 && self.groups == self.c && self.o == self.c && self.kh * self.kw <= depthwise::MAX_TAPS
     }
     /// The kernel rows (or columns) `lo..hi` whose input row (or column) for output index `i`
@@ -527,7 +527,7 @@ pub(crate) fn forward(
 ) {
     let g = plan.geom;
     if g.depthwise() {
-        return depthwise::forward(par, &g, x, weights, bias, act, y, pre, scratch);
+        return depthwise::forward(par, &g, &[(x, weights)], bias, act, y, pre, scratch);
     }
     if g.few_channels() {
         return few_channels::forward(par, plan, x, weights, bias, act, y, pre, scratch);
@@ -585,11 +585,53 @@ pub(crate) fn forward(
     });
 }
 
+/// `y = conv(x₁, w₁) + conv(x₂, w₂)` for a depthwise geometry (see [`Geom::depthwise`]):
+/// each convolution summed from zero as [`forward`] sums it, then the two added.
+pub(crate) fn forward_pair(
+    par: Par,
+    plan: &Plan,
+    first: (&[f32], &[f32]),
+    second: (&[f32], &[f32]),
+    y: &mut [f32],
+    scratch: &Scratch<'_>,
+) {
+    debug_assert!(plan.geom.depthwise());
+    depthwise::forward(par, &plan.geom, &[first, second], None, None, y, None, scratch);
+}
+
+/// The data gradients of a pair of depthwise convolutions of one `dy` (see
+/// [`forward_pair`]): each as [`backward_data`] computes it, in one pass over `dy`.
+pub(crate) fn backward_data_pair(
+    par: Par,
+    plan: &Plan,
+    dy: &[f32],
+    weights: (&[f32], &[f32]),
+    dx: (&mut [f32], &mut [f32]),
+    scratch: &Scratch<'_>,
+) {
+    debug_assert!(plan.geom.depthwise());
+    depthwise::backward_data(par, &plan.geom, dy, &[weights.0, weights.1], dx.0, Some(dx.1), scratch);
+}
+
+/// The filter gradients of a pair of depthwise convolutions of one `dy`: each as
+/// [`backward_filter`] computes it, in one pass over `dy`.
+pub(crate) fn backward_filter_pair(
+    par: Par,
+    plan: &Plan,
+    x: (&[f32], &[f32]),
+    dy: &[f32],
+    dw: (&mut [f32], &mut [f32]),
+    scratch: &Scratch<'_>,
+) {
+    debug_assert!(plan.geom.depthwise());
+    depthwise::backward_filter(par, &plan.geom, &[x.0, x.1], dy, dw.0, Some(dw.1), scratch);
+}
+
 /// `dx` from `dy` and the filters.
 pub(crate) fn backward_data(par: Par, plan: &Plan, dy: &[f32], weights: &[f32], dx: &mut [f32], scratch: &Scratch<'_>) {
     let g = plan.geom;
     if g.depthwise() {
-        return depthwise::backward_data(par, &g, dy, weights, dx, scratch);
+        return depthwise::backward_data(par, &g, dy, &[weights], dx, None, scratch);
     }
     let (p, kg, opg) = (g.p(), g.kg(), g.opg());
     par.chunks_mut(dx, plan.chunk * g.x_len(), |t, dx, worker| {
@@ -662,7 +704,7 @@ pub(crate) fn backward_filter(
 ) {
     let g = plan.geom;
     if g.depthwise() {
-        depthwise::backward_filter(par, &g, x, dy, dw, scratch);
+        depthwise::backward_filter(par, &g, &[x], dy, dw, None, scratch);
         if let Some(db) = db {
             depthwise::bias_gradient(par, &g, dy, db);
         }
@@ -1084,25 +1126,30 @@ mod depthwise {
         g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0
     }
 
-    /// `out = 0 + w·x`, the sum from zero of a single tap.
+    /// `out = 0 + w·x`, the sum from zero of a single tap; with `add`, that sum is added to
+    /// `out` instead.
     #[inline(always)]
-    fn scale_from_zero(w: f32, x: &[f32], out: &mut [f32]) {
-        out.iter_mut().zip(x).for_each(|(o, &v)| *o = 0.0 + w * v);
+    fn scale_from_zero(w: f32, x: &[f32], out: &mut [f32], add: bool) {
+        if add {
+            out.iter_mut().zip(x).for_each(|(o, &v)| *o += 0.0 + w * v);
+        } else {
+            out.iter_mut().zip(x).for_each(|(o, &v)| *o = 0.0 + w * v);
+        }
     }
 
     /// Channels per filter-gradient task: each task reads runs of this many consecutive planes.
     const CHANNELS_PER_TASK: usize = 8;
 
     /// Per-worker scratch: the larger of a zero-padded input plane and a zero-padded `dy` plane,
-    /// then a filter-gradient task's tap sums.
+    /// then a filter-gradient task's tap sums, for a pair of filters.
     pub(super) fn scratch_len(g: &Geom) -> usize {
-        plane_len(g) + CHANNELS_PER_TASK * g.kh * g.kw * LANES
+        plane_len(g) + 2 * CHANNELS_PER_TASK * g.kh * g.kw * LANES
     }
 
-    /// A zero-padded plane, if any.
+    /// A zero-padded plane; without one, an output plane (the second sum of a pair).
     fn plane_len(g: &Geom) -> usize {
         if !by_rows(g) {
-            return 0;
+            return g.p();
         }
         let input = (g.h + 2 * g.pad) * (g.w + 2 * g.pad);
         let grad = (g.ho + 2 * (g.kh - 1 - g.pad)) * (g.wo + 2 * (g.kw - 1 - g.pad));
@@ -1155,29 +1202,73 @@ mod depthwise {
     /// `out[i][j] = Σ_t w_t · src[i·width + j + off_t]` over the taps in order, from zero, one
     /// multiply and one add each, for rows of `cols` outputs. Each block of outputs along a row
     /// is summed in registers; a row's last block may overlap the one before, recomputing the
-    /// same values, so every path and block width gives the same bits.
+    /// same values, so every path and block width gives the same bits. With `add`, each sum is
+    /// added to `out` instead of stored (a row's overlapping last block adds only its new
+    /// outputs).
     #[inline(always)]
-    fn correlate(src: &[f32], width: usize, offsets: &[usize], weights: &[f32], out: &mut [f32], cols: usize) {
+    fn correlate(
+        src: &[f32],
+        width: usize,
+        offsets: &[usize],
+        weights: &[f32],
+        out: &mut [f32],
+        cols: usize,
+        add: bool,
+    ) {
+        if add {
+            correlate_into::<true>(src, width, offsets, weights, out, cols)
+        } else {
+            correlate_into::<false>(src, width, offsets, weights, out, cols)
+        }
+    }
+
+    /// [`correlate`], adding when `ADD`.
+    #[inline(always)]
+    fn correlate_into<const ADD: bool>(
+        src: &[f32],
+        width: usize,
+        offsets: &[usize],
+        weights: &[f32],
+        out: &mut [f32],
+        cols: usize,
+    ) {
         // 3×3 filters (ConvAct's) with the taps unrolled and their weights in registers.
         if let (Ok(offsets), Ok(weights)) = (<&[usize; 9]>::try_from(offsets), <&[f32; 9]>::try_from(weights)) {
             return match cols {
-                16.. => blocks::<16, 9>(src, width, offsets, weights, out, cols),
-                8.. => blocks::<8, 9>(src, width, offsets, weights, out, cols),
-                4.. => blocks::<4, 9>(src, width, offsets, weights, out, cols),
-                _ => blocks::<1, 9>(src, width, offsets, weights, out, cols),
+                16.. => blocks::<16, 9, ADD>(src, width, offsets, weights, out, cols),
+                8.. => blocks::<8, 9, ADD>(src, width, offsets, weights, out, cols),
+                4.. => blocks::<4, 9, ADD>(src, width, offsets, weights, out, cols),
+                _ => blocks::<1, 9, ADD>(src, width, offsets, weights, out, cols),
             };
         }
         match cols {
-            16.. => blocks::<16, 0>(src, width, offsets, weights, out, cols),
-            8.. => blocks::<8, 0>(src, width, offsets, weights, out, cols),
-            4.. => blocks::<4, 0>(src, width, offsets, weights, out, cols),
-            _ => blocks::<1, 0>(src, width, offsets, weights, out, cols),
+            16.. => blocks::<16, 0, ADD>(src, width, offsets, weights, out, cols),
+            8.. => blocks::<8, 0, ADD>(src, width, offsets, weights, out, cols),
+            4.. => blocks::<4, 0, ADD>(src, width, offsets, weights, out, cols),
+            _ => blocks::<1, 0, ADD>(src, width, offsets, weights, out, cols),
+        }
+    }
+
+    /// A block's sums into `dst`: stored, or with `ADD` added to all but the first `done`
+    /// outputs (those of an overlapping last block that the previous block added already; a
+    /// select per lane keeps them, so the block stays in one register).
+    #[inline(always)]
+    fn put<const L: usize, const ADD: bool>(dst: &mut [f32], acc: [f32; L], done: usize) {
+        if let Ok(dst) = <&mut [f32; L]>::try_from(dst) {
+            if ADD {
+                for (l, (d, &a)) in dst.iter_mut().zip(&acc).enumerate() {
+                    let sum = *d + a;
+                    *d = if l < done { *d } else { sum };
+                }
+            } else {
+                *dst = acc;
+            }
         }
     }
 
     /// [`correlate`] in blocks of `L` outputs, for `K` taps (any number when `K` is 0).
     #[inline(always)]
-    fn blocks<const L: usize, const K: usize>(
+    fn blocks<const L: usize, const K: usize, const ADD: bool>(
         src: &[f32],
         width: usize,
         offsets: &[usize],
@@ -1200,9 +1291,7 @@ mod depthwise {
                         *acc += w * v;
                     }
                 }
-                if let Ok(dst) = <&mut [f32; L]>::try_from(&mut row[j0..j0 + L]) {
-                    *dst = acc;
-                }
+                put::<L, ADD>(&mut row[j0..j0 + L], acc, j - j0);
                 j += L;
             }
         }
@@ -1247,11 +1336,12 @@ mod depthwise {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// The sum of the convolutions of `inputs` (inputs and filters; one, or a pair), each
+    /// summed from zero, then the bias and activation.
     pub(super) fn forward(
         par: Par,
         g: &Geom,
-        x: &[f32],
-        weights: &[f32],
+        inputs: &[(&[f32], &[f32])],
         bias: Option<&[f32]>,
         act: Option<UnaryFn>,
         y: &mut [f32],
@@ -1263,11 +1353,11 @@ mod depthwise {
             // SAFETY: `worker` comes from `Par`, which runs one task per worker at a time.
             let padded = unsafe { scratch.worker(worker) };
             wide!(par.isa(), fn(
-                g: &Geom = g, x: &[f32] = x, weights: &[f32] = weights, bias: Option<&[f32]> = bias,
+                g: &Geom = g, inputs: &[(&[f32], &[f32])] = inputs, bias: Option<&[f32]> = bias,
                 act: Option<UnaryFn> = act, y: &mut [f32] = y, pre: Option<&mut [f32]> = pre,
                 padded: &mut [f32] = padded, first: usize = t * per,
             ) {
-                forward_planes(g, x, weights, bias, act, y, pre, padded, first)
+                forward_planes(g, inputs, bias, act, y, pre, padded, first)
             });
         });
     }
@@ -1277,31 +1367,38 @@ mod depthwise {
     #[allow(clippy::too_many_arguments)]
     fn forward_planes(
         g: &Geom,
-        x: &[f32],
-        weights: &[f32],
+        inputs: &[(&[f32], &[f32])],
         bias: Option<&[f32]>,
         act: Option<UnaryFn>,
         y: &mut [f32],
         pre: Option<&mut [f32]>,
-        padded: &mut [f32],
+        scratch: &mut [f32],
         first: usize,
     ) {
         let (hw, p, k) = (g.h * g.w, g.p(), g.kh * g.kw);
         let mut pre = pre.map(|pre| pre.chunks_mut(p));
         let rows = by_rows(g);
+        // Whole rows use a zero-padded plane; taps along rows sum a pair's second in `extra`.
+        let (padded, extra) = scratch.split_at_mut(if rows { plane_len(g) } else { 0 });
         let mut padded = Padded::new(padded, (g.h, g.w), if rows { (g.pad, g.pad) } else { (0, 0) });
         let width = padded.width;
         let offsets = offsets(g, width);
         for (q, y) in y.chunks_mut(p).enumerate() {
             let plane = first + q;
             let channel = plane % g.c;
-            let (x, w) = (&x[plane * hw..][..hw], &weights[channel * k..][..k]);
-            if pointwise(g) {
-                scale_from_zero(w[0], x, y);
-            } else if rows {
-                correlate(padded.plane(x), width, &offsets[..k], w, y, g.wo);
-            } else {
-                forward_taps(g, x, w, y);
+            for (i, &(x, weights)) in inputs.iter().enumerate() {
+                let (x, w, add) = (&x[plane * hw..][..hw], &weights[channel * k..][..k], i > 0);
+                if pointwise(g) {
+                    scale_from_zero(w[0], x, y, add);
+                } else if rows {
+                    correlate(padded.plane(x), width, &offsets[..k], w, y, g.wo, add);
+                } else if add {
+                    let sum = &mut extra[..p];
+                    forward_taps(g, x, w, sum);
+                    y.iter_mut().zip(&*sum).for_each(|(y, &s)| *y += s);
+                } else {
+                    forward_taps(g, x, w, y);
+                }
             }
             if bias.is_some() || act.is_some() {
                 let pre = pre.as_mut().and_then(Iterator::next);
@@ -1328,31 +1425,41 @@ mod depthwise {
         );
     }
 
-    /// Each output's gradient times each tap, added to the input it read.
+    /// Each output's gradient times each tap, added to the input it read: per filter of
+    /// `weights` (one, or a pair), into `dx` and then `second`.
     pub(super) fn backward_data(
         par: Par,
         g: &Geom,
         dy: &[f32],
-        weights: &[f32],
+        weights: &[&[f32]],
         dx: &mut [f32],
+        second: Option<&mut [f32]>,
         scratch: &Scratch<'_>,
     ) {
         let per = planes_per_task(g.h * g.w);
-        par.chunks_mut(dx, per * g.h * g.w, |t, dx, worker| {
+        par.chunks_mut_beside(dx, per * g.h * g.w, second, |t, dx, second, worker| {
             // SAFETY: as in `forward`.
             let padded = unsafe { scratch.worker(worker) };
             wide!(par.isa(), fn(
-                g: &Geom = g, dy: &[f32] = dy, weights: &[f32] = weights, dx: &mut [f32] = dx,
-                padded: &mut [f32] = padded, first: usize = t * per,
+                g: &Geom = g, dy: &[f32] = dy, weights: &[&[f32]] = weights, dx: &mut [f32] = dx,
+                second: Option<&mut [f32]> = second, padded: &mut [f32] = padded, first: usize = t * per,
             ) {
-                backward_data_planes(g, dy, weights, dx, padded, first)
+                backward_data_planes(g, dy, weights, dx, second, padded, first)
             });
         });
     }
 
     /// The input gradients of consecutive planes from plane `first`.
     #[inline(always)]
-    fn backward_data_planes(g: &Geom, dy: &[f32], weights: &[f32], dx: &mut [f32], padded: &mut [f32], first: usize) {
+    fn backward_data_planes(
+        g: &Geom,
+        dy: &[f32],
+        weights: &[&[f32]],
+        dx: &mut [f32],
+        second: Option<&mut [f32]>,
+        padded: &mut [f32],
+        first: usize,
+    ) {
         let (hw, p, k) = (g.h * g.w, g.p(), g.kh * g.kw);
         let rows = by_rows(g);
         // Input (r, c) gathers dy(r + pad − a, c + pad − b) · w(a, b) in the order the
@@ -1366,19 +1473,25 @@ mod depthwise {
         for ((off, index), (a, b)) in offsets.iter_mut().zip(&mut order).zip(taps) {
             (*off, *index) = ((g.kh - 1 - a) * width + g.kw - 1 - b, a * g.kw + b);
         }
+        let mut second = second.map(|dx| dx.chunks_mut(hw));
         for (q, dx) in dx.chunks_mut(hw).enumerate() {
             let plane = first + q;
-            let (dy, w) = (&dy[plane * p..][..p], &weights[plane % g.c * k..][..k]);
-            if pointwise(g) {
-                scale_from_zero(w[0], dy, dx);
-            } else if rows {
-                let mut turned = [0.0; MAX_TAPS];
-                for (v, &index) in turned.iter_mut().zip(&order[..k]) {
-                    *v = w[index];
+            let dy = &dy[plane * p..][..p];
+            let src = padded.plane(dy);
+            let outputs = std::iter::once(dx).chain(second.as_mut().and_then(Iterator::next));
+            for (weights, dx) in weights.iter().zip(outputs) {
+                let w = &weights[plane % g.c * k..][..k];
+                if pointwise(g) {
+                    scale_from_zero(w[0], dy, dx, false);
+                } else if rows {
+                    let mut turned = [0.0; MAX_TAPS];
+                    for (v, &index) in turned.iter_mut().zip(&order[..k]) {
+                        *v = w[index];
+                    }
+                    correlate(src, width, &offsets[..k], &turned[..k], dx, g.w, false);
+                } else {
+                    backward_data_taps(g, dy, w, dx);
                 }
-                correlate(padded.plane(dy), width, &offsets[..k], &turned[..k], dx, g.w);
-            } else {
-                backward_data_taps(g, dy, w, dx);
             }
         }
     }
@@ -1402,32 +1515,46 @@ mod depthwise {
     }
 
     /// Per channel and tap, the sum over the examples and output positions of the output's
-    /// gradient times the input it read.
-    pub(super) fn backward_filter(par: Par, g: &Geom, x: &[f32], dy: &[f32], dw: &mut [f32], scratch: &Scratch<'_>) {
+    /// gradient times the input it read: per input of `x` (one, or a pair), into `dw` and
+    /// then `second`.
+    // (The allowance covers the path functions `wide!` writes.)
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn backward_filter(
+        par: Par,
+        g: &Geom,
+        x: &[&[f32]],
+        dy: &[f32],
+        dw: &mut [f32],
+        second: Option<&mut [f32]>,
+        scratch: &Scratch<'_>,
+    ) {
         let k = g.kh * g.kw;
-        par.chunks_mut(dw, CHANNELS_PER_TASK * k, |t, dw, worker| {
+        par.chunks_mut_beside(dw, CHANNELS_PER_TASK * k, second, |t, dw, second, worker| {
             // SAFETY: as in `forward`.
             let (padded, sums) = unsafe { scratch.worker(worker) }.split_at_mut(plane_len(g));
             let (sums, _) = sums.as_chunks_mut::<LANES>();
             wide!(par.isa(), fn(
-                g: &Geom = g, x: &[f32] = x, dy: &[f32] = dy, dw: &mut [f32] = dw, padded: &mut [f32] = padded,
-                sums: &mut [[f32; LANES]] = &mut sums[..dw.len()], first: usize = t * CHANNELS_PER_TASK,
+                g: &Geom = g, x: &[&[f32]] = x, dy: &[f32] = dy, dw: &mut [f32] = dw,
+                second: Option<&mut [f32]> = second, padded: &mut [f32] = padded,
+                sums: &mut [[f32; LANES]] = &mut sums[..dw.len() * x.len()], first: usize = t * CHANNELS_PER_TASK,
             ) {
-                filter_channels(g, x, dy, dw, padded, sums, first)
+                filter_channels(g, x, dy, dw, second, padded, sums, first)
             });
         });
     }
 
     /// The filter gradients of consecutive channels from channel `first`, whose tap sums are
-    /// `sums`. The planes are read in memory order (examples, then the channels). With whole
-    /// rows, lane `j % LANES` of a tap's sums takes output column `j` of every row; otherwise
-    /// the columns of the tap's span in turn.
+    /// `sums` (per input, the channels' sums). The planes are read in memory order (examples,
+    /// then the channels). With whole rows, lane `j % LANES` of a tap's sums takes output
+    /// column `j` of every row; otherwise the columns of the tap's span in turn.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn filter_channels(
         g: &Geom,
-        x: &[f32],
+        inputs: &[&[f32]],
         dy: &[f32],
         dw: &mut [f32],
+        second: Option<&mut [f32]>,
         padded: &mut [f32],
         sums: &mut [[f32; LANES]],
         first: usize,
@@ -1438,31 +1565,39 @@ mod depthwise {
         let mut padded = Padded::new(padded, (g.h, g.w), if rows { (g.pad, g.pad) } else { (0, 0) });
         let width = padded.width;
         let offsets = offsets(g, width);
+        let per_input = dw.len();
         for n in 0..g.n {
-            for (c, sums) in sums.chunks_exact_mut(k).enumerate() {
+            for c in 0..per_input / k {
                 let plane = n * g.c + first + c;
-                let (x, dy) = (&x[plane * hw..][..hw], &dy[plane * p..][..p]);
-                if pointwise(g) && g.wo == 1 {
-                    // One position per row: lane 0 only.
-                    sums[0][0] = dy.iter().zip(x).fold(sums[0][0], |s, (&d, &v)| s + d * v);
-                } else if rows {
-                    let src = padded.plane(x);
-                    let offsets = &offsets[..k];
-                    match <&[usize; 9]>::try_from(offsets) {
-                        Ok(offsets) => plane_sums(sums, dy, src, width, offsets, g.wo),
-                        Err(_) => {
-                            for (sums, &off) in sums.iter_mut().zip(offsets) {
-                                plane_sums(std::slice::from_mut(sums), dy, src, width, &[off], g.wo);
+                let dy = &dy[plane * p..][..p];
+                for (i, x) in inputs.iter().enumerate() {
+                    let sums = &mut sums[i * per_input + c * k..][..k];
+                    let x = &x[plane * hw..][..hw];
+                    if pointwise(g) && g.wo == 1 {
+                        // One position per row: lane 0 only.
+                        sums[0][0] = dy.iter().zip(x).fold(sums[0][0], |s, (&d, &v)| s + d * v);
+                    } else if rows {
+                        let src = padded.plane(x);
+                        let offsets = &offsets[..k];
+                        match <&[usize; 9]>::try_from(offsets) {
+                            Ok(offsets) => plane_sums(sums, dy, src, width, offsets, g.wo),
+                            Err(_) => {
+                                for (sums, &off) in sums.iter_mut().zip(offsets) {
+                                    plane_sums(std::slice::from_mut(sums), dy, src, width, &[off], g.wo);
+                                }
                             }
                         }
+                    } else {
+                        tap_sums(g, sums, dy, x);
                     }
-                } else {
-                    tap_sums(g, sums, dy, x);
                 }
             }
         }
-        for (dw, lanes) in dw.iter_mut().zip(&*sums) {
-            *dw = lanes.iter().fold(0.0, |s, &v| s + v);
+        let outputs = std::iter::once(dw).chain(second);
+        for (dw, sums) in outputs.zip(sums.chunks_exact(per_input)) {
+            for (dw, lanes) in dw.iter_mut().zip(sums) {
+                *dw = lanes.iter().fold(0.0, |s, &v| s + v);
+            }
         }
     }
 
@@ -1578,11 +1713,11 @@ mod depthwise {
                 let k: Vec<f32> = (0..kh * kw).map(|i| ((i * 31) % 97) as f32 / 41.0 - 1.2).collect();
                 let mut padded = vec![f32::NAN; scratch_len(&g)];
                 let (mut rows, mut taps) = (vec![f32::NAN; ho * wo], vec![f32::NAN; ho * wo]);
-                forward_planes(&g, &x, &k, None, None, &mut rows, None, &mut padded, 0);
+                forward_planes(&g, &[(&x, &k)], None, None, &mut rows, None, &mut padded, 0);
                 forward_taps(&g, &x, &k, &mut taps);
                 assert_eq!(bits(&rows), bits(&taps), "forward {g:?}");
                 let (mut rows, mut taps) = (vec![f32::NAN; h * w], vec![f32::NAN; h * w]);
-                backward_data_planes(&g, &dy, &k, &mut rows, &mut padded, 0);
+                backward_data_planes(&g, &dy, &[&k], &mut rows, None, &mut padded, 0);
                 backward_data_taps(&g, &dy, &k, &mut taps);
                 assert_eq!(bits(&rows), bits(&taps), "data gradient {g:?}");
             }
@@ -1631,7 +1766,7 @@ mod tests {
             let mut memory = vec![f32::NAN; depthwise::scratch_len(&g) * 2];
             for threads in [1, 2] {
                 let scratch = Scratch::new(&mut memory, threads);
-                depthwise::forward(Par::new(threads), &g, &x, &weights, None, None, &mut y, None, &scratch);
+                depthwise::forward(Par::new(threads), &g, &[(&x, &weights)], None, None, &mut y, None, &scratch);
                 for (e, y) in y.chunks(g.y_len()).enumerate() {
                     for (q, &v) in y.iter().enumerate() {
                         let (ch, pos) = (q / g.p(), q % g.p());
@@ -1644,7 +1779,7 @@ mod tests {
             // <forward(x), d> = <x, backward_data(d)> (small integers: exact in f32).
             let d: Vec<f32> = (0..y.len()).map(|i| ((i * 13) % 5) as f32 - 2.0).collect();
             let mut dx = vec![f32::NAN; x.len()];
-            depthwise::backward_data(Par::new(2), &g, &d, &weights, &mut dx, &Scratch::new(&mut memory, 2));
+            depthwise::backward_data(Par::new(2), &g, &d, &[&weights], &mut dx, None, &Scratch::new(&mut memory, 2));
             let lhs: f32 = y.iter().zip(&d).map(|(a, b)| a * b).sum();
             let rhs: f32 = x.iter().zip(&dx).map(|(a, b)| a * b).sum();
             assert_eq!(lhs, rhs, "{g:?}");
@@ -1652,7 +1787,7 @@ mod tests {
             let mut dw = vec![f32::NAN; weights.len()];
             for threads in [1, 2] {
                 let scratch = Scratch::new(&mut memory, threads);
-                depthwise::backward_filter(Par::new(threads), &g, &x, &d, &mut dw, &scratch);
+                depthwise::backward_filter(Par::new(threads), &g, &[&x], &d, &mut dw, None, &scratch);
                 for (r, &v) in dw.iter().enumerate() {
                     let (ch, t) = (r / (k * k), r % (k * k));
                     let want: f32 = (0..g.n)
@@ -1660,6 +1795,57 @@ mod tests {
                         .map(|(e, q)| d[e * g.y_len() + ch * g.p() + q] * element(&g, &x, e, ch * k * k + t, q))
                         .sum();
                     assert_eq!(v, want, "{g:?} dW[{r}]");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_pair_of_depthwise_convolutions_and_their_gradients_give_each_ones_bits() {
+        // (c, h, w, k, stride, pad): whole rows with a last block overlapping the one before
+        // (21 columns) and narrower than any block, pointwise, taps along rows (stride 2).
+        for (c, h, w, k, s, pad) in [(3, 9, 21, 3, 1, 1), (2, 5, 3, 3, 1, 1), (4, 6, 6, 1, 1, 0), (3, 7, 6, 3, 2, 1)] {
+            let g = geom(c, h, w, k, s, pad, c);
+            let plans = [g.forward_plan(), g.data_plan(), g.filter_plan(false)];
+            let numbers = |len: usize, seed: usize| -> Vec<f32> {
+                (0..len).map(|i| ((i * 7919 + seed) % 1009) as f32 / 101.0 - 4.9).collect()
+            };
+            let (x1, x2, dy) = (numbers(g.n * g.x_len(), 0), numbers(g.n * g.x_len(), 5), numbers(g.n * g.y_len(), 9));
+            let (w1, w2) = (numbers(c * k * k, 3), numbers(c * k * k, 11));
+            for isa in Isa::ALL.into_iter().filter(|isa| isa.is_available()) {
+                for threads in [1, 2] {
+                    let par = Par::new(threads).with_isa(isa);
+                    let most = plans.iter().map(Plan::worker_scratch).max().unwrap_or(0);
+                    let mut memory = vec![f32::NAN; most * threads];
+                    let scratch = Scratch::new(&mut memory, threads);
+                    let on = format!("{g:?} on {isa} with {threads} threads");
+                    let each = |x: &[f32], w: &[f32]| {
+                        let mut y = vec![f32::NAN; dy.len()];
+                        forward(par, &plans[0], x, w, None, None, &mut y, None, &scratch);
+                        y
+                    };
+                    let sum: Vec<f32> = each(&x1, &w1).iter().zip(each(&x2, &w2)).map(|(a, b)| a + b).collect();
+                    let mut y = vec![f32::NAN; sum.len()];
+                    forward_pair(par, &plans[0], (&x1, &w1), (&x2, &w2), &mut y, &scratch);
+                    assert_eq!(bits(&y), bits(&sum), "forward, {on}");
+
+                    let data = |w: &[f32]| {
+                        let mut dx = vec![f32::NAN; x1.len()];
+                        backward_data(par, &plans[1], &dy, w, &mut dx, &scratch);
+                        dx
+                    };
+                    let (mut dx1, mut dx2) = (vec![f32::NAN; x1.len()], vec![f32::NAN; x1.len()]);
+                    backward_data_pair(par, &plans[1], &dy, (&w1, &w2), (&mut dx1, &mut dx2), &scratch);
+                    assert_eq!((bits(&dx1), bits(&dx2)), (bits(&data(&w1)), bits(&data(&w2))), "data, {on}");
+
+                    let filter = |x: &[f32]| {
+                        let mut dw = vec![f32::NAN; w1.len()];
+                        backward_filter(par, &plans[2], x, &dy, &mut dw, None, &mut [], &scratch);
+                        dw
+                    };
+                    let (mut dw1, mut dw2) = (vec![f32::NAN; w1.len()], vec![f32::NAN; w1.len()]);
+                    backward_filter_pair(par, &plans[2], (&x1, &x2), &dy, (&mut dw1, &mut dw2), &scratch);
+                    assert_eq!((bits(&dw1), bits(&dw2)), (bits(&filter(&x1)), bits(&filter(&x2))), "filter, {on}");
                 }
             }
         }
