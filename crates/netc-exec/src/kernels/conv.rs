@@ -1202,29 +1202,11 @@ mod depthwise {
     /// `out[i][j] = Σ_t w_t · src[i·width + j + off_t]` over the taps in order, from zero, one
     /// multiply and one add each, for rows of `cols` outputs. Each block of outputs along a row
     /// is summed in registers; a row's last block may overlap the one before, recomputing the
-    /// same values, so every path and block width gives the same bits. With `add`, each sum is
+    /// same values, so every path and block width gives the same bits. With `ADD`, each sum is
     /// added to `out` instead of stored (a row's overlapping last block adds only its new
     /// outputs).
     #[inline(always)]
-    fn correlate(
-        src: &[f32],
-        width: usize,
-        offsets: &[usize],
-        weights: &[f32],
-        out: &mut [f32],
-        cols: usize,
-        add: bool,
-    ) {
-        if add {
-            correlate_into::<true>(src, width, offsets, weights, out, cols)
-        } else {
-            correlate_into::<false>(src, width, offsets, weights, out, cols)
-        }
-    }
-
-    /// [`correlate`], adding when `ADD`.
-    #[inline(always)]
-    fn correlate_into<const ADD: bool>(
+    fn correlate<const ADD: bool>(
         src: &[f32],
         width: usize,
         offsets: &[usize],
@@ -1390,8 +1372,10 @@ mod depthwise {
                 let (x, w, add) = (&x[plane * hw..][..hw], &weights[channel * k..][..k], i > 0);
                 if pointwise(g) {
                     scale_from_zero(w[0], x, y, add);
+                } else if rows && add {
+                    correlate::<true>(padded.plane(x), width, &offsets[..k], w, y, g.wo);
                 } else if rows {
-                    correlate(padded.plane(x), width, &offsets[..k], w, y, g.wo, add);
+                    correlate::<false>(padded.plane(x), width, &offsets[..k], w, y, g.wo);
                 } else if add {
                     let sum = &mut extra[..p];
                     forward_taps(g, x, w, sum);
@@ -1488,7 +1472,7 @@ mod depthwise {
                     for (v, &index) in turned.iter_mut().zip(&order[..k]) {
                         *v = w[index];
                     }
-                    correlate(src, width, &offsets[..k], &turned[..k], dx, g.w, false);
+                    correlate::<false>(src, width, &offsets[..k], &turned[..k], dx, g.w);
                 } else {
                     backward_data_taps(g, dy, w, dx);
                 }
