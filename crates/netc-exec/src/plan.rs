@@ -3,7 +3,8 @@
 //! per other instruction that does work. Everything here is independent of the batch size.
 
 use crate::fuse::{fuse, Fused};
-use netc_ir::{Conv, InputKind, Op, PoolKind, Program, UnaryFn, ValueId, Window};
+use crate::kernels::conv::Geom;
+use netc_ir::{Conv, InputKind, Inst, Op, PoolKind, Program, UnaryFn, ValueId, Window};
 
 /// What a step computes. Operands are the step's `args`, in the order given per variant.
 #[derive(Clone, Debug, PartialEq)]
@@ -261,13 +262,8 @@ fn fuse_shared_activations(program: &Program, steps: &mut Vec<Step>) {
     let mut s = 0;
     while s < steps.len() {
         let out = steps[s].out;
-        let lone_unary = match (&steps[s].kernel, &insts[out.0].op) {
-            (Kernel::Fused(f), Op::Unary(act)) => (f.operands.len() == 1
-                && f.also.is_empty()
-                && f.values.iter().flatten().count() == 1
-                && insts[out.0].args == f.operands
-                && insts[out.0].shape == insts[f.operands[0].0].shape)
-                .then_some((*act, f.operands[0])),
+        let lone_unary = match (lone_instruction(insts, &steps[s]), &insts[out.0].op) {
+            (Some([pre]), Op::Unary(act)) if insts[out.0].shape == insts[pre.0].shape => Some((*act, *pre)),
             _ => None,
         };
         let gemm = lone_unary.and_then(|(act, pre)| {
@@ -292,6 +288,21 @@ fn fuse_shared_activations(program: &Program, steps: &mut Vec<Step>) {
     }
 }
 
+/// The operands of a fused step that computes its own instruction and nothing else, straight
+/// from that instruction's operands.
+fn lone_instruction<'s>(insts: &[Inst], step: &'s Step) -> Option<&'s [ValueId]> {
+    let Kernel::Fused(f) = &step.kernel else { return None };
+    let lone = f.also.is_empty() && f.values.iter().flatten().count() == 1 && insts[step.out.0].args == f.operands;
+    lone.then_some(&f.operands)
+}
+
+/// The geometry of a convolution of `x` by `w` giving `y`, if it is depthwise. (Depthwise does
+/// not depend on the batch size.)
+fn depthwise_geom(insts: &[Inst], x: ValueId, w: ValueId, y: ValueId, conv: Conv) -> Option<Geom> {
+    let dims = |v: ValueId| insts[v.0].shape.resolve(1);
+    Some(Geom::new(&dims(x), &dims(w), &dims(y), conv)).filter(Geom::depthwise)
+}
+
 /// Turns the sum of two depthwise convolutions of one geometry, read by nothing else, into
 /// one step: a pass over the two inputs that writes the sum, instead of two convolutions
 /// writing their results and an addition reading them back.
@@ -299,27 +310,22 @@ fn fuse_convolution_pairs(program: &Program, uses: &[usize], steps: &mut Vec<Ste
     let insts = program.insts();
     // The step computing `v` when it is a plain depthwise convolution read only once.
     let depthwise = |steps: &[Step], v: ValueId| {
-        let step = steps.iter().position(|s| s.out == v)?;
-        let Kernel::Conv { conv, epilogue } = steps[step].kernel else { return None };
-        let dims = |v: ValueId| insts[v.0].shape.resolve(1);
-        let args = &steps[step].args;
-        let geom = crate::kernels::conv::Geom::new(&dims(args[0]), &dims(args[1]), &dims(v), conv);
-        let single = uses[v.0] == 1 && steps[step].also.is_empty() && epilogue == Epilogue::default();
-        (single && geom.depthwise()).then_some((step, conv, geom))
+        let at = steps.iter().position(|s| s.out == v)?;
+        let step = &steps[at];
+        let Kernel::Conv { conv, epilogue } = step.kernel else { return None };
+        let single = uses[v.0] == 1 && step.also.is_empty() && epilogue == Epilogue::default();
+        let geom = depthwise_geom(insts, step.args[0], step.args[1], v, conv).filter(|_| single)?;
+        Some((at, conv, geom))
     };
     let mut s = 0;
     while s < steps.len() {
-        let step = &steps[s];
-        let sum = match (&step.kernel, &insts[step.out.0].op) {
-            (Kernel::Fused(f), Op::Add) => (f.operands.len() == 2
-                && f.also.is_empty()
-                && f.values.iter().flatten().count() == 1
-                && insts[step.out.0].args == f.operands)
-                .then(|| (f.operands[0], f.operands[1])),
+        let sum = match (lone_instruction(insts, &steps[s]), &insts[steps[s].out.0].op) {
+            (Some(&[a, b]), Op::Add) => Some((a, b)),
             _ => None,
         };
         let pair = sum.and_then(|(a, b)| Some((depthwise(steps, a)?, depthwise(steps, b)?)));
-        let Some(((first, conv, _), (second, ..))) = pair.filter(|(a, b)| a.2 == b.2 && a.1 == b.1) else {
+        // One geometry includes one stride, padding and grouping.
+        let Some(((first, conv, _), (second, ..))) = pair.filter(|(a, b)| a.2 == b.2) else {
             s += 1;
             continue;
         };
@@ -337,45 +343,55 @@ fn fuse_convolution_pairs(program: &Program, uses: &[usize], steps: &mut Vec<Ste
     }
 }
 
+/// A depthwise data or filter gradient step without a bias gradient.
+struct Gradient {
+    filter: bool,
+    conv: Conv,
+    dy: ValueId,
+    /// The filter (data gradient) or the input (filter gradient).
+    other: ValueId,
+    geom: Geom,
+}
+
+impl Gradient {
+    fn of(insts: &[Inst], step: &Step) -> Option<Gradient> {
+        let (filter, conv, dy, other, (x, w)) = match step.kernel {
+            Kernel::ConvData { conv } => (false, conv, step.args[0], step.args[1], (step.out, step.args[1])),
+            Kernel::ConvFilter { conv, bias: false } => {
+                (true, conv, step.args[1], step.args[0], (step.args[0], step.out))
+            }
+            _ => return None,
+        };
+        let geom = depthwise_geom(insts, x, w, dy, conv).filter(|_| step.also.is_empty())?;
+        Some(Gradient { filter, conv, dy, other, geom })
+    }
+
+    /// Whether `other` is the same kind of gradient of the same `dy` and geometry.
+    fn pairs_with(&self, other: &Gradient) -> bool {
+        (self.filter, self.dy, self.geom) == (other.filter, other.dy, other.geom)
+    }
+}
+
 /// Merges two depthwise data gradients, or two depthwise filter gradients, of one `dy` and
 /// one geometry (ConvAct's halves in the backward pass) into one step that reads `dy` once.
 /// The merged step runs where the first did, so the second's other operand must exist by then.
 fn fuse_gradient_pairs(program: &Program, steps: &mut Vec<Step>) {
     let insts = program.insts();
-    let geom = |x: ValueId, w: ValueId, y: ValueId, conv: Conv| {
-        let dims = |v: ValueId| insts[v.0].shape.resolve(1);
-        crate::kernels::conv::Geom::new(&dims(x), &dims(w), &dims(y), conv)
-    };
-    // A plain depthwise gradient step: (whether of the filter, conv, dy, its other operand,
-    // geometry).
-    let gradient = |step: &Step| {
-        let (filter, conv, dy, other, g) = match step.kernel {
-            Kernel::ConvData { conv } => {
-                (false, conv, step.args[0], step.args[1], geom(step.out, step.args[1], step.args[0], conv))
-            }
-            Kernel::ConvFilter { conv, bias: false } => {
-                (true, conv, step.args[1], step.args[0], geom(step.args[0], step.out, step.args[1], conv))
-            }
-            _ => return None,
-        };
-        (step.also.is_empty() && g.depthwise()).then_some((filter, conv, dy, other, g))
-    };
     let mut s = 0;
     while s < steps.len() {
-        let Some(first) = gradient(&steps[s]) else {
+        let Some(first) = Gradient::of(insts, &steps[s]) else {
             s += 1;
             continue;
         };
-        let same =
-            |t: &usize| gradient(&steps[*t]).filter(|b| (b.0, b.1, b.2, b.4) == (first.0, first.1, first.2, first.4));
-        let partner = (s + 1..steps.len()).find_map(|t| same(&t).map(|b| (t, b.3)));
+        let partner = (s + 1..steps.len())
+            .find_map(|t| Gradient::of(insts, &steps[t]).filter(|g| first.pairs_with(g)).map(|g| (t, g.other)));
         let made_since = |t: usize, v: ValueId| steps[s..t].iter().any(|st| st.out == v || st.also.contains(&v));
         let Some((t, other)) = partner.filter(|&(t, other)| !made_since(t, other)) else {
             s += 1;
             continue;
         };
         let second = steps.remove(t);
-        let (filter, conv, dy, mine, _) = first;
+        let Gradient { filter, conv, dy, other: mine, .. } = first;
         let step = &mut steps[s];
         (step.kernel, step.args) = if filter {
             (Kernel::ConvFilterPair { conv }, vec![mine, other, dy])

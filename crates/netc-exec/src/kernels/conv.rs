@@ -1126,11 +1126,11 @@ mod depthwise {
         g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0
     }
 
-    /// `out = 0 + w·x`, the sum from zero of a single tap; with `add`, that sum is added to
+    /// `out = 0 + w·x`, the sum from zero of a single tap; with `ADD`, that sum is added to
     /// `out` instead.
     #[inline(always)]
-    fn scale_from_zero(w: f32, x: &[f32], out: &mut [f32], add: bool) {
-        if add {
+    fn scale_from_zero<const ADD: bool>(w: f32, x: &[f32], out: &mut [f32]) {
+        if ADD {
             out.iter_mut().zip(x).for_each(|(o, &v)| *o += 0.0 + w * v);
         } else {
             out.iter_mut().zip(x).for_each(|(o, &v)| *o = 0.0 + w * v);
@@ -1363,31 +1363,50 @@ mod depthwise {
         // Whole rows use a zero-padded plane; taps along rows sum a pair's second in `extra`.
         let (padded, extra) = scratch.split_at_mut(if rows { plane_len(g) } else { 0 });
         let mut padded = Padded::new(padded, (g.h, g.w), if rows { (g.pad, g.pad) } else { (0, 0) });
-        let width = padded.width;
-        let offsets = offsets(g, width);
+        let offsets = offsets(g, padded.width);
+        let offsets = &offsets[..k];
         for (q, y) in y.chunks_mut(p).enumerate() {
             let plane = first + q;
             let channel = plane % g.c;
             for (i, &(x, weights)) in inputs.iter().enumerate() {
-                let (x, w, add) = (&x[plane * hw..][..hw], &weights[channel * k..][..k], i > 0);
-                if pointwise(g) {
-                    scale_from_zero(w[0], x, y, add);
-                } else if rows && add {
-                    correlate::<true>(padded.plane(x), width, &offsets[..k], w, y, g.wo);
-                } else if rows {
-                    correlate::<false>(padded.plane(x), width, &offsets[..k], w, y, g.wo);
-                } else if add {
-                    let sum = &mut extra[..p];
-                    forward_taps(g, x, w, sum);
-                    y.iter_mut().zip(&*sum).for_each(|(y, &s)| *y += s);
+                let (x, w) = (&x[plane * hw..][..hw], &weights[channel * k..][..k]);
+                if i == 0 {
+                    plane_outputs::<false>(g, x, w, &mut padded, offsets, extra, y);
                 } else {
-                    forward_taps(g, x, w, y);
+                    plane_outputs::<true>(g, x, w, &mut padded, offsets, extra, y);
                 }
             }
             if bias.is_some() || act.is_some() {
                 let pre = pre.as_mut().and_then(Iterator::next);
                 bias_act_rows(y, pre, p, bias.map(|b| &b[channel..channel + 1]), act);
             }
+        }
+    }
+
+    /// One plane's outputs from input plane `x` and filter `w`, into `y` or with `ADD` added
+    /// to it: over whole rows of the zero-padded plane where the geometry allows, else tap by
+    /// tap (then through `extra` when adding, so that the sum is still summed from zero).
+    #[inline(always)]
+    fn plane_outputs<const ADD: bool>(
+        g: &Geom,
+        x: &[f32],
+        w: &[f32],
+        padded: &mut Padded<'_>,
+        offsets: &[usize],
+        extra: &mut [f32],
+        y: &mut [f32],
+    ) {
+        if pointwise(g) {
+            scale_from_zero::<ADD>(w[0], x, y);
+        } else if by_rows(g) {
+            let width = padded.width;
+            correlate::<ADD>(padded.plane(x), width, offsets, w, y, g.wo);
+        } else if ADD {
+            let sum = &mut extra[..y.len()];
+            forward_taps(g, x, w, sum);
+            y.iter_mut().zip(&*sum).for_each(|(y, &s)| *y += s);
+        } else {
+            forward_taps(g, x, w, y);
         }
     }
 
@@ -1466,7 +1485,7 @@ mod depthwise {
             for (weights, dx) in weights.iter().zip(outputs) {
                 let w = &weights[plane % g.c * k..][..k];
                 if pointwise(g) {
-                    scale_from_zero(w[0], dy, dx, false);
+                    scale_from_zero::<false>(w[0], dy, dx);
                 } else if rows {
                     let mut turned = [0.0; MAX_TAPS];
                     for (v, &index) in turned.iter_mut().zip(&order[..k]) {
