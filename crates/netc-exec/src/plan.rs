@@ -227,9 +227,14 @@ fn fuse_bias_gradients(program: &Program, steps: &mut Vec<Step>) {
     let mut s = 0;
     while s < steps.len() {
         let step = &steps[s];
-        let bias_sum = matches!(&step.kernel, Kernel::ReduceSum { axes } if axes == &[0, 2, 3])
-            && insts[step.args[0].0].shape.rank() == 4;
-        let (dy, db) = (step.args[0], step.out);
+        // Steps without operands (a constant) are not sums of anything.
+        let Some(&dy) = step.args.first() else {
+            s += 1;
+            continue;
+        };
+        let bias_sum =
+            matches!(&step.kernel, Kernel::ReduceSum { axes } if axes == &[0, 2, 3]) && insts[dy.0].shape.rank() == 4;
+        let db = step.out;
         let filter = bias_sum.then(|| {
             let later = s + 1..steps.len();
             later.into_iter().find(|&f| {
