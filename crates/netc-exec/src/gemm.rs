@@ -237,10 +237,11 @@ pub(crate) fn pack_rhs<'o>(par: crate::par::Par, b: MatRef<'_>, out: &'o mut [f3
 
 /// `dst = a · bᵀ` where `a` (`m × k`) has contiguous rows and `b` (`n × k`) is a panel
 /// matrix over the contraction (see [`PanelMat`]): both are read in place along the
-/// contraction, eight lanes at a time, so nothing is packed or transposed. Each element is the
-/// sum of eight lane-wise partial sums (lane `l` fuses the products at `l`, `l + 8`, … in
-/// order) reduced in a fixed order, plus the ragged tail fused in order: the same on every
-/// path (AVX-512 holds two such 8-lane sums per register).
+/// contraction, a panel row (16 positions) at a time, so nothing is packed or transposed.
+/// Each element is the sum of sixteen lane-wise partial sums (lane `l` fuses the products at
+/// `l`, `l + 16`, … in order) reduced in [`lane_total16`]'s order, plus the ragged tail fused
+/// in order: the same on every path (AVX-512 holds the sixteen lanes in one register, AVX2 in
+/// two).
 pub(crate) fn gemm_nt(isa: Isa, dst: MatMut<'_>, a: MatRef<'_>, b: PanelMat<'_>) {
     assert!(a.rows == dst.rows && b.rows == dst.cols && b.cols == a.cols, "GEMM operand shapes do not agree");
     // Rows are read as `k` consecutive elements (a single column needs no column stride).
@@ -278,10 +279,11 @@ pub(crate) fn gemm_nt(isa: Isa, dst: MatMut<'_>, a: MatRef<'_>, b: PanelMat<'_>)
     }
 }
 
-/// Rows of `a` and of `b` per dot-product tile: twelve 8-lane accumulators with AVX2, and with
-/// AVX-512 twelve registers of two 8-lane sums each (two rows of `a` per register).
-const NT_ROWS: usize = 3;
-const NT_COLS: usize = 4;
+/// Rows of `a` and of `b` per dot-product tile: with AVX2 six results of two registers each,
+/// with AVX-512 twenty-four of one register each. A step of 16 positions then loads AVX2's
+/// operands in two halves of 8 and AVX-512's once, for 12 or 24 fused multiply-adds.
+const NT_ROWS: usize = 2;
+const NT_COLS: usize = 3;
 const NT_ROWS_AVX512: usize = 4;
 const NT_COLS_AVX512: usize = 6;
 const NT_ROWS_MAX: usize = NT_ROWS_AVX512;
@@ -305,7 +307,7 @@ fn nt_tail(a: &MatRef<'_>, b: &PanelMat<'_>, i: usize, j: usize, body: usize, k:
     })
 }
 
-/// The portable dot-product tile: eight lanes per row pair, then the tail, in the same order
+/// The portable dot-product tile: sixteen lanes per result, then the tail, in the same order
 /// as the SIMD kernels.
 #[allow(clippy::too_many_arguments)]
 fn portable_nt_tile(
@@ -318,24 +320,26 @@ fn portable_nt_tile(
     j0: usize,
     sums: &mut NtSums,
 ) {
-    let body = k / 8 * 8;
+    let body = k / NR * NR;
     for (i, row) in sums.iter_mut().enumerate().take(rows) {
         for (j, sum) in row.iter_mut().enumerate().take(cols) {
-            let mut lanes = [0.0f32; 8];
-            for p0 in (0..body).step_by(8) {
+            let mut lanes = [0.0f32; NR];
+            for p0 in (0..body).step_by(NR) {
                 for (l, lane) in lanes.iter_mut().enumerate() {
                     let (x, y) = nt_at(a, b, i0 + i, j0 + j, p0 + l);
                     *lane = x.mul_add(y, *lane);
                 }
             }
-            *sum = nt_tail(a, b, i0 + i, j0 + j, body, k, lane_total(&lanes));
+            *sum = nt_tail(a, b, i0 + i, j0 + j, body, k, lane_total16(&lanes));
         }
     }
 }
 
-/// The fixed-order sum of eight lanes (pairwise, as the SIMD kernels reduce a register).
-fn lane_total(l: &[f32; 8]) -> f32 {
-    ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
+/// The fixed-order sum of sixteen lanes, as the SIMD kernels reduce their registers: the upper
+/// eight added onto the lower eight, then those pairwise.
+fn lane_total16(l: &[f32; NR]) -> f32 {
+    let h: [f32; 8] = std::array::from_fn(|i| l[i] + l[i + 8]);
+    ((h[0] + h[4]) + (h[2] + h[6])) + ((h[1] + h[5]) + (h[3] + h[7]))
 }
 
 /// Packing memory a product of these sizes needs (either orientation).
@@ -802,8 +806,8 @@ mod avx2 {
     }
 
     /// The dot products of rows `i0..i0+ROWS` of `a` with rows `j0..j0+COLS` of the panel
-    /// matrix `b`, eight positions per step; each result is its register's lanes reduced
-    /// pairwise, plus the ragged tail in order (as `portable_nt_tile`).
+    /// matrix `b`, sixteen positions (one panel row) per step in two halves of eight, two
+    /// registers per result (lanes 0–7 and 8–15), reduced and finished as `portable_nt_tile`.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA; the rows must lie inside the operands.
@@ -817,33 +821,36 @@ mod avx2 {
         j0: usize,
         sums: &mut NtSums,
     ) {
-        // SAFETY: reads stay inside the rows (the caller's obligation): `p + 8 <= body <= k`.
+        // SAFETY: reads stay inside the rows (the caller's obligation): `p + 16 <= body <= k`.
         unsafe {
-            // Accumulators by column of the tile (row of `b`), then row.
-            let mut acc = [[_mm256_setzero_ps(); ROWS]; COLS];
+            // Accumulators by half, column of the tile (row of `b`), then row.
+            let mut acc = [[[_mm256_setzero_ps(); ROWS]; COLS]; 2];
             let a_rows: [*const f32; ROWS] = std::array::from_fn(|i| a.data.as_ptr().add(a.off + (i0 + i) * a.rs));
-            let body = k / 8 * 8;
+            let body = k / NR * NR;
             let mut p = 0;
             while p < body {
-                let panel = b.data.as_ptr().add(b.off + (p / NR) * b.panel_stride + p % NR);
-                let va: [__m256; ROWS] = std::array::from_fn(|i| _mm256_loadu_ps(a_rows[i].add(p)));
-                for (j, column) in acc.iter_mut().enumerate() {
-                    let vb = _mm256_loadu_ps(panel.add((j0 + j) * NR));
-                    for (sum, &x) in column.iter_mut().zip(&va) {
-                        *sum = _mm256_fmadd_ps(x, vb, *sum);
+                let panel = b.data.as_ptr().add(b.off + (p / NR) * b.panel_stride);
+                for (half, acc) in acc.iter_mut().enumerate() {
+                    let va: [__m256; ROWS] = std::array::from_fn(|i| _mm256_loadu_ps(a_rows[i].add(p + 8 * half)));
+                    for (j, column) in acc.iter_mut().enumerate() {
+                        let vb = _mm256_loadu_ps(panel.add((j0 + j) * NR + 8 * half));
+                        for (sum, &x) in column.iter_mut().zip(&va) {
+                            *sum = _mm256_fmadd_ps(x, vb, *sum);
+                        }
                     }
                 }
-                p += 8;
+                p += NR;
             }
-            for (j, column) in acc.iter().enumerate() {
-                for (i, &v) in column.iter().enumerate() {
-                    sums[i][j] = nt_tail(a, b, i0 + i, j0 + j, body, k, lane_sum(v));
+            for j in 0..COLS {
+                for i in 0..ROWS {
+                    let folded = _mm256_add_ps(acc[0][j][i], acc[1][j][i]);
+                    sums[i][j] = nt_tail(a, b, i0 + i, j0 + j, body, k, lane_sum(folded));
                 }
             }
         }
     }
 
-    /// The eight lanes of `v` summed in `lane_total`'s order: (l0+l4, l1+l5, l2+l6, l3+l7),
+    /// The eight lanes of `v` summed in `lane_total16`'s order after its fold: (l0+l4, l1+l5, l2+l6, l3+l7),
     /// then pairs 0+2 and 1+3, then their sum.
     ///
     /// # Safety
@@ -855,7 +862,7 @@ mod avx2 {
         _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)))
     }
 
-    /// [`nt`] for a tile of `rows` × `cols` (at most 3 × 4).
+    /// [`nt`] for a tile of `rows` × `cols` (at most 2 × 3).
     ///
     /// # Safety
     /// As for [`nt`].
@@ -873,15 +880,9 @@ mod avx2 {
         // SAFETY: passed on to the caller.
         unsafe {
             match (rows, cols) {
-                (3, 4) => nt::<3, 4>(k, a, i0, b, j0, sums),
-                (3, 3) => nt::<3, 3>(k, a, i0, b, j0, sums),
-                (3, 2) => nt::<3, 2>(k, a, i0, b, j0, sums),
-                (3, _) => nt::<3, 1>(k, a, i0, b, j0, sums),
-                (2, 4) => nt::<2, 4>(k, a, i0, b, j0, sums),
                 (2, 3) => nt::<2, 3>(k, a, i0, b, j0, sums),
                 (2, 2) => nt::<2, 2>(k, a, i0, b, j0, sums),
                 (2, _) => nt::<2, 1>(k, a, i0, b, j0, sums),
-                (_, 4) => nt::<1, 4>(k, a, i0, b, j0, sums),
                 (_, 3) => nt::<1, 3>(k, a, i0, b, j0, sums),
                 (_, 2) => nt::<1, 2>(k, a, i0, b, j0, sums),
                 _ => nt::<1, 1>(k, a, i0, b, j0, sums),
@@ -1013,28 +1014,15 @@ mod avx512 {
         }
     }
 
-    /// Eight lanes from each of two rows of `a` at position `p`: row `lo` in the low half of the
-    /// register, row `hi` in the high half.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn two_rows(lo: *const f32, hi: *const f32) -> __m512 {
-        // SAFETY: the caller's reads.
-        unsafe {
-            let low = _mm512_castpd256_pd512(_mm256_castps_pd(_mm256_loadu_ps(lo)));
-            _mm512_castpd_ps(_mm512_insertf64x4(low, _mm256_castps_pd(_mm256_loadu_ps(hi)), 1))
-        }
-    }
-
     /// The dot products of rows `i0..i0+ROWS` of `a` with rows `j0..j0+COLS` of the panel
-    /// matrix `b`, eight positions per step, exactly as the AVX2 kernel sums them: each
-    /// register holds the eight lane sums of two rows of `a` with one row of `b` (broadcast to
-    /// both halves), and each half is reduced in `lane_total`'s order.
+    /// matrix `b`, sixteen positions (one panel row) per step, one register per result: its
+    /// lanes reduced as `lane_total16` orders them, plus the ragged tail in order.
     ///
     /// # Safety
     /// The CPU must support AVX-512F; the rows must lie inside the operands.
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn nt<const PAIRS: usize, const COLS: usize>(
-        rows: usize,
+    unsafe fn nt<const ROWS: usize, const COLS: usize>(
         k: usize,
         a: &MatRef<'_>,
         i0: usize,
@@ -1042,42 +1030,30 @@ mod avx512 {
         j0: usize,
         sums: &mut NtSums,
     ) {
-        // SAFETY: reads stay inside the rows (the caller's obligation): `p + 8 <= body <= k`;
-        // a missing second row of a pair repeats the first.
+        // SAFETY: reads stay inside the rows (the caller's obligation): `p + 16 <= body <= k`.
         unsafe {
-            let mut acc = [[_mm512_setzero_ps(); PAIRS]; COLS];
-            let row = |i: usize| a.data.as_ptr().add(a.off + (i0 + i.min(rows - 1)) * a.rs);
-            let mut pairs = [(row(0), row(0)); PAIRS];
-            for (r, pair) in pairs.iter_mut().enumerate() {
-                *pair = (row(2 * r), row(2 * r + 1));
-            }
-            let body = k / 8 * 8;
+            let mut acc = [[_mm512_setzero_ps(); ROWS]; COLS];
+            let a_rows: [*const f32; ROWS] = std::array::from_fn(|i| a.data.as_ptr().add(a.off + (i0 + i) * a.rs));
+            let body = k / NR * NR;
             let mut p = 0;
             while p < body {
-                let panel = b.data.as_ptr().add(b.off + (p / NR) * b.panel_stride + p % NR);
-                let mut va = [_mm512_setzero_ps(); PAIRS];
-                for (v, &(lo, hi)) in va.iter_mut().zip(&pairs) {
-                    *v = two_rows(lo.add(p), hi.add(p));
-                }
+                let panel = b.data.as_ptr().add(b.off + (p / NR) * b.panel_stride);
+                let va: [__m512; ROWS] = std::array::from_fn(|i| _mm512_loadu_ps(a_rows[i].add(p)));
                 for (j, column) in acc.iter_mut().enumerate() {
-                    let vb = _mm256_castps_pd(_mm256_loadu_ps(panel.add((j0 + j) * NR)));
-                    let vb = _mm512_castpd_ps(_mm512_broadcast_f64x4(vb));
+                    let vb = _mm512_loadu_ps(panel.add((j0 + j) * NR));
                     for (sum, &x) in column.iter_mut().zip(&va) {
                         *sum = _mm512_fmadd_ps(x, vb, *sum);
                     }
                 }
-                p += 8;
+                p += NR;
             }
             for (j, column) in acc.iter().enumerate() {
-                for (r, &v) in column.iter().enumerate() {
-                    let halves =
-                        [_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))];
-                    for (h, &half) in halves.iter().enumerate() {
-                        let i = 2 * r + h;
-                        if i < rows {
-                            sums[i][j] = nt_tail(a, b, i0 + i, j0 + j, body, k, avx2::lane_sum(half));
-                        }
-                    }
+                for (i, &v) in column.iter().enumerate() {
+                    let folded = _mm256_add_ps(
+                        _mm512_castps512_ps256(v),
+                        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)),
+                    );
+                    sums[i][j] = nt_tail(a, b, i0 + i, j0 + j, body, k, avx2::lane_sum(folded));
                 }
             }
         }
@@ -1100,19 +1076,31 @@ mod avx512 {
     ) {
         // SAFETY: passed on to the caller.
         unsafe {
-            match (rows.div_ceil(2), cols) {
-                (2, 6) => nt::<2, 6>(rows, k, a, i0, b, j0, sums),
-                (2, 5) => nt::<2, 5>(rows, k, a, i0, b, j0, sums),
-                (2, 4) => nt::<2, 4>(rows, k, a, i0, b, j0, sums),
-                (2, 3) => nt::<2, 3>(rows, k, a, i0, b, j0, sums),
-                (2, 2) => nt::<2, 2>(rows, k, a, i0, b, j0, sums),
-                (2, _) => nt::<2, 1>(rows, k, a, i0, b, j0, sums),
-                (_, 6) => nt::<1, 6>(rows, k, a, i0, b, j0, sums),
-                (_, 5) => nt::<1, 5>(rows, k, a, i0, b, j0, sums),
-                (_, 4) => nt::<1, 4>(rows, k, a, i0, b, j0, sums),
-                (_, 3) => nt::<1, 3>(rows, k, a, i0, b, j0, sums),
-                (_, 2) => nt::<1, 2>(rows, k, a, i0, b, j0, sums),
-                _ => nt::<1, 1>(rows, k, a, i0, b, j0, sums),
+            match (rows, cols) {
+                (4, 6) => nt::<4, 6>(k, a, i0, b, j0, sums),
+                (4, 5) => nt::<4, 5>(k, a, i0, b, j0, sums),
+                (4, 4) => nt::<4, 4>(k, a, i0, b, j0, sums),
+                (4, 3) => nt::<4, 3>(k, a, i0, b, j0, sums),
+                (4, 2) => nt::<4, 2>(k, a, i0, b, j0, sums),
+                (4, _) => nt::<4, 1>(k, a, i0, b, j0, sums),
+                (3, 6) => nt::<3, 6>(k, a, i0, b, j0, sums),
+                (3, 5) => nt::<3, 5>(k, a, i0, b, j0, sums),
+                (3, 4) => nt::<3, 4>(k, a, i0, b, j0, sums),
+                (3, 3) => nt::<3, 3>(k, a, i0, b, j0, sums),
+                (3, 2) => nt::<3, 2>(k, a, i0, b, j0, sums),
+                (3, _) => nt::<3, 1>(k, a, i0, b, j0, sums),
+                (2, 6) => nt::<2, 6>(k, a, i0, b, j0, sums),
+                (2, 5) => nt::<2, 5>(k, a, i0, b, j0, sums),
+                (2, 4) => nt::<2, 4>(k, a, i0, b, j0, sums),
+                (2, 3) => nt::<2, 3>(k, a, i0, b, j0, sums),
+                (2, 2) => nt::<2, 2>(k, a, i0, b, j0, sums),
+                (2, _) => nt::<2, 1>(k, a, i0, b, j0, sums),
+                (_, 6) => nt::<1, 6>(k, a, i0, b, j0, sums),
+                (_, 5) => nt::<1, 5>(k, a, i0, b, j0, sums),
+                (_, 4) => nt::<1, 4>(k, a, i0, b, j0, sums),
+                (_, 3) => nt::<1, 3>(k, a, i0, b, j0, sums),
+                (_, 2) => nt::<1, 2>(k, a, i0, b, j0, sums),
+                _ => nt::<1, 1>(k, a, i0, b, j0, sums),
             }
         }
     }
